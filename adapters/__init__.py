@@ -1,0 +1,1 @@
+"""Environment and store adapters (installed as trajgraph.adapters). Core never imports these."""

@@ -1,0 +1,1 @@
+"""Ready-made agent graphs (installed as trajgraph.graphs)."""

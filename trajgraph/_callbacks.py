@@ -1,0 +1,100 @@
+"""A LangChain callback handler that records chat-model calls of a recorded run."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from trajgraph.trajectory import ModelCall
+
+if TYPE_CHECKING:
+    from trajgraph.record import Recorder
+
+
+class ModelCallRecorder(BaseCallbackHandler):
+    """Captures messages in, message out, parameters, token usage and logprobs."""
+
+    run_inline = True  # keep on the caller's thread: cheap, and ordering stays exact
+    ignore_chain = True
+    ignore_agent = True
+    ignore_retriever = True
+    ignore_retry = True
+    ignore_custom_event = True
+
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+        self._open: dict[UUID, dict[str, Any]] = {}
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        metadata: dict[str, Any] | None = None,
+        invocation_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        params = dict(invocation_params or kwargs.get("invocation_params") or {})
+        model = str(params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name") or params.get("_type") or "")
+        self._open[run_id] = {
+            "t0": time.perf_counter(),
+            "messages": messages[0] if messages else [],
+            "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool)) and k != "_type"},
+            "model": model,
+            "step_seq": (metadata or {}).get("trajgraph_step"),
+        }
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        call = self._open.pop(run_id, None)
+        if call is None:
+            return
+        gen = response.generations[0][0] if response.generations and response.generations[0] else None
+        message = getattr(gen, "message", None)
+        usage = getattr(message, "usage_metadata", None) or {}
+        info = getattr(gen, "generation_info", None) or {}
+        logprobs = None
+        token_ids = None
+        lp = info.get("logprobs") or (getattr(message, "response_metadata", {}) or {}).get("logprobs")
+        if isinstance(lp, dict) and isinstance(lp.get("content"), list):
+            logprobs = [t.get("logprob") for t in lp["content"] if isinstance(t, dict)]
+        if isinstance(info.get("token_ids"), list):
+            token_ids = info["token_ids"]
+        self.recorder.writer.put(
+            "model_call",
+            ModelCall(
+                run_id=self.recorder.run_id,
+                seq=self.recorder.allocate_model_call(),
+                step_seq=call["step_seq"],
+                model=call["model"],
+                messages=call["messages"],
+                response=message if message is not None else getattr(gen, "text", None),
+                params=call["params"],
+                prompt_tokens=usage.get("input_tokens"),
+                completion_tokens=usage.get("output_tokens"),
+                latency_ms=(time.perf_counter() - call["t0"]) * 1000,
+                token_ids=token_ids,
+                logprobs=logprobs,
+            ),
+        )
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        call = self._open.pop(run_id, None)
+        if call is None:
+            return
+        self.recorder.writer.put(
+            "model_call",
+            ModelCall(
+                run_id=self.recorder.run_id,
+                seq=self.recorder.allocate_model_call(),
+                step_seq=call["step_seq"],
+                model=call["model"],
+                messages=call["messages"],
+                params=call["params"],
+                latency_ms=(time.perf_counter() - call["t0"]) * 1000,
+                error=f"{type(error).__name__}: {error}",
+            ),
+        )

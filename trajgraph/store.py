@@ -1,0 +1,503 @@
+"""The trajectory store: one SQLite file (WAL) read and written through sqlite-utils.
+
+Plain tables with foreign keys and JSON as TEXT, so Datasette or the
+`sqlite-utils` CLI can browse a store. A `_trajgraph_meta` table holds the schema
+version; opening a file that is not a store, is corrupt, or is newer than this
+code raises a one-line `StoreError` and writes nothing. Nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from trajgraph._json import dumps, loads
+from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
+from trajgraph.trajectory import (
+    SCHEMA_VERSION,
+    ModelCall,
+    PreferencePair,
+    Run,
+    SearchNode,
+    Step,
+    Trajectory,
+)
+
+_META = "_trajgraph_meta"
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    graph TEXT NOT NULL DEFAULT '',
+    graph_path TEXT,
+    kind TEXT NOT NULL DEFAULT 'record',
+    status TEXT NOT NULL DEFAULT 'running',
+    input TEXT,
+    output TEXT,
+    outcome REAL,
+    task TEXT,
+    parent_id TEXT REFERENCES runs(id),
+    fork_step INTEGER,
+    thread_id TEXT,
+    tags TEXT NOT NULL DEFAULT '[]',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    started_at REAL NOT NULL,
+    ended_at REAL
+);
+CREATE INDEX IF NOT EXISTS runs_graph_started ON runs(graph, started_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
+CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id);
+CREATE INDEX IF NOT EXISTS runs_task ON runs(task);
+
+CREATE TABLE IF NOT EXISTS run_tags (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (run_id, tag)
+);
+CREATE INDEX IF NOT EXISTS run_tags_tag ON run_tags(tag);
+
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    lg_step INTEGER,
+    path TEXT NOT NULL DEFAULT '',
+    namespace TEXT NOT NULL DEFAULT '',
+    "update" TEXT,
+    action TEXT,
+    started_at REAL NOT NULL DEFAULT 0,
+    latency_ms REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    reward REAL,
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX IF NOT EXISTS steps_node ON steps(node);
+
+CREATE TABLE IF NOT EXISTS model_calls (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    step_seq INTEGER,
+    model TEXT NOT NULL DEFAULT '',
+    messages TEXT,
+    response TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    latency_ms REAL NOT NULL DEFAULT 0,
+    token_ids TEXT,
+    logprobs TEXT,
+    error TEXT,
+    PRIMARY KEY (run_id, seq)
+);
+
+CREATE TABLE IF NOT EXISTS search_nodes (
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    id INTEGER NOT NULL,
+    parent_id INTEGER,
+    depth INTEGER NOT NULL DEFAULT 0,
+    action TEXT,
+    action_text TEXT NOT NULL DEFAULT '',
+    observation TEXT NOT NULL DEFAULT '',
+    score REAL,
+    value REAL,
+    visits INTEGER NOT NULL DEFAULT 0,
+    outcome REAL,
+    terminal INTEGER NOT NULL DEFAULT 0,
+    chosen INTEGER NOT NULL DEFAULT 0,
+    invalid INTEGER NOT NULL DEFAULT 0,
+    reason TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (run_id, id)
+);
+
+CREATE TABLE IF NOT EXISTS pairs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    prompt TEXT,
+    chosen TEXT,
+    rejected TEXT,
+    chosen_score REAL,
+    rejected_score REAL,
+    node_id INTEGER,
+    chosen_node INTEGER,
+    rejected_node INTEGER,
+    task TEXT
+);
+CREATE INDEX IF NOT EXISTS pairs_run ON pairs(run_id);
+CREATE INDEX IF NOT EXISTS pairs_source ON pairs(source);
+
+CREATE VIEW IF NOT EXISTS decision_steps AS
+    SELECT run_id, seq, node, action, reward FROM steps WHERE action IS NOT NULL;
+CREATE VIEW IF NOT EXISTS dpo_pairs AS
+    SELECT prompt, chosen, rejected, chosen_score, rejected_score, source, run_id FROM pairs;
+"""
+
+# version -> SQL that brings a store from version-1 to version. Append, never edit.
+_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+_JSON_FIELDS = {
+    "runs": ("input", "output", "tags", "metadata"),
+    "steps": ("update", "action"),
+    "model_calls": ("messages", "response", "params", "token_ids", "logprobs"),
+    "search_nodes": ("action",),
+    "pairs": ("prompt", "chosen", "rejected"),
+}
+_BOOL_FIELDS = {"interrupted", "terminal", "chosen", "invalid"}
+
+
+class Store:
+    """A trajgraph store in one SQLite file. Thread-safe; several processes may write.
+
+    >>> store = Store("runs.db")          # created on first use
+    >>> store.runs(status="failed")[:3]
+    """
+
+    def __init__(self, path: str | Path = "trajgraph.db", *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._db: sqlite_utils.Database | None = None
+
+    @classmethod
+    def from_conn_string(cls, conn_string: str) -> Store:
+        """Checkpointer-style constructor: a path or `sqlite:///path`."""
+        return cls(conn_string.removeprefix("sqlite:///"))
+
+    # -- connection and schema -------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        if self._db is None:
+            self.setup()
+        assert self._db is not None
+        return self._db
+
+    def setup(self) -> Store:
+        """Open the file, check it is a store, and create or migrate the schema."""
+        with self._lock:
+            if self._db is not None:
+                return self
+            if self.readonly and not self.path.exists():
+                raise StoreError(f"{self.path}: no such store file")
+            if self.path.exists() and self.path.is_dir():
+                raise NotAStoreError(f"{self.path}: is a directory, not a trajgraph store file")
+            conn = self._connect()
+            try:
+                version = self._check(conn)
+                if version < SCHEMA_VERSION and not self.readonly:
+                    self._migrate(conn, version)
+            except BaseException:
+                conn.close()
+                raise
+            self._db = sqlite_utils.Database(conn)
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        else:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _check(self, conn: sqlite3.Connection) -> int:
+        """Return the file's schema version (0 for a new file); raise on a foreign file."""
+        try:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise NotAStoreError(f"{self.path}: not a trajgraph store (not an SQLite database: {exc})") from None
+        if not tables:
+            return 0
+        if _META not in tables:
+            raise NotAStoreError(
+                f"{self.path}: an SQLite file but not a trajgraph store (no {_META} table); choose another path"
+            )
+        try:
+            row = conn.execute(f"SELECT value FROM {_META} WHERE key='schema_version'").fetchone()
+            check = conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise NotAStoreError(f"{self.path}: corrupt trajgraph store ({exc})") from None
+        if check is None or check[0] != "ok":
+            raise NotAStoreError(f"{self.path}: corrupt trajgraph store (integrity check: {check and check[0]})")
+        if row is None:
+            raise NotAStoreError(f"{self.path}: trajgraph store without a schema version; it is damaged")
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"{self.path}: store schema v{version} is newer than this trajgraph (v{SCHEMA_VERSION}); upgrade trajgraph"
+            )
+        return version
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
+        try:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {_META} (key TEXT PRIMARY KEY, value TEXT)")
+            row = conn.execute(f"SELECT value FROM {_META} WHERE key='schema_version'").fetchone()
+            current = int(row[0]) if row else 0
+            for target in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target].split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement)
+            conn.execute(
+                f"INSERT OR REPLACE INTO {_META} VALUES ('schema_version', ?), ('app', 'trajgraph')",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.conn.close()
+                self._db = None
+
+    def __enter__(self) -> Store:
+        return self.setup()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- writes ------------------------------------------------------------------
+
+    def write(
+        self,
+        *,
+        runs: Sequence[Run] = (),
+        run_updates: Sequence[tuple[str, dict[str, Any]]] = (),
+        steps: Sequence[Step] = (),
+        model_calls: Sequence[ModelCall] = (),
+        search_nodes: Sequence[SearchNode] = (),
+        pairs: Sequence[PreferencePair] = (),
+    ) -> None:
+        """Write a batch in one transaction: all of it lands or none of it does."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        with self._lock:
+            conn = self.db.conn
+            for attempt in range(50):
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:  # busy beyond busy_timeout under heavy contention
+                    if "locked" not in str(exc) or attempt == 49:
+                        raise
+                    time.sleep(0.05)
+            try:
+                for run in runs:
+                    self._insert(conn, "runs", _row(run), replace=True)
+                    conn.execute("DELETE FROM run_tags WHERE run_id=?", (run.id,))
+                    conn.executemany(
+                        "INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run.id, t) for t in run.tags]
+                    )
+                for run_id, fields in run_updates:
+                    self._update_run(conn, run_id, fields)
+                for table, items in (
+                    ("steps", steps),
+                    ("model_calls", model_calls),
+                    ("search_nodes", search_nodes),
+                ):
+                    if items:
+                        self._insert_many(conn, table, [_row(i) for i in items], replace=True)
+                if pairs:
+                    self._insert_many(conn, "pairs", [_row(p) for p in pairs], replace=False)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def add_run(self, run: Run) -> None:
+        self.write(runs=[run])
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        self.write(run_updates=[(run_id, fields)])
+
+    def _update_run(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+        if not fields:
+            return
+        row = _encode("runs", dict(fields))
+        sets = ", ".join(f'"{k}"=?' for k in row)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id=?", [*row.values(), run_id])
+        if "tags" in fields:
+            conn.execute("DELETE FROM run_tags WHERE run_id=?", (run_id,))
+            conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run_id, t) for t in fields["tags"]])
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], replace: bool) -> None:
+        Store._insert_many(conn, table, [row], replace)
+
+    @staticmethod
+    def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool) -> None:
+        rows = [_encode(table, r) for r in rows]
+        if table == "pairs":
+            for r in rows:
+                r.pop("id", None)
+        cols = list(rows[0])
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        sql = f'{verb} INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) VALUES ({", ".join("?" * len(cols))})'
+        conn.executemany(sql, [[r[c] for c in cols] for r in rows])
+
+    # -- reads -------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.db.query(sql, params))
+
+    def runs(
+        self,
+        *,
+        graph: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        kind: str | None = None,
+        task: str | None = None,
+        parent_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[Run]:
+        """Runs matching every filter given, newest first."""
+        where, params = [], []
+        for col, val in (("graph", graph), ("status", status), ("kind", kind), ("task", task), ("parent_id", parent_id)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if tag is not None:
+            where.append("id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
+            params.append(tag)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_run(r) for r in self._query(sql, params)]
+
+    def run(self, run_id: str) -> Run:
+        """One run by id, or by a unique prefix of its id (as the CLI accepts)."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows and run_id:
+            rows = self._query("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", [run_id.replace("%", "") + "%"])
+            if len(rows) > 1:
+                raise RunNotFoundError(f"run id prefix {run_id!r} matches several runs in {self.path}; give more characters")
+        if not rows:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.path}; list runs with `trajgraph runs`")
+        return _run(rows[0])
+
+    def steps(self, run_id: str) -> list[Step]:
+        rows = self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", [run_id])
+        return [Step(**_decode("steps", r)) for r in rows]
+
+    def iter_steps(self, run_ids: Iterable[str] | None = None) -> Iterator[Step]:
+        """Every step (of the given runs), in run then seq order."""
+        if run_ids is None:
+            for r in self._query("SELECT * FROM steps ORDER BY run_id, seq"):
+                yield Step(**_decode("steps", r))
+            return
+        for run_id in run_ids:
+            yield from self.steps(run_id)
+
+    def model_calls(self, run_id: str | None = None) -> list[ModelCall]:
+        if run_id is None:
+            rows = self._query("SELECT * FROM model_calls ORDER BY run_id, seq")
+        else:
+            rows = self._query("SELECT * FROM model_calls WHERE run_id = ? ORDER BY seq", [run_id])
+        return [ModelCall(**_decode("model_calls", r)) for r in rows]
+
+    def search_nodes(self, run_id: str) -> list[SearchNode]:
+        rows = self._query("SELECT * FROM search_nodes WHERE run_id = ? ORDER BY id", [run_id])
+        return [SearchNode(**_decode("search_nodes", r)) for r in rows]
+
+    def pairs(self, *, run_id: str | None = None, source: str | None = None) -> list[PreferencePair]:
+        where, params = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        sql = "SELECT * FROM pairs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        out = []
+        for r in self._query(sql, params):
+            r.pop("id", None)
+            out.append(PreferencePair(**_decode("pairs", r)))
+        return out
+
+    def trajectory(self, run_id: str) -> Trajectory:
+        run = self.run(run_id)
+        return Trajectory(run=run, steps=tuple(self.steps(run.id)), model_calls=tuple(self.model_calls(run.id)))
+
+    def next_seq(self, run_id: str) -> int:
+        rows = self._query("SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM steps WHERE run_id = ?", [run_id])
+        return int(rows[0]["n"])
+
+    def count(self, table: str) -> int:
+        if table not in _JSON_FIELDS:
+            raise StoreError(f"unknown table {table!r}; one of {sorted(_JSON_FIELDS)}")
+        return int(self._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+
+def _row(item: Any) -> dict[str, Any]:
+    return {f: getattr(item, f) for f in item.__dataclass_fields__}
+
+
+def _encode(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for f in _JSON_FIELDS[table]:
+        if f in out:
+            value = out[f]
+            if f == "tags":
+                out[f] = json.dumps(list(value or ()))
+            elif f == "metadata" or f == "params":
+                out[f] = dumps(value or {})
+            else:
+                out[f] = None if value is None else dumps(value)
+    for f in _BOOL_FIELDS & out.keys():
+        out[f] = int(bool(out[f]))
+    return out
+
+
+def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for f in _JSON_FIELDS[table]:
+        if f in out:
+            out[f] = loads(out[f])
+    for f in _BOOL_FIELDS & out.keys():
+        out[f] = bool(out[f])
+    return out
+
+
+def _run(row: dict[str, Any]) -> Run:
+    data = _decode("runs", row)
+    data["tags"] = tuple(data.get("tags") or ())
+    data["metadata"] = data.get("metadata") or {}
+    return Run(**data)
+
+
+__all__ = ["Store"]

@@ -1,0 +1,196 @@
+"""Tiny environments and agents for tests and examples.
+
+- `deceptive_chain_graph`: an environment-loop graph with a known optimum and a
+  tempting trap; the whole environment lives in graph state, so checkpoints fork it.
+- `CorridorEnv` + `corridor_graph`: the environment lives *outside* the graph and
+  forks by `snapshot()/restore()`, like a real game engine.
+- `react_calculator_agent`: the prebuilt ReAct agent on a scripted tool model.
+"""
+
+from __future__ import annotations
+
+import operator
+import random
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+
+class EnvState(TypedDict, total=False):
+    """The state of every environment-loop graph in trajgraph."""
+
+    task: str
+    observation: str
+    actions: list[str]  # admissible actions at this point
+    action: str | None  # written by the decision node
+    history: Annotated[list, operator.add]  # [{"action", "observation", "reward"}]
+    score: float  # running score
+    reward: float | None  # final reward, set when done
+    done: bool
+    pos: int
+
+
+def _route(state: EnvState) -> str:
+    return END if state.get("done") else "policy"
+
+
+def env_loop_graph(
+    env_node: Callable[[EnvState], dict[str, Any]],
+    policy_node: Callable[[EnvState], dict[str, Any]],
+    name: str = "env_loop",
+) -> StateGraph:
+    """policy -> env -> (policy | END): the standard environment loop."""
+    g = StateGraph(EnvState)
+    g.add_node("policy", policy_node)
+    g.add_node("env", env_node)
+    g.add_conditional_edges(START, _route, ["policy", END])
+    g.add_edge("policy", "env")
+    g.add_conditional_edges("env", _route, ["policy", END])
+    return g
+
+
+# -- a deceptive chain -----------------------------------------------------------
+
+CHAIN_ACTIONS = ("left", "right", "up", "jump")
+
+
+def chain_solution(seed: int, depth: int) -> list[str]:
+    rng = random.Random(seed)
+    return [rng.choice(("left", "right", "up")) for _ in range(depth)]
+
+
+def chain_env_node(solution: Sequence[str]) -> Callable[[EnvState], dict[str, Any]]:
+    """Correct move: advance. 'jump' is the trap: +0.3 at once, then the episode
+    ends with reward 0.3. Any other wrong move ends it with 0. The optimum is 1.0."""
+
+    def env(state: EnvState) -> dict[str, Any]:
+        pos, action = state.get("pos", 0), state.get("action")
+        if action == solution[pos]:
+            pos += 1
+            done = pos == len(solution)
+            obs = "you reach the exit" if done else f"room {pos}: three doors and a ledge"
+            reward = 1.0 if done else None
+            score = pos / len(solution)
+        elif action == "jump":
+            done, obs, reward, score = True, "you jump to a ledge with a few coins; no way on", 0.3, state.get("score", 0) + 0.3
+        else:
+            done, obs, reward, score = True, "the floor gives way", 0.0, 0.0
+        return {
+            "pos": pos,
+            "observation": obs,
+            "actions": [] if done else list(CHAIN_ACTIONS),
+            "done": done,
+            "reward": reward,
+            "score": score,
+            "history": [{"action": action, "observation": obs, "reward": reward}],
+        }
+
+    return env
+
+
+def noisy_chain_policy(solution: Sequence[str], skill: float, trap: float, seed: int = 0) -> Callable[[EnvState], dict[str, Any]]:
+    """Picks the right door with probability `skill`, the trap with `trap`, else a wrong door."""
+    rng = random.Random(seed)
+
+    def policy(state: EnvState) -> dict[str, Any]:
+        right = solution[state.get("pos", 0)]
+        u = rng.random()
+        if u < skill:
+            return {"action": right}
+        if u < skill + trap:
+            return {"action": "jump"}
+        return {"action": rng.choice([a for a in ("left", "right", "up") if a != right])}
+
+    return policy
+
+
+def deceptive_chain_graph(depth: int = 5, skill: float = 0.6, trap: float = 0.25, seed: int = 0) -> Any:
+    """Compiled env-loop graph of the deceptive chain; decision node: 'policy'.
+
+    Greedy success rate is skill**depth (0.6**5 ≈ 8%); the optimum reward is 1.0.
+    """
+    solution = chain_solution(seed, depth)
+    g = env_loop_graph(chain_env_node(solution), noisy_chain_policy(solution, skill, trap, seed + 1), "deceptive_chain")
+    return g.compile(name="deceptive_chain")
+
+
+def chain_start(task: str = "chain") -> EnvState:
+    return {"task": task, "observation": "room 0: three doors and a ledge", "actions": list(CHAIN_ACTIONS), "pos": 0, "score": 0.0, "done": False, "history": []}
+
+
+# -- an environment outside the graph ---------------------------------------------
+
+
+class CorridorEnv:
+    """A corridor of `length` cells held outside the graph; forks by snapshot/restore."""
+
+    def __init__(self, length: int = 4) -> None:
+        self.length = length
+        self.pos = 0
+        self.steps = 0
+
+    def reset(self) -> str:
+        self.pos, self.steps = 0, 0
+        return "at 0"
+
+    def step(self, action: str) -> tuple[str, float, bool]:
+        self.steps += 1
+        self.pos = max(0, self.pos + (1 if action == "forward" else -1))
+        done = self.pos >= self.length or self.steps >= 3 * self.length
+        return f"at {self.pos}", (1.0 if self.pos >= self.length else 0.0), done
+
+    def snapshot(self) -> tuple[int, int]:
+        return (self.pos, self.steps)
+
+    def restore(self, snap: tuple[int, int]) -> None:
+        self.pos, self.steps = snap
+
+
+def corridor_graph(env: CorridorEnv, policy: Callable[[EnvState], dict[str, Any]] | None = None) -> Any:
+    def env_node(state: EnvState) -> dict[str, Any]:
+        obs, reward, done = env.step(state["action"] or "")
+        return {"observation": obs, "done": done, "reward": reward if done else None, "actions": [] if done else ["forward", "back"],
+                "history": [{"action": state["action"], "observation": obs}]}
+
+    policy = policy or (lambda state: {"action": "forward"})
+    return env_loop_graph(env_node, policy, "corridor").compile(name="corridor")
+
+
+# -- a scripted policy -------------------------------------------------------------
+
+
+class ScriptedPolicy:
+    """A policy for `optimize(policy=...)`: `fn(state, k, rng) -> list of actions`.
+
+    Actions are node updates, e.g. {"action": "left"} for an env loop.
+    """
+
+    def __init__(self, fn: Callable[[dict[str, Any], int, random.Random], list[Any]], seed: int = 0, name: str = "scripted") -> None:
+        self.fn = fn
+        self.rng = random.Random(seed)
+        self.name = name
+
+    async def propose(self, state: dict[str, Any], k: int) -> list[Any]:
+        return list(self.fn(state, k, self.rng))[:k]
+
+
+# -- the prebuilt ReAct agent ------------------------------------------------------
+
+
+def react_calculator_agent(model: Any) -> Any:
+    """`create_react_agent` with add/multiply tools on the given (fake) chat model."""
+    from langchain_core.tools import tool
+    from langgraph.prebuilt import create_react_agent
+
+    @tool
+    def add(a: float, b: float) -> float:
+        """Add two numbers."""
+        return a + b
+
+    @tool
+    def multiply(a: float, b: float) -> float:
+        """Multiply two numbers."""
+        return a * b
+
+    return create_react_agent(model, [add, multiply], name="calculator")
