@@ -145,7 +145,12 @@ CREATE VIEW IF NOT EXISTS dpo_pairs AS
 """
 
 # version -> SQL that brings a store from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+_MIGRATIONS: dict[int, str] = {
+    1: _SCHEMA_V1,
+    2: """
+ALTER TABLE steps ADD COLUMN task_id TEXT NOT NULL DEFAULT ''
+""",
+}
 
 _JSON_FIELDS = {
     "runs": ("input", "output", "tags", "metadata"),
@@ -154,7 +159,7 @@ _JSON_FIELDS = {
     "search_nodes": ("action",),
     "pairs": ("prompt", "chosen", "rejected"),
 }
-_BOOL_FIELDS = {"interrupted", "terminal", "chosen", "invalid"}
+_BOOL_FIELDS = {"steps": {"interrupted"}, "search_nodes": {"terminal", "chosen", "invalid"}}
 
 
 class Store:
@@ -212,6 +217,8 @@ class Store:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA foreign_keys = ON")
+        # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each
+        conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> int:
@@ -360,7 +367,10 @@ class Store:
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self.db.query(sql, params))
+            try:
+                return list(self.db.query(sql, params))
+            except sqlite3.DatabaseError as exc:  # damaged after opening, or locked for too long
+                raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
 
     def runs(
         self,
@@ -371,6 +381,7 @@ class Store:
         kind: str | None = None,
         task: str | None = None,
         parent_id: str | None = None,
+        thread_id: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int | None = None,
@@ -378,7 +389,7 @@ class Store:
     ) -> list[Run]:
         """Runs matching every filter given, newest first."""
         where, params = [], []
-        for col, val in (("graph", graph), ("status", status), ("kind", kind), ("task", task), ("parent_id", parent_id)):
+        for col, val in (("graph", graph), ("status", status), ("kind", kind), ("task", task), ("parent_id", parent_id), ("thread_id", thread_id)):
             if val is not None:
                 where.append(f"{col} = ?")
                 params.append(val)
@@ -397,7 +408,7 @@ class Store:
         sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_run(r) for r in self._query(sql, params)]
+        return [self._run(r) for r in self._query(sql, params)]
 
     def run(self, run_id: str) -> Run:
         """One run by id, or by a unique prefix of its id (as the CLI accepts)."""
@@ -408,17 +419,17 @@ class Store:
                 raise RunNotFoundError(f"run id prefix {run_id!r} matches several runs in {self.path}; give more characters")
         if not rows:
             raise RunNotFoundError(f"no run {run_id!r} in {self.path}; list runs with `trajgraph runs`")
-        return _run(rows[0])
+        return self._run(rows[0])
 
     def steps(self, run_id: str) -> list[Step]:
         rows = self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", [run_id])
-        return [Step(**_decode("steps", r)) for r in rows]
+        return [Step(**self._decode("steps", r)) for r in rows]
 
     def iter_steps(self, run_ids: Iterable[str] | None = None) -> Iterator[Step]:
         """Every step (of the given runs), in run then seq order."""
         if run_ids is None:
             for r in self._query("SELECT * FROM steps ORDER BY run_id, seq"):
-                yield Step(**_decode("steps", r))
+                yield Step(**self._decode("steps", r))
             return
         for run_id in run_ids:
             yield from self.steps(run_id)
@@ -428,11 +439,11 @@ class Store:
             rows = self._query("SELECT * FROM model_calls ORDER BY run_id, seq")
         else:
             rows = self._query("SELECT * FROM model_calls WHERE run_id = ? ORDER BY seq", [run_id])
-        return [ModelCall(**_decode("model_calls", r)) for r in rows]
+        return [ModelCall(**self._decode("model_calls", r)) for r in rows]
 
     def search_nodes(self, run_id: str) -> list[SearchNode]:
         rows = self._query("SELECT * FROM search_nodes WHERE run_id = ? ORDER BY id", [run_id])
-        return [SearchNode(**_decode("search_nodes", r)) for r in rows]
+        return [SearchNode(**self._decode("search_nodes", r)) for r in rows]
 
     def pairs(self, *, run_id: str | None = None, source: str | None = None) -> list[PreferencePair]:
         where, params = [], []
@@ -446,16 +457,36 @@ class Store:
         out = []
         for r in self._query(sql, params):
             r.pop("id", None)
-            out.append(PreferencePair(**_decode("pairs", r)))
+            out.append(PreferencePair(**self._decode("pairs", r)))
         return out
 
     def trajectory(self, run_id: str) -> Trajectory:
         run = self.run(run_id)
         return Trajectory(run=run, steps=tuple(self.steps(run.id)), model_calls=tuple(self.model_calls(run.id)))
 
-    def next_seq(self, run_id: str) -> int:
-        rows = self._query("SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM steps WHERE run_id = ?", [run_id])
+    def next_seq(self, run_id: str, table: str = "steps") -> int:
+        """The next free sequence number of a run's steps (or model_calls), for resuming it."""
+        if table not in ("steps", "model_calls"):
+            raise StoreError(f"next_seq: table must be steps or model_calls, not {table!r}")
+        rows = self._query(f"SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM {table} WHERE run_id = ?", [run_id])
         return int(rows[0]["n"])
+
+    def _decode(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Decode JSON columns; a value that is not JSON (say, a pickle) is refused, never run."""
+        try:
+            return _decode(table, row)
+        except (ValueError, TypeError) as exc:
+            where = ", ".join(f"{k}={row[k]!r}" for k in ("run_id", "id", "seq") if isinstance(row.get(k), (str, int)))
+            raise StoreError(
+                f"{self.path}: {table} row ({where}) holds a value that is not JSON ({type(exc).__name__}); "
+                "the store is damaged or was written by something else (trajgraph never unpickles)"
+            ) from None
+
+    def _run(self, row: dict[str, Any]) -> Run:
+        data = self._decode("runs", row)
+        data["tags"] = tuple(data.get("tags") or ())
+        data["metadata"] = data.get("metadata") or {}
+        return Run(**data)
 
     def count(self, table: str) -> int:
         if table not in _JSON_FIELDS:
@@ -478,7 +509,7 @@ def _encode(table: str, row: dict[str, Any]) -> dict[str, Any]:
                 out[f] = dumps(value or {})
             else:
                 out[f] = None if value is None else dumps(value)
-    for f in _BOOL_FIELDS & out.keys():
+    for f in _BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = int(bool(out[f]))
     return out
 
@@ -487,17 +518,13 @@ def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for f in _JSON_FIELDS[table]:
         if f in out:
-            out[f] = loads(out[f])
-    for f in _BOOL_FIELDS & out.keys():
+            value = out[f]
+            if value is not None and not isinstance(value, str):  # a BLOB or number where JSON text belongs
+                raise TypeError(f"{table}.{f} is {type(value).__name__}, not JSON text")
+            out[f] = loads(value)
+    for f in _BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = bool(out[f])
     return out
-
-
-def _run(row: dict[str, Any]) -> Run:
-    data = _decode("runs", row)
-    data["tags"] = tuple(data.get("tags") or ())
-    data["metadata"] = data.get("metadata") or {}
-    return Run(**data)
 
 
 __all__ = ["Store"]

@@ -1,0 +1,174 @@
+"""Each optimizer's defining behaviour, driven by scripted policies and rewards."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from tests._search_helpers import SequencePolicy, line_graph, line_start
+from trajgraph._tree import TreeLog
+from trajgraph.budget import Budget, BudgetMeter
+from trajgraph.errors import BudgetError
+from trajgraph.optimize import search
+from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+from trajgraph.optimizers.mcts import backpropagate, uct
+from trajgraph.optimizers.se_agent import actions_of, follow
+from trajgraph.space import Node, Space
+from trajgraph.testing.tiny_env import chain_solution, chain_start, deceptive_chain_graph
+
+
+def _chain_policy(seed: int, depth: int, wrong_first: int) -> SequencePolicy:
+    """At every room: `wrong_first` wrong doors, then the right one."""
+    sol = chain_solution(seed, depth)
+    script = {}
+    for pos, right in enumerate(sol):
+        wrong = [a for a in ("left", "right", "up") if a != right]
+        script[pos] = wrong[:wrong_first] + [right]
+    return SequencePolicy(script)
+
+
+def test_rro_stops_at_first_rising_candidate_and_emits_pairs():
+    depth = 3
+    policy = _chain_policy(seed=0, depth=depth, wrong_first=1)
+    result = search(deceptive_chain_graph(depth=depth, seed=0), chain_start(), decision_node="policy",
+                    optimizer=RRO(group=1, k_max=4), policy=policy, reward=lambda s: s.get("score", 0.0),
+                    budget=Budget(policy_calls=100))
+    assert result.outcome == 1.0
+    # one wrong door (score 0, not rising) then the right one (rises): 2 candidates per step
+    assert result.stats["candidates_per_step"] == [2, 2, 2]
+    assert policy.calls == 6
+
+
+def test_rro_widens_when_nothing_rises_and_takes_best():
+    depth = 2
+    policy = _chain_policy(seed=3, depth=depth, wrong_first=2)
+    sol = chain_solution(3, depth)
+    # flat reward: the right door scores 0.5 = previous, so nothing *rises*; wrong doors end at 0
+    space_reward = lambda s: 0.5  # noqa: E731
+    meter = BudgetMeter(Budget(policy_calls=100))
+    space = Space(deceptive_chain_graph(depth=depth, seed=3), "policy", policy=policy, reward=space_reward, meter=meter)
+    log = TreeLog()
+
+    async def go():
+        root = await space.root(chain_start())
+        return await RRO(group=1, k_max=3).search(space, root, log)
+
+    best = asyncio.run(go())
+    assert [n.action["action"] for n in best.path()[1:]] == sol
+    assert log.stats["candidates_per_step"] == [3, 3]  # widened to k_max at both steps
+    # the chosen door beat both wrong ones at each decision point
+    assert len(log.pairs) == 4
+    for p in log.pairs:
+        right = sol[p["at"].depth]
+        assert p["chosen"].action["action"] == right and p["rejected"].action["action"] != right
+        assert p["chosen_score"] == (1.0 if p["at"].depth == depth - 1 else 0.5) and p["rejected_score"] == 0.0
+
+
+def _node(i: int, parent: Node | None = None) -> Node:
+    n = Node(id=i, config={}, state={}, parent=parent, depth=0 if parent is None else parent.depth + 1)
+    if parent is not None:
+        parent.children.append(n)
+    return n
+
+
+def test_mcts_uct_and_backpropagation_match_hand_computation():
+    root = _node(0)
+    a, b = _node(1, root), _node(2, root)
+    backpropagate(a, 0.2)
+    backpropagate(b, 0.8)
+    assert root.visits == 2 and root.value == pytest.approx(0.5)
+    a1 = _node(3, a)
+    backpropagate(a1, 1.0)  # a: mean(0.2, 1.0) = 0.6; root: mean(0.2, 0.8, 1.0)
+    assert a.visits == 2 and a.value == pytest.approx(0.6)
+    assert root.visits == 3 and root.value == pytest.approx(2.0 / 3.0)
+    c = 1.0
+    assert uct(a, root.visits, c) == pytest.approx(0.6 + math.sqrt(math.log(3) / 2))
+    assert uct(b, root.visits, c) == pytest.approx(0.8 + math.sqrt(math.log(3) / 1))
+    assert MCTS(c=c).select(root) is b  # 0.8 + 1.048 > 0.6 + 0.741
+    assert MCTS(c=0.0).select(root) is b
+    fresh = _node(4, root)
+    assert uct(fresh, root.visits, c) == math.inf and MCTS(c=c).select(root) is fresh
+
+
+def test_mcts_backpropagates_through_a_real_search():
+    result = search(deceptive_chain_graph(depth=3, seed=1), chain_start(), decision_node="policy",
+                    optimizer=MCTS(k=2), reward=lambda s: s.get("score", 0.0), budget=Budget(policy_calls=30))
+    space = result.space
+    root = space.nodes[0]
+    for node in space.nodes:
+        live = [c for c in node.children if not c.invalid and c.visits]
+        if live and node is not root:
+            # a node's visits are its own evaluation plus its children's
+            assert node.visits == 1 + sum(c.visits for c in live) or node.terminal
+    assert root.visits == sum(c.visits for c in root.children if not c.invalid)
+
+
+def test_se_agent_recombination_splices_both_parents():
+    policy = SequencePolicy({0: ["forward"], 1: ["forward"], 2: ["forward"]})
+    space = Space(line_graph(goal=3), "policy", policy=policy, meter=BudgetMeter(Budget(policy_calls=100)))
+
+    async def go():
+        root = await space.root(line_start())
+        a = await follow(space, root, [{"action": x} for x in ("wait", "forward", "back", "back", "wait", "wait")])
+        b = await follow(space, root, [{"action": x} for x in ("forward", "forward", "forward")])
+        child = await SEAgent().recombine(space, a, b, __import__("random").Random(0))
+        return a, b, child
+
+    a, b, child = asyncio.run(go())
+    acts = lambda n: [x["action"] for x in actions_of(n)]  # noqa: E731
+    assert acts(a)[:2] == ["wait", "forward"] and a.outcome == 0.0
+    assert acts(b) == ["forward"] * 3 and b.outcome == 1.0
+    # a's prefix up to the shared state (position 1) + b's suffix from there
+    assert acts(child) == ["wait", "forward", "forward", "forward"]
+    assert child.outcome == 1.0
+    assert "prefix of" in child.reason and "shared state" in child.reason
+
+
+@pytest.mark.parametrize("optimizer", [Greedy(), BestOfN(), RRO(), MCTS(), SEAgent()], ids=lambda o: o.name)
+def test_budget_stops_every_optimizer(optimizer):
+    # a perfect policy needs 8 calls to finish; the budget allows 5
+    g = deceptive_chain_graph(depth=8, skill=1.0, trap=0.0, seed=2)
+    result = search(g, chain_start(), decision_node="policy", optimizer=optimizer, budget=Budget(policy_calls=5),
+                    reward=lambda s: s.get("score", 0.0))
+    spent = result.spent
+    assert spent.stopped_by == "policy_calls"
+    assert spent.policy_calls - spent.overrun_policy_calls <= 5
+    assert result.best.terminal  # finished greedily past the budget, and says so
+    assert spent.overrun_policy_calls >= 1
+
+
+def test_budget_stops_on_env_steps_and_tokens_and_rejects_zero():
+    g = deceptive_chain_graph(depth=8, skill=1.0, trap=0.0, seed=2)
+    r = search(g, chain_start(), decision_node="policy", optimizer=MCTS(), budget=Budget(policy_calls=None, env_steps=4, finish=False))
+    assert r.spent.stopped_by == "env_steps" and r.spent.env_steps <= 4 + 3
+    with pytest.raises(BudgetError):
+        Budget(policy_calls=0)
+    with pytest.raises(BudgetError):
+        Budget(tokens=-1)
+
+
+RATES_SEEDS = range(20)
+
+
+def _success_rate(optimizer, budget: int) -> tuple[float, float]:
+    wins, calls = 0, 0
+    for seed in RATES_SEEDS:
+        r = search(deceptive_chain_graph(depth=5, skill=0.6, trap=0.25, seed=seed), chain_start(f"chain-{seed}"),
+                   decision_node="policy", optimizer=optimizer, budget=Budget(policy_calls=budget),
+                   reward=lambda s: s.get("score", 0.0))
+        wins += (r.outcome or 0.0) >= 1.0
+        calls += r.spent.policy_calls
+    return wins / len(RATES_SEEDS), calls / len(RATES_SEEDS)
+
+
+def test_search_beats_greedy_on_the_deceptive_chain():
+    """Greedy succeeds with probability 0.6**5 ≈ 8%; at 40 policy calls each search
+    optimizer must succeed at least 45% of the time and 30 points above greedy."""
+    greedy, _ = _success_rate(Greedy(), 40)
+    assert greedy <= 0.25
+    for opt in (BestOfN(), RRO(k_max=4), MCTS(k=3), SEAgent(population=4)):
+        rate, calls = _success_rate(opt, 40)
+        assert rate >= 0.45 and rate >= greedy + 0.3, (opt.name, rate, greedy)
+        assert calls <= 40 + 8  # budget plus at most one greedy finish
