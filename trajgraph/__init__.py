@@ -1,44 +1,130 @@
 """trajgraph: record, search, score, replay and learn from LangGraph agent trajectories.
 
-`import trajgraph as tg` is light: torch, transformers and environment packages
-load only where they are used.
+    import trajgraph as tg
+    store = tg.Store("runs.db")
+    agent = tg.record(graph, store=store)                       # record
+    best = tg.optimize(graph, decision_node="agent",            # search
+                       optimizer=tg.MCTS(), budget=tg.Budget(policy_calls=64), store=store)
+    tg.replay(store, run_id, graph=graph)                       # replay / fork
+
+`import trajgraph` is light: torch, transformers and environment packages load
+only where they are used (the reward model, the adapters).
 """
 
 from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from trajgraph._hermetic import hermetic as _hermetic
 
 _hermetic()
 
+from trajgraph.budget import Budget, Spent  # noqa: E402
 from trajgraph.errors import (  # noqa: E402
+    BudgetError,
     ConfigError,
+    ForkError,
     NotAStoreError,
     ReplayError,
+    RewardModelError,
     RunNotFoundError,
     SchemaTooNewError,
     StoreError,
     TrajgraphError,
 )
+from trajgraph.optimize import SearchResult, asearch, optimize, search  # noqa: E402
+from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
+from trajgraph.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
 from trajgraph.record import record  # noqa: E402
+from trajgraph.rollout_value import RolloutValue  # noqa: E402
+from trajgraph.space import Candidate, Environment, Node, Space  # noqa: E402
 from trajgraph.store import Store  # noqa: E402
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory  # noqa: E402
 
 __version__ = "0.1.0"
 
+# Names whose modules pull heavy or optional dependencies: imported on first use.
+_LAZY = {
+    "replay": "trajgraph.replay",
+    "fork": "trajgraph.replay",
+    "diff": "trajgraph.replay",
+    "ReplayResult": "trajgraph.replay",
+    "RunDiff": "trajgraph.replay",
+    "LocalRewardModel": "trajgraph.reward",
+    "LLMJudge": "trajgraph.reward",
+    "EnvReward": "trajgraph.reward",
+    "Weighted": "trajgraph.reward",
+    "RewardItem": "trajgraph.reward",
+    "reward": "trajgraph.reward",
+    "export": "trajgraph.export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trajgraph' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    # store and data
     "Store",
-    "record",
     "Run",
     "Step",
     "ModelCall",
     "SearchNode",
     "PreferencePair",
     "Trajectory",
+    # record / replay
+    "record",
+    "replay",
+    "fork",
+    "diff",
+    "ReplayResult",
+    "RunDiff",
+    # search
+    "optimize",
+    "search",
+    "asearch",
+    "SearchResult",
+    "Budget",
+    "Spent",
+    "Space",
+    "Node",
+    "Candidate",
+    "Environment",
+    "Optimizer",
+    "Greedy",
+    "BestOfN",
+    "RRO",
+    "MCTS",
+    "SEAgent",
+    # policies and rewards
+    "Policy",
+    "LiteLLMPolicy",
+    "ChatModelPolicy",
+    "RolloutValue",
+    "LocalRewardModel",
+    "LLMJudge",
+    "EnvReward",
+    "Weighted",
+    "RewardItem",
+    "reward",
+    "export",
+    # errors
     "TrajgraphError",
     "StoreError",
     "NotAStoreError",
     "SchemaTooNewError",
     "RunNotFoundError",
     "ReplayError",
+    "ForkError",
+    "BudgetError",
     "ConfigError",
+    "RewardModelError",
 ]
