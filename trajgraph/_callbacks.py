@@ -27,6 +27,18 @@ class ModelCallRecorder(BaseCallbackHandler):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self._open: dict[UUID, dict[str, Any]] = {}
+        # a cassette replay must call no model: raising here stops the call before it is made
+        self.raise_error = recorder.forbid_models
+
+    def _refuse(self, serialized: dict[str, Any] | None) -> None:
+        from trajgraph.errors import ReplayError
+
+        name = (serialized or {}).get("name") or "a model"
+        raise ReplayError(f"replay diverged: {name} would be called, but a cassette replay calls no model; pass live=True to allow it")
+
+    def on_llm_start(self, serialized: dict[str, Any], prompts: list[str], **kwargs: Any) -> None:
+        if self.recorder.forbid_models:
+            self._refuse(serialized)
 
     def on_chat_model_start(
         self,
@@ -38,6 +50,8 @@ class ModelCallRecorder(BaseCallbackHandler):
         invocation_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self.recorder.forbid_models:
+            self._refuse(serialized)
         params = dict(invocation_params or kwargs.get("invocation_params") or {})
         model = str(params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name") or params.get("_type") or "")
         self._open[run_id] = {

@@ -5,7 +5,9 @@ How: every node's runnable is swapped for a thin wrapper on a `graph.copy(...)`
 instrumented the same way, and one callback handler captures chat-model calls.
 The result is still a compiled graph of the same class family, so `invoke`,
 `stream`, `batch`, `get_state` and use as a node behave as before.
-Each step stores the node's *update*, never the whole input state again.
+Each step stores the node's *update*, never the whole input state again; rows go
+to a background writer (trajgraph/_writer.py), so JSON encoding and SQLite
+commits stay off the graph's thread until the run ends.
 """
 
 from __future__ import annotations
@@ -14,19 +16,30 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
+from langgraph.types import Command
 
 from trajgraph._callbacks import ModelCallRecorder
+from trajgraph._json import to_jsonable
 from trajgraph._writer import Writer, writer_for
 from trajgraph.store import Store
 from trajgraph.trajectory import Run, Step, new_id
 
 _KEY = "__trajgraph_recorder"  # configurable key carrying the active recorder
+_RESUMING = "__pregel_resuming"  # LangGraph sets it in a subgraph's config when its parent resumes
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
+
+StepKey = tuple[str, "int | None", str, str]
+
+
+class Cassette(Protocol):
+    """Answers steps during replay: (True, update) to skip the node, (False, None) to run it."""
+
+    def answer(self, key: StepKey, step: Step) -> tuple[bool, Any]: ...
 
 
 @dataclass
@@ -40,6 +53,40 @@ class _Settings:
     task: Callable[[Any], str | None] | None
 
 
+class StepKeys:
+    """Stable identities of steps, equal across two executions of one graph.
+
+    LangGraph task ids are fresh in every execution, so a subgraph step's
+    namespace ("sub:<task id>") is rewritten as the parent's stable label
+    ("sub@3": node sub at superstep 3). Feed steps in `seq` order: a parent
+    step always starts, and so is numbered, before the steps inside it.
+    """
+
+    def __init__(self) -> None:
+        self._labels: dict[str, str] = {}
+
+    def __call__(self, step: Step) -> StepKey:
+        ns = ""
+        if step.namespace:
+            parts = []
+            for part in step.namespace.split("|"):
+                name, _, task_id = part.partition(":")
+                parts.append(self._labels.get(task_id, name))
+            ns = "|".join(parts)
+        if step.task_id:
+            label = f"{step.node}@{step.lg_step}"
+            if not step.path.startswith("__pregel_pull"):
+                label += f"[{step.path}]"
+            self._labels[step.task_id] = f"{ns}|{label}" if ns else label
+        return (ns, step.lg_step, step.node, step.path)
+
+
+def step_keys(steps: Sequence[Step]) -> list[StepKey]:
+    """`StepKeys` over a recorded run's steps (in seq order)."""
+    keys = StepKeys()
+    return [keys(s) for s in sorted(steps, key=lambda s: s.seq)]
+
+
 @dataclass
 class Recorder:
     """State of one recorded run: sequence numbers and where rows go."""
@@ -49,10 +96,10 @@ class Recorder:
     decision_nodes: frozenset[str]
     next_seq: int = 0
     model_seq: int = 0
-    # replay hooks: answer(node_key) -> recorded update, or raise to stop
-    cassette: Callable[[tuple[str, int | None, str, str], int], tuple[bool, Any]] | None = None
-    observed: list[Step] = field(default_factory=list)
-    keep_steps: bool = False
+    root_ns: str = ""  # checkpoint namespace the run started in ("" unless used as a node)
+    cassette: Cassette | None = None  # replay: answers steps from a recording
+    forbid_models: bool = False  # replay: a model call is a divergence, not a cost
+    keys: StepKeys = field(default_factory=StepKeys)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def allocate(self) -> int:
@@ -69,19 +116,13 @@ class Recorder:
 
     def add_step(self, step: Step) -> None:
         self.writer.put("step", step)
-        if self.keep_steps:
-            with self._lock:
-                self.observed.append(step)
 
-
-def step_key(step: Step) -> tuple[str, int | None, str, str]:
-    """What identifies 'the same step' across two executions of one graph."""
-    return (clean_namespace(step.namespace), step.lg_step, step.node, step.path)
-
-
-def clean_namespace(ns: str) -> str:
-    """'sub:1f2e…|inner:9a…' -> 'sub|inner' (task ids differ between executions)."""
-    return "|".join(part.split(":", 1)[0] for part in ns.split("|")) if ns else ""
+    def answer(self, step: Step) -> tuple[bool, Any]:
+        if self.cassette is None:
+            return False, None
+        with self._lock:
+            key = self.keys(step)
+        return self.cassette.answer(key, step)
 
 
 class _RecordingNode(Runnable[Any, Any]):
@@ -95,18 +136,24 @@ class _RecordingNode(Runnable[Any, Any]):
         recorder = (config or {}).get("configurable", {}).get(_KEY)
         if recorder is None or self.name.startswith("__"):  # __start__ only echoes the input
             return None, None, config
-        md = (config or {}).get("metadata") or {}
+        md = config.get("metadata") or {}  # type: ignore[union-attr]
         seq = recorder.allocate()
+        # "parent:<task id>|...|node:<own task id>", relative to where the run started
+        ns = str(md.get("langgraph_checkpoint_ns") or "")
+        if recorder.root_ns and ns.startswith(recorder.root_ns + "|"):
+            ns = ns[len(recorder.root_ns) + 1 :]
+        parent, _, own = ns.rpartition("|")
         step = Step(
             run_id=recorder.run_id,
             seq=seq,
             node=self.name,
             lg_step=md.get("langgraph_step"),
             path=_path(md.get("langgraph_path")),
-            namespace=str(md.get("checkpoint_ns") or ""),
+            namespace=parent,
+            task_id=own.partition(":")[2],
             started_at=time.time(),
         )
-        config = {**(config or {}), "metadata": {**md, "trajgraph_step": seq}}
+        config = {**config, "metadata": {**md, "trajgraph_step": seq}}  # type: ignore[misc]
         return recorder, step, config
 
     def _end(self, recorder: Recorder, step: Step, t0: float, out: Any = None, exc: BaseException | None = None) -> None:
@@ -120,18 +167,13 @@ class _RecordingNode(Runnable[Any, Any]):
             step = step.replace(error=f"{type(exc).__name__}: {exc}", latency_ms=latency)
         recorder.add_step(step)
 
-    def _answer(self, recorder: Recorder, step: Step) -> tuple[bool, Any]:
-        if recorder.cassette is None:
-            return False, None
-        return recorder.cassette(step_key(step), step.seq)
-
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         recorder, step, config = self._begin(config)
         if recorder is None or step is None:
             return self.bound.invoke(input, config, **kwargs)
         t0 = time.perf_counter()
         try:
-            answered, out = self._answer(recorder, step)
+            answered, out = recorder.answer(step)
             if not answered:
                 out = self.bound.invoke(input, config, **kwargs)
         except BaseException as exc:
@@ -146,7 +188,7 @@ class _RecordingNode(Runnable[Any, Any]):
             return await self.bound.ainvoke(input, config, **kwargs)
         t0 = time.perf_counter()
         try:
-            answered, out = self._answer(recorder, step)
+            answered, out = recorder.answer(step)
             if not answered:
                 out = await self.bound.ainvoke(input, config, **kwargs)
         except BaseException as exc:
@@ -164,18 +206,53 @@ def _path(path: Any) -> str:
 
 def instrument(graph: Pregel) -> Pregel:
     """A copy of `graph` whose nodes (and subgraphs' nodes) report to the active recorder."""
+    if isinstance(graph, _RecordingMixin):
+        graph = _unwrap(graph)
     nodes = {}
     for name, node in graph.nodes.items():
         bound = node.bound
-        subgraphs = list(node.subgraphs)
-        if isinstance(bound, Pregel):
-            bound = instrument(bound)
-            subgraphs = [bound]
         if isinstance(bound, _RecordingNode):
             nodes[name] = node
             continue
+        subgraphs = list(node.subgraphs)
+        if isinstance(bound, Pregel):  # a recorded graph used as a node joins the outer run
+            bound = instrument(bound)
+            subgraphs = [bound]
         nodes[name] = node.copy({"bound": _RecordingNode(name, bound), "subgraphs": subgraphs})
     return Pregel.copy(graph, {"nodes": nodes})
+
+
+class _Tracker:
+    """Reads the final state and any interrupt off the chunks of any stream mode/version."""
+
+    def __init__(self, graph: Pregel, kwargs: dict[str, Any]) -> None:
+        self.mode = kwargs.get("stream_mode") or graph.stream_mode
+        self.multi = isinstance(self.mode, (list, tuple))
+        self.subgraphs = bool(kwargs.get("subgraphs"))
+        self.v2 = kwargs.get("version") == "v2"
+        self.output: Any = None
+        self.interrupted = False
+
+    def see(self, chunk: Any) -> None:
+        try:
+            if self.v2 and isinstance(chunk, dict) and "type" in chunk:
+                if chunk.get("ns"):
+                    return
+                mode, data = chunk["type"], chunk.get("data")
+                self.interrupted = self.interrupted or bool(chunk.get("interrupts"))
+            else:
+                if self.subgraphs:
+                    if chunk[0]:  # a subgraph's chunk
+                        return
+                    chunk = chunk[1:] if self.multi else chunk[1]
+                mode, data = chunk if self.multi else (self.mode, chunk)
+        except (TypeError, ValueError, KeyError, IndexError):
+            return
+        if isinstance(data, dict) and "__interrupt__" in data:
+            self.interrupted = True
+            data = {k: v for k, v in data.items() if k != "__interrupt__"}
+        if mode == "values":
+            self.output = data
 
 
 class _RecordingMixin:
@@ -190,7 +267,8 @@ class _RecordingMixin:
         return _as_recorded(base(**attrs), self._tg)
 
     @property
-    def store(self) -> Store:  # type: ignore[override]
+    def trajgraph_store(self) -> Store:
+        """The trajgraph store runs land in (`.store` stays LangGraph's own BaseStore)."""
         return self._tg.store
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
@@ -198,15 +276,15 @@ class _RecordingMixin:
         if session is None:
             yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
             return
-        last = None
+        tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
         try:
             for chunk in super().stream(input, config, **kwargs):  # type: ignore[misc]
-                last = chunk
+                tracker.see(chunk)
                 yield chunk
         except BaseException as exc:
-            session.finish(self, config, exc=exc)
+            session.finish(self, config, tracker, exc=exc)
             raise
-        session.finish(self, config, last=last, mode=kwargs.get("stream_mode"))
+        session.finish(self, config, tracker)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         config, session = _start(self, input, config)
@@ -214,68 +292,68 @@ class _RecordingMixin:
             async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
                 yield chunk
             return
-        last = None
+        tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
         try:
             async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
-                last = chunk
+                tracker.see(chunk)
                 yield chunk
         except BaseException as exc:
-            session.finish(self, config, exc=exc)
+            session.finish(self, config, tracker, exc=exc)
             raise
-        session.finish(self, config, last=last, mode=kwargs.get("stream_mode"))
+        session.finish(self, config, tracker)
 
 
 @dataclass
 class _Session:
     run: Run
     recorder: Recorder
-    resumed: bool
 
-    def finish(self, graph: Any, config: RunnableConfig, *, last: Any = None, mode: Any = None, exc: BaseException | None = None) -> None:
+    def finish(self, graph: Any, config: RunnableConfig, tracker: _Tracker, *, exc: BaseException | None = None) -> None:
         fields: dict[str, Any] = {"ended_at": time.time()}
         if exc is not None:
-            interrupted = isinstance(exc, GraphBubbleUp) or isinstance(exc, (KeyboardInterrupt, GeneratorExit))
+            interrupted = isinstance(exc, (GraphBubbleUp, KeyboardInterrupt, GeneratorExit))
             fields["status"] = "interrupted" if interrupted else "failed"
             fields["error"] = f"{type(exc).__name__}: {exc}"
         else:
             fields["status"] = "succeeded"
-            if mode in (None, "values") and isinstance(last, dict) and "__interrupt__" not in last:
-                fields["output"] = last
-            if _pending_interrupt(graph, config, last):
+            if tracker.output is not None:
+                fields["output"] = tracker.output
+            if tracker.interrupted or _pending(graph, config):
                 fields["status"] = "interrupted"
-                fields["ended_at"] = None
+        if fields["status"] == "interrupted":
+            fields["ended_at"] = None
         self.recorder.writer.put("run_update", (self.run.id, fields))
         self.recorder.writer.flush()
 
 
-def _pending_interrupt(graph: Any, config: RunnableConfig, last: Any) -> bool:
-    if isinstance(last, dict) and "__interrupt__" in last:
-        return True
-    if graph.checkpointer is None and not (config.get("configurable") or {}).get("__pregel_checkpointer"):
+def _pending(graph: Any, config: RunnableConfig) -> bool:
+    """A static interrupt (interrupt_before/after) leaves tasks to run on a checkpointed thread."""
+    if not graph.checkpointer or not (config.get("configurable") or {}).get("thread_id"):
         return False
-    try:
-        state = Pregel.get_state(graph, _public_config(config))
-    except Exception:
-        return False
-    return bool(state.next) and any(t.interrupts for t in state.tasks)
-
-
-def _public_config(config: RunnableConfig) -> RunnableConfig:
     conf = {k: v for k, v in (config.get("configurable") or {}).items() if k != _KEY}
-    return {**config, "configurable": conf, "callbacks": None}
+    try:
+        state = Pregel.get_state(graph, {"configurable": conf})
+    except Exception:  # a nested graph or a checkpointer that cannot answer: no evidence
+        return False
+    return bool(state.next)
 
 
 def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[RunnableConfig, _Session | None]:
-    config = dict(config or {})
+    config = dict(config or {})  # type: ignore[assignment]
     configurable = dict(config.get("configurable") or {})
     if configurable.get(_KEY) is not None:  # already inside a recorded run: join it
-        return config, None
+        return config, None  # type: ignore[return-value]
     settings: _Settings = graph._tg
     writer = writer_for(settings.store)
     thread_id = configurable.get("thread_id")
-    run = _resumable(settings, thread_id, input)
-    resumed = run is not None
+    thread_id = None if thread_id is None else str(thread_id)
+    root_ns = str(configurable.get("checkpoint_ns") or "")
+    resuming = input is None or isinstance(input, Command) or bool(configurable.get(_RESUMING))
+    run = _resumable(settings, writer, thread_id, root_ns) if resuming else None
     if run is None:
+        metadata = dict(settings.metadata)
+        if root_ns:
+            metadata["checkpoint_ns"] = root_ns
         run = Run(
             id=new_id(),
             graph=settings.name,
@@ -283,18 +361,21 @@ def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[Runna
             kind="record",
             input=input,
             task=settings.task(input) if settings.task else None,
-            thread_id=None if thread_id is None else str(thread_id),
+            thread_id=thread_id,
             tags=settings.tags + tuple(config.get("tags") or ()),
-            metadata=settings.metadata,
+            metadata=metadata,
         )
         writer.put("run", run)
         next_seq = 0
     else:
-        writer.flush()
+        # the same run goes on; keep what resumed it, so replay can resume the same way
+        resumes = [*run.metadata.get("resumes", []), to_jsonable(input)]
         next_seq = settings.store.next_seq(run.id)
-        writer.put("run_update", (run.id, {"status": "running"}))
-    recorder = Recorder(run_id=run.id, writer=writer, decision_nodes=settings.decision_nodes, next_seq=next_seq)
-    return _attach(config, configurable, recorder), _Session(run, recorder, resumed)
+        writer.put("run_update", (run.id, {"status": "running", "error": None, "metadata": {**run.metadata, "resumes": resumes}}))
+    recorder = Recorder(run_id=run.id, writer=writer, decision_nodes=settings.decision_nodes, next_seq=next_seq, root_ns=root_ns)
+    if run.status == "interrupted":
+        recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
+    return _attach(config, configurable, recorder), _Session(run, recorder)
 
 
 def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Recorder) -> RunnableConfig:
@@ -313,15 +394,15 @@ def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Reco
     return config  # type: ignore[return-value]
 
 
-def _resumable(settings: _Settings, thread_id: Any, input: Any) -> Run | None:
-    """A resumed interrupt (input None or Command(resume=...)) continues its run."""
+def _resumable(settings: _Settings, writer: Writer, thread_id: str | None, root_ns: str) -> Run | None:
+    """The interrupted run on this thread (and namespace) that a resume continues."""
     if thread_id is None:
         return None
-    if input is not None and type(input).__name__ != "Command":
-        return None
-    writer_for(settings.store).flush()
-    candidates = [r for r in settings.store.runs(graph=settings.name, status="interrupted", limit=20) if r.thread_id == str(thread_id)]
-    return candidates[0] if candidates else None
+    writer.flush()  # its last rows may still be queued
+    for run in settings.store.runs(graph=settings.name, status="interrupted", thread_id=thread_id, limit=20):
+        if run.metadata.get("checkpoint_ns", "") == root_ns:
+            return run
+    return None
 
 
 _CLASSES: dict[type, type] = {}
@@ -337,6 +418,12 @@ def _recorded_class(cls: type) -> type:
 
 def _base_class(cls: type) -> type:
     return next(c for c in cls.__mro__[1:] if c is not _RecordingMixin and not issubclass(c, _RecordingMixin))
+
+
+def _unwrap(graph: Pregel) -> Pregel:
+    """The plain compiled graph under a recorded one (its nodes stay instrumented)."""
+    base = _base_class(type(graph))
+    return base(**{k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_tg")})
 
 
 def _as_recorded(graph: Pregel, settings: _Settings) -> Pregel:
@@ -357,6 +444,7 @@ def record(
     metadata: dict[str, Any] | None = None,
     graph_path: str | None = None,
     task: Callable[[Any], str | None] | None = None,
+    checkpointer: Any = None,
 ) -> Pregel:
     """Wrap a compiled graph so that every run lands in `store`, step by step.
 
@@ -364,15 +452,17 @@ def record(
     `decision_nodes` are the nodes whose update is the agent's chosen action
     (default: any of agent/model/policy/call_model that the graph has).
     `task(input) -> str` names the task of a run, for splits and pairing.
+    `graph_path` ("module:attr") lets `trajgraph replay` re-import the graph.
+    `checkpointer` replaces the graph's own (needed for interrupts and resume).
     """
     if not isinstance(graph, Pregel):
         raise TypeError(f"record() needs a compiled LangGraph graph, got {type(graph).__name__}; call .compile() first")
     store = Store(store) if not isinstance(store, Store) else store
     store.setup()
     if isinstance(graph, _RecordingMixin):
-        graph = graph.copy()
-        base = _base_class(type(graph))
-        graph = base(**{k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_tg")})
+        graph = _unwrap(graph)
+    if checkpointer is not None:
+        graph = Pregel.copy(graph, {"checkpointer": checkpointer})
     if decision_nodes is None:
         decision_nodes = [n for n in DEFAULT_DECISION_NODES if n in graph.nodes]
     unknown = [n for n in decision_nodes if n not in graph.nodes]
@@ -392,8 +482,8 @@ def record(
 
 def recorder_session(graph: Pregel, recorder: Recorder, config: RunnableConfig | None = None) -> RunnableConfig:
     """Config that makes an instrumented graph report to `recorder` (used by replay)."""
-    config = dict(config or {})
-    return _attach(config, dict(config.get("configurable") or {}), recorder)
+    config = dict(config or {})  # type: ignore[assignment]
+    return _attach(config, dict(config.get("configurable") or {}), recorder)  # type: ignore[arg-type]
 
 
-__all__ = ["record", "instrument", "Recorder", "step_key", "clean_namespace"]
+__all__ = ["record", "instrument", "Recorder", "Cassette", "StepKeys", "step_keys", "recorder_session"]

@@ -488,6 +488,14 @@ class Store:
         data["metadata"] = data.get("metadata") or {}
         return Run(**data)
 
+    def step_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Number of steps of each run, in one query (for run listings)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._query(f"SELECT run_id, COUNT(*) AS n FROM steps WHERE run_id IN ({marks}) GROUP BY run_id", list(run_ids))
+        return {r["run_id"]: int(r["n"]) for r in rows}
+
     def count(self, table: str) -> int:
         if table not in _JSON_FIELDS:
             raise StoreError(f"unknown table {table!r}; one of {sorted(_JSON_FIELDS)}")

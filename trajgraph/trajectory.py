@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # v2: steps.task_id
 
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 RunKind = Literal["record", "replay", "fork", "search", "rollout", "bench"]
@@ -78,6 +78,7 @@ class Step(_Json):
     lg_step: int | None = None  # LangGraph superstep
     path: str = ""  # LangGraph task path, distinguishes parallel `Send` tasks
     namespace: str = ""  # checkpoint namespace: "" at the top, "sub:<id>" inside subgraphs
+    task_id: str = ""  # LangGraph task id; a subgraph step's namespace names its parent's task id
     update: Any = None
     action: Any = None  # set when the node is a decision node
     started_at: float = 0.0

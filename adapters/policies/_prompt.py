@@ -1,0 +1,164 @@
+"""What every offline policy shares: the prompt, command matching, sampling, stats.
+
+A policy sees an env-loop state (`trajgraph.testing.tiny_env.EnvState`): `task`
+(or `objective`), `observation`, `actions` (the admissible commands) and
+`history` ([{"action", "observation", ...}]). It must answer with one of
+`actions`, whatever its model said: matching lives here so all three policies
+map and count invalid output the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trajgraph.errors import ConfigError
+
+SYSTEM_PROMPT = (
+    "You are playing a text adventure game. Read the objective and what you see, "
+    "then reply with exactly one command copied from the list of admissible commands, and nothing else."
+)
+
+
+@dataclass
+class PolicyStats:
+    """Counters every policy keeps; `invalid_outputs` are model replies that were not
+    an admissible command verbatim (they were mapped to the closest one)."""
+
+    calls: int = 0  # model invocations (one node call or one propose(k) batch)
+    samples: int = 0  # actions returned
+    tokens: int = 0  # tokens the model read and wrote
+    invalid_outputs: int = 0
+    fallbacks: int = 0  # invalid outputs with no overlap at all: a random admissible command
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def objective(state: Mapping[str, Any]) -> str:
+    return str(state.get("objective") or state.get("task") or "")
+
+
+def admissible(state: Mapping[str, Any]) -> list[str]:
+    """The admissible commands, de-duplicated in order; a policy with none to choose from is a caller bug."""
+    actions = list(dict.fromkeys(str(a) for a in state.get("actions") or []))
+    if not actions:
+        raise ConfigError("state has no admissible 'actions' to choose from; a policy needs at least one")
+    return actions
+
+
+def recent_history(state: Mapping[str, Any], window: int) -> list[tuple[str, str]]:
+    steps = list(state.get("history") or [])[-window:] if window > 0 else []
+    return [(str(s.get("action") or ""), str(s.get("observation") or "")) for s in steps if isinstance(s, Mapping)]
+
+
+def _clip(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def build_messages(state: Mapping[str, Any], window: int = 3, obs_chars: int = 400) -> list[dict[str, str]]:
+    """Chat messages for one decision: objective, the last `window` steps, what is seen now, the commands.
+
+    Observations are whitespace-collapsed and clipped so a 135M model's prompt stays short
+    (prefill time grows with it; its useful context is small anyway)."""
+    lines = [f"Objective: {_clip(objective(state), 2 * obs_chars)}", ""]
+    past = recent_history(state, window)
+    if past:
+        lines.append("Recent steps:")
+        lines += [f"> {a}\n{_clip(o, obs_chars // 2)}" for a, o in past]
+        lines.append("")
+    lines += ["Now you see:", _clip(str(state.get("observation") or ""), obs_chars), "", "Admissible commands:"]
+    lines += [f"- {a}" for a in admissible(state)]
+    lines += ["", "Reply with one command from the list."]
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": "\n".join(lines)}]
+
+
+# -- mapping a reply to an admissible command ------------------------------------
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _norm(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def clean_reply(text: str) -> str:
+    """The command a model most likely meant: first non-empty line, without a prompt
+    marker, list bullet, numbering, quotes or a 'Command:' label."""
+    for line in text.splitlines():
+        line = line.strip().strip("`\"'").strip()
+        line = re.sub(r"^(>|-|\*|\d+[.)]|command\s*:|answer\s*:)\s*", "", line, flags=re.I).strip().strip("`\"'.").strip()
+        if line:
+            return line
+    return ""
+
+
+def match_command(reply: str, commands: Sequence[str]) -> tuple[str | None, str]:
+    """Map a model reply to an admissible command: exact, then prefix/substring, then token overlap.
+
+    Returns (command, how) with how in {"exact", "prefix", "substring", "overlap", "none"};
+    command is None only when nothing overlaps. Ties go to the longest command (the more specific)."""
+    said = _norm(clean_reply(reply))
+    normed = [(_norm(c), c) for c in commands]
+    for n, c in normed:
+        if n == said:
+            return c, "exact"
+    if not said:
+        return None, "none"
+    longest = sorted(normed, key=lambda nc: -len(nc[0]))
+    for n, c in longest:  # the reply went on after a whole command ("go north and then...")
+        if n and (said.startswith(n + " ") or n.startswith(said + " ")):
+            return c, "prefix"
+    for n, c in longest:
+        if n and (n in said or said in n):
+            return c, "substring"
+    words = set(said.split())
+    best, best_score = None, 0.0
+    for n, c in normed:
+        cw = set(n.split())
+        if cw and words & cw:
+            score = len(words & cw) / len(words | cw)  # Jaccard
+            if score > best_score:
+                best, best_score = c, score
+    return (best, "overlap") if best is not None else (None, "none")
+
+
+def resolve(reply: str, commands: Sequence[str], stats: PolicyStats, rng: random.Random) -> str:
+    """An admissible command for any reply; counts non-verbatim replies as invalid outputs."""
+    command, how = match_command(reply, commands)
+    if how != "exact":
+        stats.invalid_outputs += 1
+    if command is None:
+        stats.fallbacks += 1
+        command = rng.choice(list(commands))
+    return command
+
+
+# -- sampling ----------------------------------------------------------------------
+
+
+def softmax(scores: Sequence[float], temperature: float) -> list[float]:
+    """softmax(score / temperature); temperature 0 puts all mass on the (first) best."""
+    if temperature <= 0:
+        best = max(range(len(scores)), key=lambda i: scores[i])
+        return [1.0 if i == best else 0.0 for i in range(len(scores))]
+    top = max(scores)
+    weights = [math.exp((s - top) / temperature) for s in scores]
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def sample(commands: Sequence[str], scores: Sequence[float], temperature: float, k: int, rng: random.Random) -> list[str]:
+    """k draws (with replacement, like k independent policy calls) from softmax(scores / temperature)."""
+    return rng.choices(list(commands), weights=softmax(scores, temperature), k=k)
+
+
+def check_temperature(temperature: float) -> float:
+    if not (temperature >= 0 and math.isfinite(temperature)):
+        raise ConfigError(f"temperature must be a finite number >= 0, got {temperature!r}")
+    return float(temperature)

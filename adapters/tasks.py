@@ -1,0 +1,92 @@
+"""The task contract every environment adapter speaks, and that optimizers and `trajgraph bench` consume.
+
+A `TaskSpec` is one task of a suite: the graph input, the name of the node that
+chooses actions, how to build the agent graph around a given policy, how to read
+the final reward of a finished state, and (when the adapter can compute them) the
+best achievable reward and an oracle for the best next action.
+
+Forking. `make_graph(policy)` returns `(compiled graph, env)`. `env` is None when
+the graph state holds the whole environment (gym toy-text: checkpoints fork it);
+otherwise it is an object with `snapshot() -> Any` and `restore(snap) -> None`
+(TextWorld: the game engine lives outside the graph, and a search must restore the
+engine to a decision point's snapshot before branching from it).
+
+Splits. `Suite.tasks(split, n, seed)` draws n tasks from the split with `seed`;
+the "train" and "test" pools of a suite never share a task.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from trajgraph.errors import ConfigError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task: what to feed the graph, where it decides, and how it is scored.
+
+    make_graph: env loops take a policy node `(state) -> {"action": str}`; ReAct
+        suites take a LangChain chat model instead (the graph's decision node is
+        the model call). Returns (compiled graph without checkpointer, env or None).
+    outcome: final reward of a state, None while the episode is unfinished.
+    optimum: the best final reward a policy can reach (None if unknown).
+    oracle: the best next action from a state (for simulated policies and tests).
+    """
+
+    id: str
+    input: dict
+    decision_node: str
+    make_graph: Callable[[Any], tuple[Any, Any]]
+    outcome: Callable[[dict], float | None]
+    max_steps: int
+    optimum: float | None = None
+    oracle: Callable[[dict], str] | None = None
+
+
+class Suite(Protocol):
+    """A family of tasks with disjoint train/test pools."""
+
+    name: str
+
+    def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]: ...
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+
+
+T = TypeVar("T")
+
+
+def sample_pool(pool: Sequence[T], n: int, seed: int) -> list[T]:
+    """n distinct items of a finite pool, drawn by seed (all of them, shuffled, if n >= len(pool))."""
+    if n < 1:
+        raise ConfigError(f"n={n}: ask for at least one task")
+    return random.Random(seed).sample(list(pool), min(n, len(pool)))
+
+
+def split_pool(items: Sequence[T], split: str) -> list[T]:
+    """Deterministic half of a finite pool: 'test' gets even positions of a fixed shuffle, 'train' odd."""
+    check_split(split)
+    order = list(items)
+    random.Random(20261126).shuffle(order)  # fixed: the split must never change between versions
+    return order[0::2] if split == "test" else order[1::2]
+
+
+def seed_pool(split: str, n: int, seed: int) -> list[int]:
+    """n distinct generator seeds: test seeds lie in [0, 10**6), train seeds in [10**6, 2*10**6)."""
+    check_split(split)
+    if n < 1:
+        raise ConfigError(f"n={n}: ask for at least one task")
+    base = 0 if split == "test" else 1_000_000
+    return [base + s for s in random.Random(seed).sample(range(1_000_000), n)] if seed else [base + i for i in range(n)]
+
+
+__all__ = ["TaskSpec", "Suite", "SPLITS", "check_split", "sample_pool", "split_pool", "seed_pool"]

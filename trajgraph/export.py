@@ -1,0 +1,648 @@
+"""Training data out of a store: TRL datasets for SFT, DPO and process reward models.
+
+Every function reads one consistent snapshot of the store (a read-only SQLite
+connection inside one read transaction), so a store being written while we read
+gives the state at one instant, never half a batch. Column names are TRL's
+(https://huggingface.co/docs/trl/dataset_formats):
+
+- `sft_dataset`  -> conversational language modeling: `messages` (+ `tools` when recorded)
+- `dpo_dataset`  -> preference: `prompt`, `chosen`, `rejected` (+ `chosen_score`, `rejected_score`)
+- `prm_dataset`  -> stepwise supervision: `prompt`, `completions`, `labels`
+
+Extra columns (`run_id`, `task`, `source`, ...) say where each row came from;
+TRL's trainers ignore them. `write_dataset` writes JSON Lines or Parquet that
+`datasets.load_dataset("json" | "parquet", data_files=...)` loads.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+from trajgraph._json import to_jsonable
+from trajgraph.errors import ConfigError, StoreError
+from trajgraph.render import render_action, render_prefix, render_task, steps_to_turns
+from trajgraph.store import Store
+from trajgraph.trajectory import ModelCall, Run, RunKind, RunStatus, SearchNode, Step
+
+SFT_COLUMNS = ("messages",)
+DPO_COLUMNS = ("prompt", "chosen", "rejected", "chosen_score", "rejected_score", "source", "run_id", "task")
+PRM_COLUMNS = ("prompt", "completions", "labels", "run_id", "task")
+
+_STATUSES = get_args(RunStatus)
+_KINDS = get_args(RunKind)
+
+
+# -- a consistent read-only view ------------------------------------------------------
+
+
+@contextmanager
+def snapshot(store: Store | str | Path) -> Iterator[Store]:
+    """A read-only Store pinned to one instant: every read inside sees the same commit.
+
+    Opens the file with `mode=ro` (never writes, never migrates) and holds one
+    read transaction; in WAL mode writers carry on meanwhile. A file with no
+    trajgraph tables yet reads as an empty store.
+    """
+    path = store.path if isinstance(store, Store) else Path(store)
+    ro = Store(path, readonly=True)
+    ro.setup()  # one-line StoreError for a missing, foreign, corrupt or too-new file
+    conn = ro.db.conn
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" not in tables:
+            ro.close()
+            ro = Store(":memory:").setup()  # a new, empty file: read it as an empty store
+            conn = ro.db.conn
+        conn.execute("BEGIN")
+        conn.execute("SELECT COUNT(*) FROM runs").fetchone()  # the snapshot starts at the first read
+        yield ro
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path}: cannot read store ({exc})") from None
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        ro.close()
+
+
+# -- filters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs an export reads. Every field is optional; all given must match."""
+
+    graph: str | None = None
+    tag: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    task: str | None = None
+    min_outcome: float | None = None
+    max_outcome: float | None = None
+    since: float | None = None
+    until: float | None = None
+
+    @classmethod
+    def of(cls, **filters: Any) -> RunFilter:
+        """Validate user filters; any mistake is one `ConfigError` line."""
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(filters) - names)
+        if unknown:
+            raise ConfigError(f"unknown filter {', '.join(unknown)}; filters are {', '.join(sorted(names))}")
+        f = dict(filters)
+        for key in ("graph", "tag", "task"):
+            if f.get(key) is not None and not isinstance(f[key], str):
+                raise ConfigError(f"{key}={f[key]!r} must be a string")
+        if f.get("status") is not None and f["status"] not in _STATUSES:
+            raise ConfigError(f"status={f['status']!r} is not a run status; one of {', '.join(_STATUSES)}")
+        if f.get("kind") is not None and f["kind"] not in _KINDS:
+            raise ConfigError(f"kind={f['kind']!r} is not a run kind; one of {', '.join(_KINDS)}")
+        for key in ("min_outcome", "max_outcome"):
+            f[key] = _number(key, f.get(key))
+        if f["min_outcome"] is not None and f["max_outcome"] is not None and f["min_outcome"] > f["max_outcome"]:
+            raise ConfigError(f"min_outcome {f['min_outcome']} is above max_outcome {f['max_outcome']}; nothing could match")
+        f["since"], f["until"] = parse_time("since", f.get("since")), parse_time("until", f.get("until"))
+        if f["since"] is not None and f["until"] is not None and f["since"] >= f["until"]:
+            raise ConfigError("since is not before until; nothing could match")
+        return cls(**f)
+
+    def runs(self, db: Store, *, exclude_kinds: Sequence[str] = ()) -> list[Run]:
+        """Matching runs, oldest first. Outcome bounds use `effective_outcome`."""
+        runs = db.runs(
+            graph=self.graph, status=self.status, tag=self.tag, kind=self.kind, task=self.task,
+            since=self.since, until=self.until, newest_first=False,
+        )
+        if self.kind is None and exclude_kinds:
+            runs = [r for r in runs if r.kind not in exclude_kinds]
+        if self.min_outcome is None and self.max_outcome is None:
+            return runs
+        out = []
+        for run in runs:
+            value = effective_outcome(run, db.steps(run.id))
+            if value is None:
+                continue
+            if self.min_outcome is not None and value < self.min_outcome:
+                continue
+            if self.max_outcome is not None and value > self.max_outcome:
+                continue
+            out.append(run)
+        return out
+
+
+def _number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} must be a number") from None
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(name: str, value: Any) -> float | None:
+    """A Unix timestamp from a number, a datetime, an ISO date/time, or an age ('2h', '7d' ago)."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        age = _AGE.fullmatch(text)
+        if age:
+            return time.time() - float(age.group(1)) * _UNITS[age.group(2)]
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return _dt.datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            pass
+    raise ConfigError(
+        f"{name}={value!r} is not a time; give a Unix timestamp, an ISO date (2026-01-31 or 2026-01-31T12:00) or an age like 2h or 7d"
+    )
+
+
+def effective_outcome(run: Run, steps: Sequence[Step]) -> float | None:
+    """The run's outcome, else the final `reward` of an env loop (state key, set when done)."""
+    if run.outcome is not None:
+        return run.outcome
+    for step in reversed(steps):
+        update = step.update
+        if isinstance(update, dict) and update.get("done") and isinstance(update.get("reward"), (int, float)):
+            return float(update["reward"])
+    return None
+
+
+# -- messages ---------------------------------------------------------------------------
+
+_ROLES = {"human": "user", "ai": "assistant", "AIMessageChunk": "assistant", "system": "system", "tool": "tool", "function": "tool"}
+
+
+def chat_message(msg: Any) -> dict[str, Any]:
+    """One LangChain message (object, stored JSON, tuple or OpenAI dict) as a TRL chat message.
+
+    Tool calls follow TRL's tool-calling format: `{"type": "function", "function":
+    {"name", "arguments": {...}}}` on the assistant message, and `role: "tool"`
+    messages with the tool's `name`.
+    """
+    data = to_jsonable(msg)
+    if isinstance(data, list) and len(data) == 2 and isinstance(data[0], str):  # ("user", "text")
+        return {"role": _ROLES.get(data[0], data[0]), "content": _text(data[1])}
+    if isinstance(data, str):
+        return {"role": "user", "content": data}
+    if not isinstance(data, dict):
+        return {"role": "user", "content": json.dumps(data, ensure_ascii=False)}
+    data = data.get("__lc_message__", data)
+    role = data.get("role") or _ROLES.get(str(data.get("type")), str(data.get("type") or "user"))
+    out: dict[str, Any] = {"role": role, "content": _text(data.get("content"))}
+    calls = data.get("tool_calls") or []
+    if calls:
+        out["tool_calls"] = [_tool_call(c) for c in calls]
+    if role == "tool":
+        if data.get("name"):
+            out["name"] = data["name"]
+        if data.get("tool_call_id"):
+            out["tool_call_id"] = data["tool_call_id"]
+    return out
+
+
+def readable_update(update: Any) -> Any:
+    """A node update as plain JSON with its LangChain messages in chat form."""
+    data = to_jsonable(update)
+    if isinstance(data, dict) and "messages" in data:
+        msgs = data["messages"] if isinstance(data["messages"], list) else [data["messages"]]
+        return {**data, "messages": [chat_message(m) for m in msgs]}
+    return data
+
+
+def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
+    if "function" in call:  # already OpenAI-shaped
+        fn = dict(call["function"])
+        if isinstance(fn.get("arguments"), str):
+            try:
+                fn["arguments"] = json.loads(fn["arguments"])
+            except json.JSONDecodeError:
+                pass
+        out = {"type": "function", "function": fn}
+    else:
+        out = {"type": "function", "function": {"name": call.get("name"), "arguments": call.get("args") or {}}}
+    if call.get("id"):
+        out["id"] = call["id"]
+    return out
+
+
+def _text(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content blocks
+        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+    return json.dumps(to_jsonable(content), ensure_ascii=False)
+
+
+def _key(message: dict[str, Any]) -> str:
+    """What makes two messages the same turn (ids differ between calls)."""
+    calls = [(c["function"].get("name"), c["function"].get("arguments")) for c in message.get("tool_calls", [])]
+    return json.dumps([message["role"], message["content"], calls], sort_keys=True, ensure_ascii=False, default=str)
+
+
+def conversations(calls: Iterable[ModelCall]) -> list[list[dict[str, Any]]]:
+    """The model calls of one run as whole conversations, exactly as the model saw them.
+
+    A ReAct agent resends its history on every call, so call i+1's messages start
+    with call i's messages and response: those calls are one conversation and the
+    last call holds it all. A call whose messages continue no earlier conversation
+    (another agent, a trimmed context) starts its own.
+    """
+    chains: list[tuple[list[str], list[dict[str, Any]]]] = []
+    for call in calls:
+        if call.error is not None or call.response is None:
+            continue
+        messages = [chat_message(m) for m in call.messages or []]
+        response = chat_message(call.response)
+        response["role"] = "assistant"
+        keys = [_key(m) for m in messages]
+        full, full_keys = [*messages, response], [*keys, _key(response)]
+        for i, (chain_keys, _) in enumerate(chains):
+            if keys[: len(chain_keys)] == chain_keys:
+                chains[i] = (full_keys, full)
+                break
+        else:
+            chains.append((full_keys, full))
+    return [c for _, c in chains]
+
+
+def turns_messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]]:
+    """An env-loop run as a chat: the task, then each action and the observation it got.
+
+    The observation after the last action is dropped: nothing follows it to learn.
+    """
+    messages = [{"role": "user", "content": render_task(run.input)}]
+    turns = steps_to_turns(steps)
+    for i, (action, observation) in enumerate(turns):
+        messages.append({"role": "assistant", "content": action})
+        if observation and i < len(turns) - 1:
+            messages.append({"role": "user", "content": observation})
+    return messages
+
+
+# -- SFT ----------------------------------------------------------------------------------
+
+
+def sft_dataset(
+    store: Store | str | Path,
+    *,
+    success_threshold: float | None = 1.0,
+    status: str | None = "succeeded",
+    **filters: Any,
+) -> list[dict[str, Any]]:
+    """Successful trajectories as TRL conversational rows: `{"messages": [...], ...}`.
+
+    Runs with recorded model calls give the calls as they were (tool calls and tool
+    results included); env-loop runs without model calls give task / action /
+    observation turns. A run succeeds when its status matches `status` and its
+    outcome (if known) is at least `success_threshold` (None: ignore outcomes).
+    Search runs are containers and are skipped unless `kind="search"` is asked for.
+    """
+    rf = RunFilter.of(status=status, **filters)
+    rows: list[dict[str, Any]] = []
+    with snapshot(store) as db:
+        for run in rf.runs(db, exclude_kinds=("search",)):
+            steps = db.steps(run.id)
+            outcome = effective_outcome(run, steps)
+            if success_threshold is not None and outcome is not None and outcome < success_threshold:
+                continue
+            calls = db.model_calls(run.id)
+            chats = conversations(calls) or ([turns_messages(run, steps)] if steps else [])
+            tools = next((c.params["tools"] for c in calls if isinstance(c.params.get("tools"), list)), None)
+            for messages in chats:
+                row = {"messages": messages, "run_id": run.id, "task": run.task, "outcome": outcome}
+                if tools is not None:
+                    row["tools"] = tools
+                rows.append(row)
+    return rows
+
+
+# -- DPO ----------------------------------------------------------------------------------
+
+_STYLES = ("conversational", "standard")
+
+
+def dpo_dataset(
+    store: Store | str | Path,
+    *,
+    sources: Sequence[str] | None = None,
+    style: str = "conversational",
+    trajectory_pairs: bool = True,
+    success_threshold: float = 1.0,
+    **filters: Any,
+) -> list[dict[str, Any]]:
+    """Preference rows `{"prompt", "chosen", "rejected", "chosen_score", "rejected_score", ...}`.
+
+    Two kinds of pairs:
+    - step pairs from the `pairs` table, which RRO, MCTS and best-of-n fill (same
+      prefix, the chosen candidate vs one it beat), filtered by their search run;
+    - trajectory pairs (ETO, Song et al. 2024, "Trial and Error"): for each task,
+      every failed run (outcome below `success_threshold`) against the best
+      successful run of the same `Run.task`; `source="eto"`.
+    `style="conversational"` gives message lists (what SFT rows use),
+    `"standard"` gives text.  `sources` limits the `source` column.
+    """
+    if style not in _STYLES:
+        raise ConfigError(f"style={style!r}; one of {', '.join(_STYLES)}")
+    if isinstance(sources, str):
+        sources = [sources]
+    rf = RunFilter.of(**filters)
+    rows: list[dict[str, Any]] = []
+    with snapshot(store) as db:
+        allowed = {r.id: r for r in rf.runs(db)}
+        for pair in db.pairs():
+            if pair.run_id not in allowed or (sources is not None and pair.source not in sources):
+                continue
+            task, history = _prefix(pair.prompt)
+            rows.append({
+                "prompt": _prompt(task, history, style, pair.prompt),
+                "chosen": _completion(pair.chosen, style),
+                "rejected": _completion(pair.rejected, style),
+                "chosen_score": pair.chosen_score,
+                "rejected_score": pair.rejected_score,
+                "source": pair.source,
+                "run_id": pair.run_id,
+                "task": pair.task,
+            })
+        if trajectory_pairs and (sources is None or "eto" in sources):
+            rows.extend(_eto_pairs(db, [r for r in allowed.values() if r.kind != "search"], style, success_threshold))
+    return rows
+
+
+def _prefix(prompt: Any) -> tuple[str, list[tuple[str, str]]]:
+    if isinstance(prompt, dict) and "task" in prompt:
+        history = [(str(a), str(o or "")) for a, o in prompt.get("history") or []]
+        return str(prompt["task"]), history
+    return (prompt if isinstance(prompt, str) else render_task(prompt)), []
+
+
+def _prompt(task: str, history: Sequence[tuple[str, str]], style: str, raw: Any) -> Any:
+    if isinstance(raw, list):  # stored as messages already
+        messages = [chat_message(m) for m in raw]
+        return messages if style == "conversational" else "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+    if style == "standard":
+        return render_prefix(task, history) + f"\n[{len(history) + 1}] Action:"
+    messages = [{"role": "user", "content": task}]
+    for action, observation in history:
+        messages.append({"role": "assistant", "content": action})
+        if observation:
+            messages.append({"role": "user", "content": observation})
+    return messages
+
+
+def _completion(side: Any, style: str) -> Any:
+    """One side of a pair: the action as assistant message(s), or its text."""
+    action = side.get("action") if isinstance(side, dict) and ("action" in side or "text" in side) else side
+    text = side.get("text") if isinstance(side, dict) and side.get("text") else render_action(action)
+    if style == "standard":
+        return " " + text
+    data = to_jsonable(action)
+    if isinstance(data, dict) and "messages" in data:  # a message agent's update: keep its tool calls
+        msgs = data["messages"] if isinstance(data["messages"], list) else [data["messages"]]
+        out = [chat_message(m) for m in msgs]
+        for m in out:
+            m["role"] = "assistant"
+        return out
+    return [{"role": "assistant", "content": text}]
+
+
+def _eto_pairs(db: Store, runs: Sequence[Run], style: str, threshold: float) -> list[dict[str, Any]]:
+    by_task: dict[str, list[tuple[float, Run, list[Step]]]] = {}
+    for run in runs:
+        if run.task is None:
+            continue
+        steps = db.steps(run.id)
+        outcome = effective_outcome(run, steps)
+        if outcome is not None and steps:
+            by_task.setdefault(run.task, []).append((outcome, run, steps))
+    rows = []
+    for task, items in by_task.items():
+        wins = [i for i in items if i[0] >= threshold]
+        if not wins:
+            continue
+        best = max(wins, key=lambda i: (i[0], i[1].started_at))
+        chosen_prompt, chosen = _split(db, best[1], best[2], style)
+        for outcome, run, steps in items:
+            if outcome >= threshold:
+                continue
+            _, rejected = _split(db, run, steps, style)
+            rows.append({
+                "prompt": chosen_prompt, "chosen": chosen, "rejected": rejected,
+                "chosen_score": best[0], "rejected_score": outcome,
+                "source": "eto", "run_id": run.id, "task": task,
+            })
+    return rows
+
+
+def _split(db: Store, run: Run, steps: Sequence[Step], style: str) -> tuple[Any, Any]:
+    """A whole trajectory as (prompt, completion): everything before the first assistant turn is prompt."""
+    chats = conversations(db.model_calls(run.id))
+    messages = chats[-1] if chats else turns_messages(run, steps)
+    cut = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+    prompt, completion = messages[:cut], messages[cut:]
+    if style == "conversational":
+        return prompt, completion
+    task = "\n".join(m["content"] for m in prompt)
+    lines = [_step_text(i, a, o) for i, (a, o) in enumerate(steps_to_turns(steps), 1)]
+    return f"Task: {task}", "".join("\n" + line for line in lines)
+
+
+# -- PRM ----------------------------------------------------------------------------------
+
+_LABELS = ("value", "score")
+
+
+def prm_dataset(
+    store: Store | str | Path,
+    *,
+    label: str = "value",
+    threshold: float = 0.5,
+    score: Callable[[list[str]], Sequence[float]] | None = None,
+    **filters: Any,
+) -> list[dict[str, Any]]:
+    """Stepwise supervision rows `{"prompt", "completions", "labels"}` for TRL's PRMTrainer.
+
+    From search trees (default): one row per root-to-leaf path of every search run;
+    a step's label is `node.value >= threshold` (`label="value"`: Monte Carlo /
+    backed-up value, as Math-Shepherd and RRO estimate it; terminals fall back to
+    their outcome) or `node.score >= threshold` (`label="score"`: the reward
+    model's score recorded during search). Invalid actions are labelled False.
+    A path stops before the first node with nothing to label.
+
+    With `score=`, a reward model scores recorded runs instead: each decision step
+    of every matching non-search run is labelled `score(text) >= threshold`, where
+    text is the task, the turns so far and the step (`render_prefix`).
+    Texts match what trajgraph's reward models read: prompt `Task: ...`, each
+    completion `[i] Action: ...` + `[i] Observation: ...`; TRL joins them with "\\n".
+    """
+    if label not in _LABELS:
+        raise ConfigError(f"label={label!r}; one of {', '.join(_LABELS)}")
+    threshold = _number("threshold", threshold)  # type: ignore[assignment]
+    rf = RunFilter.of(**filters)
+    with snapshot(store) as db:
+        if score is not None:
+            return _scored_rows(db, rf.runs(db, exclude_kinds=("search",)), score, threshold)
+        rows = []
+        for run in rf.runs(db):
+            nodes = db.search_nodes(run.id)
+            if nodes:
+                rows.extend(_tree_rows(run, nodes, label, threshold))
+        return rows
+
+
+def _step_text(i: int, action: str, observation: str) -> str:
+    return f"[{i}] Action: {action}" + (f"\n[{i}] Observation: {observation}" if observation else "")
+
+
+def _tree_rows(run: Run, nodes: Sequence[SearchNode], label: str, threshold: float) -> list[dict[str, Any]]:
+    children: dict[int | None, list[SearchNode]] = {}
+    for node in nodes:
+        children.setdefault(node.parent_id, []).append(node)
+    by_id = {n.id: n for n in nodes}
+    roots = [n for n in nodes if n.parent_id is None or n.parent_id not in by_id]
+    task_text = f"Task: {render_task(run.input)}"
+    rows = []
+    for root in roots:
+        prompt = task_text
+        if root.observation and root.observation not in prompt:
+            prompt += f"\n{root.observation}"
+        stack: list[tuple[SearchNode, list[SearchNode]]] = [(root, [])]
+        while stack:
+            node, path = stack.pop()
+            kids = children.get(node.id, [])
+            if not kids and path:
+                steps, labels = [], []
+                for i, n in enumerate(path, 1):
+                    value = _node_label_value(n, label)
+                    if value is None and not n.invalid:
+                        break
+                    steps.append(_step_text(i, n.action_text, n.observation))
+                    labels.append(False if n.invalid else bool(value >= threshold))  # type: ignore[operator]
+                if steps:
+                    rows.append({"prompt": prompt, "completions": steps, "labels": labels,
+                                 "run_id": run.id, "task": run.task, "node_ids": [n.id for n in path[: len(steps)]]})
+            for kid in reversed(kids):
+                stack.append((kid, [*path, kid]))
+    return rows
+
+
+def _node_label_value(node: SearchNode, label: str) -> float | None:
+    value = node.value if label == "value" else node.score
+    if value is None and node.terminal:
+        value = node.outcome
+    return value
+
+
+def _scored_rows(db: Store, runs: Sequence[Run], score: Callable[[list[str]], Sequence[float]], threshold: float) -> list[dict[str, Any]]:
+    rows = []
+    for run in runs:
+        turns = steps_to_turns(db.steps(run.id))
+        if not turns:
+            continue
+        task = render_task(run.input)
+        texts = [render_prefix(task, turns[: i + 1]) for i in range(len(turns))]
+        values = list(score(texts))
+        if len(values) != len(texts):
+            raise ConfigError(f"score() returned {len(values)} values for {len(texts)} texts; it must return one per text")
+        rows.append({
+            "prompt": f"Task: {task}",
+            "completions": [_step_text(i, a, o) for i, (a, o) in enumerate(turns, 1)],
+            "labels": [bool(v >= threshold) for v in values],
+            "run_id": run.id, "task": run.task,
+        })
+    return rows
+
+
+# -- files ----------------------------------------------------------------------------------
+
+_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def write_dataset(rows: Sequence[dict[str, Any]], path: str | Path, *, format: str | None = None,
+                  columns: Sequence[str] = ()) -> Path:
+    """Write rows as JSON Lines or Parquet (by suffix or `format`); returns the path.
+
+    Parquet columns are plain Arrow types when that round-trips exactly; nested
+    values whose keys differ between rows (tool calls of different tools) are
+    stored with Arrow's canonical `arrow.json` type instead, so no `None` keys are
+    invented. `columns` are written even when `rows` is empty.
+    """
+    path = Path(path)
+    fmt = format or _FORMATS.get(path.suffix.lower())
+    if fmt not in ("jsonl", "parquet"):
+        raise ConfigError(f"{path}: unknown dataset format; use a .jsonl or .parquet file, or format='jsonl'|'parquet'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        with path.open("w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return path
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigError("Parquet export needs pyarrow: pip install 'trajgraph[export]'") from None
+    names = list(dict.fromkeys([*columns, *(k for r in rows for k in r)]))
+    table = pa.table({n: _arrow_column(pa, [r.get(n) for r in rows]) for n in names})
+    pq.write_table(table, path)
+    return path
+
+
+def _arrow_column(pa: Any, values: list[Any]) -> Any:
+    if not values:
+        return pa.array([], pa.string())
+    try:
+        arr = pa.array(values)
+        if arr.to_pylist() == values:
+            return arr
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    json_type = pa.json_(pa.string())
+    if all(v is None or isinstance(v, list) for v in values):
+        items = [json.dumps(x, ensure_ascii=False) for v in values for x in (v or [])]
+        offsets = [0]
+        for v in values:
+            offsets.append(offsets[-1] + len(v or []))
+        inner = pa.ExtensionArray.from_storage(json_type, pa.array(items, pa.string()))
+        mask = pa.array([v is None for v in values])
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner, mask=mask)
+    storage = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
+    return pa.ExtensionArray.from_storage(json_type, storage)
+
+
+__all__ = [
+    "sft_dataset",
+    "dpo_dataset",
+    "prm_dataset",
+    "write_dataset",
+    "snapshot",
+    "RunFilter",
+    "effective_outcome",
+    "chat_message",
+    "conversations",
+    "readable_update",
+    "parse_time",
+]

