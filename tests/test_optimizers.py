@@ -86,10 +86,11 @@ def test_mcts_uct_and_backpropagation_match_hand_computation():
     c = 1.0
     assert uct(a, root.visits, c) == pytest.approx(0.6 + math.sqrt(math.log(3) / 2))
     assert uct(b, root.visits, c) == pytest.approx(0.8 + math.sqrt(math.log(3) / 1))
-    assert MCTS(c=c).select(root) is b  # 0.8 + 1.048 > 0.6 + 0.741
-    assert MCTS(c=0.0).select(root) is b
+    assert MCTS(k=2, c=c).select(root) is b  # 0.8 + 1.048 > 0.6 + 0.741
+    assert MCTS(k=2, c=0.0).select(root) is b
+    assert MCTS(k=3, c=c).select(root) is root  # short of k distinct actions: widen first
     fresh = _node(4, root)
-    assert uct(fresh, root.visits, c) == math.inf and MCTS(c=c).select(root) is fresh
+    assert uct(fresh, root.visits, c) == math.inf and MCTS(k=2, c=c).select(root) is fresh
 
 
 def test_mcts_backpropagates_through_a_real_search():

@@ -173,7 +173,7 @@ def show_cmd(
         table.add_row(
             str(s.seq),
             s.node,
-            s.namespace.split(":", 1)[0] if s.namespace else "",
+            "/".join(p.split(":", 1)[0] for p in s.namespace.split("|")) if s.namespace else "",
             _short(text, width),
             _num(s.reward),
             f"{s.latency_ms:.1f}",
@@ -272,12 +272,20 @@ def diff_cmd(
             "" if s.b_seq is None else str(s.b_seq),
             s.node,
             marks[s.status],
-            _short(s.a_error or (s.a_update if s.a_seq is not None else ""), 50),
-            _short(s.b_error or (s.b_update if s.b_seq is not None else ""), 50),
+            _short(s.a_error or (_text(s.a_update) if s.a_seq is not None else ""), 50),
+            _short(s.b_error or (_text(s.b_update) if s.b_seq is not None else ""), 50),
         )
     console.print(table)
     if d.identical:
         console.print("[green]identical[/]")
+
+
+def _text(update: Any) -> str:
+    from trajgraph.render import render_action, render_observation
+
+    if isinstance(update, dict) and "observation" in update:
+        return render_observation(update)
+    return render_action(update)
 
 
 def register(app: typer.Typer) -> None:

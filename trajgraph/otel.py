@@ -255,7 +255,8 @@ class _Trace:
         if is_tool:
             names = [r.get("name") or "" for r in results]
             args = [tool_calls.get(r.get("tool_call_id") or "", {}).get("arguments") for r in results]
-            attrs = _attrs(**base, **{
+            attrs = _attrs(**{
+                **base,
                 "openinference.span.kind": "TOOL",
                 "gen_ai.operation.name": "execute_tool",
                 "gen_ai.tool.name": ", ".join(names),
@@ -269,7 +270,7 @@ class _Trace:
             })
             name = f"execute_tool {', '.join(names)}"
         else:
-            attrs = _attrs(**base, **{"openinference.span.kind": "CHAIN"})
+            attrs = _attrs(**{**base, "openinference.span.kind": "CHAIN"})
             name = step.node
         span = self._start(name, parent, (run.id, "step", step.seq), step.started_at, attrs)
         t = step.started_at

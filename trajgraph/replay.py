@@ -396,7 +396,11 @@ def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
     if hasattr(obj, "compile") and callable(obj.compile):
         return _as_graph(obj.compile(), spec)
     if callable(obj) and spec is not None:
-        return _as_graph(obj(), None)
+        try:
+            made = obj()
+        except Exception as exc:
+            raise ReplayError(f"calling {spec}() to build the graph failed: {type(exc).__name__}: {exc}") from None
+        return _as_graph(made, None)
     what = spec or type(obj).__name__
     raise ReplayError(f"{what} is not a LangGraph graph (a compiled graph, a StateGraph or a function returning one)")
 

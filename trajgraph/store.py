@@ -203,6 +203,8 @@ class Store:
                 version = self._check(conn)
                 if version < SCHEMA_VERSION and not self.readonly:
                     self._migrate(conn, version)
+                # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each
+                conn.execute("PRAGMA synchronous = NORMAL")
             except BaseException:
                 conn.close()
                 raise
@@ -217,8 +219,6 @@ class Store:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA foreign_keys = ON")
-        # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each
-        conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> int:
@@ -226,7 +226,9 @@ class Store:
         try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         except sqlite3.DatabaseError as exc:
-            raise NotAStoreError(f"{self.path}: not a trajgraph store (not an SQLite database: {exc})") from None
+            if "not a database" in str(exc):
+                raise NotAStoreError(f"{self.path}: not a trajgraph store (not an SQLite database); choose another path") from None
+            raise NotAStoreError(f"{self.path}: corrupt SQLite file ({exc}); restore it from a copy or choose another path") from None
         if not tables:
             return 0
         if _META not in tables:

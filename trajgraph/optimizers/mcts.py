@@ -16,6 +16,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from trajgraph._json import canonical_key
 from trajgraph._tree import TreeLog
 from trajgraph.optimizers.base import success
 from trajgraph.space import Node, Space
@@ -40,17 +41,20 @@ def backpropagate(node: Node | None, value: float) -> None:
 class MCTS:
     k: int = 3  # actions sampled per expansion
     c: float = 1.0  # exploration weight
-    simulate: bool = False  # roll out from the best new child (LATS' simulation step)
+    simulate: bool | None = None  # roll out from the best new child (LATS' simulation step); None: when there is no reward model
     reflect: Callable[[Node], str] | None = None
     success: float = 1.0
-    max_idle: int = 50  # iterations without new work before the tree counts as exhausted
+    max_expansions: int = 3  # re-sample a node whose k samples merged into fewer than k distinct actions
+    max_idle: int = 2000  # free re-visits of finished leaves in a row before the tree counts as exhausted
     name: str = "mcts"
 
-    def select(self, root: Node) -> Node:
+    def select(self, root: Node, expansions: dict[int, int] | None = None) -> Node:
+        """Descend by UCT; stop at a leaf, or at a node still short of k distinct actions."""
+        expansions = expansions or {}
         node = root
         while node.children:
             live = [ch for ch in node.children if not ch.invalid]
-            if not live:
+            if not live or (len(node.children) < self.k and expansions.get(node.id, 0) < self.max_expansions):
                 return node
             node = max(live, key=lambda ch: uct(ch, node.visits, self.c))
         return node
@@ -59,8 +63,9 @@ class MCTS:
         if root.terminal:
             return root
         idle = 0
+        expansions: dict[int, int] = {}
         while idle < self.max_idle:
-            leaf = self.select(root)
+            leaf = self.select(root, expansions)
             if leaf.terminal:
                 value = leaf.outcome if leaf.outcome is not None else (leaf.score or 0.0)
                 backpropagate(leaf, value)
@@ -68,13 +73,17 @@ class MCTS:
                 if success(leaf, self.success):
                     return leaf
                 continue
-            if leaf.children:  # every child invalid: nothing left to try here
-                leaf.terminal = True
+            if leaf.children and not any(not ch.invalid for ch in leaf.children) and expansions.get(leaf.id, 0) >= self.max_expansions:
+                leaf.terminal = True  # every action tried here was invalid: a dead end
                 backpropagate(leaf, 0.0)
                 idle += 1
                 continue
             idle = 0
-            candidates = await space.propose(leaf, self.k)
+            expansions[leaf.id] = expansions.get(leaf.id, 0) + 1
+            known = {canonical_key(ch.action) for ch in leaf.children}
+            candidates = [c for c in await space.propose(leaf, self.k - len(known) if known else self.k) if c.key not in known]
+            if not candidates:
+                continue
             children = await asyncio.gather(*(space.expand(leaf, c) for c in candidates))
             scores = await space.score(children)
             for child, s in zip(children, scores):
@@ -93,7 +102,8 @@ class MCTS:
             if valid:
                 best, best_score = max(valid, key=lambda cs: cs[1])
                 self._pairs(log, leaf, best, valid)
-                if self.simulate and not best.terminal:
+                simulate = self.simulate if self.simulate is not None else space.reward is None
+                if simulate and not best.terminal:
                     end = await space.rollout(best)
                     value = end.outcome if end.outcome is not None else (await space.score([end]))[0]
                     backpropagate(best, value)

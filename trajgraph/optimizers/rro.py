@@ -25,10 +25,15 @@ class RRO:
     group: int = 1  # candidates sampled (and scored concurrently) at a time
     k_max: int = 5  # widen up to this many candidates per decision point
     min_rise: float = 0.0  # a candidate rises when score > previous + min_rise
+    rollouts: int = 2  # Monte Carlo rollouts per candidate when the search has no reward model
     success: float = 1.0
     name: str = "rro"
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
+        if space.reward is None and self.rollouts > 0:  # the paper's process reward: MC rollouts
+            from trajgraph.rollout_value import RolloutValue
+
+            space.reward = RolloutValue(n=self.rollouts)
         node = root
         previous = (await space.score([root]))[0]
         per_step: list[int] = log.stats.setdefault("candidates_per_step", [])

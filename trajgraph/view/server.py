@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from trajgraph._json import to_jsonable
-from trajgraph.errors import TrajgraphError
+from trajgraph.errors import ConfigError, TrajgraphError
 from trajgraph.export import RunFilter, chat_message, effective_outcome, readable_update
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store
@@ -267,7 +267,10 @@ class ViewServer(ThreadingHTTPServer):
 
 def serve(db: str | Path, host: str = "127.0.0.1", port: int = 0, *, open_browser: bool = False) -> None:
     """Serve the viewer until interrupted."""
-    server = ViewServer(db, host, port)
+    try:
+        server = ViewServer(db, host, port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port or --host") from None
     print(f"trajgraph view: {server.url}  (store {db}, read-only; Ctrl-C to stop)", flush=True)
     if open_browser:
         import webbrowser

@@ -1,0 +1,427 @@
+"""TextWorld games as env-loop tasks, generated offline by seed and forked by the engine's own save/restore.
+
+Games. `make_game(seed, challenge, settings)` runs TextWorld's generator (the Python
+API behind `tw-make`) and caches the compiled game (.z8 + .json) under
+$TRAJGRAPH_TEXTWORLD_CACHE or ~/.cache/trajgraph/textworld; the same seed and
+settings give the same game, byte for byte. Challenges: "tw-simple" (dense
+rewards, default), "tw-cooking", "tw-coin_collector", "tw-treasure_hunter" and
+"custom" (world_size, nb_objects, quest_length; one point at the end).
+
+Forking. TextWorld >= 1.7 plays .z8 games on Jericho's Frotz, whose
+`get_state()/set_state()` copy the Z-machine's RAM, stack and RNG (~10 µs). That
+alone restores the game text and score, but TextWorld also tracks the world's
+logical state in Python (GameProgression: admissible commands, the winning
+policy), so a snapshot holds that too. Its own `copy()` rebuilds every quest's
+dependency tree from scratch (1.6 ms); `_copy_progression` copies only the parts a
+step mutates (~50 µs), and only when the game moves on after a snapshot or restore
+(copy-on-write), so a snapshot or a restore costs about as much as the engine's.
+`fork="replay"` instead resets and re-executes the action prefix (what RRO and IPR
+do on WebShop); it is used when the wrapper stack is not the one we know.
+
+The env lives outside the graph: one `TextWorldEnv` per graph, not thread-safe. A
+search restores it to a decision point's snapshot before branching from there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypedDict
+
+from trajgraph.adapters.tasks import TaskSpec, seed_pool
+from trajgraph.errors import ConfigError, ForkError
+from trajgraph.graphs.env_loop import env_loop
+from trajgraph.testing.tiny_env import EnvState
+
+CACHE_ENV = "TRAJGRAPH_TEXTWORLD_CACHE"
+CHALLENGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tw-simple": {"rewards": "dense", "goal": "detailed", "test": False},
+    "tw-cooking": {"recipe": 1, "take": 1, "go": 6, "open": True, "cook": False, "cut": False, "drop": False,
+                   "recipe_seed": 0, "split": None},
+    "tw-coin_collector": {"level": 1},
+    "tw-treasure_hunter": {"level": 1},
+    "custom": {"world_size": 5, "nb_objects": 10, "quest_length": 5},
+}
+_GENERATE = threading.Lock()  # the generator seeds a module-global RNG
+
+
+def _textworld() -> Any:
+    try:
+        import textworld
+        import textworld.challenges  # noqa: F401
+    except ImportError as e:
+        raise ConfigError("TextWorld is not installed: pip install 'trajgraph[textworld]'") from e
+    return textworld
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    d = Path(path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "trajgraph" / "textworld")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _settings(challenge: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    if challenge not in CHALLENGE_DEFAULTS:
+        raise ConfigError(f"unknown TextWorld challenge {challenge!r}: use one of {', '.join(CHALLENGE_DEFAULTS)}")
+    unknown = set(settings or {}) - set(CHALLENGE_DEFAULTS[challenge])
+    if unknown:
+        raise ConfigError(f"{challenge}: unknown settings {sorted(unknown)}; known: {sorted(CHALLENGE_DEFAULTS[challenge])}")
+    return {**CHALLENGE_DEFAULTS[challenge], **(settings or {})}
+
+
+def game_id(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None) -> str:
+    """'tw-simple-s12', 'tw-simple-test-s12', 'custom-quest_length3-s5': the non-default settings, then the seed."""
+    full, defaults = _settings(challenge, settings), CHALLENGE_DEFAULTS[challenge]
+    parts = [challenge]
+    for k in sorted(full):
+        if full[k] != defaults[k]:
+            parts.append(k if full[k] is True else f"{k}{full[k]}")
+    return "-".join(parts + [f"s{seed}"])
+
+
+def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+              cache: str | os.PathLike | None = None) -> Path:
+    """Path of the compiled game (.z8, with its .json beside it), generated once and cached."""
+    full = _settings(challenge, settings)
+    digest = hashlib.sha1(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
+    d = cache_dir(cache)
+    path = d / f"{game_id(seed, challenge, settings)}-{digest}.z8"
+    if path.exists() and path.with_suffix(".json").exists():
+        return path
+    tw = _textworld()
+    with _GENERATE:
+        tmp = Path(tempfile.mkdtemp(dir=d, prefix=".gen-"))
+        try:
+            options = tw.GameOptions()
+            options.seeds = seed
+            options.path = str(tmp / path.name)
+            options.file_ext = ".z8"
+            options.force_recompile = True
+            if challenge == "custom":
+                options.nb_rooms, options.nb_objects = full["world_size"], full["nb_objects"]
+                n = full["quest_length"]
+                options.chaining.min_length = options.chaining.max_length = options.chaining.max_depth = n
+                tw.make(options)
+            else:
+                game = tw.challenges.CHALLENGES[challenge][1](settings=full, options=options)
+                tw.generator.compile_game(game, options)
+            # the .z8 appears last: a reader that sees it also finds the .json (other processes may race us)
+            os.replace(tmp / path.with_suffix(".json").name, path.with_suffix(".json"))
+            os.replace(tmp / path.name, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+# -- the environment ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    """What the agent sees after a reset or a step."""
+
+    observation: str
+    admissible_commands: tuple[str, ...]
+    score: int
+    max_score: int
+    won: bool
+    lost: bool
+    policy_commands: tuple[str, ...]
+    objective: str
+
+    @property
+    def done(self) -> bool:
+        return self.won or self.lost
+
+
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """A saved game position: engine state + TextWorld's Python-side tracking + the current frame."""
+
+    gamefile: str
+    frame: Frame
+    prefix: tuple[str, ...]  # commands since reset (used by fork="replay")
+    engine: Any = None
+    tracking: tuple = ()
+    inform7: tuple = ()
+    wrapper_states: tuple = field(default=())  # (layer index, GameState) for each wrapper that holds one
+
+
+_BANNER = re.compile(r"^[\s_|\\/$<>-]*$")
+
+
+def _clean(text: str, objective: str = "") -> str:
+    """Drop the ASCII-art banner, the objective (it is the task) and runs of blank lines."""
+    lines = [ln for ln in text.splitlines() if not (_BANNER.match(ln) and ln.strip())]
+    out = "\n".join(lines)
+    if objective:
+        out = out.replace(objective, "")
+    return re.sub(r"\n{3,}", "\n\n", out).strip()
+
+
+def _copy_progression(gp: Any) -> Any:
+    """A GameProgression copy that shares what a step never mutates (finished quests, events' definitions).
+
+    textworld's own `copy()` rebuilds each quest's dependency trees and discards them (1.6 ms).
+    """
+    from textworld.generator.game import EventProgression, GameProgression, QuestProgression
+
+    def event(e: Any) -> Any:
+        n = EventProgression.__new__(EventProgression)
+        n.__dict__.update(e.__dict__)
+        n._tree = e._tree.copy()
+        return n
+
+    def quest(q: Any) -> Any:
+        if q.done:  # update() returns at once on a finished quest: share it
+            return q
+        n = QuestProgression.__new__(QuestProgression)
+        n.__dict__.update(q.__dict__)
+        n.win_events = [event(e) for e in q.win_events]
+        n.fail_events = [event(e) for e in q.fail_events]
+        return n
+
+    new = GameProgression.__new__(GameProgression)
+    new.__dict__.update(gp.__dict__)
+    new.state = gp.state.copy()
+    new.quest_progressions = [quest(q) for q in gp.quest_progressions]
+    return new
+
+
+class TextWorldEnv:
+    """A TextWorld game with `reset/step` returning Frames and `snapshot/restore` for search."""
+
+    _TRACKED = ("_game_progression", "_last_action", "_previous_winning_policy", "_current_winning_policy", "_moves")
+
+    def __init__(self, gamefile: str | os.PathLike, fork: str = "engine", policy_commands: bool = True) -> None:
+        tw = _textworld()
+        from textworld.envs.wrappers.tw_inform7 import Inform7Data, StateTracking
+        from textworld.envs.zmachine.jericho import JerichoEnv
+
+        if fork not in ("engine", "replay"):
+            raise ConfigError(f"fork={fork!r}: use 'engine' or 'replay'")
+        self.gamefile = str(gamefile)
+        infos = tw.EnvInfos(admissible_commands=True, score=True, max_score=True, won=True, lost=True,
+                            objective=True, policy_commands=policy_commands, extras=["walkthrough"])
+        self._env = tw.start(self.gamefile, request_infos=infos)
+        layers, e = [], self._env
+        while e is not None:
+            layers.append(e)
+            e = e.__dict__.get("_wrapped_env")
+        self._layers = layers  # every wrapper keeps its own reference to the current GameState
+        self._tracking = next((x for x in layers if isinstance(x, StateTracking)), None)
+        self._inform7 = next((x for x in layers if isinstance(x, Inform7Data)), None)
+        self._jericho = next((x for x in layers if isinstance(x, JerichoEnv)), None)
+        if fork == "engine" and None in (self._tracking, self._inform7, self._jericho):
+            fork = "replay"  # an unknown wrapper stack: re-execution is always correct
+        self.fork = fork
+        self._shared = False  # is the GameProgression also held by a snapshot? (copy-on-write)
+        self._prefix: tuple[str, ...] = ()
+        self.frame: Frame | None = None
+        self.walkthrough: tuple[str, ...] = ()
+
+    def _frame(self, state: Any, first: bool = False) -> Frame:
+        objective = state.get("objective") or ""
+        return Frame(
+            observation=_clean(state.get("feedback") or "", objective if first else ""),
+            admissible_commands=tuple(state.get("admissible_commands") or ()),
+            score=int(state.get("score") or 0),
+            max_score=int(state.get("max_score") or 0),
+            won=bool(state.get("won")),
+            lost=bool(state.get("lost")),
+            policy_commands=tuple(state.get("policy_commands") or ()),
+            objective=objective,
+        )
+
+    def reset(self) -> Frame:
+        state = self._env.reset()
+        self._shared, self._prefix = False, ()
+        self.walkthrough = tuple(state.get("extra.walkthrough") or state.get("policy_commands") or ())
+        self.frame = self._frame(state, first=True)
+        return self.frame
+
+    def step(self, command: str) -> Frame:
+        if self.frame is None:
+            raise ForkError(f"{self.gamefile}: call reset() before step()")
+        if self._shared:
+            self._tracking._game_progression = _copy_progression(self._tracking._game_progression)
+            self._shared = False
+        state, _, _ = self._env.step(command)
+        self._prefix += (command,)
+        self.frame = replace(self._frame(state), objective=self.frame.objective)
+        return self.frame
+
+    def snapshot(self) -> Snapshot:
+        if self.frame is None:
+            raise ForkError(f"{self.gamefile}: call reset() before snapshot()")
+        if self.fork == "replay":
+            return Snapshot(self.gamefile, self.frame, self._prefix)
+        self._shared = True
+        t, i7 = self._tracking, self._inform7
+        return Snapshot(
+            self.gamefile, self.frame, self._prefix,
+            engine=self._jericho._jericho.get_state(),
+            tracking=tuple(getattr(t, k) for k in self._TRACKED),
+            inform7=(i7._prev_state, list(i7._tracked_infos)),
+            wrapper_states=tuple((i, x.__dict__["state"]) for i, x in enumerate(self._layers) if "state" in x.__dict__),
+        )
+
+    def restore(self, snap: Snapshot) -> None:
+        if snap.gamefile != self.gamefile:
+            raise ForkError(f"snapshot of {snap.gamefile} cannot be restored into {self.gamefile}")
+        if self.fork == "replay" or snap.engine is None:
+            self.reset()
+            for command in snap.prefix:
+                self.step(command)
+            return
+        self._jericho._jericho.set_state(snap.engine)
+        for k, v in zip(self._TRACKED, snap.tracking):
+            setattr(self._tracking, k, v)
+        self._inform7._prev_state, tracked = snap.inform7
+        self._inform7._tracked_infos = list(tracked)
+        for i, st in snap.wrapper_states:
+            self._layers[i].__dict__["state"] = st
+        self._shared = True
+        self._prefix, self.frame = snap.prefix, snap.frame
+
+    def close(self) -> None:
+        self._env.close()
+
+
+# -- the graph and the tasks -------------------------------------------------------------
+
+
+class TextWorldState(EnvState, total=False):
+    """EnvState plus what TextWorld tells about the game (the oracle reads policy_commands)."""
+
+    max_score: int
+    won: bool
+    policy_commands: list[str]
+
+
+def outcome_of(frame: Frame) -> float:
+    """score / max_score; 1.0 when the game is won."""
+    if frame.won:
+        return 1.0
+    return min(1.0, frame.score / frame.max_score) if frame.max_score else 0.0
+
+
+@dataclass(frozen=True)
+class TextWorldGraph:
+    """`make_graph` of a TextWorld task: policy node -> (compiled graph, TextWorldEnv).
+
+    Graph: START -> reset -> policy -> env -> (policy | END). The reset node restarts
+    the game, so every run (and a search's root) begins at the task's first state.
+    """
+
+    gamefile: str
+    max_steps: int
+    name: str
+    fork: str = "engine"
+    exclude: tuple[str, ...] = ()  # command prefixes to hide from the admissible list, e.g. ("examine",)
+
+    def state_of(self, frame: Frame, done: bool) -> dict[str, Any]:
+        actions = [] if done else [c for c in frame.admissible_commands if not (self.exclude and c.startswith(self.exclude))]
+        return {"observation": frame.observation, "actions": actions, "score": float(frame.score),
+                "max_score": frame.max_score, "won": frame.won, "policy_commands": list(frame.policy_commands),
+                "done": done, "reward": outcome_of(frame) if done else None}
+
+    def __call__(self, policy_node: Any) -> tuple[Any, TextWorldEnv]:
+        env = TextWorldEnv(self.gamefile, fork=self.fork)
+
+        def reset(state: dict[str, Any]) -> dict[str, Any]:
+            frame = env.reset()
+            return {"task": frame.objective, "action": None, **self.state_of(frame, frame.done)}
+
+        def step(state: dict[str, Any]) -> dict[str, Any]:
+            action = str(state.get("action") or "")
+            frame = env.step(action)
+            done = frame.done or len(state.get("history") or []) + 1 >= self.max_steps
+            out = self.state_of(frame, done)
+            gained = float(frame.score) - float(state.get("score") or 0.0)
+            out["history"] = [{"action": action, "observation": frame.observation, "reward": gained, "score": float(frame.score)}]
+            return out
+
+        graph = env_loop(step, policy_node, reset_node=reset, state_schema=TextWorldState, name=self.name)
+        return graph, env
+
+
+def _outcome(state: dict) -> float | None:
+    return state.get("reward") if state.get("done") else None
+
+
+def _oracle(walkthrough: tuple[str, ...]) -> Any:
+    def oracle(state: dict) -> str:
+        """The walkthrough's next command while on its path, else TextWorld's current winning policy."""
+        done = [h.get("action") for h in state.get("history") or []]
+        if len(done) < len(walkthrough) and tuple(done) == walkthrough[: len(done)]:
+            return walkthrough[len(done)]
+        policy = state.get("policy_commands") or []
+        if policy:
+            return policy[0]
+        actions = state.get("actions") or []
+        return actions[0] if actions else "look"
+
+    return oracle
+
+
+def textworld_task(seed: int = 1, challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+                   cache: str | os.PathLike | None = None, max_steps: int | None = None, fork: str = "engine",
+                   exclude: tuple[str, ...] = ()) -> TaskSpec:
+    """A TextWorld game as a task (generated and cached on first use; ~1-3 s, then ~0.2 s)."""
+    gamefile = make_game(seed, challenge, settings, cache)
+    env = TextWorldEnv(gamefile, fork="replay")
+    try:
+        frame = env.reset()
+        walkthrough = env.walkthrough
+    finally:
+        env.close()
+    steps = max_steps or 2 * len(walkthrough) + 10
+    factory = TextWorldGraph(str(gamefile), steps, game_id(seed, challenge, settings), fork, tuple(exclude))
+    return TaskSpec(
+        id=factory.name,
+        input={"task": frame.objective, "action": None, "history": [], **factory.state_of(frame, False)},
+        decision_node="policy",
+        make_graph=factory,
+        outcome=_outcome,
+        max_steps=steps,
+        optimum=1.0 if walkthrough else None,
+        oracle=_oracle(walkthrough),
+    )
+
+
+@dataclass(frozen=True)
+class TextWorldSuite:
+    """Generated games; test seeds [0, 1e6), train seeds [1e6, 2e6).
+
+    tw-simple draws test games from its test distribution (unseen food names) and
+    tw-cooking from its "test" split, unless `settings` says otherwise.
+    """
+
+    challenge: str = "tw-simple"
+    settings: dict[str, Any] | None = None
+    cache: str | None = None
+    max_steps: int | None = None
+    fork: str = "engine"
+    exclude: tuple[str, ...] = ()
+    name: str = "textworld"
+
+    def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]:
+        seeds = seed_pool(split, n, seed)
+        settings = dict(self.settings or {})
+        if self.challenge == "tw-simple":
+            settings.setdefault("test", split == "test")
+        elif self.challenge == "tw-cooking":
+            settings.setdefault("split", split)
+        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude) for s in seeds]
+
+
+__all__ = ["TextWorldEnv", "Frame", "Snapshot", "TextWorldGraph", "TextWorldState", "TextWorldSuite", "make_game",
+           "game_id", "textworld_task", "outcome_of", "cache_dir", "CHALLENGE_DEFAULTS"]

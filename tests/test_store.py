@@ -1,0 +1,270 @@
+"""trajgraph/store.py: conformance suite, file safety, migrations, processes, crashes, no pickle."""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import pickle
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
+from trajgraph.store import _MIGRATIONS, Store
+from trajgraph.testing.store_suite import CHECKS
+from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+def test_store_conformance(check, tmp_path: Path) -> None:
+    counter = itertools.count()
+    check(lambda: Store(tmp_path / f"{next(counter)}.db").setup())
+
+
+def test_new_store_is_wal_with_schema_version(store: Store) -> None:
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT value FROM _trajgraph_meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"runs_graph_started", "runs_status", "runs_started", "run_tags_tag"} <= indexes
+    views = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='view'")}
+    assert {"decision_steps", "dpo_pairs"} <= views
+
+
+def _snapshot(path: Path) -> tuple[bytes, int, list[str]]:
+    return path.read_bytes(), path.stat().st_mtime_ns, sorted(p.name for p in path.parent.iterdir())
+
+
+def _assert_one_line_refusal(path: Path, error: type[Exception], words: str) -> None:
+    before = _snapshot(path)
+    with pytest.raises(error) as info:
+        Store(path).setup()
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and words in message, message
+    assert _snapshot(path) == before  # bytes, mtime, and no -wal/-shm left beside it
+
+
+def test_sqlite_file_that_is_not_a_store_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    conn.execute("INSERT INTO customers VALUES (1, 'ada')")
+    conn.commit()
+    conn.close()
+    _assert_one_line_refusal(path, NotAStoreError, "not a trajgraph store")
+
+
+def test_garbage_file_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(os.urandom(8192))
+    _assert_one_line_refusal(path, NotAStoreError, "not an SQLite database")
+
+
+def test_truncated_store_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "trunc.db"
+    with Store(path) as s:
+        s.write(runs=[Run(id=f"r{i}", metadata={"pad": "x" * 2000}) for i in range(200)])
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA journal_mode = DELETE")  # fold the WAL in: the main file holds everything
+    conn.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    _assert_one_line_refusal(path, NotAStoreError, "corrupt")
+
+
+def test_newer_schema_is_refused_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    Store(path).setup().close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE _trajgraph_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    conn.commit()
+    conn.execute("PRAGMA journal_mode = DELETE")
+    conn.close()
+    _assert_one_line_refusal(path, SchemaTooNewError, "newer than this trajgraph")
+
+
+def test_directory_and_missing_readonly_file(tmp_path: Path) -> None:
+    with pytest.raises(NotAStoreError, match="is a directory"):
+        Store(tmp_path).setup()
+    missing = tmp_path / "nope.db"
+    with pytest.raises(StoreError, match="no such store file"):
+        Store(missing, readonly=True).setup()
+    assert not missing.exists()
+
+
+def test_readonly_store_reads_and_refuses_writes(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    with Store(path) as s:
+        s.write(runs=[Run(id="r1", graph="g")])
+    ro = Store(path, readonly=True).setup()
+    assert ro.run("r1").graph == "g"
+    with pytest.raises(StoreError, match="read-only"):
+        ro.write(runs=[Run(id="r2")])
+
+
+def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    for statement in _MIGRATIONS[1].split(";\n"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1'), ('app', 'trajgraph')")
+    conn.execute("INSERT INTO runs (id, graph, started_at) VALUES ('old', 'g', 1.0)")
+    conn.execute("""INSERT INTO steps (run_id, seq, node, "update") VALUES ('old', 0, 'agent', '{"x": 1}')""")
+    conn.commit()
+    conn.close()
+    store = Store(path).setup()
+    (step,) = store.steps("old")
+    assert step.update == {"x": 1} and step.task_id == ""
+    store.write(steps=[Step(run_id="old", seq=1, node="tools", task_id="abc")])
+    assert store.steps("old")[1].task_id == "abc"
+    version = sqlite3.connect(path).execute("SELECT value FROM _trajgraph_meta WHERE key='schema_version'").fetchone()[0]
+    assert version == str(SCHEMA_VERSION)
+
+
+class _Touch:
+    """Unpickling this creates a file: the proof that a payload ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (str(self.marker), "w"))
+
+
+def plant_pickles(path: Path, marker: Path) -> str:
+    """A store whose run output and step update hold pickles (as BLOB and as text)."""
+    payload = pickle.dumps(_Touch(marker))
+    with Store(path) as s:
+        s.write(runs=[Run(id="evil", graph="g", graph_path="trajgraph.testing.tiny_env:deceptive_chain_graph")])
+        s.write(steps=[Step(run_id="evil", seq=0, node="policy", update={"action": "left"}, action={"action": "left"})])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET output = ? WHERE id = 'evil'", (payload,))
+    conn.execute("""UPDATE steps SET "update" = ?, action = ? WHERE run_id = 'evil'""", (payload, payload.decode("latin-1")))
+    conn.commit()
+    conn.close()
+    return "evil"
+
+
+def test_pickle_payload_in_a_row_is_never_executed(tmp_path: Path) -> None:
+    path, marker = tmp_path / "evil.db", tmp_path / "PWNED"
+    pickle.loads(pickle.dumps(_Touch(tmp_path / "control")))  # the payload does work when unpickled
+    assert (tmp_path / "control").exists()
+    run_id = plant_pickles(path, marker)
+    store = Store(path).setup()
+    for load in (lambda: store.run(run_id), lambda: store.runs(), lambda: store.steps(run_id), lambda: store.trajectory(run_id)):
+        with pytest.raises(StoreError) as info:
+            load()
+        assert "not JSON" in str(info.value) and "\n" not in str(info.value)
+    from trajgraph.replay import replay
+    from trajgraph.testing import deceptive_chain_graph
+
+    with pytest.raises(StoreError):
+        replay(store, run_id, deceptive_chain_graph())
+    assert not marker.exists()
+
+
+def test_run_lookup_errors_are_one_line(store: Store) -> None:
+    with pytest.raises(RunNotFoundError) as info:
+        store.run("missing")
+    assert "\n" not in str(info.value) and "trajgraph runs" in str(info.value)
+    with pytest.raises(StoreError, match="unknown table"):
+        store.count("sqlite_master")
+
+
+# -- several processes ------------------------------------------------------------
+
+
+def record_worker(path: str, worker: int, runs: int) -> None:
+    """Spawned: record `runs` runs of a 9-step env loop into the shared file."""
+    import trajgraph as tg
+    from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
+
+    graph = tg.record(deceptive_chain_graph(depth=4, skill=1.0, trap=0.0, seed=worker), store=tg.Store(path), name=f"w{worker}")
+    for _ in range(runs):
+        graph.invoke(chain_start(f"w{worker}"))
+
+
+@pytest.mark.slow
+def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    runs = 15
+    procs = [ctx.Process(target=record_worker, args=(str(db_path), w, runs)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    store = Store(db_path).setup()
+    all_runs = store.runs()
+    assert len(all_runs) == 4 * runs and {r.status for r in all_runs} == {"succeeded"}
+    assert {r.graph for r in all_runs} == {"w0", "w1", "w2", "w3"}
+    for r in all_runs:  # skill=1.0, depth 4: policy/env four times each, every seq present once
+        steps = store.steps(r.id)
+        assert [s.seq for s in steps] == list(range(8)) and [s.node for s in steps] == ["policy", "env"] * 4
+        assert r.output["reward"] == 1.0
+    assert store.count("steps") == 4 * runs * 8
+
+
+_SLOW_RECORDER = textwrap.dedent(
+    """
+    import sys, time
+    import trajgraph as tg
+    from typing import TypedDict
+    from langgraph.graph import StateGraph, START, END
+
+    class S(TypedDict):
+        i: int
+
+    def tick(state):
+        time.sleep(0.004)
+        return {"i": state["i"] + 1}
+
+    g = StateGraph(S)
+    g.add_node("tick", tick)
+    g.add_edge(START, "tick")
+    g.add_conditional_edges("tick", lambda s: END if s["i"] >= 100000 else "tick", ["tick", END])
+    graph = tg.record(g.compile(), store=tg.Store(sys.argv[1]), name="slow")
+    graph.invoke({"i": 0}, {"recursion_limit": 10**6})
+    """
+)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_keeps_every_committed_step(db_path: Path, tmp_path: Path) -> None:
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_RECORDER)
+    proc = subprocess.Popen([sys.executable, str(script), str(db_path)])
+    try:
+        seen, deadline = 0, time.time() + 60
+        while seen < 150 and time.time() < deadline:  # let it commit a few batches
+            time.sleep(0.2)
+            if db_path.exists():
+                try:
+                    seen = Store(db_path, readonly=True).setup().count("steps")
+                except StoreError:
+                    seen = 0  # schema not created yet
+        assert seen >= 150, "the recorder never committed steps"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    store = Store(db_path).setup()  # opens (integrity check passes) and stays writable
+    (run,) = store.runs()
+    assert run.status == "running"  # it never finished
+    steps = store.steps(run.id)
+    assert len(steps) >= seen
+    assert [s.seq for s in steps] == list(range(len(steps)))  # no hole: batches commit whole
+    assert [s.update["i"] for s in steps] == list(range(1, len(steps) + 1))
+    store.write(runs=[Run(id="after")])
+    assert store.run("after").id == "after"

@@ -1,0 +1,269 @@
+"""A conformance suite every trajgraph store backend passes (as LangGraph does for checkpointers).
+
+Each check takes `make_store`, a function returning a fresh, empty, set-up store,
+and raises AssertionError on a failure. Run them all from a backend's tests:
+
+    from trajgraph.testing.store_suite import CHECKS
+
+    @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
+    def test_conformance(check, tmp_path):
+        counter = itertools.count()
+        check(lambda: Store(tmp_path / f"{next(counter)}.db").setup())
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from trajgraph._json import canonical
+from trajgraph.errors import RunNotFoundError
+from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
+
+MakeStore = Callable[[], Any]
+
+
+def _run(run_id: str, **kw: Any) -> Run:
+    return Run(id=run_id, graph=kw.pop("graph", "g"), started_at=kw.pop("started_at", 1_000.0), **kw)
+
+
+def _ai_with_call() -> AIMessage:
+    return AIMessage(content="", tool_calls=[{"name": "add", "args": {"a": 1, "b": 2}, "id": "c1", "type": "tool_call"}])
+
+
+def check_run_roundtrip(make_store: MakeStore) -> None:
+    store = make_store()
+    run = _run(
+        "r1",
+        graph_path="pkg.mod:graph",
+        kind="record",
+        status="succeeded",
+        input={"messages": [HumanMessage(content="hi", id="m0")]},
+        output={"answer": 3, "nested": [1, 2.5, None, True]},
+        outcome=0.75,
+        task="t-1",
+        thread_id="th",
+        tags=("a", "b"),
+        metadata={"k": [1, 2], "s": "v"},
+        error=None,
+        ended_at=1_002.5,
+    )
+    store.write(runs=[run])
+    got = store.run("r1")
+    assert got.tags == ("a", "b") and got.metadata == {"k": [1, 2], "s": "v"}
+    assert canonical(got.input) == canonical(run.input), got.input
+    assert isinstance(got.input["messages"][0], HumanMessage)
+    assert got.output == run.output and got.outcome == 0.75 and got.latency_s == 2.5
+    assert (got.graph_path, got.task, got.thread_id, got.status) == ("pkg.mod:graph", "t-1", "th", "succeeded")
+
+
+def check_steps_roundtrip_in_order(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("r1")])
+    steps = [
+        Step(run_id="r1", seq=2, node="tools", lg_step=2, path="__pregel_push/0", update={"messages": [ToolMessage(content="3", tool_call_id="c1")]}),
+        Step(run_id="r1", seq=0, node="agent", lg_step=1, path="__pregel_pull/agent", update={"messages": [_ai_with_call()]}, action={"messages": [_ai_with_call()]}, latency_ms=1.5),
+        Step(run_id="r1", seq=1, node="inner", namespace="sub:abc", task_id="t9", reward=0.5, interrupted=True),
+        Step(run_id="r1", seq=3, node="boom", error="ValueError: x"),
+    ]
+    store.write(steps=steps)
+    got = store.steps("r1")
+    assert [s.seq for s in got] == [0, 1, 2, 3]
+    assert got[0].action["messages"][0].tool_calls[0]["args"] == {"a": 1, "b": 2}
+    assert isinstance(got[2].update["messages"][0], ToolMessage)
+    assert (got[1].namespace, got[1].task_id, got[1].reward, got[1].interrupted) == ("sub:abc", "t9", 0.5, True)
+    assert got[3].error == "ValueError: x" and got[3].update is None
+    assert store.next_seq("r1") == 4 and store.next_seq("nobody") == 0
+    assert [s.seq for s in store.iter_steps(["r1"])] == [0, 1, 2, 3]
+    assert store.step_counts(["r1", "nobody"]) == {"r1": 4}
+
+
+def check_model_calls_roundtrip(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("r1")])
+    call = ModelCall(
+        run_id="r1",
+        seq=0,
+        step_seq=0,
+        model="m",
+        messages=[HumanMessage(content="hi")],
+        response=_ai_with_call(),
+        params={"temperature": 0.7},
+        prompt_tokens=3,
+        completion_tokens=4,
+        token_ids=[1, 2, 3],
+        logprobs=[-0.1, -0.2, -0.3],
+    )
+    store.write(model_calls=[call])
+    (got,) = store.model_calls("r1")
+    assert got.token_ids == [1, 2, 3] and got.logprobs == [-0.1, -0.2, -0.3]
+    assert got.params == {"temperature": 0.7} and (got.prompt_tokens, got.completion_tokens) == (3, 4)
+    assert got.response.tool_calls[0]["name"] == "add" and store.next_seq("r1", "model_calls") == 1
+
+
+def check_run_filters(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(
+        runs=[
+            _run("a1", graph="g1", status="succeeded", tags=("x",), started_at=100.0, kind="record", task="t1"),
+            _run("a2", graph="g1", status="failed", tags=("x", "y"), started_at=200.0, kind="fork", parent_id="a1"),
+            _run("b1", graph="g2", status="interrupted", started_at=300.0, kind="search", thread_id="th"),
+        ]
+    )
+    ids = lambda runs: [r.id for r in runs]  # noqa: E731
+    assert ids(store.runs()) == ["b1", "a2", "a1"]
+    assert ids(store.runs(newest_first=False)) == ["a1", "a2", "b1"]
+    assert ids(store.runs(graph="g1")) == ["a2", "a1"]
+    assert ids(store.runs(status="failed")) == ["a2"]
+    assert ids(store.runs(tag="x")) == ["a2", "a1"] and ids(store.runs(tag="y")) == ["a2"]
+    assert ids(store.runs(kind="search")) == ["b1"] and ids(store.runs(task="t1")) == ["a1"]
+    assert ids(store.runs(parent_id="a1")) == ["a2"] and ids(store.runs(thread_id="th")) == ["b1"]
+    assert ids(store.runs(since=150.0)) == ["b1", "a2"] and ids(store.runs(until=250.0)) == ["a2", "a1"]
+    assert ids(store.runs(limit=1)) == ["b1"]
+    assert ids(store.runs(graph="g1", tag="y", status="failed")) == ["a2"]
+    assert store.runs(graph="nope") == []
+
+
+def check_run_lookup_by_prefix(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("abc123"), _run("abd456")])
+    assert store.run("abc").id == "abc123" and store.run("abd456").id == "abd456"
+    for bad in ("ab", "zzz", "%"):
+        try:
+            store.run(bad)
+        except RunNotFoundError as exc:
+            assert "\n" not in str(exc) and bad.strip("%") in str(exc)
+        else:
+            raise AssertionError(f"run({bad!r}) should raise RunNotFoundError")
+
+
+def check_run_updates_and_tags(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("r1", tags=("old",))])
+    store.update_run("r1", status="failed", error="E: x", tags=("new",), metadata={"m": 1}, output={"o": 1})
+    got = store.run("r1")
+    assert (got.status, got.error, got.tags, got.metadata, got.output) == ("failed", "E: x", ("new",), {"m": 1}, {"o": 1})
+    assert store.runs(tag="old") == [] and [r.id for r in store.runs(tag="new")] == ["r1"]
+    store.write(runs=[got.replace(status="succeeded")])  # rewriting a run replaces it
+    assert store.run("r1").status == "succeeded" and store.count("runs") == 1
+
+
+def check_write_is_atomic(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("r1")])
+    try:  # the second step points at a run that does not exist: the whole batch must fail
+        store.write(steps=[Step(run_id="r1", seq=0, node="a"), Step(run_id="ghost", seq=0, node="a")])
+    except Exception:  # noqa: BLE001 - any backend error type is fine; what matters is that nothing landed
+        pass
+    else:
+        raise AssertionError("a step of an unknown run was accepted")
+    assert store.steps("r1") == [] and store.count("steps") == 0
+
+
+def check_search_nodes_and_pairs(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("s1", kind="search")])
+    nodes = [
+        SearchNode(run_id="s1", id=0, action_text="", visits=3),
+        SearchNode(run_id="s1", id=1, parent_id=0, depth=1, action={"action": "left"}, action_text="left", score=0.2, value=0.5, visits=2, chosen=True),
+        SearchNode(run_id="s1", id=2, parent_id=0, depth=1, action={"action": "jump"}, action_text="jump", outcome=0.3, terminal=True, invalid=False, reason="trap"),
+    ]
+    pairs = [
+        PreferencePair(run_id="s1", source="mcts", prompt={"task": "t", "history": []}, chosen={"action": {"action": "left"}, "text": "left"}, rejected={"action": {"action": "jump"}, "text": "jump"}, chosen_score=0.5, rejected_score=0.3, node_id=0, chosen_node=1, rejected_node=2, task="t"),
+        PreferencePair(run_id="s1", source="rro", prompt="p", chosen="c", rejected="r"),
+    ]
+    store.write(search_nodes=nodes, pairs=pairs)
+    got = store.search_nodes("s1")
+    assert [n.id for n in got] == [0, 1, 2] and got[1].chosen and got[2].terminal and not got[2].chosen
+    assert got[1].action == {"action": "left"} and got[2].reason == "trap" and got[1].value == 0.5
+    assert [p.source for p in store.pairs(run_id="s1")] == ["mcts", "rro"]
+    (mcts,) = store.pairs(source="mcts")
+    assert mcts.chosen["text"] == "left" and mcts.rejected_node == 2 and mcts.prompt == {"task": "t", "history": []}
+    assert store.count("search_nodes") == 3 and store.count("pairs") == 2
+
+
+def check_trajectory_json_roundtrip(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(
+        runs=[_run("r1", input={"messages": [HumanMessage(content="q")]}, status="succeeded")],
+        steps=[Step(run_id="r1", seq=0, node="agent", update={"messages": [_ai_with_call()]}, action={"messages": [_ai_with_call()]})],
+        model_calls=[ModelCall(run_id="r1", seq=0, step_seq=0, messages=[HumanMessage(content="q")], response=_ai_with_call())],
+    )
+    traj = store.trajectory("r1")
+    text = json.dumps(canonical(traj.to_dict()))
+    back = Trajectory.from_dict(json.loads(json.dumps(traj.to_dict(), default=_fail_on_object)))
+    assert json.dumps(canonical(back.to_dict())) == text
+    assert back.run.id == "r1" and len(back.steps) == 1 and len(back.model_calls) == 1 and len(back.actions) == 1
+
+
+def _fail_on_object(value: Any) -> Any:
+    from trajgraph._json import to_jsonable
+
+    return to_jsonable(value)
+
+
+def check_unknown_objects_stored_as_text(make_store: MakeStore) -> None:
+    """Values JSON cannot hold are kept as their repr: a store never pickles."""
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "<Opaque>"
+
+    store = make_store()
+    store.write(runs=[_run("r1", output={"x": Opaque(), "b": b"\x00\x01", "f": float("nan")})])
+    out = store.run("r1").output
+    assert out == {"x": {"__repr__": "<Opaque>"}, "b": {"__repr__": "<2 bytes>"}, "f": "nan"}, out
+
+
+def check_concurrent_writers(make_store: MakeStore) -> None:
+    """Threads sharing one store object each write their own run; nothing is lost."""
+    store = make_store()
+    n_threads, n_steps = 8, 40
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            store.write(runs=[_run(f"t{i}", started_at=time.time())])
+            for seq in range(0, n_steps, 5):
+                store.write(steps=[Step(run_id=f"t{i}", seq=s, node="n", update={"i": i, "s": s}) for s in range(seq, seq + 5)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert store.count("runs") == n_threads and store.count("steps") == n_threads * n_steps
+    for i in range(n_threads):
+        assert [s.update["s"] for s in store.steps(f"t{i}")] == list(range(n_steps))
+
+
+CHECKS: list[Callable[[MakeStore], None]] = [
+    check_run_roundtrip,
+    check_steps_roundtrip_in_order,
+    check_model_calls_roundtrip,
+    check_run_filters,
+    check_run_lookup_by_prefix,
+    check_run_updates_and_tags,
+    check_write_is_atomic,
+    check_search_nodes_and_pairs,
+    check_trajectory_json_roundtrip,
+    check_unknown_objects_stored_as_text,
+    check_concurrent_writers,
+]
+
+
+def run_store_suite(make_store: MakeStore) -> None:
+    """Run every check; the first failure raises."""
+    for check in CHECKS:
+        check(make_store)
+
+
+__all__ = ["CHECKS", "run_store_suite", *[c.__name__ for c in CHECKS]]

@@ -1,0 +1,300 @@
+// trajgraph view: vanilla JS over the JSON API of trajgraph/view/server.py.
+// Every piece of trajectory text goes into the DOM as a text node (el() below),
+// never through innerHTML, so recorded content cannot inject markup or script.
+"use strict";
+
+const state = { selected: new Set(), runs: [] };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const $ = (sel, root) => (root || document).querySelector(sel);
+const fmt = (x) => (x === null || x === undefined ? "–" : typeof x === "number" ? String(Math.round(x * 1000) / 1000) : String(x));
+const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString() : "–");
+const shortId = (id) => id.slice(-8);
+const runHref = (id) => "#run=" + encodeURIComponent(id);
+
+async function api(path) {
+  const res = await fetch(path, { headers: { Accept: "application/json" } });
+  const data = await res.json();
+  if (!res.ok) throw new Error(data.error || res.statusText);
+  return data;
+}
+
+function banner(message) {
+  const b = $("#banner");
+  b.textContent = message || "";
+  b.hidden = !message;
+}
+
+// -- run list ---------------------------------------------------------------------------
+
+function filterQuery() {
+  const params = new URLSearchParams();
+  for (const field of $("#filters").elements) {
+    if (field.name && field.value !== "") params.set(field.name, field.value);
+  }
+  return params.toString();
+}
+
+function fillSelect(select, values) {
+  const current = select.value;
+  select.replaceChildren(el("option", { value: "" }, "any"), ...values.map((v) => el("option", { value: v }, v)));
+  select.value = values.includes(current) ? current : "";
+}
+
+async function loadRuns() {
+  let data;
+  try {
+    data = await api("/api/runs?" + filterQuery());
+  } catch (err) {
+    banner(err.message);
+    return;
+  }
+  banner("");
+  state.runs = data.runs;
+  for (const name of ["graph", "status", "kind", "tag"]) fillSelect($(`#filters [name=${name}]`), data.facets[name]);
+  const body = $("#runs tbody");
+  body.replaceChildren(...data.runs.map(runRow));
+  $("#runs-note").textContent = data.runs.length
+    ? `${data.runs.length} run(s)` + (data.runs.length >= data.limit ? ` (newest ${data.limit})` : "")
+    : "No runs match.";
+  updateCompare();
+}
+
+function statusBadge(status) {
+  return el("span", { class: "badge status-" + status }, status);
+}
+
+function runRow(run) {
+  const box = el("input", {
+    type: "checkbox", class: "pick", "aria-label": "select for comparison", checked: state.selected.has(run.id),
+    onclick: (ev) => ev.stopPropagation(),
+    onchange: (ev) => { ev.target.checked ? state.selected.add(run.id) : state.selected.delete(run.id); updateCompare(); },
+  });
+  return el("tr", { class: "run-row", "data-run-id": run.id, onclick: () => { location.hash = runHref(run.id); } },
+    el("td", {}, box),
+    el("td", { class: "mono", title: run.id }, shortId(run.id)),
+    el("td", {}, run.graph),
+    el("td", {}, run.kind),
+    el("td", {}, statusBadge(run.status)),
+    el("td", { class: "num" }, fmt(run.outcome)),
+    el("td", { class: "num" }, run.n_nodes ? `${run.n_steps} / ${run.n_nodes} nodes` : run.n_steps),
+    el("td", {}, when(run.started_at)));
+}
+
+function updateCompare() {
+  $("#selected-count").textContent = `${state.selected.size} selected`;
+  $("#compare").disabled = state.selected.size !== 2;
+}
+
+// -- one run ----------------------------------------------------------------------------
+
+function field(name, value) {
+  return [el("dt", {}, name), el("dd", {}, value)];
+}
+
+function runHeader(run) {
+  return el("div", { class: "run-header" },
+    el("h2", {}, run.graph || "(graph)", " ", el("span", { class: "badge kind" }, run.kind), " ", statusBadge(run.status)),
+    el("dl", {},
+      field("id", el("span", { class: "mono" }, run.id)),
+      field("task", run.task || "–"),
+      field("outcome", fmt(run.outcome)),
+      field("started", when(run.started_at)),
+      field("latency", run.latency_s === null ? "–" : fmt(run.latency_s) + " s"),
+      field("tags", run.tags.length ? run.tags.join(", ") : "–"),
+      run.parent_id ? field("parent", el("a", { href: runHref(run.parent_id) }, shortId(run.parent_id))) : [],
+      run.error ? field("error", el("span", { class: "error" }, run.error)) : []));
+}
+
+function messageView(msg) {
+  const calls = (msg.tool_calls || []).map((tc) =>
+    el("div", { class: "tool-call mono" }, `${tc.function.name}(${JSON.stringify(tc.function.arguments)})`));
+  return el("div", { class: "msg role-" + msg.role },
+    el("span", { class: "role" }, msg.role + (msg.name ? ` ${msg.name}` : "")),
+    el("span", { class: "content" }, msg.content), calls);
+}
+
+function callView(call) {
+  const tokens = `in ${fmt(call.prompt_tokens)} / out ${fmt(call.completion_tokens)} tokens`;
+  return el("details", { class: "model-call" },
+    el("summary", {}, `model call ${call.seq}: ${call.model || "model"} · ${tokens} · ${fmt(call.latency_ms)} ms`,
+      call.error ? el("span", { class: "error" }, " " + call.error) : null),
+    el("div", { class: "messages" }, call.messages.map(messageView)),
+    call.response ? el("div", { class: "response" }, el("div", { class: "label" }, "response"), messageView(call.response)) : null);
+}
+
+function stepView(step) {
+  return el("div", { class: "step" + (step.decision ? " decision" : "") + (step.error ? " failed" : ""), "data-seq": step.seq },
+    el("div", { class: "step-head" },
+      el("span", { class: "seq" }, "#" + step.seq),
+      el("span", { class: "node" }, step.node),
+      step.decision ? el("span", { class: "badge" }, "decision") : null,
+      el("span", { class: "muted" }, `${fmt(step.latency_ms)} ms`),
+      step.reward !== null ? el("span", { class: "badge" }, "reward " + fmt(step.reward)) : null,
+      step.error ? el("span", { class: "error" }, step.error) : null),
+    step.text ? el("div", { class: "step-text" }, step.text) : null,
+    step.model_calls.map(callView),
+    el("details", { class: "raw" }, el("summary", {}, "update"), el("pre", {}, JSON.stringify(step.update, null, 2))));
+}
+
+// -- search tree ------------------------------------------------------------------------
+
+function treeView(nodes) {
+  const kids = new Map();
+  const ids = new Set(nodes.map((n) => n.id));
+  for (const n of nodes) {
+    const parent = ids.has(n.parent_id) ? n.parent_id : null;
+    if (!kids.has(parent)) kids.set(parent, []);
+    kids.get(parent).push(n);
+  }
+  const build = (n) => {
+    const children = kids.get(n.id) || [];
+    const classes = ["tree-node", n.chosen && "chosen", n.terminal && "terminal", n.invalid && "invalid"].filter(Boolean);
+    const list = el("ul", { class: "children" }, children.map(build));
+    const open = n.parent_id === null;  // the root starts open; click any node to open or close it
+    list.hidden = !open;
+    const toggle = el("button", {
+      type: "button", class: "toggle", "aria-expanded": String(open), disabled: children.length === 0,
+      title: children.length ? `${children.length} child node(s)` : "leaf",
+    }, children.length ? (open ? "▾" : "▸") : "·");
+    const flip = () => {
+      if (!children.length) return;
+      list.hidden = !list.hidden;
+      toggle.setAttribute("aria-expanded", String(!list.hidden));
+      toggle.textContent = list.hidden ? "▸" : "▾";
+    };
+    toggle.addEventListener("click", (ev) => { ev.stopPropagation(); flip(); });
+    const row = el("div", { class: "node-row", onclick: flip },
+      toggle,
+      el("span", { class: "node-id mono" }, "#" + n.id),
+      el("span", { class: "action" }, n.action_text || (n.parent_id === null ? "(decision point)" : "(no action)")),
+      el("span", { class: "badge" }, "score " + fmt(n.score)),
+      el("span", { class: "badge" }, "value " + fmt(n.value)),
+      el("span", { class: "badge" }, "visits " + n.visits),
+      n.outcome !== null ? el("span", { class: "badge outcome" }, "outcome " + fmt(n.outcome)) : null,
+      n.chosen ? el("span", { class: "badge chosen-badge" }, "chosen") : null,
+      n.terminal ? el("span", { class: "badge" }, "terminal") : null,
+      n.invalid ? el("span", { class: "badge error" }, "invalid") : null);
+    return el("li", { class: classes.join(" "), "data-node-id": n.id, "data-root": n.parent_id === null ? "1" : null },
+      row,
+      n.observation ? el("div", { class: "observation" }, n.observation) : null,
+      n.reason ? el("div", { class: "reason" }, n.reason) : null,
+      list);
+  };
+  const setAll = (open, onlyChosen) => {
+    for (const li of document.querySelectorAll("#tree li.tree-node")) {
+      const list = li.querySelector(":scope > ul.children");
+      const toggle = li.querySelector(":scope > .node-row > .toggle");
+      if (!list.children.length) continue;
+      const show = onlyChosen ? li.classList.contains("chosen") || li.dataset.root === "1" : open;
+      list.hidden = !show;
+      toggle.setAttribute("aria-expanded", String(show));
+      toggle.textContent = show ? "▾" : "▸";
+    }
+  };
+  return el("section", { class: "panel" },
+    el("h3", {}, `Search tree (${nodes.length} nodes)`),
+    el("div", { class: "toolbar" },
+      el("button", { type: "button", onclick: () => setAll(true) }, "Expand all"),
+      el("button", { type: "button", onclick: () => setAll(false) }, "Collapse all"),
+      el("button", { type: "button", onclick: () => setAll(false, true) }, "Chosen path")),
+    el("ul", { id: "tree", class: "tree" }, (kids.get(null) || []).map(build)));
+}
+
+function pairsView(pairs) {
+  return el("section", { class: "panel" },
+    el("h3", {}, `Preference pairs (${pairs.length})`),
+    el("table", { class: "pairs" },
+      el("thead", {}, el("tr", {}, ["source", "at node", "chosen", "score", "rejected", "score"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, pairs.map((p) => el("tr", {},
+        el("td", {}, p.source), el("td", { class: "num" }, fmt(p.node_id)),
+        el("td", { class: "good" }, p.chosen), el("td", { class: "num" }, fmt(p.chosen_score)),
+        el("td", { class: "bad" }, p.rejected), el("td", { class: "num" }, fmt(p.rejected_score)))))));
+}
+
+async function showRun(id) {
+  const detail = $("#detail");
+  let data;
+  try {
+    data = await api("/api/run?id=" + encodeURIComponent(id));
+  } catch (err) {
+    detail.replaceChildren(el("p", { class: "error" }, err.message));
+    return;
+  }
+  for (const row of document.querySelectorAll("#runs tr.run-row")) row.classList.toggle("current", row.dataset.runId === data.run.id);
+  detail.replaceChildren(
+    runHeader(data.run),
+    el("section", { class: "panel" }, el("h3", {}, "Task"), el("div", { class: "task" }, data.task_text)),
+    data.search_nodes.length ? treeView(data.search_nodes) : null,
+    data.pairs.length ? pairsView(data.pairs) : null,
+    data.children.length ? el("section", { class: "panel" }, el("h3", {}, `Rollouts (${data.children.length})`),
+      el("table", { class: "children-runs" }, el("tbody", {}, data.children.map(runRow)))) : null,
+    el("section", { class: "panel", id: "steps" }, el("h3", {}, `Steps (${data.steps.length})`),
+      data.steps.length ? data.steps.map(stepView) : el("p", { class: "muted" }, "No steps recorded."),
+      data.orphan_calls.map(callView)));
+}
+
+// -- comparison -------------------------------------------------------------------------
+
+async function showCompare(a, b) {
+  const detail = $("#detail");
+  let left, right;
+  try {
+    [left, right] = await Promise.all([api("/api/run?id=" + encodeURIComponent(a)), api("/api/run?id=" + encodeURIComponent(b))]);
+  } catch (err) {
+    detail.replaceChildren(el("p", { class: "error" }, err.message));
+    return;
+  }
+  const n = Math.max(left.turns.length, right.turns.length);
+  const rows = [];
+  for (let i = 0; i < n; i++) {
+    const l = left.turns[i], r = right.turns[i];
+    const same = l && r && l.action === r.action;
+    const cell = (t) => el("td", {}, t ? [el("div", { class: "action" }, t.action), t.observation ? el("div", { class: "observation" }, t.observation) : null] : "–");
+    rows.push(el("tr", { class: same ? "same" : "diff" }, el("td", { class: "num" }, i + 1), cell(l), cell(r)));
+  }
+  detail.replaceChildren(
+    el("h2", {}, "Compare runs"),
+    el("div", { class: "compare" }, runHeader(left.run), runHeader(right.run)),
+    el("table", { id: "compare-turns", class: "compare-turns" },
+      el("thead", {}, el("tr", {}, el("th", {}, "turn"), el("th", {}, shortId(left.run.id)), el("th", {}, shortId(right.run.id)))),
+      el("tbody", {}, rows)));
+}
+
+// -- routing ----------------------------------------------------------------------------
+
+function route() {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (params.get("run")) return showRun(params.get("run"));
+  if (params.get("compare")) {
+    const [a, b] = params.get("compare").split(",");
+    return showCompare(a, b);
+  }
+  $("#detail").replaceChildren(el("p", { class: "hint" }, "Pick a run on the left. Tick two runs to compare them side by side."));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#filters").addEventListener("change", loadRuns);
+  $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); loadRuns(); });
+  $("#refresh").addEventListener("click", () => { loadRuns(); route(); });
+  $("#compare").addEventListener("click", () => {
+    const [a, b] = [...state.selected];
+    location.hash = "#compare=" + encodeURIComponent(a) + "," + encodeURIComponent(b);
+  });
+  window.addEventListener("hashchange", route);
+  loadRuns().then(route);
+});
