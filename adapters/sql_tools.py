@@ -86,6 +86,18 @@ def build_database(seed: int = 0) -> bytes:
     return data
 
 
+_READ_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "foreign_key_list"}
+
+
+def _authorize(action: int, arg1: str | None, *_: Any) -> int:
+    """query_only blocks writes, but ATTACH would still create a file, and some pragmas change settings."""
+    if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg1 not in _READ_PRAGMAS:
+        return sqlite3.SQLITE_DENY
+    return sqlite3.SQLITE_OK
+
+
 class SqlDatabase:
     """Read-only access to a serialized database: each query runs on a fresh in-memory copy."""
 
@@ -96,6 +108,8 @@ class SqlDatabase:
         con = sqlite3.connect(":memory:")
         con.deserialize(self.data)
         con.execute("PRAGMA query_only = ON")
+        con.execute("SELECT count(*) FROM sqlite_master").fetchall()  # load the schema before the authorizer
+        con.set_authorizer(_authorize)
         steps = [0]
 
         def budget() -> int:  # abort runaway queries (a cross join of sales with itself thrice)
@@ -154,7 +168,8 @@ def sql_tools(db: SqlDatabase) -> list[Any]:
         try:
             return format_rows(*db.query(query))
         except (sqlite3.Error, sqlite3.Warning) as e:
-            return f"Error: {e}"
+            hint = " (the query ran too long; filter or aggregate)" if str(e) == "interrupted" else ""
+            return f"Error: {e}{hint}"
 
     return [list_tables, describe_table, run_sql]
 
@@ -227,10 +242,10 @@ def _templates() -> list[tuple[str, str]]:
         q.append((f"What is the total revenue from {category} products, rounded to 2 decimals?",
                   "SELECT ROUND(SUM(s.quantity * p.price), 2) FROM sales s JOIN products p ON p.id = s.product_id "
                   f"WHERE p.category = '{category}'"))
-    for month in (3, 7, 11):
+    for month in (3, 7):
         q.append((f"How many sales were made in {_MONTHS[month - 1]} 2025?",
                   f"SELECT COUNT(*) FROM sales WHERE sale_date LIKE '2025-{month:02d}-%'"))
-    for region in ("North", "West"):
+    for region in ("North",):
         q.append((f"What is the sales revenue of the {region} region, rounded to 2 decimals?",
                   "SELECT ROUND(SUM(s.quantity * p.price), 2) FROM sales s JOIN products p ON p.id = s.product_id "
                   f"WHERE s.region = '{region}'"))

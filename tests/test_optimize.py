@@ -168,3 +168,34 @@ def test_litellm_policy_with_mock_responses_samples_k_and_counts_tokens():
                     policy=policy, budget=Budget(policy_calls=10, finish=False))
     assert policy.stats.calls >= 1 and policy.stats.prompt_tokens > 0
     assert result.best.path()[1].action == {"action": "left"}
+
+
+def test_langchain_create_agent_is_optimized_at_its_model_node(tmp_path):
+    from langchain.agents import create_agent
+    from langchain_core.tools import tool
+
+    @tool
+    def multiply(a: float, b: float) -> float:
+        """Multiply two numbers."""
+        return a * b
+
+    @tool
+    def add(a: float, b: float) -> float:
+        """Add two numbers."""
+        return a + b
+
+    def respond(messages, rng):
+        if messages[-1].type == "human":
+            return [fake_tool_call("multiply", a=3, b=4)] if rng.random() < 0.3 else [fake_tool_call("add", a=3, b=4)]
+        return f"The answer is {messages[-1].content}"
+
+    def outcome(state):
+        last = state["messages"][-1]
+        return float("12" in str(last.content)) if last.type == "ai" and not last.tool_calls else None
+
+    agent = create_agent(FakeToolModel(respond=respond, seed=4), [add, multiply])
+    store = tg.Store(tmp_path / "runs.db")
+    best = optimize(agent, decision_node="model", optimizer=BestOfN(), outcome=outcome, budget=Budget(policy_calls=20), store=store)
+    out = best.invoke({"messages": [("user", "what is 3 times 4?")]})
+    assert out["messages"][-1].content == "The answer is 12.0"
+    assert store.runs(kind="search")[0].outcome == 1.0

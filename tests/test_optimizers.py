@@ -173,3 +173,25 @@ def test_search_beats_greedy_on_the_deceptive_chain():
         rate, calls = _success_rate(opt, 40)
         assert rate >= 0.45 and rate >= greedy + 0.3, (opt.name, rate, greedy)
         assert calls <= 40 + 8  # budget plus at most one greedy finish
+
+
+def test_se_agent_llm_guided_revision_re_executes_the_revised_plan():
+    from trajgraph.testing import FakeToolModel
+
+    depth = 4
+    sol = chain_solution(11, depth)
+    prompts = []
+
+    def critic(messages, rng):
+        prompts.append(messages[-1].content)
+        return "The first trajectory fell through the floor at step 1.\n" + "\n".join(f"ACTION: {a}" for a in sol)
+
+    # a policy that never finds the way alone: always the trap
+    never = SequencePolicy({i: ["jump"] for i in range(depth)})
+    result = search(deceptive_chain_graph(depth=depth, seed=11), chain_start(), decision_node="policy",
+                    optimizer=SEAgent(population=2, generations=2, llm=FakeToolModel(respond=critic)),
+                    policy=never, budget=Budget(policy_calls=40))
+    assert result.outcome == 1.0
+    assert [n.action["action"] for n in result.best.path()[1:]] == sol
+    assert "LLM" in result.best.reason
+    assert prompts and "Trajectory A" in prompts[0] and "jump" in prompts[0]

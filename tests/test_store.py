@@ -185,12 +185,13 @@ def test_run_lookup_errors_are_one_line(store: Store) -> None:
 # -- several processes ------------------------------------------------------------
 
 
-def record_worker(path: str, worker: int, runs: int) -> None:
-    """Spawned: record `runs` runs of a 9-step env loop into the shared file."""
+def record_worker(path: str, worker: int, runs: int, start: object) -> None:
+    """Spawned: record `runs` runs of an 8-step env loop into the shared file."""
     import trajgraph as tg
     from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
 
     graph = tg.record(deceptive_chain_graph(depth=4, skill=1.0, trap=0.0, seed=worker), store=tg.Store(path), name=f"w{worker}")
+    start.wait()  # type: ignore[attr-defined]  # all four write at the same time, not one after another
     for _ in range(runs):
         graph.invoke(chain_start(f"w{worker}"))
 
@@ -198,8 +199,9 @@ def record_worker(path: str, worker: int, runs: int) -> None:
 @pytest.mark.slow
 def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
-    runs = 15
-    procs = [ctx.Process(target=record_worker, args=(str(db_path), w, runs)) for w in range(4)]
+    runs = 25
+    start = ctx.Barrier(4)
+    procs = [ctx.Process(target=record_worker, args=(str(db_path), w, runs, start)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
@@ -214,6 +216,8 @@ def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> 
         assert [s.seq for s in steps] == list(range(8)) and [s.node for s in steps] == ["policy", "env"] * 4
         assert r.output["reward"] == 1.0
     assert store.count("steps") == 4 * runs * 8
+    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(r.ended_at for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
+    assert max(a for a, _ in spans) < min(b for _, b in spans)  # the four really wrote at the same time
 
 
 _SLOW_RECORDER = textwrap.dedent(

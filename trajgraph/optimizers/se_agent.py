@@ -80,7 +80,8 @@ class SEAgent:
             members = await self.refine(space, members + offspring)
             log.stats["generations"] = generation + 1
             for m in members:
-                m.reason = f"survived generation {generation + 1}"
+                origin = m.reason.split(" [survived", 1)[0] or "initial rollout"
+                m.reason = f"{origin} [survived generation {generation + 1}]"
         return max(members, key=lambda m: (m.outcome if m.outcome is not None else -1.0, m.score or 0.0))
 
     # -- revision ---------------------------------------------------------------------
@@ -89,7 +90,7 @@ class SEAgent:
         if self.llm is not None:
             plan = await _llm_plan(self.llm, "revise", space, [member])
             if plan:
-                child = await follow(space, space.nodes[0] if space.nodes else member.path()[0], plan)
+                child = await follow(space, member.path()[0], plan)
                 child.reason = "revision (LLM critique and revised plan)"
                 return child
         path = member.path()
