@@ -40,7 +40,7 @@ DEMO = dict(suite="textworld", train_tasks=6, tasks=12, optimizers="greedy,best-
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    typer.echo(f"error: {message}", err=True)  # one unwrapped line
     raise typer.Exit(2)
 
 
@@ -132,6 +132,8 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         raise ConfigError(f"--budget must be a positive number of policy calls, got {budget}")
     if tasks <= 0:
         raise ConfigError(f"--tasks must be positive, got {tasks}")
+    if reward not in REWARDS:
+        raise ConfigError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     suite_obj = load_suite(suite)
     policy_for, policy_label = policy_factory(policy, model=model, skill=skill, seed=seed)
     out.mkdir(parents=True, exist_ok=True)

@@ -67,12 +67,9 @@ class StepKeys:
 
     def __call__(self, step: Step) -> StepKey:
         ns = ""
-        if step.namespace:
-            parts = []
-            for part in step.namespace.split("|"):
-                name, _, task_id = part.partition(":")
-                parts.append(self._labels.get(task_id, name))
-            ns = "|".join(parts)
+        if step.namespace:  # the innermost parent's label already spells the whole path
+            parts = [part.partition(":") for part in step.namespace.split("|")]
+            ns = self._labels.get(parts[-1][2]) or "|".join(name for name, _, _ in parts)
         if step.task_id:
             label = f"{step.node}@{step.lg_step}"
             if not step.path.startswith("__pregel_pull"):

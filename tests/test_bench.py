@@ -1,0 +1,66 @@
+"""`trajgraph bench` end to end on a tiny suite: the table, the JSON, the store."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+import trajgraph as tg
+from trajgraph.bench import success_curves, wilson
+from trajgraph.cli import app
+
+runner = CliRunner()
+
+
+def test_tiny_bench_writes_table_json_plot_and_every_run(tmp_path):
+    db, out = tmp_path / "bench.db", tmp_path / "out"
+    result = runner.invoke(app, ["bench", "--suite", "chain", "--tasks", "4", "--budget", "12", "--optimizers",
+                                 "greedy,best-of-n,rro,mcts,se-agent", "--db", str(db), "--out", str(out), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "simulated" in result.output  # a simulated policy is named as such
+    data = json.loads((out / "bench.json").read_text())
+    assert data["budget"] == 12 and data["suite"] == "chain"
+    assert [s["optimizer"] for s in data["summaries"]] == ["greedy", "best-of-n", "rro", "mcts", "se-agent"]
+    for s in data["summaries"]:
+        assert set(s) >= {"success_rate", "ci_low", "ci_high", "mean_score", "policy_calls", "candidates_per_step", "env_steps", "wall_s"}
+        assert s["tasks"] == 4 and 0.0 <= s["ci_low"] <= s["success_rate"] <= s["ci_high"] <= 1.0
+    assert len(data["results"]) == 20
+    store = tg.Store(db)
+    searches = store.runs(kind="search", tag="bench")
+    assert len(searches) == 20 and all(r.status == "succeeded" for r in searches)
+    assert {r.run_id for r in map(_Result, data["results"])} == {r.id for r in searches}
+    for r in searches:  # every search kept its tree and its finished trajectories
+        assert store.search_nodes(r.id)
+        assert store.runs(parent_id=r.id, kind="rollout")
+    assert (out / "bench.png").stat().st_size > 1000
+
+
+class _Result:
+    def __init__(self, row):
+        self.run_id = row["run_id"]
+
+
+def test_bad_configuration_exits_2_with_one_line(tmp_path):
+    for args, needle in (
+        (["--optimizers", "greedy,nope"], "unknown optimizer nope"),
+        (["--budget", "0"], "--budget must be a positive"),
+        (["--suite", "atari"], "unknown suite 'atari'"),
+        (["--policy", "gpt"], "unknown policy 'gpt'"),
+        (["--reward", "magic"], "unknown reward 'magic'"),
+    ):
+        result = runner.invoke(app, ["bench", "--db", str(tmp_path / "b.db"), "--out", str(tmp_path), "--tasks", "1", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert needle in result.output
+        assert len([line for line in result.output.strip().splitlines() if line.strip()]) == 1
+
+
+def test_wilson_interval_and_budget_curves():
+    lo, hi = wilson(8, 10)
+    assert 0.49 < lo < 0.50 and 0.94 < hi < 0.95
+    assert wilson(0, 0) == (0.0, 0.0)
+    from trajgraph.bench import TaskResult
+
+    rows = [TaskResult("mcts", f"t{i}", 1.0, True, calls, 0, 1, 1, 1.0, 0.1, None, None) for i, calls in enumerate((3, 6, 12, 24))]
+    curve = dict(success_curves(rows, ["mcts"], 24)["mcts"])
+    assert curve[3] == 0.25 and curve[6] == 0.5 and curve[12] == 0.75 and curve[24] == 1.0
