@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, fake_tool_call
+from trajgraph.trajectory import Run, Step
 
 
 @pytest.fixture
@@ -38,3 +41,30 @@ def calculator_script() -> Any:
 def scripted_model() -> ScriptedToolModel:
     """A ScriptedToolModel for react_calculator_agent: two tool calls, then an answer."""
     return ScriptedToolModel(script=_calculator_script(2))
+
+
+class Touch:
+    """Unpickling this creates a file: the proof that a payload ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture
+def pickled_store(tmp_path: Path) -> tuple[Path, str, Path]:
+    """(path, run id, marker): a store whose run output and step update hold pickles (BLOB and text).
+    Unpickling any of them creates `marker`."""
+    path, marker = tmp_path / "evil.db", tmp_path / "PWNED"
+    payload = pickle.dumps(Touch(marker))
+    with Store(path) as s:
+        s.write(runs=[Run(id="evil", graph="g", graph_path="trajgraph.testing.tiny_env:deceptive_chain_graph")])
+        s.write(steps=[Step(run_id="evil", seq=0, node="policy", update={"action": "left"}, action={"action": "left"})])
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE runs SET output = ? WHERE id = 'evil'", (payload,))
+    conn.execute("""UPDATE steps SET "update" = ?, action = ? WHERE run_id = 'evil'""", (payload, payload.decode("latin-1")))
+    conn.commit()
+    conn.close()
+    return path, "evil", marker

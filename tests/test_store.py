@@ -132,35 +132,8 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     assert version == str(SCHEMA_VERSION)
 
 
-class _Touch:
-    """Unpickling this creates a file: the proof that a payload ran."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (open, (str(self.marker), "w"))
-
-
-def plant_pickles(path: Path, marker: Path) -> str:
-    """A store whose run output and step update hold pickles (as BLOB and as text)."""
-    payload = pickle.dumps(_Touch(marker))
-    with Store(path) as s:
-        s.write(runs=[Run(id="evil", graph="g", graph_path="trajgraph.testing.tiny_env:deceptive_chain_graph")])
-        s.write(steps=[Step(run_id="evil", seq=0, node="policy", update={"action": "left"}, action={"action": "left"})])
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE runs SET output = ? WHERE id = 'evil'", (payload,))
-    conn.execute("""UPDATE steps SET "update" = ?, action = ? WHERE run_id = 'evil'""", (payload, payload.decode("latin-1")))
-    conn.commit()
-    conn.close()
-    return "evil"
-
-
-def test_pickle_payload_in_a_row_is_never_executed(tmp_path: Path) -> None:
-    path, marker = tmp_path / "evil.db", tmp_path / "PWNED"
-    pickle.loads(pickle.dumps(_Touch(tmp_path / "control")))  # the payload does work when unpickled
-    assert (tmp_path / "control").exists()
-    run_id = plant_pickles(path, marker)
+def test_pickle_payload_in_a_row_is_never_executed(pickled_store, tmp_path: Path) -> None:
+    path, run_id, marker = pickled_store
     store = Store(path).setup()
     for load in (lambda: store.run(run_id), lambda: store.runs(), lambda: store.steps(run_id), lambda: store.trajectory(run_id)):
         with pytest.raises(StoreError) as info:
@@ -172,6 +145,9 @@ def test_pickle_payload_in_a_row_is_never_executed(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         replay(store, run_id, deceptive_chain_graph())
     assert not marker.exists()
+    (blob,) = sqlite3.connect(path).execute("SELECT output FROM runs WHERE id = ?", (run_id,)).fetchone()
+    pickle.loads(blob)  # the control: the payload is live, had anything unpickled it
+    assert marker.exists()
 
 
 def test_run_lookup_errors_are_one_line(store: Store) -> None:

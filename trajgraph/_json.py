@@ -14,40 +14,50 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from langchain_core.messages import BaseMessage
+
 _MSG = "__lc_message__"
 _OBJ = "__repr__"
 
 
-def to_jsonable(value: Any) -> Any:
-    """Turn a state value into plain JSON types (lossy only for unknown objects)."""
+def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
+    """Turn a state value into plain JSON types (lossy only for unknown objects).
+
+    `memo` (id -> JSON form) lets one batch of rows encode each message once:
+    a conversation's messages reappear in every later model call's input. The
+    caller keeps the encoded objects alive while the memo lives, so ids stay unique.
+    """
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, memo) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    from langchain_core.messages import BaseMessage
-
+        return [to_jsonable(v, memo) for v in value]
     if isinstance(value, BaseMessage):
-        return {_MSG: value.model_dump(mode="json", exclude_none=True)}
+        if memo is None:
+            return {_MSG: value.model_dump(mode="json", exclude_none=True)}
+        found = memo.get(id(value))
+        if found is None:
+            found = memo[id(value)] = {_MSG: value.model_dump(mode="json", exclude_none=True)}
+        return found
     # langgraph control objects: keep their fields, not their class
     cls = type(value).__name__
     if cls == "Send":
-        return {"__send__": {"node": value.node, "arg": to_jsonable(value.arg)}}
+        return {"__send__": {"node": value.node, "arg": to_jsonable(value.arg, memo)}}
     if cls == "Command":
         return {
             "__command__": {
-                "update": to_jsonable(value.update),
-                "goto": to_jsonable(value.goto),
-                "resume": to_jsonable(value.resume),
+                "update": to_jsonable(value.update, memo),
+                "goto": to_jsonable(value.goto, memo),
+                "resume": to_jsonable(value.resume, memo),
             }
         }
     if hasattr(value, "model_dump") and callable(value.model_dump):
         return to_jsonable(value.model_dump(mode="json"))
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
+        return to_jsonable(dataclasses.asdict(value), memo)
     if isinstance(value, bytes):
         return {_OBJ: f"<{len(value)} bytes>"}
     return {_OBJ: repr(value)}
@@ -97,8 +107,8 @@ def _message(data: dict[str, Any]) -> Any:
     return cls(**fields)
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:
+    return json.dumps(to_jsonable(value, memo), ensure_ascii=False, separators=(",", ":"))
 
 
 def loads(text: str | None) -> Any:
@@ -124,8 +134,8 @@ def _strip(data: Any) -> Any:
     if isinstance(data, dict):
         if _MSG in data:
             msg = {k: v for k, v in data[_MSG].items() if k not in _VOLATILE}
-            for call in msg.get("tool_calls") or []:
-                call.pop("id", None)
+            if msg.get("tool_calls"):  # copies: the JSON form may be shared (see to_jsonable's memo)
+                msg["tool_calls"] = [{k: v for k, v in call.items() if k != "id"} for call in msg["tool_calls"]]
             msg.pop("invalid_tool_calls", None) if not msg.get("invalid_tool_calls") else None
             return {_MSG: _strip(msg)}
         return {k: _strip(v) for k, v in data.items()}

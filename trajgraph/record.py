@@ -359,7 +359,7 @@ def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[Runna
             input=input,
             task=settings.task(input) if settings.task else None,
             thread_id=thread_id,
-            tags=settings.tags + tuple(config.get("tags") or ()),
+            tags=_tags(settings.tags, (graph.config or {}).get("tags"), config.get("tags")),
             metadata=metadata,
         )
         writer.put("run", run)
@@ -373,6 +373,11 @@ def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[Runna
     if run.status == "interrupted":
         recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
     return _attach(config, configurable, recorder), _Session(run, recorder)
+
+
+def _tags(*groups: Any) -> tuple[str, ...]:
+    """record(tags=), graph.with_config(tags=) and the call's config tags, in order, once each."""
+    return tuple(dict.fromkeys(str(t) for group in groups for t in (group or ())))
 
 
 def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Recorder) -> RunnableConfig:

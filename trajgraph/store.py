@@ -311,22 +311,23 @@ class Store:
                     if "locked" not in str(exc) or attempt == 49:
                         raise
                     time.sleep(0.05)
+            memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
             try:
                 for run in runs:
-                    self._insert(conn, "runs", _row(run), replace=True)
+                    self._insert(conn, "runs", _row(run), replace=True, memo=memo)
                     conn.execute("DELETE FROM run_tags WHERE run_id=?", (run.id,))
                     conn.executemany(
                         "INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run.id, t) for t in run.tags]
                     )
                 for run_id, fields in run_updates:
-                    self._update_run(conn, run_id, fields)
+                    self._update_run(conn, run_id, fields, memo)
                 for table, items in (
                     ("steps", steps),
                     ("model_calls", model_calls),
                     ("search_nodes", search_nodes),
                 ):
                     if items:
-                        self._insert_many(conn, table, [_row(i) for i in items], replace=True)
+                        self._insert_many(conn, table, [_row(i) for i in items], replace=True, memo=memo)
                 if pairs:
                     self._insert_many(conn, "pairs", [_row(p) for p in pairs], replace=False)
                 conn.execute("COMMIT")
@@ -340,10 +341,10 @@ class Store:
     def update_run(self, run_id: str, **fields: Any) -> None:
         self.write(run_updates=[(run_id, fields)])
 
-    def _update_run(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any]) -> None:
+    def _update_run(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any], memo: dict[int, Any] | None = None) -> None:
         if not fields:
             return
-        row = _encode("runs", dict(fields))
+        row = _encode("runs", dict(fields), memo)
         sets = ", ".join(f'"{k}"=?' for k in row)
         conn.execute(f"UPDATE runs SET {sets} WHERE id=?", [*row.values(), run_id])
         if "tags" in fields:
@@ -351,12 +352,14 @@ class Store:
             conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run_id, t) for t in fields["tags"]])
 
     @staticmethod
-    def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], replace: bool) -> None:
-        Store._insert_many(conn, table, [row], replace)
+    def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], replace: bool, memo: dict[int, Any] | None = None) -> None:
+        Store._insert_many(conn, table, [row], replace, memo)
 
     @staticmethod
-    def _insert_many(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool) -> None:
-        rows = [_encode(table, r) for r in rows]
+    def _insert_many(
+        conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool, memo: dict[int, Any] | None = None
+    ) -> None:
+        rows = [_encode(table, r, memo) for r in rows]
         if table == "pairs":
             for r in rows:
                 r.pop("id", None)
@@ -508,7 +511,7 @@ def _row(item: Any) -> dict[str, Any]:
     return {f: getattr(item, f) for f in item.__dataclass_fields__}
 
 
-def _encode(table: str, row: dict[str, Any]) -> dict[str, Any]:
+def _encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
     out = dict(row)
     for f in _JSON_FIELDS[table]:
         if f in out:
@@ -516,9 +519,9 @@ def _encode(table: str, row: dict[str, Any]) -> dict[str, Any]:
             if f == "tags":
                 out[f] = json.dumps(list(value or ()))
             elif f == "metadata" or f == "params":
-                out[f] = dumps(value or {})
+                out[f] = dumps(value or {}, memo)
             else:
-                out[f] = None if value is None else dumps(value)
+                out[f] = None if value is None else dumps(value, memo)
     for f in _BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = int(bool(out[f]))
     return out

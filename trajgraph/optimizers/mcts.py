@@ -45,70 +45,72 @@ class MCTS:
     reflect: Callable[[Node], str] | None = None
     success: float = 1.0
     max_expansions: int = 3  # re-sample a node whose k samples merged into fewer than k distinct actions
-    max_idle: int = 2000  # free re-visits of finished leaves in a row before the tree counts as exhausted
     name: str = "mcts"
 
-    def select(self, root: Node, expansions: dict[int, int] | None = None) -> Node:
-        """Descend by UCT; stop at a leaf, or at a node still short of k distinct actions."""
-        expansions = expansions or {}
+    def select(self, root: Node, expansions: dict[int, int] | None = None, done: set[int] | None = None) -> Node | None:
+        """Descend by UCT to a node to expand: a leaf, or a node still short of k
+        distinct actions. Finished subtrees are skipped; None when all are finished."""
+        expansions = {} if expansions is None else expansions
+        done = set() if done is None else done
         node = root
-        while node.children:
-            live = [ch for ch in node.children if not ch.invalid]
-            if not live or (len(node.children) < self.k and expansions.get(node.id, 0) < self.max_expansions):
+        while True:
+            widen = len(node.children) < self.k and expansions.get(node.id, 0) < self.max_expansions
+            if not node.terminal and (not node.children or widen):
                 return node
-            node = max(live, key=lambda ch: uct(ch, node.visits, self.c))
-        return node
+            live = [ch for ch in node.children if not ch.invalid and ch.id not in done and not ch.terminal]
+            if not live:  # everything below is finished: never select this subtree again
+                done.add(node.id)
+                if node is root:
+                    return None
+                node = root
+                continue
+            parent = node
+            node = max(live, key=lambda ch: uct(ch, parent.visits, self.c))
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if root.terminal:
             return root
-        idle = 0
         expansions: dict[int, int] = {}
-        while idle < self.max_idle:
-            leaf = self.select(root, expansions)
-            if leaf.terminal:
-                value = leaf.outcome if leaf.outcome is not None else (leaf.score or 0.0)
-                backpropagate(leaf, value)
-                idle += 1
-                if success(leaf, self.success):
-                    return leaf
-                continue
-            if leaf.children and not any(not ch.invalid for ch in leaf.children) and expansions.get(leaf.id, 0) >= self.max_expansions:
-                leaf.terminal = True  # every action tried here was invalid: a dead end
-                backpropagate(leaf, 0.0)
-                idle += 1
-                continue
-            idle = 0
+        done: set[int] = set()
+        while (leaf := self.select(root, expansions, done)) is not None:
             expansions[leaf.id] = expansions.get(leaf.id, 0) + 1
             known = {canonical_key(ch.action) for ch in leaf.children}
             candidates = [c for c in await space.propose(leaf, self.k - len(known) if known else self.k) if c.key not in known]
             if not candidates:
                 continue
             children = await asyncio.gather(*(space.expand(leaf, c) for c in candidates))
-            scores = await space.score(children)
+            simulate = self.simulate if self.simulate is not None else space.reward is None
+            if space.reward is None and simulate:
+                # no value function: each new child is valued by one simulation to the end
+                ends = await asyncio.gather(*(space.rollout(ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
+                scores = [e.outcome if e.outcome is not None else 0.0 for e in ends]
+                for ch, s in zip(children, scores):
+                    ch.score = s
+            else:
+                ends, scores = list(children), await space.score(children)
             for child, s in zip(children, scores):
                 if child.invalid:
                     child.reason = "invalid action"
                     continue
                 backpropagate(child, s)
             valid = [(ch, s) for ch, s in zip(children, scores) if not ch.invalid]
-            for child, _ in valid:
-                if success(child, self.success):
-                    child.reason = "reached success"
+            for child, end in zip(children, ends):
+                if not child.invalid and success(end, self.success):
+                    end.reason = "reached success"
                     self._pairs(log, leaf, child, valid)
-                    return child
-                if child.terminal and self.reflect is not None:
-                    space.reflections.append(self.reflect(child))
+                    return end
+                if end.terminal and not child.invalid and self.reflect is not None:
+                    space.reflections.append(self.reflect(end))
             if valid:
-                best, best_score = max(valid, key=lambda cs: cs[1])
+                best, _ = max(valid, key=lambda cs: cs[1])
                 self._pairs(log, leaf, best, valid)
-                simulate = self.simulate if self.simulate is not None else space.reward is None
-                if simulate and not best.terminal:
+                if simulate and space.reward is not None and not best.terminal:
                     end = await space.rollout(best)
                     value = end.outcome if end.outcome is not None else (await space.score([end]))[0]
                     backpropagate(best, value)
                     if success(end, self.success):
                         return end
+        log.stats["exhausted"] = True
         return space.best_terminal() or root
 
     @staticmethod
@@ -116,3 +118,7 @@ class MCTS:
         for other, s in scored:
             if other is not best and s < (best.score or 0.0):
                 log.pair("mcts", at, best, other, best.score, s)
+
+
+async def _same(node: Node) -> Node:
+    return node

@@ -24,6 +24,13 @@ const $ = (sel, root) => (root || document).querySelector(sel);
 const fmt = (x) => (x === null || x === undefined ? "–" : typeof x === "number" ? String(Math.round(x * 1000) / 1000) : String(x));
 const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString() : "–");
 const shortId = (id) => id.slice(-8);
+function ago(ts) {
+  const s = Math.max(0, Date.now() / 1000 - ts);
+  if (s < 60) return `${Math.round(s)}s ago`;
+  if (s < 3600) return `${Math.round(s / 60)}m ago`;
+  if (s < 86400) return `${Math.round(s / 3600)}h ago`;
+  return new Date(ts * 1000).toLocaleDateString();
+}
 const runHref = (id) => "#run=" + encodeURIComponent(id);
 
 async function api(path) {
@@ -91,8 +98,8 @@ function runRow(run) {
     el("td", {}, run.kind),
     el("td", {}, statusBadge(run.status)),
     el("td", { class: "num" }, fmt(run.outcome)),
-    el("td", { class: "num" }, run.n_nodes ? `${run.n_steps} / ${run.n_nodes} nodes` : run.n_steps),
-    el("td", {}, when(run.started_at)));
+    el("td", { class: "num" }, run.n_nodes ? `${run.n_nodes} nodes` : run.n_steps),
+    el("td", { title: when(run.started_at) }, ago(run.started_at)));
 }
 
 function updateCompare() {

@@ -1,0 +1,275 @@
+"""trajgraph/replay.py: cassette replay with no model call, forks at step N, diffs."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.tools import tool
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import START, StateGraph
+from langgraph.prebuilt import create_react_agent
+from langgraph.types import Command, Send, interrupt
+
+import trajgraph as tg
+from trajgraph._json import canonical
+from trajgraph.errors import ReplayError, RunNotFoundError
+from trajgraph.replay import diff, load_graph, replay
+from trajgraph.store import Store
+from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
+from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph, env_loop_graph
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _record_react(store: Store, model: ScriptedToolModel, **kw: Any) -> str:
+    agent = tg.record(react_calculator_agent(model), store=store, **kw)
+    agent.invoke({"messages": [("user", "compute")]})
+    return store.runs()[0].id
+
+
+def test_cassette_replay_reproduces_react_run_without_calling_the_model(store: Store, calculator_script) -> None:
+    model = ScriptedToolModel(script=calculator_script(4))
+    run_id = _record_react(store, model)
+    calls_after_recording = model.calls
+    assert calls_after_recording == 5
+
+    result = replay(store, run_id, react_calculator_agent(model))  # the very model object: any call would count
+    assert model.calls == calls_after_recording
+    assert result.matched and result.divergence is None and result.status == "succeeded"
+    assert result.steps == 9 and result.answered == 5  # five agent steps answered, four tool steps re-run
+    new = store.run(result.run_id)
+    assert (new.kind, new.parent_id, new.status) == ("replay", run_id, "succeeded")
+    assert new.metadata["replay"]["matched"] is True
+    old_steps, new_steps = store.steps(run_id), store.steps(result.run_id)
+    assert [(s.node, s.lg_step, s.path) for s in new_steps] == [(s.node, s.lg_step, s.path) for s in old_steps]
+    assert [canonical(s.update) for s in new_steps] == [canonical(s.update) for s in old_steps]
+    assert canonical(new.output) == canonical(store.run(run_id).output)
+    assert store.model_calls(result.run_id) == []
+    assert diff(store, run_id, result.run_id).identical
+
+
+def _react_with(add_impl) -> Any:  # noqa: ANN001
+    @tool
+    def add(a: float, b: float) -> float:
+        """Add two numbers."""
+        return add_impl(a, b)
+
+    @tool
+    def multiply(a: float, b: float) -> float:
+        """Multiply two numbers."""
+        return a * b
+
+    return lambda model: create_react_agent(model, [add, multiply], name="calculator")
+
+
+def test_replay_reports_first_divergence_of_a_changed_tool(store: Store, calculator_script) -> None:
+    model = ScriptedToolModel(script=calculator_script(4))
+    run_id = _record_react(store, model)
+    calls = model.calls
+    result = replay(store, run_id, _react_with(lambda a, b: a + b + 100)(model))
+    assert model.calls == calls
+    assert not result.matched and result.status == "succeeded"
+    d = result.divergence
+    assert (d.seq, d.node, d.reason) == (1, "tools", "update differs")
+    assert d.expected["messages"][0]["__lc_message__"]["content"] == "1.0"
+    assert d.got["messages"][0]["__lc_message__"]["content"] == "101.0"
+    rows = diff(store, run_id, result.run_id)
+    assert rows.counts()["changed"] == 2 and rows.first_difference.a_seq == 1  # both add calls changed
+
+
+class Counter(TypedDict, total=False):
+    n: int
+    notes: Annotated[list, operator.add]
+
+
+def _summarizing_graph(model: ScriptedToolModel, summarize: bool) -> Any:
+    """prep -> agent; `summarize=True` makes prep call the model too (a new model call)."""
+
+    def prep(state: Counter) -> dict:
+        if summarize:
+            model.invoke("summarize")
+        return {"notes": ["prepped"]}
+
+    def agent(state: Counter) -> dict:
+        return {"notes": [model.invoke("act").content]}
+
+    g = StateGraph(Counter)
+    g.add_node("prep", prep)
+    g.add_node("agent", agent)
+    g.add_edge(START, "prep")
+    g.add_edge("prep", "agent")
+    return g.compile()
+
+
+def test_cassette_replay_refuses_a_model_call_it_has_no_answer_for(store: Store) -> None:
+    model = ScriptedToolModel(script=["acted"])
+    graph = tg.record(_summarizing_graph(model, summarize=False), store=store)
+    graph.invoke({"n": 0})
+    run_id = store.runs()[0].id
+    assert model.calls == 1
+    result = replay(store, run_id, _summarizing_graph(model, summarize=True))
+    assert model.calls == 1  # the new call in prep was stopped before it reached the model
+    assert not result.matched and result.status == "failed" and "calls no model" in result.error
+    assert (result.divergence.seq, result.divergence.node, result.divergence.reason) == (0, "prep", "error differs")
+
+    live = replay(store, run_id, _summarizing_graph(model, summarize=False), live=True)
+    assert model.calls == 2 and live.answered == 0 and live.matched  # live: the agent really ran, and agreed
+
+
+def test_live_replay_of_a_deterministic_agent_matches(store: Store, calculator_script) -> None:
+    model = ScriptedToolModel(script=calculator_script(2))
+    run_id = _record_react(store, model)
+    fresh = ScriptedToolModel(script=calculator_script(2))
+    result = replay(store, run_id, react_calculator_agent(fresh), live=True)
+    assert result.matched and result.answered == 0 and fresh.calls == 3
+
+
+def test_fork_at_step_n_with_a_substituted_action(store: Store, calculator_script) -> None:
+    model = ScriptedToolModel(script=calculator_script(2))
+    run_id = _record_react(store, model)
+    forker = ScriptedToolModel(script=["forked answer"])
+    action = {"messages": [AIMessage(content="", tool_calls=[fake_tool_call("add", a=10, b=20)])]}
+    result = replay(store, run_id, react_calculator_agent(forker), fork_at=2, action=action)
+    assert result.kind == "fork" and result.fork_step == 2 and result.status == "succeeded"
+    assert forker.calls == 1  # steps 0-1 came from the record, step 2 was substituted, step 4 ran live
+    child = store.run(result.run_id)
+    assert (child.kind, child.parent_id, child.fork_step) == ("fork", run_id, 2)
+    assert [r.id for r in store.runs(parent_id=run_id)] == [result.run_id]
+    old, new = store.steps(run_id), store.steps(result.run_id)
+    assert [canonical(s.update) for s in new[:2]] == [canonical(s.update) for s in old[:2]]
+    assert new[2].action["messages"][0].tool_calls[0]["args"] == {"a": 10, "b": 20}
+    assert new[3].update["messages"][0].content == "30.0"  # the tool really ran on the new action
+    assert new[4].update["messages"][0].content == "forked answer"
+    assert (result.divergence.seq, result.divergence.node) == (2, "agent")
+    d = diff(store, run_id, result.run_id)
+    assert [s.status for s in d.steps] == ["same", "same", "changed", "changed", "changed"] and not d.identical
+
+
+def test_fork_at_step_n_live(store: Store, calculator_script) -> None:
+    model = ScriptedToolModel(script=calculator_script(2))
+    run_id = _record_react(store, model)
+    live_model = ScriptedToolModel(script=["stop here"])
+    result = replay(store, run_id, react_calculator_agent(live_model), fork_at=2)
+    assert live_model.calls == 1 and result.status == "succeeded"
+    new = store.steps(result.run_id)
+    assert [s.node for s in new] == ["agent", "tools", "agent"] and new[2].update["messages"][0].content == "stop here"
+
+
+def test_fork_inside_a_subgraph_runs_the_subgraph_around_it(store: Store) -> None:
+    class S(TypedDict):
+        xs: Annotated[list, operator.add]
+
+    inner = StateGraph(S)
+    inner.add_node("policy", lambda s: {"xs": ["inner-policy"]})
+    inner.add_node("act", lambda s: {"xs": [f"acted-on-{s['xs'][-1]}"]})
+    inner.add_edge(START, "policy")
+    inner.add_edge("policy", "act")
+    top = StateGraph(S)
+    top.add_node("first", lambda s: {"xs": ["first"]})
+    top.add_node("sub", inner.compile())
+    top.add_edge(START, "first")
+    top.add_edge("first", "sub")
+    graph = top.compile()
+    tg.record(graph, store=store, decision_nodes=[]).invoke({"xs": []})
+    run_id = store.runs()[0].id
+    steps = store.steps(run_id)
+    assert [s.node for s in steps] == ["first", "sub", "policy", "act"]
+    result = replay(store, run_id, graph, fork_at=2, action={"xs": ["swapped"]})
+    new = {s.node: s for s in store.steps(result.run_id)}
+    assert new["policy"].update == {"xs": ["swapped"]} and new["act"].update == {"xs": ["acted-on-swapped"]}
+    assert result.output["xs"][-1] == "acted-on-swapped"
+
+
+def _fan_out_graph() -> Any:
+    class S(TypedDict):
+        xs: Annotated[list, operator.add]
+
+    inner = StateGraph(S)
+    inner.add_node("leaf", lambda s: {"xs": [f"leaf{len(s['xs'])}"]})
+    inner.add_edge(START, "leaf")
+    g = StateGraph(S)
+    g.add_node("plan", lambda s: {"xs": ["plan"]})
+    g.add_node("work", inner.compile())
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", lambda s: [Send("work", {"xs": ["w"] * i}) for i in range(3)], ["work"])
+    return g.compile()
+
+
+def test_replay_of_send_and_subgraph_run_matches_across_fresh_task_ids(store: Store) -> None:
+    tg.record(_fan_out_graph(), store=store).invoke({"xs": []})
+    run_id = store.runs()[0].id
+    result = replay(store, run_id, _fan_out_graph())
+    assert result.matched and result.steps == 7  # plan + 3 x (work, leaf)
+    leaves = [s for s in store.steps(result.run_id) if s.node == "leaf"]
+    assert len({s.namespace for s in leaves}) == 3 and all(s.namespace.startswith("work:") for s in leaves)
+
+
+def _hitl_graph() -> Any:
+    class S(TypedDict):
+        xs: Annotated[list, operator.add]
+
+    g = StateGraph(S)
+    g.add_node("ask", lambda s: {"xs": [interrupt("approve?")]})
+    g.add_node("policy", lambda s: {"xs": [f"decided:{s['xs'][-1]}"]})
+    g.add_edge(START, "ask")
+    g.add_edge("ask", "policy")
+    return g.compile(checkpointer=InMemorySaver())
+
+
+def test_replay_of_an_interrupted_and_resumed_run_resumes_the_same_way(store: Store) -> None:
+    graph = tg.record(_hitl_graph(), store=store)
+    config = {"configurable": {"thread_id": "x"}}
+    graph.invoke({"xs": []}, config)
+    graph.invoke(Command(resume="yes"), config)
+    run_id = store.runs()[0].id
+    result = replay(store, run_id, _hitl_graph())
+    assert result.matched and result.status == "succeeded" and result.output == {"xs": ["yes", "decided:yes"]}
+    assert [s.interrupted for s in store.steps(result.run_id)] == [True, False, False]
+
+
+def test_replay_of_a_failed_run_fails_the_same_way(store: Store) -> None:
+    def explode(state: dict) -> dict:
+        raise RuntimeError("env crashed")
+
+    broken = env_loop_graph(explode, lambda state: {"action": "left"}).compile()
+    with pytest.raises(RuntimeError):
+        tg.record(broken, store=store).invoke(chain_start())
+    run_id = store.runs()[0].id
+    result = replay(store, run_id, broken)
+    assert result.status == "failed" and "env crashed" in result.error and result.matched
+
+
+def test_replay_imports_the_graph_from_its_recorded_path(store: Store) -> None:
+    path = "trajgraph.testing.tiny_env:deceptive_chain_graph"
+    tg.record(load_graph(path), store=store, graph_path=path).invoke(chain_start())
+    result = replay(store, store.runs()[0].id)
+    assert result.matched and store.run(result.run_id).graph_path == path
+
+
+def test_replay_argument_errors(store: Store, tmp_path) -> None:
+    tg.record(deceptive_chain_graph(), store=store).invoke(chain_start())
+    run_id = store.runs()[0].id
+    graph = deceptive_chain_graph()
+    with pytest.raises(ReplayError, match="cannot fork at step 99"):
+        replay(store, run_id, graph, fork_at=99)
+    with pytest.raises(ReplayError, match="give fork_at"):
+        replay(store, run_id, graph, action={"action": "left"})
+    with pytest.raises(ReplayError, match="does not say where its graph lives"):
+        replay(store, run_id)
+    with pytest.raises(RunNotFoundError):
+        replay(store, "no-such-run", graph)
+    with pytest.raises(ReplayError, match="module:attr"):
+        load_graph("just_a_name")
+    with pytest.raises(ReplayError, match="cannot import"):
+        load_graph("no_such_module_xyz:graph")
+    with pytest.raises(ReplayError, match="no attribute"):
+        load_graph("trajgraph.testing.tiny_env:nope")
+    with pytest.raises(ReplayError, match="failed"):
+        load_graph("trajgraph.testing:react_calculator_agent")  # needs a model argument
+    script = tmp_path / "mygraph.py"
+    script.write_text("from trajgraph.testing.tiny_env import deceptive_chain_graph\ngraph = deceptive_chain_graph()\n")
+    assert load_graph(f"{script}:graph").get_name() == "deceptive_chain"
+    assert len(store.runs()) == 1  # refused replays created no run

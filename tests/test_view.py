@@ -1,0 +1,332 @@
+"""`trajgraph view`: the JSON API, and the page end to end in headless Chromium.
+
+Chromium is driven over the DevTools protocol (a websocket, python `websockets`),
+so no browser is downloaded. Debian: `apt-get install -y chromium`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import struct
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_export import SEARCH_TASK, Facts, build_store
+
+import trajgraph as tg
+from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
+from trajgraph.trajectory import Run, Step, new_id
+from trajgraph.view.server import ViewServer
+
+PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory: pytest.TempPathFactory) -> Facts:
+    facts = build_store(tmp_path_factory.mktemp("view") / "runs.db")
+    # trajectory content that tries to be markup: it must show as text, never run
+    model = ScriptedToolModel(script=[[fake_tool_call("add", a=1, b=1)], PAYLOAD])
+    agent = tg.record(react_calculator_agent(model), store=facts.path, tags=[PAYLOAD])
+    agent.invoke({"messages": [("user", PAYLOAD)]})
+    return facts
+
+
+@pytest.fixture(scope="module")
+def server(facts: Facts) -> Iterator[ViewServer]:
+    srv = ViewServer(facts.path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def get(server: ViewServer, path: str, host: str | None = None) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(server.url.rstrip("/") + path)
+    if host:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as res:
+            return res.status, dict(res.headers), res.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def api(server: ViewServer, path: str) -> Any:
+    status, _, body = get(server, path)
+    assert status == 200, body
+    return json.loads(body)
+
+
+# -- the JSON API --------------------------------------------------------------------------
+
+
+def test_api_lists_runs_with_filters(server: ViewServer, facts: Facts) -> None:
+    data = api(server, "/api/runs")
+    total = len(facts.calc_ok) + len(facts.calc_failed) + 1 + len(facts.env_rewards) + 1 + len(facts.rollout_rewards)
+    assert len(data["runs"]) == total
+    assert set(data["facets"]["kind"]) == {"record", "search", "rollout"} and PAYLOAD in data["facets"]["tag"]
+    failed = api(server, "/api/runs?status=failed")["runs"]
+    assert [r["id"] for r in failed] == facts.calc_failed
+    rollouts = api(server, "/api/runs?kind=rollout&min_outcome=1")["runs"]
+    assert [r["id"] for r in rollouts] == [k for k, v in facts.rollout_rewards.items() if v == 1.0]
+    env = {r["id"]: r for r in api(server, "/api/runs?graph=deceptive_chain&kind=record")["runs"]}
+    assert {k: v["outcome"] for k, v in env.items()} == facts.env_rewards  # final env reward, from the steps
+    status, _, body = get(server, "/api/runs?since=someday")
+    assert status == 400 and "since='someday' is not a time" in json.loads(body)["error"]
+
+
+def test_api_run_detail(server: ViewServer, facts: Facts) -> None:
+    calc = api(server, f"/api/run?id={facts.calc_ok[0]}")
+    assert [s["node"] for s in calc["steps"]] == ["agent", "tools", "agent", "tools", "agent"]
+    assert [len(s["model_calls"]) for s in calc["steps"]] == [1, 0, 1, 0, 1]
+    assert calc["steps"][0]["model_calls"][0]["response"]["tool_calls"][0]["function"]["name"] == "add"
+    search = api(server, f"/api/run?id={facts.search_id[:12]}")  # an id prefix works, like the CLI
+    assert search["run"]["id"] == facts.search_id and len(search["search_nodes"]) == len(facts.node_values) + 1
+    assert len(search["pairs"]) == facts.pairs and len(search["children"]) == len(facts.rollout_rewards)
+    status, _, body = get(server, "/api/run?id=nope")
+    assert status == 404 and "no run 'nope'" in json.loads(body)["error"]
+
+
+def test_server_headers_static_files_and_host_check(server: ViewServer) -> None:
+    status, headers, body = get(server, "/")
+    assert status == 200 and b'<script src="/app.js"' in body
+    assert "script-src 'self'" in headers["Content-Security-Policy"] and headers["X-Content-Type-Options"] == "nosniff"
+    assert get(server, "/app.js")[0] == 200 and get(server, "/app.css")[1]["Content-Type"].startswith("text/css")
+    assert get(server, "/../store.py")[0] == 404
+    assert get(server, "/api/runs", host="evil.example:80")[0] == 403  # DNS rebinding
+    assert get(server, "/api/runs", host=f"localhost:{server.server_address[1]}")[0] == 200
+    assert server.server_address[0] == "127.0.0.1"
+
+
+def test_read_only_and_consistent_while_written(tmp_path: Path) -> None:
+    path = tmp_path / "busy.db"
+    tg.Store(path).setup().close()
+    srv = ViewServer(path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    stop, written = threading.Event(), [0]
+
+    def writer() -> None:
+        store = tg.Store(path)
+        while not stop.is_set():
+            run = Run(id=new_id(), graph="g", status="succeeded", ended_at=time.time())
+            store.write(runs=[run], steps=[Step(run_id=run.id, seq=i, node="n") for i in range(3)])
+            written[0] += 1
+            time.sleep(0.002)
+        store.close()
+
+    w = threading.Thread(target=writer)
+    w.start()
+    try:
+        seen = 0
+        for _ in range(30):
+            runs = api(srv, "/api/runs")["runs"]
+            assert all(r["n_steps"] == 3 for r in runs)  # never a run with part of its batch
+            seen = max(seen, len(runs))
+        assert seen > 0
+        with pytest.raises(Exception, match="readonly"):
+            srv.reader.store.db.conn.execute("DELETE FROM runs")
+    finally:
+        stop.set()
+        w.join()
+        srv.shutdown()
+        srv.server_close()
+
+
+# -- the page in headless Chromium ----------------------------------------------------------
+
+
+def chromium_binary() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    pytest.fail(
+        "headless Chromium is needed for the viewer test and was not found on PATH; "
+        "install it with `apt-get update && apt-get install -y chromium` (Debian/Ubuntu)"
+    )
+
+
+class Browser:
+    """One headless Chromium page, driven over the DevTools protocol."""
+
+    def __init__(self, profile: Path) -> None:
+        from websockets.sync.client import connect
+
+        self.proc = subprocess.Popen(
+            [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions",
+             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1400,1000", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.time() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError(f"chromium did not start (exit code {self.proc.poll()})")
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as res:
+            page = next(t for t in json.load(res) if t["type"] == "page")
+        self.stack = contextlib.ExitStack()
+        self.ws = self.stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=10))
+        self.n = 0
+        self.call("Page.enable")
+        self.call("Runtime.enable")
+        self.call("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.n += 1
+        self.ws.send(json.dumps({"id": self.n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv(timeout=30))
+            if msg.get("id") == self.n:
+                if "error" in msg:
+                    raise AssertionError(f"{method}: {msg['error']}")
+                return msg["result"]
+
+    def js(self, expression: str) -> Any:
+        res = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
+        if "exceptionDetails" in res:
+            raise AssertionError(f"JS error in {expression!r}: {res['exceptionDetails']}")
+        return res["result"].get("value")
+
+    def wait(self, expression: str, timeout: float = 15) -> Any:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            value = self.js(expression)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+    def close(self) -> None:
+        self.stack.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    b = Browser(tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_page_opens_a_run_and_expands_the_search_tree(server: ViewServer, browser: Browser, facts: Facts, tmp_path: Path) -> None:
+    total = len(api(server, "/api/runs")["runs"])
+    browser.call("Page.navigate", url=server.url)
+    browser.wait(f"document.querySelectorAll('#runs tbody tr.run-row').length === {total}")
+
+    # open the search run by clicking its row
+    browser.js(f"document.querySelector('#runs tr.run-row[data-run-id=\"{facts.search_id}\"]').click()")
+    browser.wait("document.querySelector('#tree') !== null")
+    assert browser.js("location.hash") == f"#run={facts.search_id}"
+    assert browser.js("document.querySelector('.run-header h2').textContent").startswith("deceptive_chain")
+    assert browser.js("document.querySelector('.task').textContent").startswith(SEARCH_TASK)
+    assert browser.js("document.querySelectorAll('#tree li.tree-node').length") == len(facts.node_values) + 1
+    assert browser.js("document.querySelectorAll('table.pairs tbody tr').length") == facts.pairs
+
+    # the root is open, the chosen first move is collapsed; clicking its toggle opens it
+    first = facts.best_path[0]
+    sel = "#tree li[data-root='1'] > ul.children > li.chosen"
+    assert browser.js(f"document.querySelector(\"{sel} > .node-row .action\").textContent") == first
+    assert browser.js(f"document.querySelector(\"{sel} > ul.children\").hidden") is True
+    browser.js(f"document.querySelector(\"{sel} > .node-row > .toggle\").click()")
+    browser.wait(f"document.querySelector(\"{sel} > ul.children\").hidden === false")
+    assert browser.js(f"document.querySelector(\"{sel} > .node-row > .toggle\").getAttribute('aria-expanded')") == "true"
+    grandkids = browser.js(f"[...document.querySelectorAll(\"{sel} > ul.children > li\")].map(li => li.querySelector('.action').textContent)")
+    assert sorted(grandkids) == ["jump", "left", "right", "up"]
+    assert browser.js(f"[...document.querySelectorAll(\"{sel} > ul.children > li.chosen .action\")][0].textContent") == facts.best_path[1]
+    chosen_bg = browser.js(f"getComputedStyle(document.querySelector(\"{sel} > .node-row\")).backgroundColor")
+    plain_bg = browser.js("getComputedStyle(document.querySelector(\"#tree li[data-root='1'] > ul.children > li:not(.chosen) > .node-row\")).backgroundColor")
+    assert chosen_bg != plain_bg  # the chosen path is highlighted
+    badges = browser.js(f"[...document.querySelectorAll(\"{sel} > .node-row .badge\")].map(b => b.textContent)")
+    assert "value 1" in badges and "chosen" in badges and any(b.startswith("visits ") for b in badges)
+
+    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    assert png_size(shot) == (1400, 1000) and len(shot) > 20_000
+    (tmp_path / "view.png").write_bytes(shot)
+    keep = os.environ.get("TRAJGRAPH_VIEW_SCREENSHOT")  # set it to look at the page yourself
+    if keep:
+        Path(keep).write_bytes(shot)
+
+
+def test_page_shows_steps_with_model_calls(server: ViewServer, browser: Browser, facts: Facts) -> None:
+    browser.call("Page.navigate", url=server.url + f"#run={facts.calc_ok[0]}")
+    browser.wait("document.querySelectorAll('#steps .step').length === 5")
+    assert browser.js("document.querySelectorAll('#steps .step.decision').length") == 3
+    assert browser.js("document.querySelectorAll('#steps details.model-call').length") == 3
+    browser.js("document.querySelector('#steps details.model-call').open = true")
+    assert browser.js("document.querySelector('#steps details.model-call .response .tool-call').textContent") == 'add({"a":2,"b":3})'
+
+
+def set_filter(browser: Browser, name: str, value: str) -> None:
+    browser.js(f"{{ const s = document.querySelector('#filters [name={name}]'); s.value = {json.dumps(value)};"
+               " s.dispatchEvent(new Event('change', {bubbles: true})); }")
+
+
+def test_page_filters_and_compares_two_runs(server: ViewServer, browser: Browser, facts: Facts) -> None:
+    browser.call("Page.navigate", url=server.url)
+    browser.wait("document.querySelectorAll('#runs tbody tr.run-row').length > 0")
+    set_filter(browser, "status", "failed")
+    browser.wait("document.querySelectorAll('#runs tbody tr.run-row').length === 1")
+    assert browser.js("document.querySelector('#runs tbody tr.run-row').dataset.runId") == facts.calc_failed[0]
+
+    a, b = sorted(facts.env_rewards, key=facts.env_rewards.get)[0], max(facts.env_rewards, key=facts.env_rewards.get)
+    set_filter(browser, "status", "")
+    browser.wait(f"document.querySelector('#runs tr.run-row[data-run-id=\"{a}\"]') !== null")
+    for rid in (a, b):
+        browser.js(f"document.querySelector('#runs tr.run-row[data-run-id=\"{rid}\"] input.pick').click()")
+    assert browser.js("document.querySelector('#compare').disabled") is False
+    browser.js("document.querySelector('#compare').click()")
+    browser.wait("document.querySelector('#compare-turns') !== null")
+    turns = lambda rid: api(server, f"/api/run?id={rid}")["turns"]  # noqa: E731
+    assert browser.js("document.querySelectorAll('#compare-turns tbody tr').length") == max(len(turns(a)), len(turns(b)))
+    assert browser.js("document.querySelectorAll('.compare .run-header').length") == 2
+
+
+def test_trajectory_text_cannot_inject_markup(server: ViewServer, browser: Browser, facts: Facts) -> None:
+    (run,) = api(server, "/api/runs?tag=" + urllib.parse.quote(PAYLOAD))["runs"]
+    browser.call("Page.navigate", url=server.url + f"#run={run['id']}")
+    browser.wait("document.querySelectorAll('#steps .step').length > 0")
+    browser.js("document.querySelectorAll('details').forEach(d => d.open = true)")
+    time.sleep(0.2)  # an injected onerror handler would have fired by now
+    assert browser.js("window.__pwned === undefined") is True
+    assert browser.js("document.querySelectorAll('#detail img, #detail script, #sidebar img').length") == 0
+    assert PAYLOAD in browser.js("document.querySelector('.task').textContent")
+    assert PAYLOAD in browser.js("document.querySelector('#detail').textContent")  # the answer, shown as text
+    assert PAYLOAD in browser.js("[...document.querySelectorAll('#filters [name=tag] option')].map(o => o.textContent).join('|')")
+
+
+def test_cli_view_binds_loopback(facts: Facts) -> None:
+    from typer.testing import CliRunner
+
+    from trajgraph.cli import app
+
+    res = CliRunner().invoke(app, ["view", "--db", str(facts.path.parent / "missing.db")])
+    assert res.exit_code == 1 and res.output.strip() == f"error: {facts.path.parent / 'missing.db'}: no such store file"
+    help_text = CliRunner().invoke(app, ["view", "--help"]).output
+    assert "127.0.0.1" in help_text
