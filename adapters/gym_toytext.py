@@ -31,11 +31,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from trajgraph.adapters.tasks import TaskSpec, sample_pool, seed_pool, split_pool
 from trajgraph.errors import ConfigError
 from trajgraph.graphs.env_loop import env_loop
+
+try:
+    import gymnasium as gym
+    import numpy as np
+except ImportError as e:  # the optional extra
+    raise ConfigError("gym toy-text tasks need gymnasium: pip install 'trajgraph[gym]'") from e
 
 FROZENLAKE_ACTIONS = ("left", "down", "right", "up")  # gym ids 0..3
 CLIFF_ACTIONS = ("up", "right", "down", "left")  # gym ids 0..3
@@ -76,23 +80,17 @@ def _tables(env: Any, kind: str, actions: tuple[str, ...], bonus: float, desc: t
 
 @lru_cache(maxsize=256)
 def frozenlake_mdp(desc: tuple[str, ...]) -> ToyMDP:
-    import gymnasium as gym
-
     env = gym.make("FrozenLake-v1", desc=list(desc), is_slippery=False)
     return _tables(env, "frozenlake", FROZENLAKE_ACTIONS, 0.0, desc)
 
 
 @lru_cache(maxsize=1)
 def cliffwalking_mdp() -> ToyMDP:
-    import gymnasium as gym
-
     return _tables(gym.make("CliffWalking-v1"), "cliffwalking", CLIFF_ACTIONS, 0.0, ())
 
 
 @lru_cache(maxsize=1)
 def taxi_mdp() -> ToyMDP:
-    import gymnasium as gym
-
     env = gym.make("Taxi-v4")
     desc = tuple(b"".join(row).decode() for row in env.unwrapped.desc)
     return _tables(env, "taxi", TAXI_ACTIONS, 21.0, desc)
@@ -361,8 +359,6 @@ def cliffwalking_task(start: tuple[int, int] = (3, 0), max_steps: int = 50) -> T
 def taxi_task(state: int | None = None, seed: int | None = None, max_steps: int = 50) -> TaskSpec:
     """Taxi-v4 from a start state (a gym state id, or the one `reset(seed=seed)` draws)."""
     if state is None:
-        import gymnasium as gym
-
         state = int(gym.make("Taxi-v4").reset(seed=seed or 0)[0])
     row, col, pas, dest = _taxi_parts(state)
     if pas == 4 or pas == dest:
@@ -405,7 +401,7 @@ class TaxiSuite:
     name: str = "taxi"
 
     def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]:
-        starts = [s for s in range(500) if (lambda p: p[2] < 4 and p[2] != p[3])(_taxi_parts(s))]
+        starts = [s for s in range(500) if _taxi_parts(s)[2] < 4 and _taxi_parts(s)[2] != _taxi_parts(s)[3]]
         return [taxi_task(state=s, max_steps=self.max_steps) for s in sample_pool(split_pool(starts, split), n, seed)]
 
 

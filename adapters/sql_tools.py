@@ -120,8 +120,7 @@ class SqlDatabase:
         return con
 
     def tables(self) -> list[str]:
-        with self.connect() as con:
-            return [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+        return [r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")[1]]
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         con = self.connect()
@@ -167,7 +166,7 @@ def sql_tools(db: SqlDatabase) -> list[Any]:
         """Run one read-only SQL SELECT statement and return the rows (at most 20)."""
         try:
             return format_rows(*db.query(query))
-        except (sqlite3.Error, sqlite3.Warning) as e:
+        except (sqlite3.Error, sqlite3.Warning, ValueError) as e:  # ValueError: a NUL character in the query
             hint = " (the query ran too long; filter or aggregate)" if str(e) == "interrupted" else ""
             return f"Error: {e}{hint}"
 

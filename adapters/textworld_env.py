@@ -31,9 +31,9 @@ import re
 import shutil
 import tempfile
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from trajgraph.adapters.tasks import TaskSpec, seed_pool
 from trajgraph.errors import ConfigError, ForkError
@@ -104,14 +104,17 @@ def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] 
             options.path = str(tmp / path.name)
             options.file_ext = ".z8"
             options.force_recompile = True
-            if challenge == "custom":
-                options.nb_rooms, options.nb_objects = full["world_size"], full["nb_objects"]
-                n = full["quest_length"]
-                options.chaining.min_length = options.chaining.max_length = options.chaining.max_depth = n
-                tw.make(options)
-            else:
-                game = tw.challenges.CHALLENGES[challenge][1](settings=full, options=options)
-                tw.generator.compile_game(game, options)
+            try:
+                if challenge == "custom":
+                    options.nb_rooms, options.nb_objects = full["world_size"], full["nb_objects"]
+                    n = full["quest_length"]
+                    options.chaining.min_length = options.chaining.max_length = options.chaining.max_depth = n
+                    tw.make(options)
+                else:
+                    game = tw.challenges.CHALLENGES[challenge][1](settings=full, options=options)
+                    tw.generator.compile_game(game, options)
+            except tw.generator.QuestGenerationError as e:
+                raise ConfigError(f"{challenge} seed {seed}: TextWorld found no quest for {full}; relax the settings") from e
             # the .z8 appears last: a reader that sees it also finds the .json (other processes may race us)
             os.replace(tmp / path.with_suffix(".json").name, path.with_suffix(".json"))
             os.replace(tmp / path.name, path)
@@ -255,7 +258,7 @@ class TextWorldEnv:
             self._shared = False
         state, _, _ = self._env.step(command)
         self._prefix += (command,)
-        self.frame = replace(self._frame(state), objective=self.frame.objective)
+        self.frame = self._frame(state)
         return self.frame
 
     def snapshot(self) -> Snapshot:
@@ -274,8 +277,11 @@ class TextWorldEnv:
         )
 
     def restore(self, snap: Snapshot) -> None:
+        """Put the game back where `snap` was taken (by this env or another env of the same game file)."""
         if snap.gamefile != self.gamefile:
             raise ForkError(f"snapshot of {snap.gamefile} cannot be restored into {self.gamefile}")
+        if self.frame is None:
+            self.reset()  # a fresh env: start the interpreter and the tracker first
         if self.fork == "replay" or snap.engine is None:
             self.reset()
             for command in snap.prefix:
@@ -412,6 +418,7 @@ class TextWorldSuite:
     max_steps: int | None = None
     fork: str = "engine"
     exclude: tuple[str, ...] = ()
+    policy_commands: bool = True
     name: str = "textworld"
 
     def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]:
@@ -421,7 +428,8 @@ class TextWorldSuite:
             settings.setdefault("test", split == "test")
         elif self.challenge == "tw-cooking":
             settings.setdefault("split", split)
-        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude) for s in seeds]
+        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude,
+                               self.policy_commands) for s in seeds]
 
 
 __all__ = ["TextWorldEnv", "Frame", "Snapshot", "TextWorldGraph", "TextWorldState", "TextWorldSuite", "make_game",

@@ -17,7 +17,6 @@ from trajgraph.adapters.sql_tools import (
     default_database,
     noisy_sql_model,
     questions,
-    sql_task,
     sql_tools,
 )
 from trajgraph.errors import ConfigError
@@ -60,7 +59,7 @@ def test_questions_are_stable_unique_and_have_wrong_variants():
     assert build_database(0) == build_database(0) != build_database(1)
     db = default_database()
     for q in qs:
-        cols, rows = db.query(q.wrong_sql)
+        _, rows = db.query(q.wrong_sql)
         assert rows and not answer_matches(str(rows[0][0]), q.answer), q.id
 
 
@@ -139,15 +138,19 @@ def test_noisy_model_fails_sometimes_and_search_at_agent_node_finds_the_answer()
         graph, _ = task.make_graph(noisy_sql_model(skill=0.5, seed=i))
         outcomes.append(task.outcome(graph.invoke(task.input, {"recursion_limit": 20})))
     assert 0 < sum(outcomes) < len(outcomes)  # noisy: some right, some wrong
-    # best-of-n over the agent's first decision, branching through checkpoints
+    # best-of-n over the agent's first decision: fork the thread at the checkpoint before "agent"
     task = tasks[outcomes.index(0.0)]
     model = noisy_sql_model(skill=0.5, seed=1)
     graph, _ = task.make_graph(model)
     g = graph.builder.compile(checkpointer=InMemorySaver())
-    best = 0.0
-    for k in range(8):
-        out = g.invoke(task.input, {"configurable": {"thread_id": f"b{k}"}, "recursion_limit": 20})
-        best = max(best, task.outcome(out))
+    thread = {"configurable": {"thread_id": "best-of-n"}, "recursion_limit": 20}
+    first = g.invoke(task.input, thread)
+    root = next(s.config for s in g.get_state_history(thread) if s.next == ("agent",) and len(s.values["messages"]) == 1)
+    outcomes_k = [task.outcome(first)]
+    for _ in range(7):
+        outcomes_k.append(task.outcome(g.invoke(None, {**root, "recursion_limit": 20})))
+    best = max(outcomes_k)
+    assert len(set(outcomes_k)) == 2  # the branches differ: some right, some wrong
     assert best == 1.0 and model.calls >= 8
 
 

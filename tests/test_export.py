@@ -56,6 +56,7 @@ class Facts:
     path_steps: int = 0  # sum over leaves of their depth
     pairs: int = 0
     best_path: list[str] = field(default_factory=list)
+    real_searches: dict[str, str] = field(default_factory=dict)  # optimizer name -> search run written by tg.search
 
 
 def _new_run(store: tg.Store, before: set[str]) -> str:
@@ -176,12 +177,24 @@ def record_search(store: tg.Store, facts: Facts) -> str:
     return search.id
 
 
+def record_real_searches(store: tg.Store, facts: Facts) -> None:
+    """RRO (Monte Carlo process reward) and MCTS through `tg.search`, recorded by the optimizers themselves."""
+    from trajgraph.rollout_value import RolloutValue
+
+    for name, optimizer, reward, calls in (("rro", tg.RRO(k_max=3), RolloutValue(n=3), 80), ("mcts", tg.MCTS(k=3), None, 60)):
+        task = f"chain-{name}"
+        result = tg.search(deceptive_chain_graph(depth=CHAIN_DEPTH, seed=4, skill=0.7), chain_start(task), decision_node="policy",
+                           optimizer=optimizer, reward=reward, budget=tg.Budget(policy_calls=calls), store=store, task=task)
+        facts.real_searches[name] = result.run_id
+
+
 def build_store(path: Path) -> Facts:
     facts = Facts(path=path)
     store = tg.Store(path)
     record_calculator_runs(store, facts)
     record_env_runs(store, facts)
     facts.search_id = record_search(store, facts)
+    record_real_searches(store, facts)
     store.close()
     return facts
 

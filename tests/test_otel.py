@@ -51,7 +51,7 @@ def test_react_run_span_tree(facts: Facts) -> None:
     step_spans = children(spans, root)
     assert [s.name for s in step_spans] == ["agent", "execute_tool add", "agent", "execute_tool multiply", "agent"]
     assert [s.attributes["openinference.span.kind"] for s in step_spans] == ["CHAIN", "TOOL", "CHAIN", "TOOL", "CHAIN"]
-    for span, step in zip(step_spans, steps):
+    for span, step in zip(step_spans, steps, strict=True):
         assert span.attributes["trajgraph.step.seq"] == step.seq
         assert span.start_time == int(step.started_at * 1e9)
     tool = step_spans[1]
@@ -61,7 +61,7 @@ def test_react_run_span_tree(facts: Facts) -> None:
 
     llm_spans = [s for s in spans if s.attributes["openinference.span.kind"] == "LLM"]
     assert len(llm_spans) == len(calls) == 3
-    for span, call in zip(sorted(llm_spans, key=lambda s: s.attributes["trajgraph.model_call.seq"]), calls):
+    for span, call in zip(sorted(llm_spans, key=lambda s: s.attributes["trajgraph.model_call.seq"]), calls, strict=True):
         parent = next(s for s in spans if s.context.span_id == span.parent.span_id)
         assert parent.attributes["trajgraph.step.seq"] == call.step_seq and parent.name == "agent"
         a = span.attributes

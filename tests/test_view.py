@@ -278,6 +278,8 @@ def test_page_shows_steps_with_model_calls(server: ViewServer, browser: Browser,
     browser.call("Page.navigate", url=server.url + f"#run={facts.calc_ok[0]}")
     browser.wait("document.querySelectorAll('#steps .step').length === 5")
     assert browser.js("document.querySelectorAll('#steps .step.decision').length") == 3
+    assert browser.js("document.querySelector('.task').textContent") == "What is (2+3)*4?"
+    assert "null" not in browser.js("document.querySelector('#detail').textContent")
     assert browser.js("document.querySelectorAll('#steps details.model-call').length") == 3
     browser.js("document.querySelector('#steps details.model-call').open = true")
     assert browser.js("document.querySelector('#steps details.model-call .response .tool-call').textContent") == 'add({"a":2,"b":3})'
@@ -330,3 +332,20 @@ def test_cli_view_binds_loopback(facts: Facts) -> None:
     assert res.exit_code == 1 and res.output.strip() == f"error: {facts.path.parent / 'missing.db'}: no such store file"
     help_text = CliRunner().invoke(app, ["view", "--help"]).output
     assert "127.0.0.1" in help_text
+
+
+def test_a_store_first_written_after_the_server_started(tmp_path: Path) -> None:
+    path = tmp_path / "late.db"
+    path.write_bytes(b"")  # e.g. `trajgraph view` opened before the first recorded run
+    srv = ViewServer(path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert api(srv, "/api/runs")["runs"] == []
+        store = tg.Store(path)
+        store.add_run(Run(id=new_id(), graph="late", status="succeeded"))
+        store.close()
+        assert [r["graph"] for r in api(srv, "/api/runs")["runs"]] == ["late"]
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -27,6 +27,7 @@ class ModelCallRecorder(BaseCallbackHandler):
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
         self._open: dict[UUID, dict[str, Any]] = {}
+        self._last: tuple[int, list[Any]] | None = None  # (seq, prompt) of the last finished call
         # a cassette replay must call no model: raising here stops the call before it is made
         self.raise_error = recorder.forbid_models
 
@@ -54,9 +55,17 @@ class ModelCallRecorder(BaseCallbackHandler):
             self._refuse(serialized)
         params = dict(invocation_params or kwargs.get("invocation_params") or {})
         model = str(params.get("model") or params.get("model_name") or (metadata or {}).get("ls_model_name") or params.get("_type") or "")
+        prompt = list(messages[0]) if messages else []
+        ref, shared = None, 0
+        last = self._last
+        if last is not None:  # the prompt usually extends the previous one: store that part once
+            shared = _shared_prefix(last[1], prompt)
+            ref = last[0] if shared else None
         self._open[run_id] = {
             "t0": time.perf_counter(),
-            "messages": messages[0] if messages else [],
+            "messages": prompt,
+            "ref": ref,
+            "shared": shared,
             "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool)) and k != "_type"},
             "model": model,
             "step_seq": (metadata or {}).get("trajgraph_step"),
@@ -77,14 +86,17 @@ class ModelCallRecorder(BaseCallbackHandler):
             logprobs = [t.get("logprob") for t in lp["content"] if isinstance(t, dict)]
         if isinstance(info.get("token_ids"), list):
             token_ids = info["token_ids"]
+        seq = self.recorder.allocate_model_call()
         self.recorder.writer.put(
             "model_call",
             ModelCall(
                 run_id=self.recorder.run_id,
-                seq=self.recorder.allocate_model_call(),
+                seq=seq,
                 step_seq=call["step_seq"],
                 model=call["model"],
                 messages=call["messages"],
+                prompt_ref=call["ref"],
+                prompt_shared=call["shared"],
                 response=message if message is not None else getattr(gen, "text", None),
                 params=call["params"],
                 prompt_tokens=usage.get("input_tokens"),
@@ -94,6 +106,8 @@ class ModelCallRecorder(BaseCallbackHandler):
                 logprobs=logprobs,
             ),
         )
+        # only now: a later call may point at this one because its row is queued ahead of the later row
+        self._last = (seq, call["messages"])
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._open.pop(run_id, None)
@@ -108,7 +122,19 @@ class ModelCallRecorder(BaseCallbackHandler):
                 model=call["model"],
                 messages=call["messages"],
                 params=call["params"],
+                prompt_ref=call["ref"],
+                prompt_shared=call["shared"],
                 latency_ms=(time.perf_counter() - call["t0"]) * 1000,
                 error=f"{type(error).__name__}: {error}",
             ),
         )
+
+
+def _shared_prefix(a: list[Any], b: list[Any]) -> int:
+    """How many leading messages two prompts share (the same objects, or equal ones)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x is not y and x != y:
+            break
+        n += 1
+    return n

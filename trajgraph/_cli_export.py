@@ -5,23 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from trajgraph.errors import TrajgraphError
 
 Db = Annotated[Path, typer.Option("--db", help="Store file.", envvar="TRAJGRAPH_DB")]
-Graph = Annotated[Optional[str], typer.Option(help="Only runs of this graph.")]
-Tag = Annotated[Optional[str], typer.Option(help="Only runs with this tag.")]
-Status = Annotated[Optional[str], typer.Option(help="Only runs with this status (running, succeeded, failed, interrupted).")]
-Kind = Annotated[Optional[str], typer.Option(help="Only runs of this kind (record, search, rollout, ...).")]
-Task = Annotated[Optional[str], typer.Option(help="Only runs of this task id.")]
-MinOutcome = Annotated[Optional[float], typer.Option(help="Only runs whose outcome is at least this.")]
-MaxOutcome = Annotated[Optional[float], typer.Option(help="Only runs whose outcome is at most this.")]
-Since = Annotated[Optional[str], typer.Option(help="Only runs started at/after this (Unix time, ISO date, or an age like 2h, 7d).")]
-Until = Annotated[Optional[str], typer.Option(help="Only runs started before this.")]
-Format = Annotated[Optional[str], typer.Option("--format", help="jsonl or parquet (default: from the file suffix).")]
+Graph = Annotated[str | None, typer.Option(help="Only runs of this graph.")]
+Tag = Annotated[str | None, typer.Option(help="Only runs with this tag.")]
+Status = Annotated[str | None, typer.Option(help="Only runs with this status (running, succeeded, failed, interrupted).")]
+Kind = Annotated[str | None, typer.Option(help="Only runs of this kind (record, search, rollout, ...).")]
+Task = Annotated[str | None, typer.Option(help="Only runs of this task id.")]
+MinOutcome = Annotated[float | None, typer.Option(help="Only runs whose outcome is at least this.")]
+MaxOutcome = Annotated[float | None, typer.Option(help="Only runs whose outcome is at most this.")]
+Since = Annotated[str | None, typer.Option(help="Only runs started at/after this (Unix time, ISO date, or an age like 2h, 7d).")]
+Until = Annotated[str | None, typer.Option(help="Only runs started before this.")]
+Format = Annotated[str | None, typer.Option("--format", help="jsonl or parquet (default: from the file suffix).")]
 
 
 @contextmanager
@@ -73,7 +73,7 @@ def register(app: typer.Typer) -> None:
     def dpo(
         out: Annotated[Path, typer.Argument(help="Output file, .jsonl or .parquet.")],
         db: Db = Path("trajgraph.db"),
-        source: Annotated[Optional[list[str]], typer.Option(help="Only these pair sources (rro, mcts, best_of_n, trajectory, eto); repeat.")] = None,
+        source: Annotated[list[str] | None, typer.Option(help="Only these pair sources (rro, mcts, best_of_n, trajectory, eto); repeat.")] = None,
         style: Annotated[str, typer.Option(help="conversational (message lists) or standard (text).")] = "conversational",
         no_trajectory_pairs: Annotated[bool, typer.Option("--no-trajectory-pairs", help="Skip ETO success-vs-failure pairs.")] = False,
         success_threshold: Annotated[float, typer.Option(help="ETO pairs: a run succeeds at or above this outcome.")] = 1.0,
@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
     def spans(
         sink: Annotated[str, typer.Argument(help="A .jsonl file, or an OTLP/HTTP endpoint like http://localhost:4318/v1/traces.")],
         db: Db = Path("trajgraph.db"),
-        run: Annotated[Optional[list[str]], typer.Option(help="Only these run ids (repeat).")] = None,
+        run: Annotated[list[str] | None, typer.Option(help="Only these run ids (repeat).")] = None,
         service_name: Annotated[str, typer.Option(help="OpenTelemetry service.name of the exported spans.")] = "trajgraph",
         graph: Graph = None, tag: Tag = None, status: Status = None, kind: Kind = None, task: Task = None,
         min_outcome: MinOutcome = None, max_outcome: MaxOutcome = None, since: Since = None, until: Until = None,

@@ -1,9 +1,9 @@
 """Training data out of a store: TRL datasets for SFT, DPO and process reward models.
 
-Every function reads one consistent snapshot of the store (a read-only SQLite
-connection inside one read transaction), so a store being written while we read
-gives the state at one instant, never half a batch. Column names are TRL's
-(https://huggingface.co/docs/trl/dataset_formats):
+Every function reads one consistent snapshot of the store (`snapshot()`: a
+read-only SQLite connection inside one read transaction), so a store being
+written while we read gives the state at one instant, never half a batch. Column
+names are TRL's (https://huggingface.co/docs/trl/dataset_formats):
 
 - `sft_dataset`  -> conversational language modeling: `messages` (+ `tools` when recorded)
 - `dpo_dataset`  -> preference: `prompt`, `chosen`, `rejected` (+ `chosen_score`, `rejected_score`)
@@ -16,291 +16,22 @@ TRL's trainers ignore them. `write_dataset` writes JSON Lines or Parquet that
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import re
-import sqlite3
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
+from trajgraph._export_chat import chat_message, conversations, turns_messages
+from trajgraph._export_read import RunFilter, as_number, effective_outcome, snapshot
 from trajgraph._json import to_jsonable
-from trajgraph.errors import ConfigError, StoreError
+from trajgraph.errors import ConfigError
 from trajgraph.render import render_action, render_prefix, render_task, steps_to_turns
 from trajgraph.store import Store
-from trajgraph.trajectory import ModelCall, Run, RunKind, RunStatus, SearchNode, Step
+from trajgraph.trajectory import Run, SearchNode, Step
 
 SFT_COLUMNS = ("messages",)
 DPO_COLUMNS = ("prompt", "chosen", "rejected", "chosen_score", "rejected_score", "source", "run_id", "task")
 PRM_COLUMNS = ("prompt", "completions", "labels", "run_id", "task")
-
-_STATUSES = get_args(RunStatus)
-_KINDS = get_args(RunKind)
-
-
-# -- a consistent read-only view ------------------------------------------------------
-
-
-@contextmanager
-def snapshot(store: Store | str | Path) -> Iterator[Store]:
-    """A read-only Store pinned to one instant: every read inside sees the same commit.
-
-    Opens the file with `mode=ro` (never writes, never migrates) and holds one
-    read transaction; in WAL mode writers carry on meanwhile. A file with no
-    trajgraph tables yet reads as an empty store.
-    """
-    path = store.path if isinstance(store, Store) else Path(store)
-    ro = Store(path, readonly=True)
-    ro.setup()  # one-line StoreError for a missing, foreign, corrupt or too-new file
-    conn = ro.db.conn
-    try:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "runs" not in tables:
-            ro.close()
-            ro = Store(":memory:").setup()  # a new, empty file: read it as an empty store
-            conn = ro.db.conn
-        conn.execute("BEGIN")
-        conn.execute("SELECT COUNT(*) FROM runs").fetchone()  # the snapshot starts at the first read
-        yield ro
-    except sqlite3.OperationalError as exc:
-        raise StoreError(f"{path}: cannot read store ({exc})") from None
-    finally:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        ro.close()
-
-
-# -- filters ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """Which runs an export reads. Every field is optional; all given must match."""
-
-    graph: str | None = None
-    tag: str | None = None
-    status: str | None = None
-    kind: str | None = None
-    task: str | None = None
-    min_outcome: float | None = None
-    max_outcome: float | None = None
-    since: float | None = None
-    until: float | None = None
-
-    @classmethod
-    def of(cls, **filters: Any) -> RunFilter:
-        """Validate user filters; any mistake is one `ConfigError` line."""
-        names = set(cls.__dataclass_fields__)
-        unknown = sorted(set(filters) - names)
-        if unknown:
-            raise ConfigError(f"unknown filter {', '.join(unknown)}; filters are {', '.join(sorted(names))}")
-        f = dict(filters)
-        for key in ("graph", "tag", "task"):
-            if f.get(key) is not None and not isinstance(f[key], str):
-                raise ConfigError(f"{key}={f[key]!r} must be a string")
-        if f.get("status") is not None and f["status"] not in _STATUSES:
-            raise ConfigError(f"status={f['status']!r} is not a run status; one of {', '.join(_STATUSES)}")
-        if f.get("kind") is not None and f["kind"] not in _KINDS:
-            raise ConfigError(f"kind={f['kind']!r} is not a run kind; one of {', '.join(_KINDS)}")
-        for key in ("min_outcome", "max_outcome"):
-            f[key] = _number(key, f.get(key))
-        if f["min_outcome"] is not None and f["max_outcome"] is not None and f["min_outcome"] > f["max_outcome"]:
-            raise ConfigError(f"min_outcome {f['min_outcome']} is above max_outcome {f['max_outcome']}; nothing could match")
-        f["since"], f["until"] = parse_time("since", f.get("since")), parse_time("until", f.get("until"))
-        if f["since"] is not None and f["until"] is not None and f["since"] >= f["until"]:
-            raise ConfigError("since is not before until; nothing could match")
-        return cls(**f)
-
-    def runs(self, db: Store, *, exclude_kinds: Sequence[str] = ()) -> list[Run]:
-        """Matching runs, oldest first. Outcome bounds use `effective_outcome`."""
-        runs = db.runs(
-            graph=self.graph, status=self.status, tag=self.tag, kind=self.kind, task=self.task,
-            since=self.since, until=self.until, newest_first=False,
-        )
-        if self.kind is None and exclude_kinds:
-            runs = [r for r in runs if r.kind not in exclude_kinds]
-        if self.min_outcome is None and self.max_outcome is None:
-            return runs
-        out = []
-        for run in runs:
-            value = effective_outcome(run, db.steps(run.id))
-            if value is None:
-                continue
-            if self.min_outcome is not None and value < self.min_outcome:
-                continue
-            if self.max_outcome is not None and value > self.max_outcome:
-                continue
-            out.append(run)
-        return out
-
-
-def _number(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} must be a number")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name}={value!r} must be a number") from None
-
-
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_time(name: str, value: Any) -> float | None:
-    """A Unix timestamp from a number, a datetime, an ISO date/time, or an age ('2h', '7d' ago)."""
-    if value is None:
-        return None
-    if isinstance(value, _dt.datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        age = _AGE.fullmatch(text)
-        if age:
-            return time.time() - float(age.group(1)) * _UNITS[age.group(2)]
-        try:
-            return float(text)
-        except ValueError:
-            pass
-        try:
-            return _dt.datetime.fromisoformat(text).timestamp()
-        except ValueError:
-            pass
-    raise ConfigError(
-        f"{name}={value!r} is not a time; give a Unix timestamp, an ISO date (2026-01-31 or 2026-01-31T12:00) or an age like 2h or 7d"
-    )
-
-
-def effective_outcome(run: Run, steps: Sequence[Step]) -> float | None:
-    """The run's outcome, else the final `reward` of an env loop (state key, set when done)."""
-    if run.outcome is not None:
-        return run.outcome
-    for step in reversed(steps):
-        update = step.update
-        if isinstance(update, dict) and update.get("done") and isinstance(update.get("reward"), (int, float)):
-            return float(update["reward"])
-    return None
-
-
-# -- messages ---------------------------------------------------------------------------
-
-_ROLES = {"human": "user", "ai": "assistant", "AIMessageChunk": "assistant", "system": "system", "tool": "tool", "function": "tool"}
-
-
-def chat_message(msg: Any) -> dict[str, Any]:
-    """One LangChain message (object, stored JSON, tuple or OpenAI dict) as a TRL chat message.
-
-    Tool calls follow TRL's tool-calling format: `{"type": "function", "function":
-    {"name", "arguments": {...}}}` on the assistant message, and `role: "tool"`
-    messages with the tool's `name`.
-    """
-    data = to_jsonable(msg)
-    if isinstance(data, list) and len(data) == 2 and isinstance(data[0], str):  # ("user", "text")
-        return {"role": _ROLES.get(data[0], data[0]), "content": _text(data[1])}
-    if isinstance(data, str):
-        return {"role": "user", "content": data}
-    if not isinstance(data, dict):
-        return {"role": "user", "content": json.dumps(data, ensure_ascii=False)}
-    data = data.get("__lc_message__", data)
-    role = data.get("role") or _ROLES.get(str(data.get("type")), str(data.get("type") or "user"))
-    out: dict[str, Any] = {"role": role, "content": _text(data.get("content"))}
-    calls = data.get("tool_calls") or []
-    if calls:
-        out["tool_calls"] = [_tool_call(c) for c in calls]
-    if role == "tool":
-        if data.get("name"):
-            out["name"] = data["name"]
-        if data.get("tool_call_id"):
-            out["tool_call_id"] = data["tool_call_id"]
-    return out
-
-
-def readable_update(update: Any) -> Any:
-    """A node update as plain JSON with its LangChain messages in chat form."""
-    data = to_jsonable(update)
-    if isinstance(data, dict) and "messages" in data:
-        msgs = data["messages"] if isinstance(data["messages"], list) else [data["messages"]]
-        return {**data, "messages": [chat_message(m) for m in msgs]}
-    return data
-
-
-def _tool_call(call: dict[str, Any]) -> dict[str, Any]:
-    if "function" in call:  # already OpenAI-shaped
-        fn = dict(call["function"])
-        if isinstance(fn.get("arguments"), str):
-            try:
-                fn["arguments"] = json.loads(fn["arguments"])
-            except json.JSONDecodeError:
-                pass
-        out = {"type": "function", "function": fn}
-    else:
-        out = {"type": "function", "function": {"name": call.get("name"), "arguments": call.get("args") or {}}}
-    if call.get("id"):
-        out["id"] = call["id"]
-    return out
-
-
-def _text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks
-        return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
-    return json.dumps(to_jsonable(content), ensure_ascii=False)
-
-
-def _key(message: dict[str, Any]) -> str:
-    """What makes two messages the same turn (ids differ between calls)."""
-    calls = [(c["function"].get("name"), c["function"].get("arguments")) for c in message.get("tool_calls", [])]
-    return json.dumps([message["role"], message["content"], calls], sort_keys=True, ensure_ascii=False, default=str)
-
-
-def conversations(calls: Iterable[ModelCall]) -> list[list[dict[str, Any]]]:
-    """The model calls of one run as whole conversations, exactly as the model saw them.
-
-    A ReAct agent resends its history on every call, so call i+1's messages start
-    with call i's messages and response: those calls are one conversation and the
-    last call holds it all. A call whose messages continue no earlier conversation
-    (another agent, a trimmed context) starts its own.
-    """
-    chains: list[tuple[list[str], list[dict[str, Any]]]] = []
-    for call in calls:
-        if call.error is not None or call.response is None:
-            continue
-        messages = [chat_message(m) for m in call.messages or []]
-        response = chat_message(call.response)
-        response["role"] = "assistant"
-        keys = [_key(m) for m in messages]
-        full, full_keys = [*messages, response], [*keys, _key(response)]
-        for i, (chain_keys, _) in enumerate(chains):
-            if keys[: len(chain_keys)] == chain_keys:
-                chains[i] = (full_keys, full)
-                break
-        else:
-            chains.append((full_keys, full))
-    return [c for _, c in chains]
-
-
-def turns_messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]]:
-    """An env-loop run as a chat: the task, then each action and the observation it got.
-
-    The observation after the last action is dropped: nothing follows it to learn.
-    """
-    messages = [{"role": "user", "content": render_task(run.input)}]
-    turns = steps_to_turns(steps)
-    for i, (action, observation) in enumerate(turns):
-        messages.append({"role": "assistant", "content": action})
-        if observation and i < len(turns) - 1:
-            messages.append({"role": "user", "content": observation})
-    return messages
 
 
 # -- SFT ----------------------------------------------------------------------------------
@@ -486,11 +217,13 @@ def prm_dataset(
     """Stepwise supervision rows `{"prompt", "completions", "labels"}` for TRL's PRMTrainer.
 
     From search trees (default): one row per root-to-leaf path of every search run;
-    a step's label is `node.value >= threshold` (`label="value"`: Monte Carlo /
-    backed-up value, as Math-Shepherd and RRO estimate it; terminals fall back to
-    their outcome) or `node.score >= threshold` (`label="score"`: the reward
-    model's score recorded during search). Invalid actions are labelled False.
-    A path stops before the first node with nothing to label.
+    a step's label is `node.value >= threshold` (`label="value"`: the optimizer's
+    backed-up / Monte Carlo value; a terminal without one uses its outcome, any
+    other node the mean outcome of the finished trajectories below it, the soft
+    Monte Carlo label of Math-Shepherd, Wang et al. 2024) or `node.score >= threshold`
+    (`label="score"`: the reward model's score recorded during search; terminals
+    fall back to their outcome). Invalid actions are labelled False. A path stops
+    before the first node with nothing to label.
 
     With `score=`, a reward model scores recorded runs instead: each decision step
     of every matching non-search run is labelled `score(text) >= threshold`, where
@@ -500,7 +233,7 @@ def prm_dataset(
     """
     if label not in _LABELS:
         raise ConfigError(f"label={label!r}; one of {', '.join(_LABELS)}")
-    threshold = _number("threshold", threshold)  # type: ignore[assignment]
+    threshold = as_number("threshold", threshold)  # type: ignore[assignment]
     rf = RunFilter.of(**filters)
     with snapshot(store) as db:
         if score is not None:
@@ -519,13 +252,13 @@ def _step_text(i: int, action: str, observation: str) -> str:
 
 def _tree_rows(run: Run, nodes: Sequence[SearchNode], label: str, threshold: float) -> list[dict[str, Any]]:
     children: dict[int | None, list[SearchNode]] = {}
-    for node in nodes:
-        children.setdefault(node.parent_id, []).append(node)
     by_id = {n.id: n for n in nodes}
-    roots = [n for n in nodes if n.parent_id is None or n.parent_id not in by_id]
+    for node in nodes:
+        children.setdefault(node.parent_id if node.parent_id in by_id else None, []).append(node)
+    mc = _rollout_means(nodes, children)
     task_text = f"Task: {render_task(run.input)}"
     rows = []
-    for root in roots:
+    for root in children.get(None, []):
         prompt = task_text
         if root.observation and root.observation not in prompt:
             prompt += f"\n{root.observation}"
@@ -536,7 +269,7 @@ def _tree_rows(run: Run, nodes: Sequence[SearchNode], label: str, threshold: flo
             if not kids and path:
                 steps, labels = [], []
                 for i, n in enumerate(path, 1):
-                    value = _node_label_value(n, label)
+                    value = _node_label_value(n, label, mc)
                     if value is None and not n.invalid:
                         break
                     steps.append(_step_text(i, n.action_text, n.observation))
@@ -549,11 +282,28 @@ def _tree_rows(run: Run, nodes: Sequence[SearchNode], label: str, threshold: flo
     return rows
 
 
-def _node_label_value(node: SearchNode, label: str) -> float | None:
-    value = node.value if label == "value" else node.score
-    if value is None and node.terminal:
-        value = node.outcome
-    return value
+def _rollout_means(nodes: Sequence[SearchNode], children: dict[int | None, list[SearchNode]]) -> dict[int, float]:
+    """Mean outcome of the finished trajectories below each node: the Monte Carlo
+    estimate (Math-Shepherd's soft label) for nodes the optimizer did not value."""
+    sums: dict[int, tuple[float, int]] = {}
+    for node in sorted(nodes, key=lambda n: -n.depth):  # children before parents
+        total, count = (node.outcome, 1) if node.terminal and node.outcome is not None else (0.0, 0)
+        for kid in children.get(node.id, []):
+            t, c = sums.get(kid.id, (0.0, 0))
+            total, count = total + t, count + c
+        sums[node.id] = (total, count)
+    return {i: t / c for i, (t, c) in sums.items() if c}
+
+
+def _node_label_value(node: SearchNode, label: str, mc: dict[int, float]) -> float | None:
+    if label == "score":
+        value = node.score
+        return node.outcome if value is None and node.terminal else value
+    if node.value is not None:
+        return node.value
+    if node.terminal and node.outcome is not None:
+        return node.outcome
+    return mc.get(node.id)
 
 
 def _scored_rows(db: Store, runs: Sequence[Run], score: Callable[[list[str]], Sequence[float]], threshold: float) -> list[dict[str, Any]]:
@@ -640,9 +390,7 @@ __all__ = [
     "write_dataset",
     "snapshot",
     "RunFilter",
-    "effective_outcome",
-    "chat_message",
-    "conversations",
-    "readable_update",
-    "parse_time",
+    "SFT_COLUMNS",
+    "DPO_COLUMNS",
+    "PRM_COLUMNS",
 ]

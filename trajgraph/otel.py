@@ -24,9 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trajgraph._export_chat import chat_message, readable_update
+from trajgraph._export_read import RunFilter, snapshot
 from trajgraph._json import to_jsonable
 from trajgraph.errors import ConfigError
-from trajgraph.export import RunFilter, chat_message, readable_update, snapshot
 from trajgraph.render import render_action
 from trajgraph.store import Store
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step

@@ -150,6 +150,11 @@ _MIGRATIONS: dict[int, str] = {
     2: """
 ALTER TABLE steps ADD COLUMN task_id TEXT NOT NULL DEFAULT ''
 """,
+    # model_calls.messages then holds only the messages after the first prompt_shared of call prompt_ref's
+    3: """
+ALTER TABLE model_calls ADD COLUMN prompt_ref INTEGER;
+ALTER TABLE model_calls ADD COLUMN prompt_shared INTEGER NOT NULL DEFAULT 0
+""",
 }
 
 _JSON_FIELDS = {
@@ -444,7 +449,7 @@ class Store:
             rows = self._query("SELECT * FROM model_calls ORDER BY run_id, seq")
         else:
             rows = self._query("SELECT * FROM model_calls WHERE run_id = ? ORDER BY seq", [run_id])
-        return [ModelCall(**self._decode("model_calls", r)) for r in rows]
+        return _resolve_prompts([ModelCall(**self._decode("model_calls", r)) for r in rows])
 
     def search_nodes(self, run_id: str) -> list[SearchNode]:
         rows = self._query("SELECT * FROM search_nodes WHERE run_id = ? ORDER BY id", [run_id])
@@ -513,6 +518,8 @@ def _row(item: Any) -> dict[str, Any]:
 
 def _encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
     out = dict(row)
+    if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
+        out["messages"] = out["messages"][out["prompt_shared"] :]  # the rest is stored with call prompt_ref
     for f in _JSON_FIELDS[table]:
         if f in out:
             value = out[f]
@@ -524,6 +531,23 @@ def _encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None)
                 out[f] = None if value is None else dumps(value, memo)
     for f in _BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = int(bool(out[f]))
+    return out
+
+
+def _resolve_prompts(calls: list[ModelCall]) -> list[ModelCall]:
+    """Rebuild whole prompts from shared prefixes (calls come ordered by run, then seq)."""
+    whole: dict[tuple[str, int], list[Any]] = {}
+    out = []
+    for call in calls:
+        messages = call.messages
+        if call.prompt_ref is not None and call.prompt_shared and isinstance(messages, list):
+            base = whole.get((call.run_id, call.prompt_ref))
+            if base is not None:  # else the referenced call is missing: keep what this row holds
+                messages = base[: call.prompt_shared] + messages
+                call = call.replace(messages=messages)
+        if isinstance(messages, list):
+            whole[(call.run_id, call.seq)] = messages
+        out.append(call)
     return out
 
 

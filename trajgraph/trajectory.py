@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-SCHEMA_VERSION = 2  # v2: steps.task_id
+SCHEMA_VERSION = 3  # v2: steps.task_id; v3: model_calls.prompt_ref/prompt_shared
 
 RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
 RunKind = Literal["record", "replay", "fork", "search", "rollout", "bench"]
@@ -96,7 +96,7 @@ class ModelCall(_Json):
     seq: int
     step_seq: int | None = None
     model: str = ""
-    messages: Any = None  # list of messages in (JSON form)
+    messages: Any = None  # the whole list of messages in
     response: Any = None  # the message out, tool calls included
     params: dict[str, Any] = field(default_factory=dict)
     prompt_tokens: int | None = None
@@ -105,6 +105,11 @@ class ModelCall(_Json):
     token_ids: list[int] | None = None  # when the server returns them
     logprobs: list[float] | None = None
     error: str | None = None
+    # A conversation's prompt grows by a message or two per call; the store keeps
+    # each message once: this call's first `prompt_shared` messages are those of
+    # call `prompt_ref` (same run), and only the rest is written again.
+    prompt_ref: int | None = None
+    prompt_shared: int = 0
 
 
 @dataclass(frozen=True)

@@ -54,14 +54,18 @@ class RewardNet(nn.Module):
         self.dropout = nn.Dropout(0.1)
         self.token_types = token_types  # BERT-style encoders take segment ids; RoBERTa/DistilBERT do not
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean of the encoder's last hidden states over real tokens: (B, H)."""
         kwargs: dict[str, torch.Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
         if self.token_types and token_type_ids is not None:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.encoder(**kwargs).last_hidden_state  # (B, T, H)
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
-        return self.head(self.dropout(pooled)).squeeze(-1).float()  # (B,)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = self.embed(input_ids, attention_mask, token_type_ids)
+        return self.head(self.dropout(pooled)).squeeze(-1).float()  # (B,) logits
 
 
 @dataclass(frozen=True)

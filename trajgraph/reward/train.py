@@ -89,12 +89,13 @@ def train(
     epochs: int = 3,
     batch_size: int = 16,
     lr: float = 5e-5,
-    head_lr: float = 1e-3,
+    head_lr: float | None = None,
     seed: int = 0,
     val_fraction: float = 0.2,
     max_length: int = 128,
     freeze_layers: int = 0,
     patience: int = 2,
+    probe_steps: int = 300,
     threshold: float = 0.5,
     formatter: Formatter | None = None,
     device: str = "auto",
@@ -106,8 +107,9 @@ def train(
 
     `labels`: "outcome", "mc", "pairs", a list of them, or "auto" (all the store
     has). `freeze_layers` freezes the embeddings and the lowest n encoder layers
-    (faster on CPU, less overfitting on small stores). `threshold` is the raw
-    reward at which a trajectory counts as a success, for AUC.
+    (faster on CPU, less overfitting on small stores). `probe_steps` fits the
+    head alone on frozen features before fine-tuning (0: skip). `threshold` is
+    the raw reward at which a trajectory counts as a success, for AUC.
     """
     import torch
 
@@ -136,27 +138,46 @@ def train(
 
     encode = _Cache(text_encoder)
     mean_count = _mean_count(train_set)
-    rng = random.Random(seed)
-    steps_per_epoch = len(_plan(train_set, batch_size, random.Random(0), encode))
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")], "lr": lr},
-            {"params": list(net.head.parameters()), "lr": head_lr},
-        ],
-        weight_decay=0.01,
-    )
-    total = steps_per_epoch * epochs
-    warmup = max(1, total // 10)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1.0 - s / total)
-    )
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
-
     history: list[EpochStats] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
-    stale, stopped_early = 0, False
+
+    def keep_if_best(stats: EpochStats) -> bool:
+        nonlocal best
+        key = stats.val_loss if stats.val_loss is not None else -float(stats.epoch)  # no validation: keep the last
+        if best is not None and key >= best[0] - 1e-4:
+            return False
+        best = (key, stats.epoch, {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()})
+        return True
+
+    def finish_epoch(epoch: int, train_loss: float, t0: float) -> bool:
+        metrics = _evaluate(net, val_set, encode, pad_id, dev, batch_size * 4) if len(val_set) else {}
+        stats = EpochStats(
+            epoch, train_loss, metrics.get("loss"), metrics.get("auc"), metrics.get("pair_accuracy"), time.perf_counter() - t0
+        )
+        history.append(stats)
+        bar.log(_describe(stats))
+        return keep_if_best(stats)
+
     bar = _Progress(progress)
     with bar:
+        if probe_steps > 0:  # "epoch 0": the probed head on the pretrained encoder; fine-tuning must beat it
+            t0 = time.perf_counter()
+            probe_loss = _probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_count)
+            finish_epoch(0, probe_loss, t0)
+        head_lr = head_lr if head_lr is not None else (lr if probe_steps > 0 else 20 * lr)
+        optimizer = torch.optim.AdamW(
+            [
+                {"params": [p for n, p in net.named_parameters() if p.requires_grad and not n.startswith("head.")], "lr": lr},
+                {"params": list(net.head.parameters()), "lr": head_lr},
+            ],
+            weight_decay=0.01,
+        )
+        rng = random.Random(seed)
+        total = len(_plan(train_set, batch_size, random.Random(0), encode)) * epochs
+        warmup = max(1, total // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1.0 - s / total))
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+        stale, stopped_early = 0, False
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             net.train()
@@ -174,22 +195,10 @@ def train(
                 total_loss += float(loss.detach())
                 seen += 1
                 bar.advance(total_loss / seen)
-            metrics = _evaluate(net, val_set, encode, pad_id, dev, batch_size * 4) if len(val_set) else {}
-            stats = EpochStats(
-                epoch, total_loss / max(seen, 1), metrics.get("loss"), metrics.get("auc"),
-                metrics.get("pair_accuracy"), time.perf_counter() - t0,
-            )
-            history.append(stats)
-            bar.log(_describe(stats))
-            key = stats.val_loss if stats.val_loss is not None else -float(epoch)  # no validation: keep the last
-            if best is None or key < best[0] - 1e-4:
-                best = (key, epoch, {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()})
-                stale = 0
-            else:
-                stale += 1
-                if stale >= patience and epoch < epochs:
-                    stopped_early = True
-                    break
+            stale = 0 if finish_epoch(epoch, total_loss / max(seen, 1), t0) else stale + 1
+            if stale >= patience and epoch < epochs:
+                stopped_early = True
+                break
     assert best is not None
     net.to("cpu")
     net.load_state_dict(best[2])
@@ -384,18 +393,56 @@ def _evaluate(net: RewardNet, data: Dataset, encode: _Cache, pad_id: int, dev: t
 
 
 def _score_all(net: RewardNet, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> list[float]:
+    return _run_all(net, net.forward, items, encode, pad_id, dev, batch_size).tolist()
+
+
+def _run_all(net: RewardNet, fn: Any, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> torch.Tensor:
+    """fn(**inputs) over all items in length-sorted batches, results in item order (on CPU, fp32)."""
     import torch
+
+    from trajgraph.reward import _net
 
     encoded = encode(items)
     order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
-    out = [0.0] * len(items)
+    parts = []
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            values = _forward(net, [items[i] for i in idx], encode, pad_id, dev).float().tolist()
-            for i, v in zip(idx, values):
-                out[i] = v
-    return out
+            batch = [encoded[i] for i in order[start : start + batch_size]]
+            parts.append(fn(**_net.collate(batch, pad_id, dev)).float().cpu())
+    out = torch.cat(parts)
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return out[inverse].clone()  # clone: leave inference mode, so the probe can train on it
+
+
+def _probe(net: RewardNet, data: Dataset, encode: _Cache, pad_id: int, dev: torch.device, steps: int, batch_size: int, mean_count: float) -> float:
+    """Fit the head alone on frozen pooled features, then fine-tune (LP-FT: Kumar et al., ICLR 2022).
+
+    A fresh head trained jointly with the encoder needs many steps to find its
+    direction and meanwhile pushes noise into the encoder; on cached features
+    hundreds of full-batch head steps cost less than one epoch of fine-tuning.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    net.eval()
+    items = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
+    feats = _run_all(net, net.embed, items, encode, pad_id, dev, batch_size).to(dev)  # (N + 2M, H)
+    n, m = len(data.examples), len(data.pairs)
+    target = torch.tensor([e.label for e in data.examples], device=dev)
+    weight = torch.tensor([e.count / mean_count for e in data.examples], device=dev)
+    optimizer = torch.optim.Adam(net.head.parameters(), lr=1e-2)
+    for _ in range(steps):
+        logits = net.head(feats).squeeze(-1)
+        loss = torch.zeros((), device=dev)
+        if n:
+            loss = loss + (F.binary_cross_entropy_with_logits(logits[:n], target, reduction="none") * weight).mean()
+        if m:
+            loss = loss - F.logsigmoid(logits[n : n + m] - logits[n + m :]).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return float(loss.detach())
 
 
 def _describe(s: EpochStats) -> str:

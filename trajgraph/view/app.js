@@ -243,7 +243,7 @@ async function showRun(id) {
     return;
   }
   for (const row of document.querySelectorAll("#runs tr.run-row")) row.classList.toggle("current", row.dataset.runId === data.run.id);
-  detail.replaceChildren(
+  detail.replaceChildren(...[
     runHeader(data.run),
     el("section", { class: "panel" }, el("h3", {}, "Task"), el("div", { class: "task" }, data.task_text)),
     data.search_nodes.length ? treeView(data.search_nodes) : null,
@@ -252,7 +252,8 @@ async function showRun(id) {
       el("table", { class: "children-runs" }, el("tbody", {}, data.children.map(runRow)))) : null,
     el("section", { class: "panel", id: "steps" }, el("h3", {}, `Steps (${data.steps.length})`),
       data.steps.length ? data.steps.map(stepView) : el("p", { class: "muted" }, "No steps recorded."),
-      data.orphan_calls.map(callView)));
+      data.orphan_calls.map(callView)),
+  ].filter(Boolean));  // replaceChildren would print a null as the text "null"
 }
 
 // -- comparison -------------------------------------------------------------------------

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from trajgraph._export_chat import chat_message, readable_update
+from trajgraph._export_read import RunFilter, effective_outcome
 from trajgraph._json import to_jsonable
 from trajgraph.errors import ConfigError, TrajgraphError
-from trajgraph.export import RunFilter, chat_message, effective_outcome, readable_update
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store
 from trajgraph.trajectory import Run
@@ -52,16 +53,26 @@ class _Reader:
     """One read-only connection; each request reads in its own read transaction."""
 
     def __init__(self, path: str | Path) -> None:
-        self.store = Store(path, readonly=True).setup()
-        tables = {r[0] for r in self.store.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "runs" not in tables:  # a new, empty file: show an empty store until it has tables
-            self.store.close()
-            self.store = Store(":memory:").setup()
+        self.path = Path(path)
         self.lock = threading.Lock()
+        self.store = self._open()
+
+    def _open(self) -> Store:
+        store = Store(self.path, readonly=True).setup()
+        tables = {r[0] for r in store.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" in tables:
+            self.empty = False
+            return store
+        store.close()  # a file nobody has written yet: show an empty store until it has tables
+        self.empty = True
+        return Store(":memory:").setup()
 
     @contextmanager
     def read(self) -> Iterator[Store]:
         with self.lock:
+            if self.empty:
+                self.store.close()
+                self.store = self._open()
             conn = self.store.db.conn
             conn.execute("BEGIN")
             try:

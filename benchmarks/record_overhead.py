@@ -1,0 +1,183 @@
+"""What recording costs: plain vs recorded wall time of a zero-latency ReAct agent, and store throughput.
+
+The agent is LangGraph's prebuilt ReAct agent on a scripted model with no latency
+(`trajgraph.testing.ScriptedToolModel`): `--tool-calls` tool calls, then an answer,
+so every run has 2 * tool_calls + 1 steps and the model costs nothing; whatever
+recording adds shows up undiluted. Plain and recorded runs are interleaved (the
+order flips every round) so machine load hits both alike. A real model call
+takes 100x longer than one of these steps, so in practice the ratio is closer to 1.
+
+Also measured on the same store file: write throughput (Store.write in the
+writer's batch size), read throughput (Store.steps, JSON decoded back into
+messages) and bytes per step on disk.
+
+    python benchmarks/record_overhead.py              # about 20 s
+    python benchmarks/record_overhead.py --runs 500   # steadier numbers
+
+Target: recorded / plain <= 1.15 (issue 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+warnings.filterwarnings("ignore", category=DeprecationWarning)  # create_react_agent's move notice
+
+import trajgraph as tg  # noqa: E402
+from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent  # noqa: E402
+from trajgraph.trajectory import Step  # noqa: E402
+
+TARGET = 1.15
+RESULTS = Path(__file__).parent / "results" / "record_overhead.json"
+
+
+def script(tool_calls: int) -> list[Any]:
+    return [[fake_tool_call("add" if i % 2 else "multiply", a=i, b=i + 1)] for i in range(tool_calls)] + ["the answer"]
+
+
+def time_interleaved(graphs: dict[str, Any], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per invoke for each graph, alternating which goes first each round."""
+    inp = {"messages": [("user", "compute it")]}
+    names = list(graphs)
+    for _ in range(warmup):
+        for name in names:
+            graphs[name].invoke(inp)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(runs):
+        for name in names if i % 2 == 0 else reversed(names):
+            t0 = time.perf_counter()
+            graphs[name].invoke(inp)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def store_throughput(path: Path, template: list[Step], runs: int, batch: int = 500) -> dict[str, float]:
+    """Write `runs` copies of a recorded run's steps in writer-sized batches, then read them back."""
+    store = tg.Store(path)
+    ids = [f"tp{i:06d}" for i in range(runs)]
+    store.write(runs=[tg.Run(id=i, graph="throughput") for i in ids])
+    rows = [s.replace(run_id=i) for i in ids for s in template]
+    t0 = time.perf_counter()
+    for k in range(0, len(rows), batch):
+        store.write(steps=rows[k : k + batch])
+    write_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    read = sum(len(store.steps(i)) for i in ids)
+    read_s = time.perf_counter() - t0
+    assert read == len(rows)
+    store.close()
+    return {"steps": len(rows), "write_steps_per_s": len(rows) / write_s, "read_steps_per_s": read / read_s}
+
+
+def file_bytes(path: Path) -> int:
+    """Size of the store with its WAL folded in."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path.stat().st_size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="timed runs of each graph")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--tool-calls", type=int, default=10, help="steps per run = 2 * tool_calls + 1")
+    parser.add_argument("--throughput-runs", type=int, default=2000, help="runs written in the throughput test")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="tg-bench-"))
+    steps_per_run = 2 * args.tool_calls + 1
+    store = tg.Store(work / "recorded.db")
+    graphs = {
+        "plain": react_calculator_agent(ScriptedToolModel(script=script(args.tool_calls))),
+        "recorded": tg.record(react_calculator_agent(ScriptedToolModel(script=script(args.tool_calls))), store=store),
+    }
+    times = time_interleaved(graphs, args.runs, args.warmup)
+
+    recorded_runs = store.runs()
+    assert len(recorded_runs) == args.runs + args.warmup and {r.status for r in recorded_runs} == {"succeeded"}
+    template = store.steps(recorded_runs[0].id)
+    assert len(template) == steps_per_run, len(template)
+    n_steps, n_calls = store.count("steps"), store.count("model_calls")
+    size = file_bytes(store.path)
+    store.close()
+
+    plain, rec = times["plain"], times["recorded"]
+    med_p, med_r = statistics.median(plain), statistics.median(rec)
+    paired = statistics.median(r / p for r, p in zip(rec, plain))
+    tp = store_throughput(work / "throughput.db", template, args.throughput_runs)
+    tp_bytes = file_bytes(work / "throughput.db")
+
+    results = {
+        "benchmark": "record_overhead",
+        "agent": f"create_react_agent, ScriptedToolModel (zero latency), {args.tool_calls} tool calls + answer",
+        "steps_per_run": steps_per_run,
+        "runs_each": args.runs,
+        "plain_ms_median": med_p * 1e3,
+        "recorded_ms_median": med_r * 1e3,
+        "plain_ms_min": min(plain) * 1e3,
+        "recorded_ms_min": min(rec) * 1e3,
+        "ratio_median": med_r / med_p,
+        "ratio_min": min(rec) / min(plain),
+        "ratio_paired_median": paired,
+        "overhead_us_per_step": (med_r - med_p) / steps_per_run * 1e6,
+        "target_ratio": TARGET,
+        "meets_target": med_r / med_p <= TARGET,
+        "store_write_steps_per_s": tp["write_steps_per_s"],
+        "store_read_steps_per_s": tp["read_steps_per_s"],
+        "throughput_steps": tp["steps"],
+        "bytes_per_step_recorded_store": size / n_steps,
+        "bytes_per_step_steps_only": tp_bytes / tp["steps"],
+        "recorded_steps": n_steps,
+        "recorded_model_calls": n_calls,
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()},
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    _print(results, args.out)
+
+
+def _print(r: dict[str, Any], out: Path) -> None:
+    rows = [
+        ("plain run (median)", f"{r['plain_ms_median']:.2f} ms"),
+        ("recorded run (median)", f"{r['recorded_ms_median']:.2f} ms"),
+        ("recorded / plain (median)", f"{r['ratio_median']:.3f}  (target <= {r['target_ratio']})"),
+        ("recorded / plain (min, paired)", f"{r['ratio_min']:.3f}, {r['ratio_paired_median']:.3f}"),
+        ("overhead per step", f"{r['overhead_us_per_step']:.0f} µs"),
+        ("store write", f"{r['store_write_steps_per_s']:,.0f} steps/s"),
+        ("store read", f"{r['store_read_steps_per_s']:,.0f} steps/s"),
+        ("bytes per step (file incl. model calls)", f"{r['bytes_per_step_recorded_store']:,.0f}"),
+        ("bytes per step (steps only)", f"{r['bytes_per_step_steps_only']:,.0f}"),
+    ]
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"record overhead: {r['steps_per_run']}-step ReAct runs, {r['runs_each']} each, interleaved")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        for k, v in rows:
+            table.add_row(k, v)
+        Console().print(table)
+    except ImportError:  # pragma: no cover - rich is a dependency; plain text if it is missing
+        for k, v in rows:
+            print(f"{k:42} {v}")
+    print(f"results: {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""Consistent, read-only reads of a store, and the run filters every export shares.
+
+`snapshot()` opens the file with `mode=ro` inside one read transaction: in WAL
+mode writers carry on, and every read inside sees the same commit. Used by the
+dataset exports, the span export and the viewer.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args
+
+from trajgraph.errors import ConfigError, StoreError
+from trajgraph.store import Store
+from trajgraph.trajectory import Run, RunKind, RunStatus, Step
+
+_STATUSES = get_args(RunStatus)
+_KINDS = get_args(RunKind)
+
+
+@contextmanager
+def snapshot(store: Store | str | Path) -> Iterator[Store]:
+    """A read-only Store pinned to one instant: every read inside sees the same commit.
+
+    Opens the file with `mode=ro` (never writes, never migrates) and holds one
+    read transaction; in WAL mode writers carry on meanwhile. A file with no
+    trajgraph tables yet reads as an empty store.
+    """
+    path = store.path if isinstance(store, Store) else Path(store)
+    ro = Store(path, readonly=True)
+    ro.setup()  # one-line StoreError for a missing, foreign, corrupt or too-new file
+    conn = ro.db.conn
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" not in tables:
+            ro.close()
+            ro = Store(":memory:").setup()  # a new, empty file: read it as an empty store
+            conn = ro.db.conn
+        conn.execute("BEGIN")
+        conn.execute("SELECT COUNT(*) FROM runs").fetchone()  # the snapshot starts at the first read
+        yield ro
+    except sqlite3.OperationalError as exc:
+        raise StoreError(f"{path}: cannot read store ({exc})") from None
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        ro.close()
+
+
+# -- filters ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs an export reads. Every field is optional; all given must match."""
+
+    graph: str | None = None
+    tag: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    task: str | None = None
+    min_outcome: float | None = None
+    max_outcome: float | None = None
+    since: float | None = None
+    until: float | None = None
+
+    @classmethod
+    def of(cls, **filters: Any) -> RunFilter:
+        """Validate user filters; any mistake is one `ConfigError` line."""
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(filters) - names)
+        if unknown:
+            raise ConfigError(f"unknown filter {', '.join(unknown)}; filters are {', '.join(sorted(names))}")
+        f = dict(filters)
+        for key in ("graph", "tag", "task"):
+            if f.get(key) is not None and not isinstance(f[key], str):
+                raise ConfigError(f"{key}={f[key]!r} must be a string")
+        if f.get("status") is not None and f["status"] not in _STATUSES:
+            raise ConfigError(f"status={f['status']!r} is not a run status; one of {', '.join(_STATUSES)}")
+        if f.get("kind") is not None and f["kind"] not in _KINDS:
+            raise ConfigError(f"kind={f['kind']!r} is not a run kind; one of {', '.join(_KINDS)}")
+        for key in ("min_outcome", "max_outcome"):
+            f[key] = as_number(key, f.get(key))
+        if f["min_outcome"] is not None and f["max_outcome"] is not None and f["min_outcome"] > f["max_outcome"]:
+            raise ConfigError(f"min_outcome {f['min_outcome']} is above max_outcome {f['max_outcome']}; nothing could match")
+        f["since"], f["until"] = parse_time("since", f.get("since")), parse_time("until", f.get("until"))
+        if f["since"] is not None and f["until"] is not None and f["since"] >= f["until"]:
+            raise ConfigError("since is not before until; nothing could match")
+        return cls(**f)
+
+    def runs(self, db: Store, *, exclude_kinds: Sequence[str] = ()) -> list[Run]:
+        """Matching runs, oldest first. Outcome bounds use `effective_outcome`."""
+        runs = db.runs(
+            graph=self.graph, status=self.status, tag=self.tag, kind=self.kind, task=self.task,
+            since=self.since, until=self.until, newest_first=False,
+        )
+        if self.kind is None and exclude_kinds:
+            runs = [r for r in runs if r.kind not in exclude_kinds]
+        if self.min_outcome is None and self.max_outcome is None:
+            return runs
+        out = []
+        for run in runs:
+            value = effective_outcome(run, db.steps(run.id))
+            if value is None:
+                continue
+            if self.min_outcome is not None and value < self.min_outcome:
+                continue
+            if self.max_outcome is not None and value > self.max_outcome:
+                continue
+            out.append(run)
+        return out
+
+
+def as_number(name: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}={value!r} must be a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}={value!r} must be a number") from None
+
+
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_time(name: str, value: Any) -> float | None:
+    """A Unix timestamp from a number, a datetime, an ISO date/time, or an age ('2h', '7d' ago)."""
+    if value is None:
+        return None
+    if isinstance(value, _dt.datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        age = _AGE.fullmatch(text)
+        if age:
+            return time.time() - float(age.group(1)) * _UNITS[age.group(2)]
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            return _dt.datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            pass
+    raise ConfigError(
+        f"{name}={value!r} is not a time; give a Unix timestamp, an ISO date (2026-01-31 or 2026-01-31T12:00) or an age like 2h or 7d"
+    )
+
+
+def effective_outcome(run: Run, steps: Sequence[Step]) -> float | None:
+    """The run's outcome, else the final `reward` of an env loop (state key, set when done)."""
+    if run.outcome is not None:
+        return run.outcome
+    for step in reversed(steps):
+        update = step.update
+        if isinstance(update, dict) and update.get("done") and isinstance(update.get("reward"), (int, float)):
+            return float(update["reward"])
+    return None
+
+
+__all__ = ["snapshot", "RunFilter", "parse_time", "effective_outcome", "as_number"]
