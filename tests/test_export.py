@@ -57,6 +57,11 @@ class Facts:
     pairs: int = 0
     best_path: list[str] = field(default_factory=list)
     real_searches: dict[str, str] = field(default_factory=dict)  # optimizer name -> search run written by tg.search
+    real_rollouts: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> its rollouts' outcomes
+
+    def outcome_groups(self) -> list[dict[str, float]]:
+        """Run outcomes grouped by task: the runs ETO may pair."""
+        return [self.env_rewards, self.rollout_rewards, *self.real_rollouts.values()]
 
 
 def _new_run(store: tg.Store, before: set[str]) -> str:
@@ -186,6 +191,28 @@ def record_real_searches(store: tg.Store, facts: Facts) -> None:
         result = tg.search(deceptive_chain_graph(depth=CHAIN_DEPTH, seed=4, skill=0.7), chain_start(task), decision_node="policy",
                            optimizer=optimizer, reward=reward, budget=tg.Budget(policy_calls=calls), store=store, task=task)
         facts.real_searches[name] = result.run_id
+        facts.real_rollouts[task] = {rid: store.run(rid).outcome for rid in result.rollout_ids}
+
+
+def _noisy_calculator(messages: list[Any], rng: random.Random) -> Any:
+    last = messages[-1]
+    if last.type == "human":  # the right tool half of the time
+        return [fake_tool_call("multiply", a=3, b=4)] if rng.random() < 0.5 else [fake_tool_call("add", a=3, b=4)]
+    return f"The answer is {last.content}"
+
+
+def _answered_12(state: dict[str, Any]) -> float | None:
+    last = state["messages"][-1]
+    return float("12" in str(last.content)) if last.type == "ai" and not last.tool_calls else None
+
+
+def record_react_search(store: tg.Store, facts: Facts) -> None:
+    """MCTS over the ReAct agent's own model node: rollouts are message states, pairs are tool calls."""
+    agent = react_calculator_agent(FakeToolModel(respond=_noisy_calculator, seed=1))
+    result = tg.search(agent, {"messages": [("user", "what is 3 times 4?")]}, decision_node="agent", optimizer=tg.MCTS(k=3),
+                       budget=tg.Budget(policy_calls=12), outcome=_answered_12, store=store, task="times")
+    facts.real_searches["react"] = result.run_id
+    facts.real_rollouts["times"] = {rid: store.run(rid).outcome for rid in result.rollout_ids}
 
 
 def build_store(path: Path) -> Facts:
@@ -195,6 +222,7 @@ def build_store(path: Path) -> Facts:
     record_env_runs(store, facts)
     facts.search_id = record_search(store, facts)
     record_real_searches(store, facts)
+    record_react_search(store, facts)
     store.close()
     return facts
 
@@ -218,17 +246,22 @@ def load(path: Path) -> Any:
 def test_facts_cover_success_and_failure(facts: Facts) -> None:
     assert sorted(set(facts.env_rewards.values())) == [0.0, 0.3, 1.0]
     assert sum(v == 1.0 for v in facts.rollout_rewards.values()) == 1 and len(facts.rollout_rewards) == 10
+    for task, outcomes in facts.real_rollouts.items():  # the real searches found the exit and fell in the trap
+        assert 1.0 in outcomes.values() and min(outcomes.values()) < 1.0, task
+    store = tg.Store(facts.path, readonly=True)
+    assert len(store.pairs(run_id=facts.real_searches["rro"])) > 0  # RRO's rising-vs-beaten step pairs
+    store.close()
 
 
 def test_sft_has_every_successful_run_and_nothing_else(facts: Facts) -> None:
     rows = sft_dataset(facts.path)
-    wins = [r for r, v in {**facts.env_rewards, **facts.rollout_rewards}.items() if v >= 1.0]
+    wins = [r for group in facts.outcome_groups() for r, v in group.items() if v >= 1.0]
     assert sorted(r["run_id"] for r in rows) == sorted(facts.calc_ok + wins)
-    assert not {facts.search_id, *facts.calc_failed} & {r["run_id"] for r in rows}
+    assert not {facts.search_id, *facts.real_searches.values(), *facts.calc_failed} & {r["run_id"] for r in rows}
 
 
 def test_sft_model_calls_as_they_were(facts: Facts) -> None:
-    rows = {r["run_id"]: r for r in sft_dataset(facts.path, graph="calculator")}
+    rows = {r["run_id"]: r for r in sft_dataset(facts.path, graph="calculator", kind="record")}
     assert set(rows) == set(facts.calc_ok)
     msgs = rows[facts.calc_ok[1]]["messages"]
     assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
@@ -241,8 +274,20 @@ def test_sft_model_calls_as_they_were(facts: Facts) -> None:
     assert msgs[5] == {"role": "assistant", "content": "The answer is 24."}
 
 
+def test_sft_rollouts_of_a_message_agent_keep_their_tool_calls(facts: Facts) -> None:
+    """A search's rollouts have no model calls of their own: their message state is the conversation."""
+    rows = [r for r in sft_dataset(facts.path, task="times")]
+    wins = [rid for rid, v in facts.real_rollouts["times"].items() if v >= 1.0]
+    assert wins and sorted(r["run_id"] for r in rows) == sorted(wins)
+    for r in rows:
+        msgs = r["messages"]
+        assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
+        assert msgs[1]["tool_calls"][0]["function"] == {"name": "multiply", "arguments": {"a": 3, "b": 4}}
+        assert msgs[2]["name"] == "multiply" and msgs[3]["content"] == "The answer is 12.0"
+
+
 def test_sft_env_loop_turns(facts: Facts) -> None:
-    rows = sft_dataset(facts.path, tag="best")
+    rows = sft_dataset(facts.path, tag="best", task=SEARCH_TASK)
     (row,) = rows
     msgs = row["messages"]
     assert msgs[0] == {"role": "user", "content": f"{SEARCH_TASK}\nroom 0: three doors and a ledge"}
@@ -267,7 +312,7 @@ def test_sft_files_load_with_datasets(facts: Facts, tmp_path: Path, suffix: str)
 
 def _eto_expected(facts: Facts) -> int:
     n = 0
-    for rewards in (facts.env_rewards, facts.rollout_rewards):
+    for rewards in facts.outcome_groups():
         if any(v >= 1.0 for v in rewards.values()):
             n += sum(v < 1.0 for v in rewards.values())
     return n
@@ -276,13 +321,31 @@ def _eto_expected(facts: Facts) -> int:
 def test_dpo_every_pair_and_eto_pairs(facts: Facts) -> None:
     rows = dpo_dataset(facts.path)
     store = tg.Store(facts.path, readonly=True)
-    stored = [r for r in rows if r["source"] == "rro"]
-    assert len(stored) == facts.pairs == store.count("pairs") == 9
+    stored = [r for r in rows if r["source"] != "eto"]
+    assert len(stored) == store.count("pairs")  # every pair any search wrote
+    for run_id in (facts.search_id, *facts.real_searches.values()):
+        pairs = store.pairs(run_id=run_id)
+        mine = [r for r in stored if r["run_id"] == run_id]
+        assert [(r["source"], r["chosen_score"], r["rejected_score"]) for r in mine] == [
+            (p.source, p.chosen_score, p.rejected_score) for p in pairs]
+        for r, p in zip(mine, pairs, strict=True):
+            assert r["prompt"][0] == {"role": "user", "content": p.prompt["task"]}
+            for side, stored_side in ((r["chosen"], p.chosen), (r["rejected"], p.rejected)):
+                (message,) = side
+                assert message["role"] == "assistant"
+                if "tool_calls" in message:  # a message agent's action keeps its tool call, not its text
+                    call = message["tool_calls"][0]["function"]
+                    assert stored_side["text"].startswith(call["name"] + "(") and call["arguments"] == {"a": 3, "b": 4}
+                else:
+                    assert message["content"] == stored_side["text"]
+    assert any("tool_calls" in r["chosen"][0] for r in stored)  # MCTS over the ReAct agent: tool call vs tool call
     eto = [r for r in rows if r["source"] == "eto"]
-    assert len(eto) == _eto_expected(facts) == 4 + 9
+    assert len(eto) == _eto_expected(facts) > 0
     assert len(rows) == len(stored) + len(eto)
     solution = facts.best_path
-    for r in stored:
+    built = [r for r in stored if r["run_id"] == facts.search_id]
+    assert len(built) == facts.pairs == 9
+    for r in built:
         depth = (len(r["prompt"]) - 1) // 2  # user task, then (assistant action, user observation) per step
         assert r["prompt"][0] == {"role": "user", "content": SEARCH_TASK}
         assert [m["content"] for m in r["prompt"][1::2]] == solution[:depth]
@@ -297,7 +360,7 @@ def test_dpo_every_pair_and_eto_pairs(facts: Facts) -> None:
 
 
 def test_dpo_filters_and_standard_style(facts: Facts) -> None:
-    only_rro = dpo_dataset(facts.path, sources=["rro"], style="standard")
+    only_rro = dpo_dataset(facts.path, sources=["rro"], style="standard", task=SEARCH_TASK)
     assert len(only_rro) == facts.pairs
     r = only_rro[0]
     assert isinstance(r["prompt"], str) and r["prompt"].startswith(f"Task: {SEARCH_TASK}") and r["prompt"].endswith("Action:")
@@ -320,7 +383,7 @@ def test_dpo_files_load_with_datasets(facts: Facts, tmp_path: Path, suffix: str)
 
 
 def test_prm_every_step_labelled_from_values(facts: Facts) -> None:
-    rows = prm_dataset(facts.path, threshold=0.5)
+    rows = prm_dataset(facts.path, threshold=0.5, task=SEARCH_TASK)
     assert len(rows) == facts.leaves == 10
     assert sum(len(r["labels"]) for r in rows) == facts.path_steps == 21
     labelled = {nid for r in rows for nid in r["node_ids"]}
@@ -334,11 +397,51 @@ def test_prm_every_step_labelled_from_values(facts: Facts) -> None:
     assert [c.split("\n")[0].removeprefix(f"[{i}] Action: ") for i, c in enumerate(best["completions"], 1)] == facts.best_path
 
 
+def _expected_labels(nodes: dict[int, SearchNode], threshold: float) -> dict[int, bool]:
+    """Labels computed straight from the stored tree: value, else outcome, else mean outcome below."""
+    kids: dict[int, list[int]] = {}
+    for n in nodes.values():
+        if n.parent_id is not None:
+            kids.setdefault(n.parent_id, []).append(n.id)
+
+    def finished(i: int) -> list[float]:
+        own = [nodes[i].outcome] if nodes[i].terminal and nodes[i].outcome is not None else []
+        return own + [x for k in kids.get(i, []) for x in finished(k)]
+
+    out = {}
+    for i, n in nodes.items():
+        value = n.value if n.value is not None else (n.outcome if n.terminal and n.outcome is not None else None)
+        if value is None:
+            below = finished(i)
+            value = sum(below) / len(below)
+        out[i] = False if n.invalid else value >= threshold
+    return out
+
+
+def test_prm_on_real_search_trees_labels_every_step(facts: Facts) -> None:
+    """Trees written by tg.search: every step of every root-to-leaf path gets a label, from the
+    node's value, else its outcome (terminal), else the mean outcome of the rollouts below it."""
+    store = tg.Store(facts.path, readonly=True)
+    rows = prm_dataset(facts.path, threshold=0.5)
+    for run_id in facts.real_searches.values():
+        nodes = {n.id: n for n in store.search_nodes(run_id)}
+        expected = _expected_labels(nodes, 0.5)
+        parents = {n.parent_id for n in nodes.values()}
+        leaves = [i for i, n in nodes.items() if i not in parents and n.parent_id is not None]
+        mine = [r for r in rows if r["run_id"] == run_id]
+        assert len(mine) == len(leaves) and sorted(r["node_ids"][-1] for r in mine) == sorted(leaves)
+        assert {i for r in mine for i in r["node_ids"]} == set(nodes) - {0}  # every step labelled
+        for r in mine:
+            assert r["labels"] == [expected[i] for i in r["node_ids"]]
+            assert [c.split("\n")[0].split(": ", 1)[1] for c in r["completions"]] == [nodes[i].action_text for i in r["node_ids"]]
+    store.close()
+
+
 def test_prm_labels_from_scores_and_from_a_reward_model(facts: Facts) -> None:
-    by_score = prm_dataset(facts.path, label="score", threshold=0.5)
+    by_score = prm_dataset(facts.path, label="score", threshold=0.5, task=SEARCH_TASK)
     assert sum(len(r["labels"]) for r in by_score) == facts.path_steps
     # score = 0.2 + 0.6 * value, so score >= .5 exactly when value >= .5
-    assert [r["labels"] for r in by_score] == [r["labels"] for r in prm_dataset(facts.path, threshold=0.5)]
+    assert [r["labels"] for r in by_score] == [r["labels"] for r in prm_dataset(facts.path, threshold=0.5, task=SEARCH_TASK)]
     seen: list[str] = []
 
     def rm(texts: list[str]) -> list[float]:
@@ -496,9 +599,9 @@ def test_cli_export_commands(facts: Facts, tmp_path: Path) -> None:
     res = runner.invoke(app, ["export", "sft", str(out), "--db", str(facts.path)])
     assert res.exit_code == 0, res.output
     assert f"wrote {len(sft_dataset(facts.path))} SFT rows" in res.output and len(load(out)) == len(sft_dataset(facts.path))
-    res = runner.invoke(app, ["export", "dpo", str(tmp_path / "dpo.jsonl"), "--db", str(facts.path), "--source", "rro"])
+    res = runner.invoke(app, ["export", "dpo", str(tmp_path / "dpo.jsonl"), "--db", str(facts.path), "--source", "rro", "--task", SEARCH_TASK])
     assert res.exit_code == 0 and f"wrote {facts.pairs} DPO rows" in res.output
-    res = runner.invoke(app, ["export", "prm", str(tmp_path / "prm.jsonl"), "--db", str(facts.path), "--threshold", "0.9"])
+    res = runner.invoke(app, ["export", "prm", str(tmp_path / "prm.jsonl"), "--db", str(facts.path), "--threshold", "0.9", "--task", SEARCH_TASK])
     assert res.exit_code == 0 and f"wrote {facts.leaves} PRM rows" in res.output
     lines = [json.loads(x) for x in (tmp_path / "prm.jsonl").read_text().splitlines()]
     assert sum(sum(r["labels"]) for r in lines) == sum(1 for r in lines for n in r["node_ids"] if facts.node_values[n] >= 0.9)
@@ -510,3 +613,13 @@ def test_cli_export_commands(facts: Facts, tmp_path: Path) -> None:
     tg.Store(empty).setup().close()
     res = runner.invoke(app, ["export", "dpo", str(tmp_path / "none.jsonl"), "--db", str(empty)])
     assert res.exit_code == 0 and "wrote 0 DPO rows" in res.output and (tmp_path / "none.jsonl").read_text() == ""
+
+
+def test_export_sees_the_runs_this_program_just_recorded(tmp_path: Path) -> None:
+    store = tg.Store(tmp_path / "fresh.db")
+    agent = tg.record(react_calculator_agent(ScriptedToolModel(script=[[fake_tool_call("add", a=1, b=2)], "3"])), store=store)
+    for _ in range(3):
+        agent.invoke({"messages": [("user", "1+2?")]})
+    rows = sft_dataset(store)  # the recorder's writer may still hold rows: the export flushes it first
+    assert len(rows) == 3 and all(len(r["messages"]) == 4 for r in rows)
+    store.close()

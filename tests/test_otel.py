@@ -80,12 +80,13 @@ def test_react_run_span_tree(facts: Facts) -> None:
 
 
 def test_search_tree_and_rollouts_nest_under_the_search(facts: Facts) -> None:
-    spans = spans_of(facts, graph="deceptive_chain")
-    roots = [s for s in spans if s.parent is None]
-    # one trace per recorded env run and one for the search; rollouts are not exported twice
-    assert len(roots) == len(facts.env_rewards) + 1
-    search = next(s for s in roots if s.attributes["trajgraph.run.kind"] == "search")
-    assert search.attributes["trajgraph.run.task"] == SEARCH_TASK
+    everything = spans_of(facts, graph="deceptive_chain")
+    roots = [s for s in everything if s.parent is None]
+    # one trace per recorded env run and one per search; rollouts are not exported twice
+    assert len(roots) == len(facts.env_rewards) + 1 + len([k for k in facts.real_searches if k != "react"])
+    search = next(s for s in roots if s.attributes["trajgraph.run.id"] == facts.search_id)
+    assert search.attributes["trajgraph.run.task"] == SEARCH_TASK and search.attributes["trajgraph.run.kind"] == "search"
+    spans = [s for s in everything if s.context.trace_id == search.context.trace_id]
 
     store = tg.Store(facts.path, readonly=True)
     nodes = {n.id: n for n in store.search_nodes(facts.search_id)}
@@ -111,6 +112,21 @@ def test_search_tree_and_rollouts_nest_under_the_search(facts: Facts) -> None:
     assert all(s.attributes["trajgraph.run.kind"] == "rollout" for s in rollouts)
     decision = [s for r in rollouts for s in children(spans, r) if "trajgraph.step.action" in s.attributes]
     assert decision and all(s.name == "policy" and s.attributes["openinference.span.kind"] == "CHAIN" for s in decision)
+
+
+def test_real_search_spans_match_the_store(facts: Facts) -> None:
+    store = tg.Store(facts.path, readonly=True)
+    for run_id in facts.real_searches.values():
+        spans = spans_of(facts, run_ids=[run_id])
+        nodes = store.search_nodes(run_id)
+        rollouts = store.runs(parent_id=run_id)
+        node_spans = [s for s in spans if "trajgraph.search.node_id" in s.attributes]
+        assert sorted(s.attributes["trajgraph.search.node_id"] for s in node_spans) == [n.id for n in nodes]
+        agents = [s for s in spans if s.attributes["openinference.span.kind"] == "AGENT"]
+        assert len(agents) == 1 + len(rollouts)
+        steps = sum(len(store.steps(r.id)) for r in rollouts)
+        assert len(spans) == 1 + len(nodes) + len(rollouts) + steps
+    store.close()
 
 
 def test_failed_run_span_has_error_status(facts: Facts) -> None:

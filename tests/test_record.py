@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import multiprocessing
 import operator
+import sqlite3
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -50,6 +53,43 @@ def test_react_agent_steps_actions_and_model_calls(store: Store, scripted_model:
     assert calls[0].model == "scripted-tool-model" and calls[0].prompt_tokens == 1
     assert isinstance(calls[1].messages[-1], type(steps[1].update["messages"][0]))  # the tool answer went in
     assert calls[2].response.content == "the answer is 42"
+
+
+def test_model_call_prompts_are_stored_once_and_read_back_whole(store: Store, calculator_script) -> None:
+    agent = tg.record(react_calculator_agent(ScriptedToolModel(script=calculator_script(3))), store=store)
+    agent.invoke({"messages": [("user", "compute")]})
+    run_id = store.runs()[0].id
+    calls = store.model_calls(run_id)
+    assert [len(c.messages) for c in calls] == [1, 3, 5, 7]  # whole prompts, as the model saw them
+    assert [(c.prompt_ref, c.prompt_shared) for c in calls] == [(None, 0), (0, 1), (1, 3), (2, 5)]
+    raw = sqlite3.connect(store.path).execute("SELECT messages FROM model_calls WHERE run_id = ? ORDER BY seq", (run_id,))
+    assert [len(json.loads(m)) for (m,) in raw] == [1, 2, 2, 2]  # on disk: only what each call added
+
+
+def test_rows_are_readable_at_once_and_on_disk_after_flush(store: Store) -> None:
+    graph = tg.record(deceptive_chain_graph(depth=2, skill=1.0, trap=0.0), store=store)
+    graph.invoke(chain_start("a"))
+    assert len(store.steps(store.runs()[0].id)) == 4  # read-your-writes through the same Store
+    graph.invoke(chain_start("b"))
+    store.flush()
+    other = Store(store.path, readonly=True)  # another connection sees everything once flushed
+    assert sorted(r.input["task"] for r in other.runs()) == ["a", "b"] and other.count("steps") == 8
+
+
+def _record_in_child(path: str) -> None:
+    graph = tg.record(deceptive_chain_graph(depth=2, skill=1.0, trap=0.0), store=Store(path), name="child")
+    graph.invoke(chain_start("in-child"))
+
+
+def test_recording_in_a_forked_child_process(store: Store) -> None:
+    tg.record(deceptive_chain_graph(depth=2, skill=1.0, trap=0.0), store=store).invoke(chain_start("parent"))
+    ctx = multiprocessing.get_context("fork")  # the parent's writer thread does not exist in the child
+    child = ctx.Process(target=_record_in_child, args=(str(store.path),))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    (run,) = store.runs(graph="child")
+    assert run.status == "succeeded" and len(store.steps(run.id)) == 4
 
 
 def test_langchain_create_agent_decision_node_is_model(store: Store, scripted_model: ScriptedToolModel) -> None:

@@ -16,7 +16,7 @@ from langgraph.types import Command, Send, interrupt
 import trajgraph as tg
 from trajgraph._json import canonical
 from trajgraph.errors import ReplayError, RunNotFoundError
-from trajgraph.replay import diff, load_graph, replay
+from trajgraph.replay import diff, fork, load_graph, replay
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph, env_loop_graph
@@ -152,7 +152,7 @@ def test_fork_at_step_n_live(store: Store, calculator_script) -> None:
     model = ScriptedToolModel(script=calculator_script(2))
     run_id = _record_react(store, model)
     live_model = ScriptedToolModel(script=["stop here"])
-    result = replay(store, run_id, react_calculator_agent(live_model), fork_at=2)
+    result = fork(store, run_id, react_calculator_agent(live_model), at=2)
     assert live_model.calls == 1 and result.status == "succeeded"
     new = store.steps(result.run_id)
     assert [s.node for s in new] == ["agent", "tools", "agent"] and new[2].update["messages"][0].content == "stop here"

@@ -37,8 +37,9 @@ def facts(tmp_path_factory: pytest.TempPathFactory) -> Facts:
     facts = build_store(tmp_path_factory.mktemp("view") / "runs.db")
     # trajectory content that tries to be markup: it must show as text, never run
     model = ScriptedToolModel(script=[[fake_tool_call("add", a=1, b=1)], PAYLOAD])
-    agent = tg.record(react_calculator_agent(model), store=facts.path, tags=[PAYLOAD])
-    agent.invoke({"messages": [("user", PAYLOAD)]})
+    with tg.Store(facts.path) as store:  # closing flushes the recording
+        agent = tg.record(react_calculator_agent(model), store=store, tags=[PAYLOAD])
+        agent.invoke({"messages": [("user", PAYLOAD)]})
     return facts
 
 
@@ -75,12 +76,13 @@ def api(server: ViewServer, path: str) -> Any:
 
 def test_api_lists_runs_with_filters(server: ViewServer, facts: Facts) -> None:
     data = api(server, "/api/runs")
-    total = len(facts.calc_ok) + len(facts.calc_failed) + 1 + len(facts.env_rewards) + 1 + len(facts.rollout_rewards)
-    assert len(data["runs"]) == total
+    store = tg.Store(facts.path, readonly=True)
+    assert sorted(r["id"] for r in data["runs"]) == sorted(r.id for r in store.runs())
+    store.close()
     assert set(data["facets"]["kind"]) == {"record", "search", "rollout"} and PAYLOAD in data["facets"]["tag"]
     failed = api(server, "/api/runs?status=failed")["runs"]
     assert [r["id"] for r in failed] == facts.calc_failed
-    rollouts = api(server, "/api/runs?kind=rollout&min_outcome=1")["runs"]
+    rollouts = api(server, f"/api/runs?kind=rollout&min_outcome=1&task={SEARCH_TASK}")["runs"]
     assert [r["id"] for r in rollouts] == [k for k, v in facts.rollout_rewards.items() if v == 1.0]
     env = {r["id"]: r for r in api(server, "/api/runs?graph=deceptive_chain&kind=record")["runs"]}
     assert {k: v["outcome"] for k, v in env.items()} == facts.env_rewards  # final env reward, from the steps
@@ -330,8 +332,19 @@ def test_cli_view_binds_loopback(facts: Facts) -> None:
 
     res = CliRunner().invoke(app, ["view", "--db", str(facts.path.parent / "missing.db")])
     assert res.exit_code == 1 and res.output.strip() == f"error: {facts.path.parent / 'missing.db'}: no such store file"
-    help_text = CliRunner().invoke(app, ["view", "--help"]).output
-    assert "127.0.0.1" in help_text
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "trajgraph.cli", "view", "--db", str(facts.path), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # "trajgraph view: http://127.0.0.1:PORT/  (store ..., read-only; ...)"
+        assert line.startswith("trajgraph view: http://127.0.0.1:"), line + proc.stderr.read() if proc.poll() is not None else line
+        url = line.split()[2]
+        with urllib.request.urlopen(url + "api/runs", timeout=10) as res:
+            assert len(json.load(res)["runs"]) > 0
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_a_store_first_written_after_the_server_started(tmp_path: Path) -> None:

@@ -112,6 +112,26 @@ def conversations(calls: Iterable[ModelCall]) -> list[list[dict[str, Any]]]:
     return [c for _, c in chains]
 
 
+def state_messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]] | None:
+    """A message agent's conversation rebuilt from its graph state: the input
+    messages, then each node's new messages. For runs with steps but no recorded
+    model calls (a search's rollouts); None when no step adds messages."""
+    data = to_jsonable(run.input)
+    out = [chat_message(m) for m in _messages_of(data)]
+    found = False
+    for step in steps:
+        new = _messages_of(to_jsonable(step.update))
+        found = found or bool(new)
+        out.extend(chat_message(m) for m in new)
+    return out if found else None
+
+
+def _messages_of(data: Any) -> list[Any]:
+    if isinstance(data, dict) and "messages" in data:
+        return data["messages"] if isinstance(data["messages"], list) else [data["messages"]]
+    return []
+
+
 def turns_messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]]:
     """An env-loop run as a chat: the task, then each action and the observation it got.
 
@@ -126,4 +146,4 @@ def turns_messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]]:
     return messages
 
 
-__all__ = ["chat_message", "conversations", "turns_messages", "readable_update"]
+__all__ = ["chat_message", "conversations", "state_messages", "turns_messages", "readable_update"]

@@ -30,9 +30,12 @@ def snapshot(store: Store | str | Path) -> Iterator[Store]:
     """A read-only Store pinned to one instant: every read inside sees the same commit.
 
     Opens the file with `mode=ro` (never writes, never migrates) and holds one
-    read transaction; in WAL mode writers carry on meanwhile. A file with no
-    trajgraph tables yet reads as an empty store.
+    read transaction; in WAL mode writers carry on meanwhile. Given a `Store`,
+    its queued recordings are flushed first, so a program sees its own runs. A
+    file with no trajgraph tables yet reads as an empty store.
     """
+    if isinstance(store, Store):
+        store.flush()  # rows this program recorded but the background writer has not committed yet
     path = store.path if isinstance(store, Store) else Path(store)
     ro = Store(path, readonly=True)
     ro.setup()  # one-line StoreError for a missing, foreign, corrupt or too-new file

@@ -27,7 +27,14 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
     a conversation's messages reappear in every later model call's input. The
     caller keeps the encoded objects alive while the memo lives, so ids stay unique.
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    kind = type(value)  # exact-type fast paths first: this runs for every value of every recorded row
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return {k if type(k) is str else str(k): to_jsonable(v, memo) for k, v in value.items()}
+    if kind is list:
+        return [to_jsonable(v, memo) for v in value]
+    if isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
@@ -37,10 +44,10 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
         return [to_jsonable(v, memo) for v in value]
     if isinstance(value, BaseMessage):
         if memo is None:
-            return {_MSG: value.model_dump(mode="json", exclude_none=True)}
+            return {_MSG: _dump_message(value)}
         found = memo.get(id(value))
         if found is None:
-            found = memo[id(value)] = {_MSG: value.model_dump(mode="json", exclude_none=True)}
+            found = memo[id(value)] = {_MSG: _dump_message(value)}
         return found
     # langgraph control objects: keep their fields, not their class
     cls = type(value).__name__
@@ -61,6 +68,18 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
     if isinstance(value, bytes):
         return {_OBJ: f"<{len(value)} bytes>"}
     return {_OBJ: repr(value)}
+
+
+_EMPTY_DEFAULTS = ("additional_kwargs", "response_metadata", "tool_calls", "invalid_tool_calls")
+
+
+def _dump_message(message: BaseMessage) -> dict[str, Any]:
+    """The message's fields, without the empty ones its constructor fills in again (a third of the bytes)."""
+    data = message.model_dump(mode="json", exclude_none=True)
+    for key in _EMPTY_DEFAULTS:
+        if key in data and not data[key]:
+            del data[key]
+    return data
 
 
 def from_jsonable(value: Any) -> Any:
@@ -107,8 +126,11 @@ def _message(data: dict[str, Any]) -> Any:
     return cls(**fields)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:
-    return json.dumps(to_jsonable(value, memo), ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(to_jsonable(value, memo))
 
 
 def loads(text: str | None) -> Any:

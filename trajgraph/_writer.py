@@ -3,14 +3,20 @@
 Steps and model calls are appended by the recording graph to a deque (one
 append, no lock, no wake-up) and written by one background thread per store,
 which wakes every 50 ms or when asked, and commits what has gathered in one
-transaction (JSON encoding happens there too, not on the graph's thread). A
-run's end flushes synchronously, so once `invoke` returns its trajectory is on
-disk; a crash loses only rows not yet committed (WAL keeps the rest intact).
+transaction (JSON encoding happens there too, not on the graph's thread).
+A run that succeeds does not wait for its rows: its end wakes the writer, which
+commits them while the caller goes on (a millisecond or two later), and reads
+through the same Store (`store.runs()` right after `invoke`) flush first, so a
+program always sees its own runs; `store.flush()` waits explicitly. A failed or
+interrupted run is flushed before its exception or interrupt reaches the caller.
+Pending rows are flushed at interpreter exit and when a multiprocessing child
+ends (it skips atexit). A crash loses only rows not yet committed; WAL keeps
+everything committed intact.
 
 Why not a `queue.Queue`: every `put` wakes the writer, and on a fast agent
 those wake-ups fight the graph's thread for the GIL. The thread ends after a
 second with nothing to do and starts again on the next row, so an idle store
-costs no thread, and it holds its store weakly, so a dropped store is freed.
+costs no thread (and a dropped store and its writer are then freed together).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import multiprocessing.util
+import os
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -48,7 +56,7 @@ class Writer:
     """One background writer per store; `flush()` waits for everything appended so far."""
 
     def __init__(self, store: Store) -> None:
-        self._store = weakref.ref(store)
+        self.store = store  # strongly: rows still pending must be written even if the caller dropped the store
         self.path = store.path
         self._pending: collections.deque[tuple[str, Any]] = collections.deque()
         self._wake = threading.Event()
@@ -56,10 +64,18 @@ class Writer:
         self._running = False
         self.error: BaseException | None = None
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
     def put(self, kind: str, item: Any) -> None:
         self._pending.append((kind, item))  # atomic under the GIL; the writer picks it up on its next pass
         if not self._running:
             self._start()
+
+    def wake(self) -> None:
+        """Write what is pending now rather than at the next tick (a run just ended)."""
+        self._wake.set()
 
     def flush(self, timeout: float = 60.0) -> None:
         done = threading.Event()
@@ -105,10 +121,10 @@ class Writer:
                 waiters.append(item)
             else:
                 getattr(batch, _FIELDS[kind]).append(item)
-        store = self._store()
-        if len(batch) and store is not None:
+        _fold_run_updates(batch)
+        if len(batch):
             try:
-                store.write(
+                self.store.write(
                     runs=batch.runs,
                     run_updates=batch.run_updates,
                     steps=batch.steps,
@@ -121,24 +137,68 @@ class Writer:
             w.set()
 
 
+def _fold_run_updates(batch: _Batch) -> None:
+    """A run that starts and ends within one batch is inserted once, finished, not inserted then updated."""
+    if not batch.runs or not batch.run_updates:
+        return
+    index = {run.id: i for i, run in enumerate(batch.runs)}
+    rest = []
+    for run_id, fields in batch.run_updates:
+        i = index.get(run_id)
+        if i is None:
+            rest.append((run_id, fields))
+        else:
+            batch.runs[i] = batch.runs[i].replace(**fields)
+    batch.run_updates = rest
+
+
 _FIELDS = {"run": "runs", "run_update": "run_updates", "step": "steps", "model_call": "model_calls"}
 
-_WRITERS: weakref.WeakKeyDictionary[Store, Writer] = weakref.WeakKeyDictionary()  # values hold keys weakly
+_WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
 _LOCK = threading.Lock()
 
 
 def writer_for(store: Store) -> Writer:
+    """The store's writer; the store reads through it too (`Store._query` flushes it first)."""
+    _ensure_exit_flush()
     with _LOCK:
-        w = _WRITERS.get(store)
-        if w is None:
-            w = _WRITERS[store] = Writer(store)
-        return w
+        if store._writer is None:
+            store._writer = Writer(store)
+            _WRITERS.add(store._writer)
+        return store._writer
+
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread is not here, and its pending rows are the parent's."""
+        self._pending = collections.deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
 
 
 @atexit.register
 def _flush_all() -> None:
-    for w in list(_WRITERS.values()):
+    for w in list(_WRITERS):
         try:
             w.flush(timeout=10)
         except BaseException:  # interpreter is exiting; nothing better to do
             pass
+
+
+def _after_fork_in_child() -> None:
+    for w in list(_WRITERS):
+        w._after_fork()
+
+
+_FINALIZER: multiprocessing.util.Finalize | None = None
+
+
+def _ensure_exit_flush() -> None:
+    """multiprocessing children end with os._exit (no atexit) after running its finalizers;
+    a child's bootstrap clears the finalizers registered before it, so check on every use."""
+    global _FINALIZER
+    if _FINALIZER is None or not _FINALIZER.still_active():
+        _FINALIZER = multiprocessing.util.Finalize(None, _flush_all, exitpriority=100)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

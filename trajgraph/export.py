@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from trajgraph._export_chat import chat_message, conversations, turns_messages
+from trajgraph._export_chat import chat_message, conversations, state_messages, turns_messages
 from trajgraph._export_read import RunFilter, as_number, effective_outcome, snapshot
 from trajgraph._json import to_jsonable
 from trajgraph.errors import ConfigError
@@ -47,8 +47,8 @@ def sft_dataset(
     """Successful trajectories as TRL conversational rows: `{"messages": [...], ...}`.
 
     Runs with recorded model calls give the calls as they were (tool calls and tool
-    results included); env-loop runs without model calls give task / action /
-    observation turns. A run succeeds when its status matches `status` and its
+    results included); runs without them (a search's rollouts) give their message
+    state, or for env loops task / action / observation turns. A run succeeds when its status matches `status` and its
     outcome (if known) is at least `success_threshold` (None: ignore outcomes).
     Search runs are containers and are skipped unless `kind="search"` is asked for.
     """
@@ -61,7 +61,7 @@ def sft_dataset(
             if success_threshold is not None and outcome is not None and outcome < success_threshold:
                 continue
             calls = db.model_calls(run.id)
-            chats = conversations(calls) or ([turns_messages(run, steps)] if steps else [])
+            chats = conversations(calls) or ([_messages(run, steps)] if steps else [])
             tools = next((c.params["tools"] for c in calls if isinstance(c.params.get("tools"), list)), None)
             for messages in chats:
                 row = {"messages": messages, "run_id": run.id, "task": run.task, "outcome": outcome}
@@ -69,6 +69,11 @@ def sft_dataset(
                     row["tools"] = tools
                 rows.append(row)
     return rows
+
+
+def _messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]]:
+    """A run without model calls: its message state if it is a message agent, else env turns."""
+    return state_messages(run, steps) or turns_messages(run, steps)
 
 
 # -- DPO ----------------------------------------------------------------------------------
@@ -161,16 +166,16 @@ def _completion(side: Any, style: str) -> Any:
 
 
 def _eto_pairs(db: Store, runs: Sequence[Run], style: str, threshold: float) -> list[dict[str, Any]]:
-    by_task: dict[str, list[tuple[float, Run, list[Step]]]] = {}
+    by_task: dict[tuple[str, str], list[tuple[float, Run, list[Step]]]] = {}
     for run in runs:
         if run.task is None:
             continue
         steps = db.steps(run.id)
         outcome = effective_outcome(run, steps)
-        if outcome is not None and steps:
-            by_task.setdefault(run.task, []).append((outcome, run, steps))
+        if outcome is not None and steps:  # one task id in two graphs is two tasks
+            by_task.setdefault((run.graph, run.task), []).append((outcome, run, steps))
     rows = []
-    for task, items in by_task.items():
+    for (_, task), items in by_task.items():
         wins = [i for i in items if i[0] >= threshold]
         if not wins:
             continue
@@ -191,7 +196,7 @@ def _eto_pairs(db: Store, runs: Sequence[Run], style: str, threshold: float) -> 
 def _split(db: Store, run: Run, steps: Sequence[Step], style: str) -> tuple[Any, Any]:
     """A whole trajectory as (prompt, completion): everything before the first assistant turn is prompt."""
     chats = conversations(db.model_calls(run.id))
-    messages = chats[-1] if chats else turns_messages(run, steps)
+    messages = chats[-1] if chats else _messages(run, steps)
     cut = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
     prompt, completion = messages[:cut], messages[cut:]
     if style == "conversational":

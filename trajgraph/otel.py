@@ -208,7 +208,7 @@ class _Trace:
             "output.value": None if run.output is None else _json(run.output),
             "output.mime_type": None if run.output is None else "application/json",
             "tag.tags": list(run.tags) or None,
-            "metadata": _json({"run_id": run.id, "kind": run.kind, "task": run.task, "outcome": run.outcome, **run.metadata}),
+            "metadata": _json({**run.metadata, "run_id": run.id, "kind": run.kind, "task": run.task, "outcome": run.outcome}),
             "gen_ai.usage.input_tokens": usage_in if calls else None,
             "gen_ai.usage.output_tokens": usage_out if calls else None,
             "llm.token_count.prompt": usage_in if calls else None,

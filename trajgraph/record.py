@@ -7,7 +7,7 @@ The result is still a compiled graph of the same class family, so `invoke`,
 `stream`, `batch`, `get_state` and use as a node behave as before.
 Each step stores the node's *update*, never the whole input state again; rows go
 to a background writer (trajgraph/_writer.py), so JSON encoding and SQLite
-commits stay off the graph's thread until the run ends.
+commits stay off the graph's thread.
 """
 
 from __future__ import annotations
@@ -129,10 +129,10 @@ class _RecordingNode(Runnable[Any, Any]):
         self.name = name
         self.bound = bound
 
-    def _begin(self, config: RunnableConfig | None) -> tuple[Recorder | None, Step | None, RunnableConfig | None]:
+    def _begin(self, config: RunnableConfig | None) -> tuple[Recorder | None, tuple[Any, ...], RunnableConfig | None]:
         recorder = (config or {}).get("configurable", {}).get(_KEY)
         if recorder is None or self.name.startswith("__"):  # __start__ only echoes the input
-            return None, None, config
+            return None, (), config
         md = config.get("metadata") or {}  # type: ignore[union-attr]
         seq = recorder.allocate()
         # "parent:<task id>|...|node:<own task id>", relative to where the run started
@@ -140,58 +140,69 @@ class _RecordingNode(Runnable[Any, Any]):
         if recorder.root_ns and ns.startswith(recorder.root_ns + "|"):
             ns = ns[len(recorder.root_ns) + 1 :]
         parent, _, own = ns.rpartition("|")
-        step = Step(
+        # the Step itself is built once, at the end: this is the hot path of every node
+        info = (seq, md.get("langgraph_step"), _path(md.get("langgraph_path")), parent, own.partition(":")[2], time.time())
+        config = {**config, "metadata": {**md, "trajgraph_step": seq}}  # type: ignore[misc]
+        return recorder, info, config
+
+    def _step(self, recorder: Recorder, info: tuple[Any, ...], **fields: Any) -> Step:
+        seq, lg_step, path, namespace, task_id, started_at = info
+        return Step(
             run_id=recorder.run_id,
             seq=seq,
             node=self.name,
-            lg_step=md.get("langgraph_step"),
-            path=_path(md.get("langgraph_path")),
-            namespace=parent,
-            task_id=own.partition(":")[2],
-            started_at=time.time(),
+            lg_step=lg_step,
+            path=path,
+            namespace=namespace,
+            task_id=task_id,
+            started_at=started_at,
+            **fields,
         )
-        config = {**config, "metadata": {**md, "trajgraph_step": seq}}  # type: ignore[misc]
-        return recorder, step, config
 
-    def _end(self, recorder: Recorder, step: Step, t0: float, out: Any = None, exc: BaseException | None = None) -> None:
+    def _end(self, recorder: Recorder, info: tuple[Any, ...], t0: float, out: Any = None, exc: BaseException | None = None) -> None:
         latency = (time.perf_counter() - t0) * 1000
         if exc is None:
             action = out if self.name in recorder.decision_nodes else None
-            step = step.replace(update=out, action=action, latency_ms=latency)
+            step = self._step(recorder, info, update=out, action=action, latency_ms=latency)
         elif isinstance(exc, GraphBubbleUp):  # interrupt or parent command: not a failure
-            step = step.replace(interrupted=True, latency_ms=latency)
+            step = self._step(recorder, info, interrupted=True, latency_ms=latency)
         else:
-            step = step.replace(error=f"{type(exc).__name__}: {exc}", latency_ms=latency)
+            step = self._step(recorder, info, error=f"{type(exc).__name__}: {exc}", latency_ms=latency)
         recorder.add_step(step)
 
+    def _answer(self, recorder: Recorder, info: tuple[Any, ...]) -> tuple[bool, Any]:
+        if recorder.cassette is None:
+            return False, None
+        return recorder.answer(self._step(recorder, info))
+
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        recorder, step, config = self._begin(config)
-        if recorder is None or step is None:
+        recorder, info, config = self._begin(config)
+        if recorder is None:
             return self.bound.invoke(input, config, **kwargs)
         t0 = time.perf_counter()
         try:
-            answered, out = recorder.answer(step)
+            answered, out = self._answer(recorder, info)
             if not answered:
                 out = self.bound.invoke(input, config, **kwargs)
         except BaseException as exc:
-            self._end(recorder, step, t0, exc=exc)
+            self._end(recorder, info, t0, exc=exc)
             raise
-        self._end(recorder, step, t0, out)
+        self._end(recorder, info, t0, out)
         return out
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        recorder, step, config = self._begin(config)
-        if recorder is None or step is None:
+        recorder, info, config = self._begin(config)
+        if recorder is None:
             return await self.bound.ainvoke(input, config, **kwargs)
         t0 = time.perf_counter()
         try:
-            answered, out = recorder.answer(step)
+            answered, out = self._answer(recorder, info)
             if not answered:
                 out = await self.bound.ainvoke(input, config, **kwargs)
         except BaseException as exc:
-            self._end(recorder, step, t0, exc=exc)
+            self._end(recorder, info, t0, exc=exc)
             raise
-        self._end(recorder, step, t0, out)
+        self._end(recorder, info, t0, out)
         return out
 
 
@@ -320,7 +331,10 @@ class _Session:
         if fields["status"] == "interrupted":
             fields["ended_at"] = None
         self.recorder.writer.put("run_update", (self.run.id, fields))
-        self.recorder.writer.flush()
+        if fields["status"] == "succeeded":
+            self.recorder.writer.wake()  # committed in the background while the caller goes on
+        else:  # on disk before the error or interrupt reaches the caller
+            self.recorder.writer.flush()
 
 
 def _pending(graph: Any, config: RunnableConfig) -> bool:
@@ -456,6 +470,8 @@ def record(
     `task(input) -> str` names the task of a run, for splits and pairing.
     `graph_path` ("module:attr") lets `trajgraph replay` re-import the graph.
     `checkpointer` replaces the graph's own (needed for interrupts and resume).
+    Rows are written by a background thread; reads through `store` see them at
+    once, other readers within about 50 ms, or after `store.flush()`.
     """
     if not isinstance(graph, Pregel):
         raise TypeError(f"record() needs a compiled LangGraph graph, got {type(graph).__name__}; call .compile() first")

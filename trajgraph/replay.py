@@ -246,6 +246,11 @@ def replay(
     return result
 
 
+def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action: Any = None, tags: Sequence[str] = ()) -> ReplayResult:
+    """Branch a recorded run at step `at`: `replay(..., fork_at=at, action=action)`."""
+    return replay(store, run_id, graph, fork_at=at, action=action, tags=tags)
+
+
 def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[Any, str | None, str]:
     """Run the instrumented graph on the recorded input, then on each recorded resume."""
     resumes = list(original.metadata.get("resumes") or [])
@@ -411,4 +416,4 @@ def _graph_of(run: Run) -> Pregel:
     return load_graph(run.graph_path)
 
 
-__all__ = ["replay", "diff", "load_graph", "ReplayResult", "Divergence", "RunDiff", "StepDiff"]
+__all__ = ["replay", "fork", "diff", "load_graph", "ReplayResult", "Divergence", "RunDiff", "StepDiff"]

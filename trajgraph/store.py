@@ -179,6 +179,7 @@ class Store:
         self.readonly = readonly
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
+        self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
 
     @classmethod
     def from_conn_string(cls, conn_string: str) -> Store:
@@ -276,7 +277,13 @@ class Store:
             conn.execute("ROLLBACK")
             raise
 
+    def flush(self) -> None:
+        """Wait until every row that recording has queued for this store is committed."""
+        if self._writer is not None:
+            self._writer.flush()
+
     def close(self) -> None:
+        self.flush()
         with self._lock:
             if self._db is not None:
                 self._db.conn.close()
@@ -376,6 +383,8 @@ class Store:
     # -- reads -------------------------------------------------------------------
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        if self._writer is not None and self._writer.pending:  # read your own writes (before taking the lock)
+            self._writer.flush()
         with self._lock:
             try:
                 return list(self.db.query(sql, params))
@@ -513,7 +522,7 @@ class Store:
 
 
 def _row(item: Any) -> dict[str, Any]:
-    return {f: getattr(item, f) for f in item.__dataclass_fields__}
+    return dict(item.__dict__)  # the dataclass's fields (frozen dataclasses without slots keep them here)
 
 
 def _encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
@@ -523,7 +532,9 @@ def _encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None)
     for f in _JSON_FIELDS[table]:
         if f in out:
             value = out[f]
-            if f == "tags":
+            if f == "action" and value is not None and value is row.get("update"):
+                out[f] = out["update"]  # a decision node's action is its update: encode it once
+            elif f == "tags":
                 out[f] = json.dumps(list(value or ()))
             elif f == "metadata" or f == "params":
                 out[f] = dumps(value or {}, memo)

@@ -51,7 +51,6 @@ class RewardNet(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(hidden_size, 1)
-        self.dropout = nn.Dropout(0.1)
         self.token_types = token_types  # BERT-style encoders take segment ids; RoBERTa/DistilBERT do not
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -65,7 +64,7 @@ class RewardNet(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         pooled = self.embed(input_ids, attention_mask, token_type_ids)
-        return self.head(self.dropout(pooled)).squeeze(-1).float()  # (B,) logits
+        return self.head(pooled).squeeze(-1).float()  # (B,) logits
 
 
 @dataclass(frozen=True)

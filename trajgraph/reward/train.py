@@ -174,13 +174,15 @@ def train(
         )
         rng = random.Random(seed)
         total = len(_plan(train_set, batch_size, random.Random(0), encode)) * epochs
-        warmup = max(1, total // 10)
+        # Adam's first steps move every weight by about lr whatever the gradient: warm up over
+        # at least 10 steps (half of a short run), or the probed head meets suddenly shifted features.
+        warmup = max(1, min(max(10, total // 10), total // 2))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1.0 - s / total))
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
         stale, stopped_early = 0, False
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
-            net.train()
+            net.eval()  # dropout off, as reward-model trainers do: few labels, and the probed head expects clean features
             batches = _plan(train_set, batch_size, rng, encode)
             total_loss, seen = 0.0, 0
             bar.start(f"epoch {epoch}/{epochs}", len(batches))

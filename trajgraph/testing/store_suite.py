@@ -106,6 +106,21 @@ def check_model_calls_roundtrip(make_store: MakeStore) -> None:
     assert got.response.tool_calls[0]["name"] == "add" and store.next_seq("r1", "model_calls") == 1
 
 
+def check_model_call_prompt_sharing(make_store: MakeStore) -> None:
+    """A call that extends an earlier call's prompt reads back whole (however the backend keeps it)."""
+    store = make_store()
+    store.write(runs=[_run("r1")])
+    m = [HumanMessage(content="q"), _ai_with_call(), ToolMessage(content="3", tool_call_id="c1"), AIMessage(content="it is 3")]
+    store.write(model_calls=[ModelCall(run_id="r1", seq=0, messages=m[:1])])
+    store.write(model_calls=[ModelCall(run_id="r1", seq=1, messages=m[:3], prompt_ref=0, prompt_shared=1)])
+    store.write(model_calls=[ModelCall(run_id="r1", seq=2, messages=m, prompt_ref=1, prompt_shared=3)])
+    calls = store.model_calls("r1")
+    assert [len(c.messages) for c in calls] == [1, 3, 4]
+    assert [canonical(x) for x in calls[2].messages] == [canonical(x) for x in m]
+    assert calls[2].prompt_ref == 1 and calls[2].prompt_shared == 3
+    assert [len(c.messages) for c in store.model_calls() if c.run_id == "r1"] == [1, 3, 4]
+
+
 def check_run_filters(make_store: MakeStore) -> None:
     store = make_store()
     store.write(
@@ -249,6 +264,7 @@ CHECKS: list[Callable[[MakeStore], None]] = [
     check_run_roundtrip,
     check_steps_roundtrip_in_order,
     check_model_calls_roundtrip,
+    check_model_call_prompt_sharing,
     check_run_filters,
     check_run_lookup_by_prefix,
     check_run_updates_and_tags,
