@@ -58,6 +58,11 @@ _LAZY = {
     "RewardItem": "trajgraph.reward",
     "reward": "trajgraph.reward",
     "export": "trajgraph.export",
+    "sft_dataset": "trajgraph.export",
+    "dpo_dataset": "trajgraph.export",
+    "prm_dataset": "trajgraph.export",
+    "write_dataset": "trajgraph.export",
+    "export_spans": "trajgraph.otel",
 }
 
 
@@ -116,6 +121,11 @@ __all__ = [
     "RewardItem",
     "reward",
     "export",
+    "sft_dataset",
+    "dpo_dataset",
+    "prm_dataset",
+    "write_dataset",
+    "export_spans",
     # errors
     "TrajgraphError",
     "StoreError",

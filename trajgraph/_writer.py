@@ -136,6 +136,13 @@ class Writer:
         for w in waiters:
             w.set()
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's thread is not here, and its pending rows are the parent's."""
+        self._pending = collections.deque()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._running = False
+
 
 def _fold_run_updates(batch: _Batch) -> None:
     """A run that starts and ends within one batch is inserted once, finished, not inserted then updated."""
@@ -168,14 +175,6 @@ def writer_for(store: Store) -> Writer:
         return store._writer
 
 
-    def _after_fork(self) -> None:
-        """In a forked child: the parent's thread is not here, and its pending rows are the parent's."""
-        self._pending = collections.deque()
-        self._wake = threading.Event()
-        self._lock = threading.Lock()
-        self._running = False
-
-
 @atexit.register
 def _flush_all() -> None:
     for w in list(_WRITERS):
@@ -186,8 +185,12 @@ def _flush_all() -> None:
 
 
 def _after_fork_in_child() -> None:
+    """The parent's writers (their threads, locks and pending rows) are not the child's: forget them."""
+    global _LOCK
+    _LOCK = threading.Lock()
     for w in list(_WRITERS):
         w._after_fork()
+    _WRITERS.clear()
 
 
 _FINALIZER: multiprocessing.util.Finalize | None = None

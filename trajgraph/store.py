@@ -9,9 +9,11 @@ code raises a one-line `StoreError` and writes nothing. Nothing here unpickles.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -180,6 +182,7 @@ class Store:
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
         self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
+        _STORES.add(self)
 
     @classmethod
     def from_conn_string(cls, conn_string: str) -> Store:
@@ -519,6 +522,23 @@ class Store:
         if table not in _JSON_FIELDS:
             raise StoreError(f"unknown table {table!r}; one of {sorted(_JSON_FIELDS)}")
         return int(self._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_ABANDONED: list[Any] = []  # connections inherited across fork: never used or closed in the child
+
+
+def _after_fork_in_child() -> None:
+    """SQLite connections and held locks must not cross fork: a forked child opens its own."""
+    for store in list(_STORES):
+        if store._db is not None:
+            _ABANDONED.append(store._db)
+        store._db = None
+        store._lock = threading.RLock()
+        store._writer = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _row(item: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from trajgraph.store import Store
 from trajgraph.trajectory import Run, SearchNode
 
 LABELS = ("outcome", "mc", "pairs")
+FORMS = ("candidate", "state")
 
 
 @dataclass(frozen=True)
@@ -108,14 +109,19 @@ def build_dataset(
     threshold: float = 0.5,
     decision_nodes: Sequence[str] | None = None,
     outcome: Callable[[Run], float | None] | None = None,
+    forms: Sequence[str] = FORMS,
 ) -> Dataset:
     """Collect examples of the requested label kinds ("auto": every kind the store has).
 
     `outcome(run)` overrides where a run's final reward is read from (default
     `run.outcome`); `threshold` (in raw reward units) splits success from failure
     for AUC. Rewards outside [0, 1] are min-max scaled over the whole set.
+    `forms` picks the item forms of a step: "candidate" (prefix + the step's
+    action) and/or "state" (prefix through the step's observation).
     """
     kinds = _kinds(labels)
+    if not forms or any(f not in FORMS for f in forms):
+        raise ConfigError(f"forms={list(forms)!r}: choose from {list(FORMS)}")
     store = store if isinstance(store, Store) else Store(store, readonly=True)
     runs = store.runs(newest_first=False)
     by_id = {r.id: r for r in runs}
@@ -125,6 +131,7 @@ def build_dataset(
     if "mc" in kinds:
         raw += mc_items(store, runs, by_id)
     pairs = pair_examples(store, by_id) if "pairs" in kinds else []
+    raw = [r for r in raw if ("candidate" if r[1].action is not None else "state") in forms]
     if not raw and not pairs:
         looked = {"outcome": "runs with an outcome", "mc": "search nodes with a value", "pairs": "preference pairs"}
         raise ConfigError(f"nothing to train on in {store.path}: no {', no '.join(looked[k] for k in kinds)}")
@@ -253,4 +260,4 @@ def _candidate_text(value: Any) -> str | None:
     return None if value is None else render_action(value)
 
 
-__all__ = ["Example", "PairExample", "Dataset", "build_dataset", "split_groups", "task_text", "LABELS"]
+__all__ = ["Example", "PairExample", "Dataset", "build_dataset", "split_groups", "task_text", "LABELS", "FORMS"]

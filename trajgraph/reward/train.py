@@ -15,7 +15,8 @@ Tasks are split between training and validation, so validation measures
 generalisation to unseen tasks. After every epoch: validation loss, AUC
 (successful vs failed steps) and pairwise accuracy (explicit pairs, or sibling
 candidates of one prefix ranked by their value); early stopping keeps the best
-epoch. Fixed seeds give the same weights. torch is imported inside functions so
+epoch by validation AUC (else pair accuracy, else loss). Before fine-tuning,
+the head is fitted alone on frozen features ("epoch 0", see `_probe`). Fixed seeds give the same weights. torch is imported inside functions so
 that `import trajgraph.reward` stays light.
 """
 
@@ -143,7 +144,14 @@ def train(
 
     def keep_if_best(stats: EpochStats) -> bool:
         nonlocal best
-        key = stats.val_loss if stats.val_loss is not None else -float(stats.epoch)  # no validation: keep the last
+        # Rank quality is what search uses: select on validation AUC, else pair accuracy, else loss;
+        # with no validation set keep the last epoch.
+        if stats.val_auc is not None:
+            key = -stats.val_auc
+        elif stats.val_pair_accuracy is not None:
+            key = -stats.val_pair_accuracy
+        else:
+            key = stats.val_loss if stats.val_loss is not None else -float(stats.epoch)
         if best is not None and key >= best[0] - 1e-4:
             return False
         best = (key, stats.epoch, {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()})
@@ -441,6 +449,9 @@ def _probe(net: RewardNet, data: Dataset, encode: _Cache, pad_id: int, dev: torc
             loss = loss + (F.binary_cross_entropy_with_logits(logits[:n], target, reduction="none") * weight).mean()
         if m:
             loss = loss - F.logsigmoid(logits[n : n + m] - logits[n + m :]).mean()
+        # L2 keeps the head small: texts of one environment differ in few feature directions,
+        # and a large head would turn the encoder's first fine-tuning steps into big score jumps.
+        loss = loss + 1e-3 * net.head.weight.pow(2).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

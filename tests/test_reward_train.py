@@ -1,0 +1,155 @@
+"""Training the local reward model on recorded trajectories (CPU, small, deterministic).
+
+The generated task: the deceptive chain (trajgraph.testing), one task per seed,
+each with its own door sequence. Its observations tell how a step went ("room 2",
+"the floor gives way", "a ledge ... no way on", "the exit"), so success is learnable
+from the text and transfers to tasks never seen in training.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import trajgraph as tg
+from trajgraph.errors import ConfigError
+from trajgraph.render import render_task, steps_to_turns
+from trajgraph.reward import LocalRewardModel, RewardItem, train
+from trajgraph.reward.metrics import spearman
+from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
+
+FAST = dict(max_length=64, freeze_layers=4, batch_size=16, progress=False)
+
+
+def record_chain_runs(store: tg.Store, tasks: int, runs: int, depth: int = 3, seed0: int = 0) -> None:
+    """Record `runs` episodes of each of `tasks` chains; the final env reward becomes Run.outcome."""
+    for s in range(seed0, seed0 + tasks):
+        graph = tg.record(
+            deceptive_chain_graph(depth=depth, skill=0.5, trap=0.3, seed=s), store=store, task=lambda state: state["task"]
+        )
+        for _ in range(runs):
+            graph.invoke(chain_start(f"chain-{s}"))
+    for run in store.runs():
+        store.update_run(run.id, outcome=run.output["reward"])
+
+
+def brute_auc(scores: list[float], labels: list[bool]) -> float:
+    pos = [s for s, y in zip(scores, labels) if y]
+    neg = [s for s, y in zip(scores, labels) if not y]
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def held_out_steps(store: tg.Store, tasks: set[str]) -> tuple[list[RewardItem], list[bool]]:
+    """Every decision step of every held-out run, as the search scores a node: prefix through its observation."""
+    items, labels = [], []
+    for run in store.runs():
+        if run.task in tasks:
+            turns = steps_to_turns(store.steps(run.id))
+            for k in range(len(turns)):
+                items.append(RewardItem(render_task(run.input), tuple(turns[: k + 1])))
+                labels.append(run.outcome >= 0.5)
+    return items, labels
+
+
+@pytest.fixture(scope="module")
+def chain_store(tmp_path_factory: pytest.TempPathFactory) -> tg.Store:
+    store = tg.Store(tmp_path_factory.mktemp("chain") / "runs.db")
+    record_chain_runs(store, tasks=10, runs=20)
+    return store
+
+
+@pytest.fixture(scope="module")
+def trained(chain_store: tg.Store, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tg.reward.TrainReport]:
+    out = tmp_path_factory.mktemp("rm") / "rm"
+    report = train(chain_store, out, epochs=2, val_fraction=0.3, seed=0, lr=2e-5, **FAST)
+    return out, report
+
+
+def test_trained_model_ranks_held_out_successful_steps_above_failed_ones(chain_store, trained) -> None:
+    out, report = trained
+    val_tasks = set(report.extra["val_groups"])
+    all_tasks = {r.task for r in chain_store.runs()}
+    assert report.val_tasks == len(val_tasks) == 3 and report.train_tasks == 7
+    assert report.n_train > 0 and report.n_val > 0
+    items, labels = held_out_steps(chain_store, val_tasks)
+    assert 0 < sum(labels) < len(labels)
+    scores = LocalRewardModel(out, device="cpu").score(items)
+    auc = brute_auc(scores, labels)
+    assert auc >= 0.8, f"held-out AUC {auc:.3f}"
+    # the split is by task: the validation tasks contributed nothing to training
+    assert val_tasks < all_tasks
+    trained_on = json.loads((out / "config.json").read_text())["training"]
+    assert trained_on["val_tasks"] == 3 and trained_on["n_val"] == report.n_val
+
+
+def test_report_has_per_epoch_metrics_and_keeps_the_best(trained) -> None:
+    out, report = trained
+    assert [e.epoch for e in report.epochs] == [0, 1, 2]  # epoch 0: the probed head before fine-tuning
+    for e in report.epochs:
+        assert e.val_loss is not None and math.isfinite(e.val_loss)
+        assert e.val_auc is not None and 0.0 <= e.val_auc <= 1.0
+        assert e.val_pair_accuracy is not None  # sibling candidates of one prefix
+    assert report.best is not None and report.best.val_auc == max(e.val_auc for e in report.epochs)
+    config = json.loads((out / "config.json").read_text())
+    assert config["format"] == "trajgraph-reward"
+    assert config["formatter"]["template"] == "prefix-v1"
+    assert config["tokenizer"]["max_length"] == 64
+    assert config["backbone"]["model_type"] == "bert"
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+
+
+def test_save_load_gives_identical_scores_and_any_search_node_item_scores(chain_store, trained) -> None:
+    out, _ = trained
+    items, _ = held_out_steps(chain_store, {"chain-0", "chain-1"})
+    items = items[:20] + [
+        RewardItem("chain-3"),  # the root decision point: no turns yet
+        RewardItem("chain-3", (("left", "room 1: three doors and a ledge"),), "jump"),  # a candidate action
+        RewardItem("chain-3", [["up", "the floor gives way"]]),  # lists, as JSON gives them
+    ]
+    a = LocalRewardModel(out, device="cpu").score(items)
+    b = LocalRewardModel(out, device="cpu").score(items)
+    assert a == b
+    assert all(0.0 < s < 1.0 for s in a)
+    # a failing observation scores below the same prefix's progress
+    good, bad = LocalRewardModel(out).score(
+        [RewardItem("chain-9", (("left", "room 1: three doors and a ledge"),)), RewardItem("chain-9", (("left", "the floor gives way"),))]
+    )
+    assert good > bad
+
+
+def test_int8_fast_path_ranks_like_fp32(chain_store, trained) -> None:
+    out, _ = trained
+    items, _ = held_out_steps(chain_store, {r.task for r in chain_store.runs()})
+    items = list(dict.fromkeys(items))  # distinct prefixes of every task
+    assert len(items) >= 50
+    fp32 = LocalRewardModel(out, device="cpu").logits(items)
+    int8 = LocalRewardModel(out, device="cpu", fast="int8")
+    assert int8.fast == "int8"
+    rho = spearman(fp32, int8.logits(items))
+    assert rho >= 0.99, f"Spearman {rho:.4f}"
+
+
+def test_fixed_seed_gives_the_same_model(tmp_path: Path) -> None:
+    store = tg.Store(tmp_path / "small.db")
+    record_chain_runs(store, tasks=3, runs=6, depth=2, seed0=20)
+    kw = dict(FAST, epochs=1, probe_steps=50, max_length=48, freeze_layers=5, val_fraction=0.34)
+    train(store, tmp_path / "a", seed=7, **kw)
+    train(store, tmp_path / "b", seed=7, **kw)
+    train(store, tmp_path / "c", seed=8, **kw)
+    weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in "abc"]
+    assert weights[0] == weights[1]
+    assert weights[0] != weights[2]
+
+
+def test_training_needs_labelled_data(tmp_path: Path) -> None:
+    store = tg.Store(tmp_path / "empty.db")
+    graph = tg.record(deceptive_chain_graph(depth=2), store=store)
+    graph.invoke(chain_start())  # recorded, but no outcome was ever set
+    with pytest.raises(ConfigError, match="no runs with an outcome"):
+        train(store, tmp_path / "rm", labels="outcome", progress=False)
+    with pytest.raises(ConfigError, match="labels="):
+        train(store, tmp_path / "rm", labels="vibes", progress=False)
