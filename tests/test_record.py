@@ -83,6 +83,7 @@ def _record_in_child(path: str) -> None:
 
 def test_recording_in_a_forked_child_process(store: Store) -> None:
     tg.record(deceptive_chain_graph(depth=2, skill=1.0, trap=0.0), store=store).invoke(chain_start("parent"))
+    store.close()  # SQLite connections must not cross fork (sqlite.org/howtocorrupt.html#fork)
     ctx = multiprocessing.get_context("fork")  # the parent's writer thread does not exist in the child
     child = ctx.Process(target=_record_in_child, args=(str(store.path),))
     child.start()
@@ -201,6 +202,33 @@ def test_interrupt_resumed_later_is_the_same_run(store: Store) -> None:
     assert done.metadata["resumes"][0].resume == "yes"
     steps = store.steps(run.id)
     assert [(s.seq, s.node, s.interrupted) for s in steps] == [(0, "draft", False), (1, "ask", True), (2, "ask", False), (3, "send", False)]
+
+
+def test_retrying_a_failed_checkpointed_thread_continues_the_run(store: Store) -> None:
+    attempts = []
+
+    def flaky(state: S) -> dict:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise TimeoutError("upstream timed out")
+        return {"xs": ["ok"]}
+
+    g = StateGraph(S)
+    g.add_node("a", _node("a"))
+    g.add_node("flaky", flaky)
+    g.add_edge(START, "a")
+    g.add_edge("a", "flaky")
+    graph = tg.record(g.compile(checkpointer=InMemorySaver()), store=store)
+    config = {"configurable": {"thread_id": "retry"}}
+    with pytest.raises(TimeoutError):
+        graph.invoke({"xs": []}, config)
+    assert store.runs()[0].status == "failed"
+    assert graph.invoke(None, config)["xs"] == ["a", "ok"]  # LangGraph retries from the checkpoint
+    (run,) = store.runs()
+    assert run.status == "succeeded" and run.error is None
+    assert [(s.node, s.error) for s in store.steps(run.id)] == [("a", None), ("flaky", "TimeoutError: upstream timed out"), ("flaky", None)]
+    graph.invoke({"xs": []}, config)  # a new input on the same thread: a new run
+    assert len(store.runs()) == 2
 
 
 def test_interrupt_inside_a_recorded_child_graph_resumes_the_child_run(store: Store) -> None:

@@ -242,6 +242,32 @@ def test_replay_of_a_failed_run_fails_the_same_way(store: Store) -> None:
     assert result.status == "failed" and "env crashed" in result.error and result.matched
 
 
+def test_replay_of_a_failed_then_retried_run(store: Store) -> None:
+    class S(TypedDict):
+        xs: Annotated[list, operator.add]
+
+    def build(fail_first: list[int]) -> Any:
+        def flaky(state: S) -> dict:
+            fail_first.append(1)
+            if len(fail_first) == 1:
+                raise TimeoutError("upstream timed out")
+            return {"xs": ["ok"]}
+
+        g = StateGraph(S)
+        g.add_node("flaky", flaky)
+        g.add_edge(START, "flaky")
+        return g.compile(checkpointer=InMemorySaver())
+
+    graph = tg.record(build([]), store=store)
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(TimeoutError):
+        graph.invoke({"xs": []}, config)
+    graph.invoke(None, config)
+    run_id = store.runs()[0].id
+    result = replay(store, run_id, build([]))  # fails once, then the recorded retry resumes it
+    assert result.matched and result.status == "succeeded" and result.output == {"xs": ["ok"]}
+
+
 def test_replay_imports_the_graph_from_its_recorded_path(store: Store) -> None:
     path = "trajgraph.testing.tiny_env:deceptive_chain_graph"
     tg.record(load_graph(path), store=store, graph_path=path).invoke(chain_start())

@@ -180,8 +180,8 @@ def _flush_all() -> None:
     for w in list(_WRITERS):
         try:
             w.flush(timeout=10)
-        except BaseException:  # interpreter is exiting; nothing better to do
-            pass
+        except BaseException as exc:  # the process is ending: say what was lost, then let it end
+            log.error("trajgraph: rows for %s may be lost at exit: %s: %s", w.path, type(exc).__name__, exc)
 
 
 def _after_fork_in_child() -> None:

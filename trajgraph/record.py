@@ -384,7 +384,7 @@ def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[Runna
         next_seq = settings.store.next_seq(run.id)
         writer.put("run_update", (run.id, {"status": "running", "error": None, "metadata": {**run.metadata, "resumes": resumes}}))
     recorder = Recorder(run_id=run.id, writer=writer, decision_nodes=settings.decision_nodes, next_seq=next_seq, root_ns=root_ns)
-    if run.status == "interrupted":
+    if resuming and next_seq:
         recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
     return _attach(config, configurable, recorder), _Session(run, recorder)
 
@@ -411,13 +411,14 @@ def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Reco
 
 
 def _resumable(settings: _Settings, writer: Writer, thread_id: str | None, root_ns: str) -> Run | None:
-    """The interrupted run on this thread (and namespace) that a resume continues."""
+    """The run on this thread (and namespace) that a resume continues: the latest one, if it was
+    interrupted, or failed (LangGraph retries a failed node when a checkpointed thread resumes)."""
     if thread_id is None:
         return None
     writer.flush()  # its last rows may still be queued
-    for run in settings.store.runs(graph=settings.name, status="interrupted", thread_id=thread_id, limit=20):
+    for run in settings.store.runs(graph=settings.name, thread_id=thread_id, limit=20):
         if run.metadata.get("checkpoint_ns", "") == root_ns:
-            return run
+            return run if run.status in ("interrupted", "failed") else None
     return None
 
 

@@ -176,8 +176,10 @@ def replay(
 
     `graph` is the graph that was recorded (compiled, recorded or not); when
     omitted it is imported from the run's `graph_path`. `fork_at=N` forks at
-    step N (`action`, when given, replaces its update; otherwise it runs live); `live=True` runs every node live
-    (models included) and only compares.
+    step N: `action`, when given, is returned as that step's update (for a
+    decision node, the chosen action), otherwise the step runs live.
+    `live=True` runs every node live, models included, and only compares.
+    Recorded resumes (interrupts, retried failures) are applied in order.
     """
     store = Store(store) if not isinstance(store, Store) else store
     original = store.run(run_id)
@@ -264,17 +266,20 @@ def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[
     instrumented = instrument(graph)
     config = recorder_session(instrumented, recorder, config)  # type: ignore[arg-type]
     output: Any = None
-    for inp in [original.input, *resumes]:
+    result: tuple[Any, str | None, str] = (None, None, "succeeded")
+    for inp in [original.input, *resumes]:  # a recorded resume follows an interrupt or a failure
         try:
             output = instrumented.invoke(inp, config)
-        except TrajgraphError as exc:
+        except TrajgraphError as exc:  # the cassette gave up: no point resuming
             return output, str(exc), "failed"
         except Exception as exc:  # the graph failed: as much a result as a success
-            return output, f"{type(exc).__name__}: {exc}", "failed"
+            result = (output, f"{type(exc).__name__}: {exc}", "failed")
+            continue
         if not (isinstance(output, dict) and "__interrupt__" in output):
             return output, None, "succeeded"
         output = {k: v for k, v in output.items() if k != "__interrupt__"}
-    return output, None, "interrupted"
+        result = (output, None, "interrupted")
+    return result
 
 
 def _pair(old: Sequence[Step], new: Sequence[Step]) -> tuple[dict[int, Step | None], list[Step]]:

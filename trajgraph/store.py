@@ -2,8 +2,15 @@
 
 Plain tables with foreign keys and JSON as TEXT, so Datasette or the
 `sqlite-utils` CLI can browse a store. A `_trajgraph_meta` table holds the schema
-version; opening a file that is not a store, is corrupt, or is newer than this
-code raises a one-line `StoreError` and writes nothing. Nothing here unpickles.
+version and `_MIGRATIONS` bring older stores forward; opening a file that is
+not a store, is corrupt, or is newer than this code raises a one-line
+`StoreError` and writes nothing. Nothing here unpickles: a column that does not
+hold JSON text is refused with a `StoreError`, whatever it holds.
+
+A reader of the raw tables should know one space saver: a conversation's
+prompt is not stored again with every model call; `model_calls.messages` holds
+only the messages after the first `prompt_shared` of call `prompt_ref` (the API
+returns whole prompts).
 """
 
 from __future__ import annotations

@@ -236,6 +236,14 @@ def load(path: Path, max_length: int | None = None) -> Loaded:
     return Loaded(net, text_encoder, int(tcfg.get("pad_id", 0)), config)
 
 
+def cpu_has_bf16() -> bool:
+    """Does this CPU multiply bf16 natively (AVX512-BF16 or AMX)? Emulated bf16 is slower than fp32."""
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # pragma: no cover - a torch without these probes
+        return False
+
+
 def quantize_int8(net: RewardNet) -> RewardNet:
     """Dynamic int8 quantization of the encoder's Linear layers (CPU); the head stays fp32."""
     try:
@@ -248,4 +256,4 @@ def quantize_int8(net: RewardNet) -> RewardNet:
     return net
 
 
-__all__ = ["RewardNet", "TextEncoder", "Encoded", "collate", "save", "load", "read_config", "default_backbone", "quantize_int8"]
+__all__ = ["RewardNet", "TextEncoder", "Encoded", "collate", "save", "load", "read_config", "default_backbone", "quantize_int8", "cpu_has_bf16"]

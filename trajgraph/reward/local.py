@@ -1,8 +1,19 @@
 """LocalRewardModel: a trained reward model directory, scoring batches locally.
 
-CUDA when present (bf16 weights, `torch.inference_mode`), CPU fp32 otherwise,
-or CPU int8 with `fast="int8"` (dynamic quantization of the encoder's Linear
-layers: about twice the fp32 rate on a small CPU, same ranking).
+CUDA when present (bf16 weights, `torch.inference_mode`), CPU fp32 otherwise.
+Faster CPU paths, chosen with `fast=`:
+
+- "bf16": bf16 weights and activations, for CPUs with bf16 dot products
+  (AVX512-BF16 or AMX: Zen 4, Sapphire Rapids and later). About 2.5-3x fp32 on
+  such a CPU, and it ranks items as fp32 does (Spearman >= 0.999 in the tests).
+  Elsewhere it still works, emulated and slower than fp32.
+- "int8": dynamic int8 quantization of the encoder's Linear layers (fbgemm,
+  VNNI). About as fast as bf16 and works on any x86 CPU, but coarser: each
+  activation tensor gets one scale per batch, so a score shifts with its
+  batch-mates, and a trained reward model, which separates near-identical
+  prefixes by small feature differences, ranks only roughly as fp32 does
+  (Spearman ~0.93-0.94 measured). Use it where bf16 is emulated and speed wins.
+- "auto": "bf16" where the CPU has bf16 instructions, else plain fp32.
 
 Concurrent callers (threads, or coroutines through `ascore`) are coalesced: each
 call puts its items on a queue, one worker thread drains everything queued,
@@ -24,7 +35,7 @@ from typing import Any
 from trajgraph.errors import ConfigError
 from trajgraph.reward.base import Formatter, RewardItem
 
-_FAST = (None, "int8")
+_FAST = (None, "auto", "bf16", "int8")
 
 
 class LocalRewardModel:
@@ -60,9 +71,14 @@ class LocalRewardModel:
         if self.device.type == "cuda":
             # bf16 end to end: the encoder is tiny and the card's tensor cores want bf16.
             net = net.to(self.device, dtype=torch.bfloat16)
-            self.fast = None  # int8 is a CPU path; bf16 already is the fast one on CUDA
+            self.fast: str | None = None  # the CPU options do not apply: bf16 already is the fast path
         else:
-            net = _net.quantize_int8(net) if fast == "int8" else net
+            if fast == "auto":
+                fast = "bf16" if _net.cpu_has_bf16() else None
+            if fast == "bf16":
+                net = net.to(dtype=torch.bfloat16)
+            elif fast == "int8":
+                net = _net.quantize_int8(net)
             self.fast = fast
         self._net = net.eval()
         self.batch_size = int(batch_size or (512 if self.device.type == "cuda" else 32))
