@@ -1,7 +1,8 @@
 """gymnasium toy-text environments (FrozenLake, CliffWalking, Taxi-v4) as env-loop tasks.
 
 The fast tier of the benchmark: a step is a table lookup, and the exact optimum is
-known by value iteration, so tests can assert that a search reaches it.
+known by value iteration (adapters/_toytext_mdp.py), so tests can assert that a
+search reaches it.
 
 The whole environment lives in the graph state: `pos` holds the discrete gym state,
 transitions come from `env.unwrapped.P`, so LangGraph checkpoints fork an episode
@@ -28,124 +29,30 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from trajgraph.adapters._toytext_mdp import (  # noqa: F401 (the action tuples are re-exported)
+    CLIFF_ACTIONS,
+    FROZENLAKE_ACTIONS,
+    TAXI_ACTIONS,
+    Solution,
+    ToyMDP,
+    cliffwalking_mdp,
+    frozenlake_mdp,
+    solve,
+    taxi_mdp,
+)
 from trajgraph.adapters.tasks import TaskSpec, sample_pool, seed_pool, split_pool
 from trajgraph.errors import ConfigError
 from trajgraph.graphs.env_loop import env_loop
 
 try:
     import gymnasium as gym
-    import numpy as np
 except ImportError as e:  # the optional extra
     raise ConfigError("gym toy-text tasks need gymnasium: pip install 'trajgraph[gym]'") from e
 
-FROZENLAKE_ACTIONS = ("left", "down", "right", "up")  # gym ids 0..3
-CLIFF_ACTIONS = ("up", "right", "down", "left")  # gym ids 0..3
-TAXI_ACTIONS = ("south", "north", "east", "west", "pickup", "dropoff")  # gym ids 0..5
 _DELTAS = {"left": (0, -1), "down": (1, 0), "right": (0, 1), "up": (-1, 0)}
 _TAXI_NAMES = ("R", "G", "Y", "B")
-
-
-@dataclass(frozen=True, eq=False)
-class ToyMDP:
-    """A deterministic tabular MDP read from a gym toy-text env (arrays are [S, A])."""
-
-    kind: str  # "frozenlake" | "cliffwalking" | "taxi"
-    actions: tuple[str, ...]
-    next: np.ndarray
-    reward: np.ndarray
-    terminal: np.ndarray
-    goal: np.ndarray  # terminal transitions that reach the goal (FrozenLake holes are not)
-    bonus: float  # B in cost = B - return
-    desc: tuple[str, ...]  # map rows (FrozenLake, Taxi) or () (CliffWalking)
-
-
-def _tables(env: Any, kind: str, actions: tuple[str, ...], bonus: float, desc: tuple[str, ...]) -> ToyMDP:
-    P = env.unwrapped.P
-    n_s, n_a = len(P), len(actions)
-    nxt, rew = np.zeros((n_s, n_a), dtype=np.int64), np.zeros((n_s, n_a))
-    term = np.zeros((n_s, n_a), dtype=bool)
-    for s in range(n_s):
-        for a in range(n_a):
-            outcomes = P[s][a]
-            if len(outcomes) != 1:
-                raise ConfigError(f"{kind}: state {s} action {a} is stochastic; only deterministic variants are supported")
-            _, s2, r, t = outcomes[0]
-            nxt[s, a], rew[s, a], term[s, a] = int(s2), float(r), bool(t)
-    goal = term & (rew > 0) if kind == "frozenlake" else term.copy()
-    return ToyMDP(kind, actions, nxt, rew, term, goal, bonus, desc)
-
-
-@lru_cache(maxsize=256)
-def frozenlake_mdp(desc: tuple[str, ...]) -> ToyMDP:
-    env = gym.make("FrozenLake-v1", desc=list(desc), is_slippery=False)
-    return _tables(env, "frozenlake", FROZENLAKE_ACTIONS, 0.0, desc)
-
-
-@lru_cache(maxsize=1)
-def cliffwalking_mdp() -> ToyMDP:
-    return _tables(gym.make("CliffWalking-v1"), "cliffwalking", CLIFF_ACTIONS, 0.0, ())
-
-
-@lru_cache(maxsize=1)
-def taxi_mdp() -> ToyMDP:
-    env = gym.make("Taxi-v4")
-    desc = tuple(b"".join(row).decode() for row in env.unwrapped.desc)
-    return _tables(env, "taxi", TAXI_ACTIONS, 21.0, desc)
-
-
-# -- value iteration -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class Solution:
-    """Finite-horizon value iteration (undiscounted, exact for deterministic tables).
-
-    values[h, s]: best raw return-to-go with h steps left.
-    goal_values[h, s]: best raw return-to-go among episodes that reach the goal within
-    h steps (-inf if none does); the oracle maximises it, which maximises the outcome.
-    """
-
-    mdp: ToyMDP
-    start: int
-    horizon: int
-    values: np.ndarray
-    goal_values: np.ndarray
-    prefer: np.ndarray  # goal_values with a 1e-6 cost per step: among equal returns, the shortest
-
-    @property
-    def optimal_return(self) -> float:
-        return float(self.values[self.horizon, self.start])
-
-    @property
-    def optimum(self) -> float:
-        """Best outcome: 1.0 when the goal is reachable within the horizon, else 0.0."""
-        return 1.0 if np.isfinite(self.goal_values[self.horizon, self.start]) else 0.0
-
-    def best_action(self, s: int, steps_left: int) -> str:
-        h = max(1, min(steps_left, self.horizon))
-        m = self.mdp
-        q_goal = m.reward[s] + np.where(m.goal[s], 0.0, np.where(m.terminal[s], -np.inf, self.prefer[h - 1, m.next[s]]))
-        if np.isfinite(q_goal).any():
-            return m.actions[int(np.argmax(q_goal))]
-        q = m.reward[s] + np.where(m.terminal[s], 0.0, self.values[h - 1, m.next[s]])
-        return m.actions[int(np.argmax(q))]
-
-
-def solve(mdp: ToyMDP, start: int, horizon: int) -> Solution:
-    n_s = mdp.next.shape[0]
-    values = np.zeros((horizon + 1, n_s))
-    goal_values, prefer = np.full((horizon + 1, n_s), -np.inf), np.full((horizon + 1, n_s), -np.inf)
-    not_goal_terminal = np.where(mdp.terminal & ~mdp.goal, -np.inf, 0.0)
-    for h in range(1, horizon + 1):
-        values[h] = (mdp.reward + np.where(mdp.terminal, 0.0, values[h - 1][mdp.next])).max(axis=1)
-        # returns are integers, so a 1e-6 step cost (at most 1e-6 * horizon) only breaks ties
-        for table, step_cost in ((goal_values, 0.0), (prefer, 1e-6)):
-            ahead = np.where(mdp.goal, 0.0, not_goal_terminal + table[h - 1][mdp.next])
-            table[h] = (mdp.reward - step_cost + ahead).max(axis=1)
-    return Solution(mdp, start, horizon, values, goal_values, prefer)
 
 
 def value_iteration(task: TaskSpec) -> Solution:

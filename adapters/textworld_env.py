@@ -1,9 +1,9 @@
 """TextWorld games as env-loop tasks, generated offline by seed and forked by the engine's own save/restore.
 
-Games. `make_game(seed, challenge, settings)` runs TextWorld's generator (the Python
-API behind `tw-make`) and caches the compiled game (.z8 + .json) under
-$TRAJGRAPH_TEXTWORLD_CACHE or ~/.cache/trajgraph/textworld; the same seed and
-settings give the same game, byte for byte. Challenges: "tw-simple" (dense
+Games (adapters/_textworld_games.py). `make_game(seed, challenge, settings)` runs
+TextWorld's generator (the Python API behind `tw-make`) and caches the compiled
+game (.z8 + .json) under $TRAJGRAPH_TEXTWORLD_CACHE or ~/.cache/trajgraph/textworld;
+the same seed and settings give the same game, byte for byte. Challenges: "tw-simple" (dense
 rewards, default), "tw-cooking", "tw-coin_collector", "tw-treasure_hunter" and
 "custom" (world_size, nb_objects, quest_length; one point at the end).
 
@@ -24,103 +24,23 @@ search restores it to a decision point's snapshot before branching from there.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
-import shutil
-import tempfile
-import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from trajgraph.adapters._textworld_games import (  # noqa: F401 (CACHE_ENV is re-exported)
+    CACHE_ENV,
+    CHALLENGE_DEFAULTS,
+    cache_dir,
+    game_id,
+    load_textworld,
+    make_game,
+)
 from trajgraph.adapters.tasks import TaskSpec, seed_pool
 from trajgraph.errors import ConfigError, ForkError
 from trajgraph.graphs.env_loop import env_loop
 from trajgraph.testing.tiny_env import EnvState
-
-CACHE_ENV = "TRAJGRAPH_TEXTWORLD_CACHE"
-CHALLENGE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "tw-simple": {"rewards": "dense", "goal": "detailed", "test": False},
-    "tw-cooking": {"recipe": 1, "take": 1, "go": 6, "open": True, "cook": False, "cut": False, "drop": False,
-                   "recipe_seed": 0, "split": None},
-    "tw-coin_collector": {"level": 1},
-    "tw-treasure_hunter": {"level": 1},
-    "custom": {"world_size": 5, "nb_objects": 10, "quest_length": 5},
-}
-_GENERATE = threading.Lock()  # the generator seeds a module-global RNG
-
-
-def _textworld() -> Any:
-    try:
-        import textworld
-        import textworld.challenges  # noqa: F401
-    except ImportError as e:
-        raise ConfigError("TextWorld is not installed: pip install 'trajgraph[textworld]'") from e
-    return textworld
-
-
-def cache_dir(path: str | os.PathLike | None = None) -> Path:
-    d = Path(path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "trajgraph" / "textworld")
-    d.mkdir(parents=True, exist_ok=True)
-    return d
-
-
-def _settings(challenge: str, settings: dict[str, Any] | None) -> dict[str, Any]:
-    if challenge not in CHALLENGE_DEFAULTS:
-        raise ConfigError(f"unknown TextWorld challenge {challenge!r}: use one of {', '.join(CHALLENGE_DEFAULTS)}")
-    unknown = set(settings or {}) - set(CHALLENGE_DEFAULTS[challenge])
-    if unknown:
-        raise ConfigError(f"{challenge}: unknown settings {sorted(unknown)}; known: {sorted(CHALLENGE_DEFAULTS[challenge])}")
-    return {**CHALLENGE_DEFAULTS[challenge], **(settings or {})}
-
-
-def game_id(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None) -> str:
-    """'tw-simple-s12', 'tw-simple-test-s12', 'custom-quest_length3-s5': the non-default settings, then the seed."""
-    full, defaults = _settings(challenge, settings), CHALLENGE_DEFAULTS[challenge]
-    parts = [challenge]
-    for k in sorted(full):
-        if full[k] != defaults[k]:
-            parts.append(k if full[k] is True else f"{k}{full[k]}")
-    return "-".join(parts + [f"s{seed}"])
-
-
-def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
-              cache: str | os.PathLike | None = None) -> Path:
-    """Path of the compiled game (.z8, with its .json beside it), generated once and cached."""
-    full = _settings(challenge, settings)
-    digest = hashlib.sha1(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
-    d = cache_dir(cache)
-    path = d / f"{game_id(seed, challenge, settings)}-{digest}.z8"
-    if path.exists() and path.with_suffix(".json").exists():
-        return path
-    tw = _textworld()
-    with _GENERATE:
-        tmp = Path(tempfile.mkdtemp(dir=d, prefix=".gen-"))
-        try:
-            options = tw.GameOptions()
-            options.seeds = seed
-            options.path = str(tmp / path.name)
-            options.file_ext = ".z8"
-            options.force_recompile = True
-            try:
-                if challenge == "custom":
-                    options.nb_rooms, options.nb_objects = full["world_size"], full["nb_objects"]
-                    n = full["quest_length"]
-                    options.chaining.min_length = options.chaining.max_length = options.chaining.max_depth = n
-                    tw.make(options)
-                else:
-                    game = tw.challenges.CHALLENGES[challenge][1](settings=full, options=options)
-                    tw.generator.compile_game(game, options)
-            except tw.generator.QuestGenerationError as e:
-                raise ConfigError(f"{challenge} seed {seed}: TextWorld found no quest for {full}; relax the settings") from e
-            # the .z8 appears last: a reader that sees it also finds the .json (other processes may race us)
-            os.replace(tmp / path.with_suffix(".json").name, path.with_suffix(".json"))
-            os.replace(tmp / path.name, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 # -- the environment ------------------------------------------------------------------
@@ -204,7 +124,7 @@ class TextWorldEnv:
     _TRACKED = ("_game_progression", "_last_action", "_previous_winning_policy", "_current_winning_policy", "_moves")
 
     def __init__(self, gamefile: str | os.PathLike, fork: str = "engine", policy_commands: bool = True) -> None:
-        tw = _textworld()
+        tw = load_textworld()
         from textworld.envs.wrappers.tw_inform7 import Inform7Data, StateTracking
         from textworld.envs.zmachine.jericho import JerichoEnv
 

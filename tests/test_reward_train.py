@@ -21,7 +21,7 @@ from trajgraph.reward import LocalRewardModel, RewardItem, train
 from trajgraph.reward.metrics import spearman
 from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
 
-FAST = dict(max_length=64, freeze_layers=4, batch_size=16, progress=False)
+FAST = dict(max_length=64, freeze_layers=5, batch_size=16, progress=False)
 
 
 def record_chain_runs(store: tg.Store, tasks: int, runs: int, depth: int = 3, seed0: int = 0) -> None:
@@ -65,7 +65,7 @@ def chain_store(tmp_path_factory: pytest.TempPathFactory) -> tg.Store:
 @pytest.fixture(scope="module")
 def trained(chain_store: tg.Store, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tg.reward.TrainReport]:
     out = tmp_path_factory.mktemp("rm") / "rm"
-    report = train(chain_store, out, epochs=2, val_fraction=0.3, seed=0, lr=2e-5, **FAST)
+    report = train(chain_store, out, epochs=1, val_fraction=0.3, seed=0, lr=2e-5, **FAST)
     return out, report
 
 
@@ -88,7 +88,7 @@ def test_trained_model_ranks_held_out_successful_steps_above_failed_ones(chain_s
 
 def test_report_has_per_epoch_metrics_and_keeps_the_best(trained) -> None:
     out, report = trained
-    assert [e.epoch for e in report.epochs] == [0, 1, 2]  # epoch 0: the probed head before fine-tuning
+    assert [e.epoch for e in report.epochs] == [0, 1]  # epoch 0: the probed head before fine-tuning
     for e in report.epochs:
         assert e.val_loss is not None and math.isfinite(e.val_loss)
         assert e.val_auc is not None and 0.0 <= e.val_auc <= 1.0
@@ -138,16 +138,51 @@ def test_fast_cpu_paths_rank_like_fp32(chain_store, trained) -> None:
     assert auto.fast in ("bf16", None)
 
 
-def test_fixed_seed_gives_the_same_model(tmp_path: Path) -> None:
-    store = tg.Store(tmp_path / "small.db")
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory: pytest.TempPathFactory) -> tg.Store:
+    store = tg.Store(tmp_path_factory.mktemp("small") / "small.db")
     record_chain_runs(store, tasks=3, runs=6, depth=2, seed0=20)
-    kw = dict(FAST, epochs=1, probe_steps=50, max_length=48, freeze_layers=5, val_fraction=0.34)
-    train(store, tmp_path / "a", seed=7, **kw)
-    train(store, tmp_path / "b", seed=7, **kw)
-    train(store, tmp_path / "c", seed=8, **kw)
+    return store
+
+
+TINY = dict(FAST, epochs=1, probe_steps=50, max_length=48, val_fraction=0.34)
+
+
+def test_fixed_seed_gives_the_same_model(small_store, tmp_path: Path) -> None:
+    train(small_store, tmp_path / "a", seed=7, **TINY)
+    train(small_store, tmp_path / "b", seed=7, **TINY)
+    train(small_store, tmp_path / "c", seed=8, **TINY)
     weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in "abc"]
     assert weights[0] == weights[1]
     assert weights[0] != weights[2]
+
+
+def test_early_stopping_keeps_the_best_epoch(small_store, tmp_path: Path) -> None:
+    # lr 0: fine-tuning cannot improve on the probed head, so patience 1 stops after one epoch
+    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=0.0, head_lr=0.0, patience=1)
+    assert report.stopped_early
+    assert [e.epoch for e in report.epochs] == [0, 1]
+    assert report.best_epoch == 0
+
+
+def test_cli_trains_and_scores(small_store, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trajgraph.cli import app
+
+    out = tmp_path / "rm"
+    args = ["reward", "train", "--db", str(small_store.path), "--out", str(out), "--epochs", "1", "--max-length", "48",
+            "--freeze-layers", "5", "--no-progress", "--val-fraction", "0.34"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "saved" in result.output and (out / "model.safetensors").is_file()
+    run = small_store.runs(limit=1)[0]
+    result = CliRunner().invoke(app, ["reward", "score", run.id[:12], "--db", str(small_store.path), "--model", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "score" in result.output and run.id[:12] in result.output
+    result = CliRunner().invoke(app, ["reward", "score", run.id, "--db", str(small_store.path), "--model", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "no such reward model directory" in result.output
 
 
 def test_training_needs_labelled_data(tmp_path: Path) -> None:

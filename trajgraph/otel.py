@@ -14,25 +14,29 @@ Attributes follow both the OpenTelemetry GenAI semantic conventions
 and OpenInference (`openinference.span.kind`, `input.value`, `llm.token_count.*`,
 `llm.input_messages.<i>.message.*`), so both families of tools read them. Trace and
 span ids are derived from run ids, so exporting a run twice gives the same ids.
+This module shapes the trace; what each span carries is trajgraph/_otel_attrs.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trajgraph._export_chat import chat_message, readable_update
 from trajgraph._export_read import RunFilter, snapshot
-from trajgraph._json import to_jsonable
+from trajgraph._otel_attrs import (
+    model_call_attrs,
+    run_attrs,
+    search_node_attrs,
+    step_span,
+    tool_attrs,
+    tool_call_index,
+    tool_results,
+)
 from trajgraph.errors import ConfigError
-from trajgraph.render import render_action
 from trajgraph.store import Store
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
-
-_MAX_VALUE = 32_000  # characters kept of one input/output value: backends truncate or reject beyond
 
 
 def _sdk() -> Any:
@@ -151,16 +155,6 @@ def _ns(seconds: float | None) -> int | None:
     return None if seconds is None else int(seconds * 1e9)
 
 
-def _json(value: Any) -> str:
-    text = json.dumps(to_jsonable(value), ensure_ascii=False, default=str)
-    return text if len(text) <= _MAX_VALUE else text[:_MAX_VALUE] + "…"
-
-
-def _attrs(**kv: Any) -> dict[str, Any]:
-    """Drop None: OpenTelemetry attributes cannot hold it."""
-    return {k: v for k, v in kv.items() if v is not None}
-
-
 class _Trace:
     """Builds the spans of one run (and what hangs under it)."""
 
@@ -193,38 +187,11 @@ class _Trace:
         ends = [s.started_at + s.latency_ms / 1000 for s in steps] + [n.created_at for n in nodes]
         ends += [c.ended_at or c.started_at for c in children]
         end = run.ended_at or max([run.started_at, *ends])
-        usage_in = sum(c.prompt_tokens or 0 for c in calls)
-        usage_out = sum(c.completion_tokens or 0 for c in calls)
-        span = self._start(f"invoke_agent {run.graph}", parent, (run.id, "run"), run.started_at, _attrs(**{
-            "openinference.span.kind": "AGENT",
-            "gen_ai.operation.name": "invoke_agent",
-            "gen_ai.agent.name": run.graph or None,
-            "gen_ai.agent.id": run.graph_path,
-            "gen_ai.conversation.id": run.thread_id,
-            "agent.name": run.graph or None,
-            "session.id": run.thread_id,
-            "input.value": _json(run.input),
-            "input.mime_type": "application/json",
-            "output.value": None if run.output is None else _json(run.output),
-            "output.mime_type": None if run.output is None else "application/json",
-            "tag.tags": list(run.tags) or None,
-            "metadata": _json({**run.metadata, "run_id": run.id, "kind": run.kind, "task": run.task, "outcome": run.outcome}),
-            "gen_ai.usage.input_tokens": usage_in if calls else None,
-            "gen_ai.usage.output_tokens": usage_out if calls else None,
-            "llm.token_count.prompt": usage_in if calls else None,
-            "llm.token_count.completion": usage_out if calls else None,
-            "llm.token_count.total": usage_in + usage_out if calls else None,
-            "trajgraph.run.id": run.id,
-            "trajgraph.run.kind": run.kind,
-            "trajgraph.run.status": run.status,
-            "trajgraph.run.outcome": run.outcome,
-            "trajgraph.run.task": run.task,
-            "trajgraph.run.parent_id": run.parent_id,
-        }))
+        span = self._start(f"invoke_agent {run.graph}", parent, (run.id, "run"), run.started_at, run_attrs(run, calls))
         by_step: dict[int | None, list[ModelCall]] = {}
         for call in calls:
             by_step.setdefault(call.step_seq, []).append(call)
-        tool_calls = _tool_call_index(calls)
+        tool_calls = tool_call_index(calls)
         for step in steps:
             self.step(run, step, span, by_step.pop(step.seq, []), tool_calls)
         for leftover in by_step.values():  # calls not made inside a recorded step
@@ -238,57 +205,17 @@ class _Trace:
         self._end(span, end, run.error if run.status == "failed" else None)
 
     def step(self, run: Run, step: Step, parent: Any, calls: list[ModelCall], tool_calls: dict[str, dict[str, Any]]) -> None:
-        results = _tool_results(step.update)
-        is_tool = bool(results)
+        results = tool_results(step.update)
         end = step.started_at + step.latency_ms / 1000
-        base = {
-            "graph.node.id": step.node,
-            "graph.node.name": step.node,
-            "output.value": None if step.update is None else _json(readable_update(step.update)),
-            "output.mime_type": None if step.update is None else "application/json",
-            "langgraph.step": step.lg_step,
-            "langgraph.path": step.path or None,
-            "langgraph.checkpoint_ns": step.namespace or None,
-            "trajgraph.step.seq": step.seq,
-            "trajgraph.step.action": None if step.action is None else render_action(step.action),
-            "trajgraph.step.reward": step.reward,
-        }
-        if is_tool:
-            names = [r.get("name") or "" for r in results]
-            args = [tool_calls.get(r.get("tool_call_id") or "", {}).get("arguments") for r in results]
-            attrs = _attrs(**{
-                **base,
-                "openinference.span.kind": "TOOL",
-                "gen_ai.operation.name": "execute_tool",
-                "gen_ai.tool.name": ", ".join(names),
-                "tool.name": ", ".join(names),
-                "gen_ai.tool.call.id": results[0].get("tool_call_id") if len(results) == 1 else None,
-                "tool.parameters": _json(args[0]) if len(results) == 1 and args[0] is not None else None,
-                "input.value": _json(args if len(args) > 1 else args[0]) if any(a is not None for a in args) else None,
-                "input.mime_type": "application/json" if any(a is not None for a in args) else None,
-                "output.value": results[0]["content"] if len(results) == 1 else _json([r["content"] for r in results]),
-                "output.mime_type": "text/plain" if len(results) == 1 else "application/json",
-            })
-            name = f"execute_tool {', '.join(names)}"
-        else:
-            attrs = _attrs(**{**base, "openinference.span.kind": "CHAIN"})
-            name = step.node
+        name, attrs = step_span(step, results, tool_calls)
         span = self._start(name, parent, (run.id, "step", step.seq), step.started_at, attrs)
         t = step.started_at
         for call in calls:
             t = self.model_call(run, call, span, t)
-        if is_tool and len(results) > 1:  # parallel tool calls in one ToolNode step
+        if len(results) > 1:  # parallel tool calls in one ToolNode step
             for i, r in enumerate(results):
                 tc = tool_calls.get(r.get("tool_call_id") or "", {})
-                child = self._start(f"execute_tool {r.get('name')}", span, (run.id, "tool", step.seq, i), step.started_at, _attrs(**{
-                    "openinference.span.kind": "TOOL",
-                    "gen_ai.operation.name": "execute_tool",
-                    "gen_ai.tool.name": r.get("name"),
-                    "tool.name": r.get("name"),
-                    "gen_ai.tool.call.id": r.get("tool_call_id"),
-                    "input.value": None if tc.get("arguments") is None else _json(tc["arguments"]),
-                    "output.value": r.get("content"),
-                }))
+                child = self._start(f"execute_tool {r.get('name')}", span, (run.id, "tool", step.seq, i), step.started_at, tool_attrs(r, tc))
                 self._end(child, end)
         self._end(span, max(end, t), step.error)
 
@@ -296,36 +223,7 @@ class _Trace:
         """An LLM span. The store keeps each call's latency, not its start: calls of one
         step are laid end to end from the step's start."""
         end = start + call.latency_ms / 1000
-        messages = [chat_message(m) for m in call.messages or []]
-        response = chat_message(call.response) if call.response is not None else None
-        attrs: dict[str, Any] = _attrs(**{
-            "openinference.span.kind": "LLM",
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": call.model or None,
-            "gen_ai.response.model": call.model or None,
-            "gen_ai.provider.name": _provider(call.model),
-            "gen_ai.request.temperature": _float(call.params.get("temperature")),
-            "gen_ai.request.max_tokens": _int(call.params.get("max_tokens")),
-            "gen_ai.request.top_p": _float(call.params.get("top_p")),
-            "gen_ai.usage.input_tokens": call.prompt_tokens,
-            "gen_ai.usage.output_tokens": call.completion_tokens,
-            "llm.model_name": call.model or None,
-            "llm.system": _provider(call.model),
-            "llm.invocation_parameters": _json(call.params),
-            "llm.token_count.prompt": call.prompt_tokens,
-            "llm.token_count.completion": call.completion_tokens,
-            "llm.token_count.total": None if call.prompt_tokens is None or call.completion_tokens is None
-            else call.prompt_tokens + call.completion_tokens,
-            "input.value": _json(messages),
-            "input.mime_type": "application/json",
-            "output.value": None if response is None else _json(response),
-            "output.mime_type": None if response is None else "application/json",
-            "trajgraph.model_call.seq": call.seq,
-        })
-        attrs.update(_flat_messages("llm.input_messages", messages))
-        if response is not None:
-            attrs.update(_flat_messages("llm.output_messages", [response]))
-        span = self._start(f"chat {call.model}".strip(), parent, (run.id, "call", call.seq), start, attrs)
+        span = self._start(f"chat {call.model}".strip(), parent, (run.id, "call", call.seq), start, model_call_attrs(call))
         self._end(span, end, call.error)
         return end
 
@@ -346,82 +244,12 @@ class _Trace:
         opened: list[tuple[Any, float]] = []
         while stack:
             node, up = stack.pop()
-            span = self._start(f"search_node {node.id}", up, (run.id, "node", node.id), node.created_at, _attrs(**{
-                "openinference.span.kind": "CHAIN",
-                "input.value": node.action_text or None,
-                "output.value": node.observation or None,
-                "trajgraph.search.node_id": node.id,
-                "trajgraph.search.parent_id": node.parent_id,
-                "trajgraph.search.depth": node.depth,
-                "trajgraph.search.action": node.action_text,
-                "trajgraph.search.score": node.score,
-                "trajgraph.search.value": node.value,
-                "trajgraph.search.visits": node.visits,
-                "trajgraph.search.outcome": node.outcome,
-                "trajgraph.search.terminal": node.terminal,
-                "trajgraph.search.chosen": node.chosen,
-                "trajgraph.search.invalid": node.invalid,
-                "trajgraph.search.reason": node.reason or None,
-            }))
+            span = self._start(f"search_node {node.id}", up, (run.id, "node", node.id), node.created_at, search_node_attrs(node))
             opened.append((span, subtree_end(node)))
             for kid in reversed(kids.get(node.id, [])):
                 stack.append((kid, span))
         for span, end in reversed(opened):  # children end before their parents
             self._end(span, end)
-
-
-def _tool_call_index(calls: Sequence[ModelCall]) -> dict[str, dict[str, Any]]:
-    """tool_call_id -> the call's function (name, arguments), from the model responses."""
-    index: dict[str, dict[str, Any]] = {}
-    for call in calls:
-        if call.response is None:
-            continue
-        for tc in chat_message(call.response).get("tool_calls", []):
-            if tc.get("id"):
-                index[tc["id"]] = tc["function"]
-    return index
-
-
-def _tool_results(update: Any) -> list[dict[str, Any]]:
-    data = to_jsonable(update)
-    if not isinstance(data, dict) or "messages" not in data:
-        return []
-    msgs = data["messages"] if isinstance(data["messages"], list) else [data["messages"]]
-    out = [chat_message(m) for m in msgs]
-    return out if out and all(m["role"] == "tool" for m in out) else []
-
-
-def _flat_messages(prefix: str, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """OpenInference's flattened message list: prefix.<i>.message.role / content / tool_calls.<j>..."""
-    out: dict[str, Any] = {}
-    for i, m in enumerate(messages):
-        p = f"{prefix}.{i}.message"
-        out[f"{p}.role"] = m["role"]
-        out[f"{p}.content"] = m["content"]
-        if m.get("name"):
-            out[f"{p}.name"] = m["name"]
-        if m.get("tool_call_id"):
-            out[f"{p}.tool_call_id"] = m["tool_call_id"]
-        for j, tc in enumerate(m.get("tool_calls", [])):
-            q = f"{p}.tool_calls.{j}.tool_call"
-            if tc.get("id"):
-                out[f"{q}.id"] = tc["id"]
-            out[f"{q}.function.name"] = tc["function"].get("name") or ""
-            out[f"{q}.function.arguments"] = _json(tc["function"].get("arguments"))
-    return out
-
-
-def _provider(model: str) -> str | None:
-    """litellm-style 'openai/gpt-4o' -> 'openai'; unknown otherwise."""
-    return model.split("/", 1)[0] if "/" in model else None
-
-
-def _float(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _int(v: Any) -> int | None:
-    return int(v) if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 __all__ = ["export_spans", "JsonFileSpanExporter"]

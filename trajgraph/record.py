@@ -2,7 +2,8 @@
 
 How: every node's runnable is swapped for a thin wrapper on a `graph.copy(...)`
 (edges, retry/cache policies and routing stay LangGraph's own), subgraphs are
-instrumented the same way, and one callback handler captures chat-model calls.
+instrumented the same way (the wrapper, the `Recorder` and stable step keys live
+in trajgraph/_instrument.py), and one callback handler captures chat-model calls.
 The result is still a compiled graph of the same class family, so `invoke`,
 `stream`, `batch`, `get_state` and use as a node behave as before.
 Each step stores the node's *update*, never the whole input state again; rows go
@@ -12,34 +13,26 @@ commits stay off the graph's thread.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 from langgraph.types import Command
 
 from trajgraph._callbacks import ModelCallRecorder
+from trajgraph._instrument import KEY as _KEY
+from trajgraph._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
 from trajgraph._json import to_jsonable
 from trajgraph._writer import Writer, writer_for
 from trajgraph.store import Store
-from trajgraph.trajectory import Run, Step, new_id
+from trajgraph.trajectory import Run, new_id
 
-_KEY = "__trajgraph_recorder"  # configurable key carrying the active recorder
 _RESUMING = "__pregel_resuming"  # LangGraph sets it in a subgraph's config when its parent resumes
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
-
-StepKey = tuple[str, "int | None", str, str]
-
-
-class Cassette(Protocol):
-    """Answers steps during replay: (True, update) to skip the node, (False, None) to run it."""
-
-    def answer(self, key: StepKey, step: Step) -> tuple[bool, Any]: ...
 
 
 @dataclass
@@ -53,165 +46,6 @@ class _Settings:
     task: Callable[[Any], str | None] | None
 
 
-class StepKeys:
-    """Stable identities of steps, equal across two executions of one graph.
-
-    LangGraph task ids are fresh in every execution, so a subgraph step's
-    namespace ("sub:<task id>") is rewritten as the parent's stable label
-    ("sub@3": node sub at superstep 3). Feed steps in `seq` order: a parent
-    step always starts, and so is numbered, before the steps inside it.
-    """
-
-    def __init__(self) -> None:
-        self._labels: dict[str, str] = {}
-
-    def __call__(self, step: Step) -> StepKey:
-        ns = ""
-        if step.namespace:  # the innermost parent's label already spells the whole path
-            parts = [part.partition(":") for part in step.namespace.split("|")]
-            ns = self._labels.get(parts[-1][2]) or "|".join(name for name, _, _ in parts)
-        if step.task_id:
-            label = f"{step.node}@{step.lg_step}"
-            if not step.path.startswith("__pregel_pull"):
-                label += f"[{step.path}]"
-            self._labels[step.task_id] = f"{ns}|{label}" if ns else label
-        return (ns, step.lg_step, step.node, step.path)
-
-
-def step_keys(steps: Sequence[Step]) -> list[StepKey]:
-    """`StepKeys` over a recorded run's steps (in seq order)."""
-    keys = StepKeys()
-    return [keys(s) for s in sorted(steps, key=lambda s: s.seq)]
-
-
-@dataclass
-class Recorder:
-    """State of one recorded run: sequence numbers and where rows go."""
-
-    run_id: str
-    writer: Writer
-    decision_nodes: frozenset[str]
-    next_seq: int = 0
-    model_seq: int = 0
-    root_ns: str = ""  # checkpoint namespace the run started in ("" unless used as a node)
-    cassette: Cassette | None = None  # replay: answers steps from a recording
-    forbid_models: bool = False  # replay: a model call is a divergence, not a cost
-    keys: StepKeys = field(default_factory=StepKeys)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def allocate(self) -> int:
-        with self._lock:
-            seq = self.next_seq
-            self.next_seq += 1
-            return seq
-
-    def allocate_model_call(self) -> int:
-        with self._lock:
-            seq = self.model_seq
-            self.model_seq += 1
-            return seq
-
-    def add_step(self, step: Step) -> None:
-        self.writer.put("step", step)
-
-    def answer(self, step: Step) -> tuple[bool, Any]:
-        if self.cassette is None:
-            return False, None
-        with self._lock:
-            key = self.keys(step)
-        return self.cassette.answer(key, step)
-
-
-class _RecordingNode(Runnable[Any, Any]):
-    """Wraps one node's runnable: times it and sends its update to the recorder."""
-
-    def __init__(self, name: str, bound: Runnable[Any, Any]) -> None:
-        self.name = name
-        self.bound = bound
-
-    def _begin(self, config: RunnableConfig | None) -> tuple[Recorder | None, tuple[Any, ...], RunnableConfig | None]:
-        recorder = (config or {}).get("configurable", {}).get(_KEY)
-        if recorder is None or self.name.startswith("__"):  # __start__ only echoes the input
-            return None, (), config
-        md = config.get("metadata") or {}  # type: ignore[union-attr]
-        seq = recorder.allocate()
-        # "parent:<task id>|...|node:<own task id>", relative to where the run started
-        ns = str(md.get("langgraph_checkpoint_ns") or "")
-        if recorder.root_ns and ns.startswith(recorder.root_ns + "|"):
-            ns = ns[len(recorder.root_ns) + 1 :]
-        parent, _, own = ns.rpartition("|")
-        # the Step itself is built once, at the end: this is the hot path of every node
-        info = (seq, md.get("langgraph_step"), _path(md.get("langgraph_path")), parent, own.partition(":")[2], time.time())
-        config = {**config, "metadata": {**md, "trajgraph_step": seq}}  # type: ignore[misc]
-        return recorder, info, config
-
-    def _step(self, recorder: Recorder, info: tuple[Any, ...], **fields: Any) -> Step:
-        seq, lg_step, path, namespace, task_id, started_at = info
-        return Step(
-            run_id=recorder.run_id,
-            seq=seq,
-            node=self.name,
-            lg_step=lg_step,
-            path=path,
-            namespace=namespace,
-            task_id=task_id,
-            started_at=started_at,
-            **fields,
-        )
-
-    def _end(self, recorder: Recorder, info: tuple[Any, ...], t0: float, out: Any = None, exc: BaseException | None = None) -> None:
-        latency = (time.perf_counter() - t0) * 1000
-        if exc is None:
-            action = out if self.name in recorder.decision_nodes else None
-            step = self._step(recorder, info, update=out, action=action, latency_ms=latency)
-        elif isinstance(exc, GraphBubbleUp):  # interrupt or parent command: not a failure
-            step = self._step(recorder, info, interrupted=True, latency_ms=latency)
-        else:
-            step = self._step(recorder, info, error=f"{type(exc).__name__}: {exc}", latency_ms=latency)
-        recorder.add_step(step)
-
-    def _answer(self, recorder: Recorder, info: tuple[Any, ...]) -> tuple[bool, Any]:
-        if recorder.cassette is None:
-            return False, None
-        return recorder.answer(self._step(recorder, info))
-
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        recorder, info, config = self._begin(config)
-        if recorder is None:
-            return self.bound.invoke(input, config, **kwargs)
-        t0 = time.perf_counter()
-        try:
-            answered, out = self._answer(recorder, info)
-            if not answered:
-                out = self.bound.invoke(input, config, **kwargs)
-        except BaseException as exc:
-            self._end(recorder, info, t0, exc=exc)
-            raise
-        self._end(recorder, info, t0, out)
-        return out
-
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        recorder, info, config = self._begin(config)
-        if recorder is None:
-            return await self.bound.ainvoke(input, config, **kwargs)
-        t0 = time.perf_counter()
-        try:
-            answered, out = self._answer(recorder, info)
-            if not answered:
-                out = await self.bound.ainvoke(input, config, **kwargs)
-        except BaseException as exc:
-            self._end(recorder, info, t0, exc=exc)
-            raise
-        self._end(recorder, info, t0, out)
-        return out
-
-
-def _path(path: Any) -> str:
-    if not path:
-        return ""
-    return "/".join(str(p) for p in path if not isinstance(p, bool))
-
-
 def instrument(graph: Pregel) -> Pregel:
     """A copy of `graph` whose nodes (and subgraphs' nodes) report to the active recorder."""
     if isinstance(graph, _RecordingMixin):
@@ -219,14 +53,14 @@ def instrument(graph: Pregel) -> Pregel:
     nodes = {}
     for name, node in graph.nodes.items():
         bound = node.bound
-        if isinstance(bound, _RecordingNode):
+        if isinstance(bound, RecordingNode):
             nodes[name] = node
             continue
         subgraphs = list(node.subgraphs)
         if isinstance(bound, Pregel):  # a recorded graph used as a node joins the outer run
             bound = instrument(bound)
             subgraphs = [bound]
-        nodes[name] = node.copy({"bound": _RecordingNode(name, bound), "subgraphs": subgraphs})
+        nodes[name] = node.copy({"bound": RecordingNode(name, bound), "subgraphs": subgraphs})
     return Pregel.copy(graph, {"nodes": nodes})
 
 

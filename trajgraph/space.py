@@ -12,7 +12,8 @@ is the search tree. The interface, kept small on purpose:
     score(nodes) -> [float]             reward model / judge / rollouts, batched
 
 Environments whose state lives outside the graph fork through `snapshot()/restore()`
-(see `Environment`); expansions are then serialised on that environment.
+(see `Environment`); expansions are then serialised on that environment. How a
+raw policy sample becomes a valid or invalid `Candidate` is trajgraph/_candidates.py.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
+from trajgraph._candidates import Failed, as_update, count_tokens, tool_names, validate
 from trajgraph._json import canonical_key
 from trajgraph.budget import BudgetMeter
 from trajgraph.errors import ConfigError, ForkError
@@ -144,7 +146,7 @@ class Space:
         self.nodes: list[Node] = []
         self.reflections: list[str] = []  # lessons from failed trajectories, shown to policies
         self.task_text = ""
-        self.tools = _tool_names(self.graph)
+        self.tools = tool_names(self.graph)
 
     # -- the interface -------------------------------------------------------------
 
@@ -169,7 +171,7 @@ class Space:
             try:
                 actions = list(await self.policy.propose(state, n))
             except Exception as exc:  # a failing policy is an invalid candidate, not a crash
-                actions = [_Failed(exc)]
+                actions = [Failed(exc)]
         else:
             actions = await asyncio.gather(*(self._sample_node(node) for _ in range(n)), return_exceptions=True)
         merged: dict[str, Candidate] = {}
@@ -189,7 +191,7 @@ class Space:
         if node.terminal:
             raise ValueError(f"cannot expand a finished state ({node!r})")
         self.meter.check()
-        if candidate.invalid and isinstance(candidate.action, _Failed):
+        if candidate.invalid and isinstance(candidate.action, Failed):
             child = Node(next(self._ids), node.config, node.state, parent=node, action=None, action_text=candidate.text,
                          observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True)
             node.children.append(child)
@@ -236,14 +238,14 @@ class Space:
         if isinstance(action, Candidate):
             return action
         if isinstance(action, BaseException):
-            action = _Failed(action)
-        if isinstance(action, _Failed):
+            action = Failed(action)
+        if isinstance(action, Failed):
             text = f"<invalid: {action.error}>"
             return Candidate(action=action, text=text, key=text, invalid=True, error=action.error)
-        action = _as_update(action)
+        action = as_update(action)
         text = render_action(action)
-        invalid, error = self._validate(action, state or {})
-        return Candidate(action=action, text=text, key=canonical_key(action), tokens=_tokens(action), invalid=invalid, error=error)
+        invalid, error = validate(action, state or {}, self.tools)
+        return Candidate(action=action, text=text, key=canonical_key(action), tokens=count_tokens(action), invalid=invalid, error=error)
 
     def best_terminal(self) -> Node | None:
         done = [n for n in self.nodes if n.terminal and not n.invalid]
@@ -341,64 +343,6 @@ class Space:
             node.outcome = self.outcome_fn(node.state)
         self.nodes.append(node)
         return node
-
-    def _validate(self, action: Any, state: dict[str, Any]) -> tuple[bool, str]:
-        if isinstance(action, dict) and "action" in action and isinstance(state.get("actions"), list) and state["actions"]:
-            if action["action"] not in state["actions"]:
-                return True, f"not an admissible action: {action['action']!r}"
-        for msg in _messages(action):
-            bad = getattr(msg, "invalid_tool_calls", None) or []
-            if bad:
-                return True, f"malformed tool call: {bad[0].get('error') or bad[0].get('name')}"
-            for call in getattr(msg, "tool_calls", None) or []:
-                if self.tools is not None and call.get("name") not in self.tools:
-                    return True, f"unknown tool {call.get('name')!r}"
-        return False, ""
-
-
-@dataclass
-class _Failed:
-    """A policy sample that raised: kept as an invalid candidate."""
-
-    exc: BaseException
-
-    @property
-    def error(self) -> str:
-        return f"{type(self.exc).__name__}: {self.exc}"
-
-
-def _as_update(action: Any) -> Any:
-    from langchain_core.messages import AIMessage
-
-    if isinstance(action, AIMessage):
-        return {"messages": [action]}
-    return action
-
-
-def _messages(action: Any) -> list[Any]:
-    if isinstance(action, dict) and "messages" in action:
-        msgs = action["messages"]
-        return list(msgs) if isinstance(msgs, (list, tuple)) else [msgs]
-    return []
-
-
-def _tokens(action: Any) -> int:
-    total = 0
-    for msg in _messages(action):
-        usage = getattr(msg, "usage_metadata", None) or {}
-        total += int(usage.get("total_tokens") or 0)
-    return total
-
-
-def _tool_names(graph: Pregel) -> set[str] | None:
-    names: set[str] = set()
-    found = False
-    for node in graph.nodes.values():
-        tools = getattr(node.bound, "tools_by_name", None)
-        if isinstance(tools, dict):
-            found = True
-            names |= set(tools)
-    return names if found else None
 
 
 def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:

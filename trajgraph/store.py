@@ -2,7 +2,8 @@
 
 Plain tables with foreign keys and JSON as TEXT, so Datasette or the
 `sqlite-utils` CLI can browse a store. A `_trajgraph_meta` table holds the schema
-version and `_MIGRATIONS` bring older stores forward; opening a file that is
+version and migrations (trajgraph/_schema.py) bring older stores forward; the
+row encoding (JSON as TEXT) is trajgraph/_rows.py. Opening a file that is
 not a store, is corrupt, or is newer than this code raises a one-line
 `StoreError` and writes nothing. Nothing here unpickles: a column that does not
 hold JSON text is refused with a `StoreError`, whatever it holds.
@@ -15,7 +16,6 @@ returns whole prompts).
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -27,8 +27,10 @@ from typing import Any
 
 import sqlite_utils
 
-from trajgraph._json import dumps, loads
-from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
+from trajgraph import _schema
+from trajgraph._rows import JSON_FIELDS, decode, encode, resolve_prompts, row_of
+from trajgraph._schema import MIGRATIONS as _MIGRATIONS  # noqa: F401 (re-exported: tests replay old schemas)
+from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
     ModelCall,
@@ -38,142 +40,6 @@ from trajgraph.trajectory import (
     Step,
     Trajectory,
 )
-
-_META = "_trajgraph_meta"
-
-_SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    graph TEXT NOT NULL DEFAULT '',
-    graph_path TEXT,
-    kind TEXT NOT NULL DEFAULT 'record',
-    status TEXT NOT NULL DEFAULT 'running',
-    input TEXT,
-    output TEXT,
-    outcome REAL,
-    task TEXT,
-    parent_id TEXT REFERENCES runs(id),
-    fork_step INTEGER,
-    thread_id TEXT,
-    tags TEXT NOT NULL DEFAULT '[]',
-    metadata TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    started_at REAL NOT NULL,
-    ended_at REAL
-);
-CREATE INDEX IF NOT EXISTS runs_graph_started ON runs(graph, started_at);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
-CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id);
-CREATE INDEX IF NOT EXISTS runs_task ON runs(task);
-
-CREATE TABLE IF NOT EXISTS run_tags (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    tag TEXT NOT NULL,
-    PRIMARY KEY (run_id, tag)
-);
-CREATE INDEX IF NOT EXISTS run_tags_tag ON run_tags(tag);
-
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    lg_step INTEGER,
-    path TEXT NOT NULL DEFAULT '',
-    namespace TEXT NOT NULL DEFAULT '',
-    "update" TEXT,
-    action TEXT,
-    started_at REAL NOT NULL DEFAULT 0,
-    latency_ms REAL NOT NULL DEFAULT 0,
-    error TEXT,
-    reward REAL,
-    interrupted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS steps_node ON steps(node);
-
-CREATE TABLE IF NOT EXISTS model_calls (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    step_seq INTEGER,
-    model TEXT NOT NULL DEFAULT '',
-    messages TEXT,
-    response TEXT,
-    params TEXT NOT NULL DEFAULT '{}',
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    latency_ms REAL NOT NULL DEFAULT 0,
-    token_ids TEXT,
-    logprobs TEXT,
-    error TEXT,
-    PRIMARY KEY (run_id, seq)
-);
-
-CREATE TABLE IF NOT EXISTS search_nodes (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    id INTEGER NOT NULL,
-    parent_id INTEGER,
-    depth INTEGER NOT NULL DEFAULT 0,
-    action TEXT,
-    action_text TEXT NOT NULL DEFAULT '',
-    observation TEXT NOT NULL DEFAULT '',
-    score REAL,
-    value REAL,
-    visits INTEGER NOT NULL DEFAULT 0,
-    outcome REAL,
-    terminal INTEGER NOT NULL DEFAULT 0,
-    chosen INTEGER NOT NULL DEFAULT 0,
-    invalid INTEGER NOT NULL DEFAULT 0,
-    reason TEXT NOT NULL DEFAULT '',
-    created_at REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, id)
-);
-
-CREATE TABLE IF NOT EXISTS pairs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    source TEXT NOT NULL,
-    prompt TEXT,
-    chosen TEXT,
-    rejected TEXT,
-    chosen_score REAL,
-    rejected_score REAL,
-    node_id INTEGER,
-    chosen_node INTEGER,
-    rejected_node INTEGER,
-    task TEXT
-);
-CREATE INDEX IF NOT EXISTS pairs_run ON pairs(run_id);
-CREATE INDEX IF NOT EXISTS pairs_source ON pairs(source);
-
-CREATE VIEW IF NOT EXISTS decision_steps AS
-    SELECT run_id, seq, node, action, reward FROM steps WHERE action IS NOT NULL;
-CREATE VIEW IF NOT EXISTS dpo_pairs AS
-    SELECT prompt, chosen, rejected, chosen_score, rejected_score, source, run_id FROM pairs;
-"""
-
-# version -> SQL that brings a store from version-1 to version. Append, never edit.
-_MIGRATIONS: dict[int, str] = {
-    1: _SCHEMA_V1,
-    2: """
-ALTER TABLE steps ADD COLUMN task_id TEXT NOT NULL DEFAULT ''
-""",
-    # model_calls.messages then holds only the messages after the first prompt_shared of call prompt_ref's
-    3: """
-ALTER TABLE model_calls ADD COLUMN prompt_ref INTEGER;
-ALTER TABLE model_calls ADD COLUMN prompt_shared INTEGER NOT NULL DEFAULT 0
-""",
-}
-
-_JSON_FIELDS = {
-    "runs": ("input", "output", "tags", "metadata"),
-    "steps": ("update", "action"),
-    "model_calls": ("messages", "response", "params", "token_ids", "logprobs"),
-    "search_nodes": ("action",),
-    "pairs": ("prompt", "chosen", "rejected"),
-}
-_BOOL_FIELDS = {"steps": {"interrupted"}, "search_nodes": {"terminal", "chosen", "invalid"}}
 
 
 class Store:
@@ -216,9 +82,9 @@ class Store:
                 raise NotAStoreError(f"{self.path}: is a directory, not a trajgraph store file")
             conn = self._connect()
             try:
-                version = self._check(conn)
+                version = _schema.check(conn, self.path)
                 if version < SCHEMA_VERSION and not self.readonly:
-                    self._migrate(conn, version)
+                    _schema.migrate(conn)
                 # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each
                 conn.execute("PRAGMA synchronous = NORMAL")
             except BaseException:
@@ -236,56 +102,6 @@ class Store:
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
-
-    def _check(self, conn: sqlite3.Connection) -> int:
-        """Return the file's schema version (0 for a new file); raise on a foreign file."""
-        try:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        except sqlite3.DatabaseError as exc:
-            if "not a database" in str(exc):
-                raise NotAStoreError(f"{self.path}: not a trajgraph store (not an SQLite database); choose another path") from None
-            raise NotAStoreError(f"{self.path}: corrupt SQLite file ({exc}); restore it from a copy or choose another path") from None
-        if not tables:
-            return 0
-        if _META not in tables:
-            raise NotAStoreError(
-                f"{self.path}: an SQLite file but not a trajgraph store (no {_META} table); choose another path"
-            )
-        try:
-            row = conn.execute(f"SELECT value FROM {_META} WHERE key='schema_version'").fetchone()
-            check = conn.execute("PRAGMA quick_check").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise NotAStoreError(f"{self.path}: corrupt trajgraph store ({exc})") from None
-        if check is None or check[0] != "ok":
-            raise NotAStoreError(f"{self.path}: corrupt trajgraph store (integrity check: {check and check[0]})")
-        if row is None:
-            raise NotAStoreError(f"{self.path}: trajgraph store without a schema version; it is damaged")
-        version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNewError(
-                f"{self.path}: store schema v{version} is newer than this trajgraph (v{SCHEMA_VERSION}); upgrade trajgraph"
-            )
-        return version
-
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
-        try:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {_META} (key TEXT PRIMARY KEY, value TEXT)")
-            row = conn.execute(f"SELECT value FROM {_META} WHERE key='schema_version'").fetchone()
-            current = int(row[0]) if row else 0
-            for target in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[target].split(";\n"):
-                    if statement.strip():
-                        conn.execute(statement)
-            conn.execute(
-                f"INSERT OR REPLACE INTO {_META} VALUES ('schema_version', ?), ('app', 'trajgraph')",
-                (str(SCHEMA_VERSION),),
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def flush(self) -> None:
         """Wait until every row that recording has queued for this store is committed."""
@@ -336,7 +152,7 @@ class Store:
             memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
             try:
                 for run in runs:
-                    self._insert(conn, "runs", _row(run), replace=True, memo=memo)
+                    self._insert(conn, "runs", row_of(run), replace=True, memo=memo)
                     conn.execute("DELETE FROM run_tags WHERE run_id=?", (run.id,))
                     conn.executemany(
                         "INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run.id, t) for t in run.tags]
@@ -349,9 +165,9 @@ class Store:
                     ("search_nodes", search_nodes),
                 ):
                     if items:
-                        self._insert_many(conn, table, [_row(i) for i in items], replace=True, memo=memo)
+                        self._insert_many(conn, table, [row_of(i) for i in items], replace=True, memo=memo)
                 if pairs:
-                    self._insert_many(conn, "pairs", [_row(p) for p in pairs], replace=False)
+                    self._insert_many(conn, "pairs", [row_of(p) for p in pairs], replace=False)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -366,7 +182,7 @@ class Store:
     def _update_run(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any], memo: dict[int, Any] | None = None) -> None:
         if not fields:
             return
-        row = _encode("runs", dict(fields), memo)
+        row = encode("runs", dict(fields), memo)
         sets = ", ".join(f'"{k}"=?' for k in row)
         conn.execute(f"UPDATE runs SET {sets} WHERE id=?", [*row.values(), run_id])
         if "tags" in fields:
@@ -381,7 +197,7 @@ class Store:
     def _insert_many(
         conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool, memo: dict[int, Any] | None = None
     ) -> None:
-        rows = [_encode(table, r, memo) for r in rows]
+        rows = [encode(table, r, memo) for r in rows]
         if table == "pairs":
             for r in rows:
                 r.pop("id", None)
@@ -468,7 +284,7 @@ class Store:
             rows = self._query("SELECT * FROM model_calls ORDER BY run_id, seq")
         else:
             rows = self._query("SELECT * FROM model_calls WHERE run_id = ? ORDER BY seq", [run_id])
-        return _resolve_prompts([ModelCall(**self._decode("model_calls", r)) for r in rows])
+        return resolve_prompts([ModelCall(**self._decode("model_calls", r)) for r in rows])
 
     def search_nodes(self, run_id: str) -> list[SearchNode]:
         rows = self._query("SELECT * FROM search_nodes WHERE run_id = ? ORDER BY id", [run_id])
@@ -503,7 +319,7 @@ class Store:
     def _decode(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
         """Decode JSON columns; a value that is not JSON (say, a pickle) is refused, never run."""
         try:
-            return _decode(table, row)
+            return decode(table, row)
         except (ValueError, TypeError) as exc:
             where = ", ".join(f"{k}={row[k]!r}" for k in ("run_id", "id", "seq") if isinstance(row.get(k), (str, int)))
             raise StoreError(
@@ -526,8 +342,8 @@ class Store:
         return {r["run_id"]: int(r["n"]) for r in rows}
 
     def count(self, table: str) -> int:
-        if table not in _JSON_FIELDS:
-            raise StoreError(f"unknown table {table!r}; one of {sorted(_JSON_FIELDS)}")
+        if table not in JSON_FIELDS:
+            raise StoreError(f"unknown table {table!r}; one of {sorted(JSON_FIELDS)}")
         return int(self._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
 
 
@@ -546,60 +362,6 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _row(item: Any) -> dict[str, Any]:
-    return dict(item.__dict__)  # the dataclass's fields (frozen dataclasses without slots keep them here)
-
-
-def _encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
-    out = dict(row)
-    if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
-        out["messages"] = out["messages"][out["prompt_shared"] :]  # the rest is stored with call prompt_ref
-    for f in _JSON_FIELDS[table]:
-        if f in out:
-            value = out[f]
-            if f == "action" and value is not None and value is row.get("update"):
-                out[f] = out["update"]  # a decision node's action is its update: encode it once
-            elif f == "tags":
-                out[f] = json.dumps(list(value or ()))
-            elif f == "metadata" or f == "params":
-                out[f] = dumps(value or {}, memo)
-            else:
-                out[f] = None if value is None else dumps(value, memo)
-    for f in _BOOL_FIELDS.get(table, set()) & out.keys():
-        out[f] = int(bool(out[f]))
-    return out
-
-
-def _resolve_prompts(calls: list[ModelCall]) -> list[ModelCall]:
-    """Rebuild whole prompts from shared prefixes (calls come ordered by run, then seq)."""
-    whole: dict[tuple[str, int], list[Any]] = {}
-    out = []
-    for call in calls:
-        messages = call.messages
-        if call.prompt_ref is not None and call.prompt_shared and isinstance(messages, list):
-            base = whole.get((call.run_id, call.prompt_ref))
-            if base is not None:  # else the referenced call is missing: keep what this row holds
-                messages = base[: call.prompt_shared] + messages
-                call = call.replace(messages=messages)
-        if isinstance(messages, list):
-            whole[(call.run_id, call.seq)] = messages
-        out.append(call)
-    return out
-
-
-def _decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    for f in _JSON_FIELDS[table]:
-        if f in out:
-            value = out[f]
-            if value is not None and not isinstance(value, str):  # a BLOB or number where JSON text belongs
-                raise TypeError(f"{table}.{f} is {type(value).__name__}, not JSON text")
-            out[f] = loads(value)
-    for f in _BOOL_FIELDS.get(table, set()) & out.keys():
-        out[f] = bool(out[f])
-    return out
 
 
 __all__ = ["Store"]

@@ -12,6 +12,14 @@ returning k candidate updates, a `name`, and `stats` (calls, samples, tokens,
 invalid_outputs, fallbacks). torch/transformers/litellm load on first use.
 """
 
+import os
+
+# libgomp threads spin while waiting for work by default; when the CPU is shared (parallel
+# bench workers, CI neighbours) a 2-thread torch then ran MiniLM 12x and SmolLM2 generation
+# 5x slower here. Passive waiting costs little when the cores are free. It only takes effect
+# if set before torch is first imported, so trajgraph's own hermetic defaults are the better home.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from ._prompt import PolicyStats, build_messages, match_command
 from .minilm_ranker import MiniLM, MiniLMPolicy, minilm_policy
 from .provider import register_smollm2

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,14 +118,10 @@ class TextEncoder:
 def collate(batch: list[Encoded], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
     """Pad to the longest item of this batch (callers sort by length first)."""
     width = max(len(e.ids) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    types = torch.zeros((len(batch), width), dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e.ids)
-        ids[i, :n] = torch.tensor(e.ids)
-        types[i, :n] = torch.tensor(e.type_ids)
-        mask[i, :n] = 1
+    # one tensor() call over padded lists: per-row tensor writes cost more than the model at small sizes
+    ids = torch.tensor([e.ids + [pad_id] * (width - len(e.ids)) for e in batch], dtype=torch.long)
+    types = torch.tensor([e.type_ids + [0] * (width - len(e.ids)) for e in batch], dtype=torch.long)
+    mask = torch.tensor([[1] * len(e.ids) + [0] * (width - len(e.ids)) for e in batch], dtype=torch.long)
     return {
         "input_ids": ids.to(device, non_blocking=True),
         "attention_mask": mask.to(device, non_blocking=True),
@@ -181,7 +178,8 @@ def read_config(path: Path) -> dict[str, Any]:
             "a plain transformers checkpoint is a backbone: train(store, out_dir, backbone=...)"
         )
     if int(config.get("format_version", 0)) > FORMAT_VERSION:
-        raise RewardModelError(f"{cfg_path}: reward model format v{config['format_version']} is newer than this trajgraph; upgrade trajgraph")
+        version = config["format_version"]
+        raise RewardModelError(f"{cfg_path}: reward model format v{version} is newer than this trajgraph; upgrade trajgraph")
     missing = [name for name in (WEIGHTS, TOKENIZER) if not (path / name).is_file()]
     if missing:
         raise RewardModelError(f"{path}: reward model is missing {', '.join(missing)}")
@@ -244,6 +242,44 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def load_backbone(path: Path) -> tuple[RewardNet, Any, int]:
+    """A local transformers checkpoint -> (RewardNet with a fresh head, tokenizers.Tokenizer, pad id)."""
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if not (path / "config.json").is_file():
+        raise RewardModelError(f"backbone {path}: not a local transformers checkpoint (config.json missing)")
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the "Loading weights" bar would interleave with ours
+    try:
+        # use_safetensors: refuse pickle-based weight files (pytorch_model.bin) outright.
+        encoder = AutoModel.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
+        hf_tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise RewardModelError(f"backbone {path}: cannot load it offline ({str(exc).splitlines()[0]})") from None
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+    backend = getattr(hf_tok, "backend_tokenizer", None)
+    if backend is None:
+        raise RewardModelError(f"backbone {path}: needs a fast (tokenizers) tokenizer, tokenizer.json")
+    pad_id = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
+    encoder.float()
+    net = RewardNet(encoder, int(encoder.config.hidden_size), uses_token_types(encoder.config))
+    return net, backend, int(pad_id)
+
+
+def freeze(net: RewardNet, n_layers: int) -> None:
+    """Freeze embeddings and encoder layers 0..n-1 (matched by the usual `layer.N.` / `layers.N.` names)."""
+    if n_layers <= 0:
+        return
+    pattern = re.compile(r"(?:^|\.)(?:layer|layers|h|block)\.(\d+)\.")
+    for name, param in net.encoder.named_parameters():
+        m = pattern.search(name)
+        if "embeddings" in name or (m is not None and int(m.group(1)) < n_layers):
+            param.requires_grad_(False)
+
+
 def quantize_int8(net: RewardNet) -> RewardNet:
     """Dynamic int8 quantization of the encoder's Linear layers (CPU); the head stays fp32."""
     try:
@@ -256,4 +292,17 @@ def quantize_int8(net: RewardNet) -> RewardNet:
     return net
 
 
-__all__ = ["RewardNet", "TextEncoder", "Encoded", "collate", "save", "load", "read_config", "default_backbone", "quantize_int8", "cpu_has_bf16"]
+__all__ = [
+    "RewardNet",
+    "TextEncoder",
+    "Encoded",
+    "collate",
+    "save",
+    "load",
+    "read_config",
+    "default_backbone",
+    "load_backbone",
+    "freeze",
+    "quantize_int8",
+    "cpu_has_bf16",
+]

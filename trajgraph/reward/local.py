@@ -98,6 +98,11 @@ class LocalRewardModel:
         """The exact text this model reads for `item` (before token truncation)."""
         return self.formatter.text(item)
 
+    def tokens(self, item: RewardItem) -> list[str]:
+        """The tokens the model reads for `item`, after truncation (the task's head, the newest turns)."""
+        ids = self._encoder.encode([item])[0].ids
+        return [self._encoder.tokenizer.id_to_token(i) or "" for i in ids]
+
     def score(self, items: Sequence[RewardItem]) -> list[float]:
         """Scores in (0, 1), higher is better; one per item, in order."""
         return [_sigmoid(x) for x in self.logits(items)]

@@ -15,9 +15,10 @@ Tasks are split between training and validation, so validation measures
 generalisation to unseen tasks. After every epoch: validation loss, AUC
 (successful vs failed steps) and pairwise accuracy (explicit pairs, or sibling
 candidates of one prefix ranked by their value); early stopping keeps the best
-epoch by validation AUC (else pair accuracy, else loss). Before fine-tuning,
-the head is fitted alone on frozen features ("epoch 0", see `_probe`). Fixed seeds give the same weights. torch is imported inside functions so
-that `import trajgraph.reward` stays light.
+epoch by validation AUC (else pair accuracy, else loss). Before fine-tuning the
+head is fitted alone on frozen features ("epoch 0", see `_fit.probe`), and dropout
+stays off throughout. Fixed seeds give the same weights. torch is imported
+inside functions so that `import trajgraph.reward` stays light.
 """
 
 from __future__ import annotations
@@ -32,14 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from trajgraph.errors import ConfigError
 from trajgraph.reward.base import Formatter
-from trajgraph.reward.data import Dataset, Example, PairExample, build_dataset
-from trajgraph.reward.metrics import sibling_accuracy, weighted_auc
+from trajgraph.reward.data import Dataset, build_dataset
 from trajgraph.store import Store
 
 if TYPE_CHECKING:
     import torch
-
-    from trajgraph.reward._net import Encoded, RewardNet
 
 
 @dataclass(frozen=True)
@@ -114,7 +112,7 @@ def train(
     """
     import torch
 
-    from trajgraph.reward import _net
+    from trajgraph.reward import _fit, _net
 
     if epochs < 1 or batch_size < 1:
         raise ConfigError(f"epochs={epochs}, batch_size={batch_size}: both must be at least 1")
@@ -131,14 +129,14 @@ def train(
     backbone_path = Path(backbone) if backbone is not None else _net.default_backbone()
 
     torch.manual_seed(seed)
-    net, tokenizer, pad_id = _load_backbone(backbone_path)
+    net, tokenizer, pad_id = _net.load_backbone(backbone_path)
     limit = int(getattr(net.encoder.config, "max_position_embeddings", 512) or 512)
     text_encoder = _net.TextEncoder(tokenizer, formatter, min(max_length, limit))
-    _freeze(net, freeze_layers)
+    _net.freeze(net, freeze_layers)
     net.to(dev)
 
-    encode = _Cache(text_encoder)
-    mean_count = _mean_count(train_set)
+    encode = _fit.Cache(text_encoder)
+    mean_n = _fit.mean_count(train_set)
     history: list[EpochStats] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
 
@@ -158,7 +156,7 @@ def train(
         return True
 
     def finish_epoch(epoch: int, train_loss: float, t0: float) -> bool:
-        metrics = _evaluate(net, val_set, encode, pad_id, dev, batch_size * 4) if len(val_set) else {}
+        metrics = _fit.evaluate(net, val_set, encode, pad_id, dev, batch_size * 4) if len(val_set) else {}
         stats = EpochStats(
             epoch, train_loss, metrics.get("loss"), metrics.get("auc"), metrics.get("pair_accuracy"), time.perf_counter() - t0
         )
@@ -170,7 +168,7 @@ def train(
     with bar:
         if probe_steps > 0:  # "epoch 0": the probed head on the pretrained encoder; fine-tuning must beat it
             t0 = time.perf_counter()
-            probe_loss = _probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_count)
+            probe_loss = _fit.probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_n)
             finish_epoch(0, probe_loss, t0)
         head_lr = head_lr if head_lr is not None else (lr if probe_steps > 0 else 20 * lr)
         optimizer = torch.optim.AdamW(
@@ -181,7 +179,7 @@ def train(
             weight_decay=0.01,
         )
         rng = random.Random(seed)
-        total = len(_plan(train_set, batch_size, random.Random(0), encode)) * epochs
+        total = len(_fit.plan(train_set, batch_size, random.Random(0), encode)) * epochs
         # Adam's first steps move every weight by about lr whatever the gradient: warm up over
         # at least 10 steps (half of a short run), or the probed head meets suddenly shifted features.
         warmup = max(1, min(max(10, total // 10), total // 2))
@@ -191,12 +189,12 @@ def train(
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             net.eval()  # dropout off, as reward-model trainers do: few labels, and the probed head expects clean features
-            batches = _plan(train_set, batch_size, rng, encode)
+            batches = _fit.plan(train_set, batch_size, rng, encode)
             total_loss, seen = 0.0, 0
             bar.start(f"epoch {epoch}/{epochs}", len(batches))
             for batch in batches:
                 with autocast:
-                    loss = _loss(net, batch, encode, pad_id, dev, mean_count)
+                    loss = _fit.loss(net, batch, encode, pad_id, dev, mean_n)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -254,7 +252,7 @@ def init_model(
 
     backbone_path = Path(backbone) if backbone is not None else _net.default_backbone()
     torch.manual_seed(seed)
-    net, tokenizer, pad_id = _load_backbone(backbone_path)
+    net, tokenizer, pad_id = _net.load_backbone(backbone_path)
     formatter = formatter or Formatter()
     meta = {
         "formatter": formatter.to_dict(),
@@ -268,202 +266,13 @@ def init_model(
 # -- pieces ------------------------------------------------------------------------------
 
 
-def _load_backbone(path: Path) -> tuple[RewardNet, Any, int]:
-    """A local transformers checkpoint -> (RewardNet with a fresh head, tokenizers.Tokenizer, pad id)."""
-    from transformers import AutoModel, AutoTokenizer
-    from transformers.utils import logging as hf_logging
-
-    from trajgraph.errors import RewardModelError
-    from trajgraph.reward import _net
-
-    if not (path / "config.json").is_file():
-        raise RewardModelError(f"backbone {path}: not a local transformers checkpoint (config.json missing)")
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # the "Loading weights" bar would interleave with ours
-    try:
-        # use_safetensors: refuse pickle-based weight files (pytorch_model.bin) outright.
-        encoder = AutoModel.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
-        hf_tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise RewardModelError(f"backbone {path}: cannot load it offline ({str(exc).splitlines()[0]})") from None
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-    backend = getattr(hf_tok, "backend_tokenizer", None)
-    if backend is None:
-        raise RewardModelError(f"backbone {path}: needs a fast (tokenizers) tokenizer, tokenizer.json")
-    pad_id = hf_tok.pad_token_id if hf_tok.pad_token_id is not None else 0
-    encoder.float()
-    net = _net.RewardNet(encoder, int(encoder.config.hidden_size), _net.uses_token_types(encoder.config))
-    return net, backend, int(pad_id)
-
-
-def _freeze(net: RewardNet, n_layers: int) -> None:
-    """Freeze embeddings and encoder layers 0..n-1 (matched by the usual `layer.N.` / `layers.N.` names)."""
-    import re
-
-    if n_layers <= 0:
-        return
-    pattern = re.compile(r"(?:^|\.)(?:layer|layers|h|block)\.(\d+)\.")
-    for name, param in net.encoder.named_parameters():
-        m = pattern.search(name)
-        if "embeddings" in name or (m is not None and int(m.group(1)) < n_layers):
-            param.requires_grad_(False)
-
-
-class _Cache:
-    """Encode each item once per training run (items repeat across epochs and pairs)."""
-
-    def __init__(self, text_encoder: Any) -> None:
-        self.text_encoder = text_encoder
-        self.cache: dict[Any, Encoded] = {}
-
-    def __call__(self, items: list[Any]) -> list[Encoded]:
-        todo = [i for i in dict.fromkeys(items) if i not in self.cache]
-        for item, enc in zip(todo, self.text_encoder.encode(todo)):
-            self.cache[item] = enc
-        return [self.cache[i] for i in items]
-
-
-def _plan(data: Dataset, batch_size: int, rng: random.Random, encode: _Cache) -> list[tuple[str, list[Any]]]:
-    """Shuffled batches; within windows of 8 batches items are sorted by length (less padding)."""
-    batches: list[tuple[str, list[Any]]] = []
-    sources: tuple[tuple[str, list[Any], int], ...] = (
-        ("point", list(data.examples), batch_size),
-        ("pair", list(data.pairs), max(1, batch_size // 2)),  # a pair is two forward items
-    )
-    for kind, rows, size in sources:
-        rng.shuffle(rows)
-        window = size * 8
-        for w in range(0, len(rows), window):
-            chunk = rows[w : w + window]
-            lengths = [len(e.ids) for e in encode([_first(r) for r in chunk])]
-            order = sorted(range(len(chunk)), key=lambda i: lengths[i])
-            chunk = [chunk[i] for i in order]
-            batches += [(kind, chunk[i : i + size]) for i in range(0, len(chunk), size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def _first(row: Example | PairExample) -> Any:
-    return row.item if isinstance(row, Example) else row.chosen
-
-
-def _forward(net: RewardNet, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device) -> torch.Tensor:
-    from trajgraph.reward import _net
-
-    return net(**_net.collate(encode(items), pad_id, dev))
-
-
-def _loss(
-    net: RewardNet, batch: tuple[str, list[Any]], encode: _Cache, pad_id: int, dev: torch.device, mean_count: float
-) -> torch.Tensor:
-    """Weighted BCE on soft labels for pointwise rows; -log sigmoid(s_c - s_r) for pairs."""
-    import torch
-    import torch.nn.functional as F
-
-    kind, rows = batch
-    if kind == "point":
-        logits = _forward(net, [r.item for r in rows], encode, pad_id, dev)
-        target = torch.tensor([r.label for r in rows], device=dev)
-        weight = torch.tensor([r.count / mean_count for r in rows], device=dev)
-        return (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * weight).mean()
-    both = _forward(net, [r.chosen for r in rows] + [r.rejected for r in rows], encode, pad_id, dev)
-    return -F.logsigmoid(both[: len(rows)] - both[len(rows) :]).mean()
-
-
-def _mean_count(data: Dataset) -> float:
-    counts = [e.count for e in data.examples]
-    return sum(counts) / len(counts) if counts else 1.0
-
-
-def _evaluate(net: RewardNet, data: Dataset, encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> dict[str, float | None]:
-    """Validation loss (as in training), AUC (success vs failure copies), pairwise accuracy."""
-    import torch
-    import torch.nn.functional as F
-
-    net.eval()
-    rows = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    logits = _score_all(net, rows, encode, pad_id, dev, batch_size)
-    n, m = len(data.examples), len(data.pairs)
-    point, chosen, rejected = logits[:n], logits[n : n + m], logits[n + m :]
-    loss = 0.0
-    if n:
-        target = torch.tensor([e.label for e in data.examples])
-        weight = torch.tensor([e.count / _mean_count(data) for e in data.examples])
-        loss += float((F.binary_cross_entropy_with_logits(torch.tensor(point), target, reduction="none") * weight).mean())
-    if m:
-        loss += float(-F.logsigmoid(torch.tensor(chosen) - torch.tensor(rejected)).mean())
-    auc = weighted_auc(point, [e.positives for e in data.examples], [e.count - e.positives for e in data.examples])
-    if m:
-        pair_acc: float | None = sum(c > r for c, r in zip(chosen, rejected)) / m
-    else:
-        pair_acc = sibling_accuracy(data.examples, point)
-    return {"loss": loss, "auc": auc, "pair_accuracy": pair_acc}
-
-
-def _score_all(net: RewardNet, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> list[float]:
-    return _run_all(net, net.forward, items, encode, pad_id, dev, batch_size).tolist()
-
-
-def _run_all(net: RewardNet, fn: Any, items: list[Any], encode: _Cache, pad_id: int, dev: torch.device, batch_size: int) -> torch.Tensor:
-    """fn(**inputs) over all items in length-sorted batches, results in item order (on CPU, fp32)."""
-    import torch
-
-    from trajgraph.reward import _net
-
-    encoded = encode(items)
-    order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
-    parts = []
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            batch = [encoded[i] for i in order[start : start + batch_size]]
-            parts.append(fn(**_net.collate(batch, pad_id, dev)).float().cpu())
-    out = torch.cat(parts)
-    inverse = torch.empty(len(order), dtype=torch.long)
-    inverse[torch.tensor(order)] = torch.arange(len(order))
-    return out[inverse].clone()  # clone: leave inference mode, so the probe can train on it
-
-
-def _probe(net: RewardNet, data: Dataset, encode: _Cache, pad_id: int, dev: torch.device, steps: int, batch_size: int, mean_count: float) -> float:
-    """Fit the head alone on frozen pooled features, then fine-tune (LP-FT: Kumar et al., ICLR 2022).
-
-    A fresh head trained jointly with the encoder needs many steps to find its
-    direction and meanwhile pushes noise into the encoder; on cached features
-    hundreds of full-batch head steps cost less than one epoch of fine-tuning.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    net.eval()
-    items = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    feats = _run_all(net, net.embed, items, encode, pad_id, dev, batch_size).to(dev)  # (N + 2M, H)
-    n, m = len(data.examples), len(data.pairs)
-    target = torch.tensor([e.label for e in data.examples], device=dev)
-    weight = torch.tensor([e.count / mean_count for e in data.examples], device=dev)
-    optimizer = torch.optim.Adam(net.head.parameters(), lr=1e-2)
-    for _ in range(steps):
-        logits = net.head(feats).squeeze(-1)
-        loss = torch.zeros((), device=dev)
-        if n:
-            loss = loss + (F.binary_cross_entropy_with_logits(logits[:n], target, reduction="none") * weight).mean()
-        if m:
-            loss = loss - F.logsigmoid(logits[n : n + m] - logits[n + m :]).mean()
-        # L2 keeps the head small: texts of one environment differ in few feature directions,
-        # and a large head would turn the encoder's first fine-tuning steps into big score jumps.
-        loss = loss + 1e-3 * net.head.weight.pow(2).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return float(loss.detach())
-
-
 def _describe(s: EpochStats) -> str:
     def f(x: float | None) -> str:
         return "-" if x is None else f"{x:.3f}"
 
+    name = "epoch 0 (head only)" if s.epoch == 0 else f"epoch {s.epoch}"
     return (
-        f"epoch {s.epoch}: train loss {s.train_loss:.3f}  val loss {f(s.val_loss)}  "
+        f"{name}: train loss {s.train_loss:.3f}  val loss {f(s.val_loss)}  "
         f"AUC {f(s.val_auc)}  pair acc {f(s.val_pair_accuracy)}  ({s.seconds:.1f}s)"
     )
 

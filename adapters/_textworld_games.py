@@ -1,0 +1,107 @@
+"""TextWorld games generated offline by seed and cached on disk: the files a TextWorld task plays.
+
+Kept apart from textworld_env.py (the environment, its forking, the graph and the
+tasks) because generation is a build step with its own rules: the same seed and
+settings must give the same game, byte for byte, generation must be safe against
+other threads and processes writing the same cache, and it runs only once per
+game. `make_game` is the entry point; `game_id` names a game for task ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from trajgraph.errors import ConfigError
+
+CACHE_ENV = "TRAJGRAPH_TEXTWORLD_CACHE"
+CHALLENGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tw-simple": {"rewards": "dense", "goal": "detailed", "test": False},
+    "tw-cooking": {"recipe": 1, "take": 1, "go": 6, "open": True, "cook": False, "cut": False, "drop": False,
+                   "recipe_seed": 0, "split": None},
+    "tw-coin_collector": {"level": 1},
+    "tw-treasure_hunter": {"level": 1},
+    "custom": {"world_size": 5, "nb_objects": 10, "quest_length": 5},
+}
+_GENERATE = threading.Lock()  # the generator seeds a module-global RNG
+
+
+def load_textworld() -> Any:
+    """The textworld package, or a ConfigError that says how to install it."""
+    try:
+        import textworld
+        import textworld.challenges  # noqa: F401
+    except ImportError as e:
+        raise ConfigError("TextWorld is not installed: pip install 'trajgraph[textworld]'") from e
+    return textworld
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    d = Path(path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "trajgraph" / "textworld")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _settings(challenge: str, settings: dict[str, Any] | None) -> dict[str, Any]:
+    if challenge not in CHALLENGE_DEFAULTS:
+        raise ConfigError(f"unknown TextWorld challenge {challenge!r}: use one of {', '.join(CHALLENGE_DEFAULTS)}")
+    unknown = set(settings or {}) - set(CHALLENGE_DEFAULTS[challenge])
+    if unknown:
+        raise ConfigError(f"{challenge}: unknown settings {sorted(unknown)}; known: {sorted(CHALLENGE_DEFAULTS[challenge])}")
+    return {**CHALLENGE_DEFAULTS[challenge], **(settings or {})}
+
+
+def game_id(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None) -> str:
+    """'tw-simple-s12', 'tw-simple-test-s12', 'custom-quest_length3-s5': the non-default settings, then the seed."""
+    full, defaults = _settings(challenge, settings), CHALLENGE_DEFAULTS[challenge]
+    parts = [challenge]
+    for k in sorted(full):
+        if full[k] != defaults[k]:
+            parts.append(k if full[k] is True else f"{k}{full[k]}")
+    return "-".join(parts + [f"s{seed}"])
+
+
+def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+              cache: str | os.PathLike | None = None) -> Path:
+    """Path of the compiled game (.z8, with its .json beside it), generated once and cached."""
+    full = _settings(challenge, settings)
+    digest = hashlib.sha1(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
+    d = cache_dir(cache)
+    path = d / f"{game_id(seed, challenge, settings)}-{digest}.z8"
+    if path.exists() and path.with_suffix(".json").exists():
+        return path
+    tw = load_textworld()
+    with _GENERATE:
+        tmp = Path(tempfile.mkdtemp(dir=d, prefix=".gen-"))
+        try:
+            options = tw.GameOptions()
+            options.seeds = seed
+            options.path = str(tmp / path.name)
+            options.file_ext = ".z8"
+            options.force_recompile = True
+            try:
+                if challenge == "custom":
+                    options.nb_rooms, options.nb_objects = full["world_size"], full["nb_objects"]
+                    n = full["quest_length"]
+                    options.chaining.min_length = options.chaining.max_length = options.chaining.max_depth = n
+                    tw.make(options)
+                else:
+                    game = tw.challenges.CHALLENGES[challenge][1](settings=full, options=options)
+                    tw.generator.compile_game(game, options)
+            except tw.generator.QuestGenerationError as e:
+                raise ConfigError(f"{challenge} seed {seed}: TextWorld found no quest for {full}; relax the settings") from e
+            # the .z8 appears last: a reader that sees it also finds the .json (other processes may race us)
+            os.replace(tmp / path.with_suffix(".json").name, path.with_suffix(".json"))
+            os.replace(tmp / path.name, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "make_game", "load_textworld"]
