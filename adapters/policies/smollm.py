@@ -80,8 +80,24 @@ def _convert(gguf: Path, dest: Path) -> None:
     model.generation_config.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     (tmp / _SOURCE_FILE).write_text(json.dumps(_source_id(gguf)))
-    shutil.rmtree(dest, ignore_errors=True)  # a stale copy from another GGUF
-    os.replace(tmp, dest)  # readers never see a half-written cache
+    # Parallel workers may convert at the same time: the first rename wins, the others
+    # keep its copy. Readers never see a half-written cache.
+    if not _is_current(dest, gguf):
+        shutil.rmtree(dest, ignore_errors=True)  # a stale copy from another GGUF
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not _is_current(dest, gguf):
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _is_current(dest: Path, gguf: Path) -> bool:
+    marker = dest / _SOURCE_FILE
+    try:
+        return json.loads(marker.read_text()) == _source_id(gguf)
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass
@@ -117,8 +133,7 @@ class SmolLM2:
         start = time.perf_counter()
         gguf, dest = gguf_path(), Path(cache) if cache else cache_dir()
         source = "cache"
-        marker = dest / _SOURCE_FILE
-        if not marker.is_file() or json.loads(marker.read_text()) != _source_id(gguf):
+        if not _is_current(dest, gguf):
             _convert(gguf, dest)
             source = "gguf"
         model = AutoModelForCausalLM.from_pretrained(str(dest), use_safetensors=True)

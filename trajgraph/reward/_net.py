@@ -50,7 +50,7 @@ class RewardNet(nn.Module):
 
     def __init__(self, encoder: nn.Module, hidden_size: int, token_types: bool) -> None:
         super().__init__()
-        self.encoder = encoder
+        self.encoder: Any = encoder  # a transformers PreTrainedModel (config, last_hidden_state)
         self.head = nn.Linear(hidden_size, 1)
         self.token_types = token_types  # BERT-style encoders take segment ids; RoBERTa/DistilBERT do not
 

@@ -119,9 +119,6 @@ class LocalRewardModel:
             return []
         return self._batcher.submit(self._encoder.encode(list(items))).result()
 
-    def __call__(self, items: Sequence[RewardItem]) -> list[float]:
-        return self.score(items)
-
     def __repr__(self) -> str:
         fast = f", fast={self.fast!r}" if self.fast else ""
         return f"LocalRewardModel({str(self.path)!r}, device={str(self.device)!r}{fast})"

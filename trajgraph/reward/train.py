@@ -213,7 +213,7 @@ def train(
     report = TrainReport(
         out_dir=str(out_dir),
         backbone=str(backbone_path),
-        labels=tuple(data.stats.get("kinds", ())),
+        labels=tuple(k for k in ("outcome", "mc", "pairs") if k in {e.source for e in data.examples} | ({"pairs"} if data.pairs else set())),
         seed=seed,
         device=str(dev),
         n_train=len(train_set.examples),
