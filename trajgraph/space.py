@@ -129,6 +129,11 @@ class Space:
         self.decision_node = decision_node
         self.graph = _searchable(graph, decision_node, checkpointer)
         self.outcome_fn = outcome or default_outcome
+        if reward is not None and type(reward).__name__ == "EnvReward":
+            from trajgraph.reward.combine import EnvReward
+
+            if isinstance(reward, EnvReward):  # outcome at terminals only: same as no reward model
+                reward = None
         self.reward = reward
         self.policy = policy
         self.environment = environment

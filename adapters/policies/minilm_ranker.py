@@ -95,9 +95,10 @@ def _sentences(text: str) -> list[str]:
 class MiniLMPolicy:
     """A decision node `(state) -> {"action": str}`; see `minilm_policy`."""
 
-    def __init__(self, temperature: float, seed: int | None, window: int, decay: float, obs_weight: float, encoder: MiniLM | None) -> None:
+    def __init__(self, temperature: float, seed: int | None, window: int, decay: float, obs_weight: float, order_penalty: float,
+                 encoder: MiniLM | None) -> None:
         self.temperature = check_temperature(temperature)
-        self.window, self.decay, self.obs_weight = window, decay, obs_weight
+        self.window, self.decay, self.obs_weight, self.order_penalty = window, decay, obs_weight, order_penalty
         self.rng = random.Random(seed)
         self.name = f"minilm(T={temperature:g})"
         self.stats = PolicyStats()
@@ -141,7 +142,9 @@ class MiniLMPolicy:
             open_[(acts @ sent.T).argmax(1)] = False  # the sentence each executed action answered
             if not open_.any():
                 open_[:] = True  # every instruction used once: all are fair game again
-        by_sentence = (cmds @ sent[open_].T).max(1).values  # (n_commands,)
+        # instructions usually come in order: each later open sentence counts a little less
+        order = torch.arange(int(open_.sum()), dtype=vectors.dtype) * self.order_penalty
+        by_sentence = (cmds @ sent[open_].T - order).max(1).values  # (n_commands,)
         weights = torch.tensor([w for _, w in observations]).unsqueeze(-1)
         query = torch.nn.functional.normalize((obs * weights).sum(0), dim=-1)
         return (by_sentence + self.obs_weight * (cmds @ query)).tolist()
@@ -169,6 +172,7 @@ def minilm_policy(
     window: int = 2,
     decay: float = 0.5,
     obs_weight: float = 0.3,
+    order_penalty: float = 0.05,
     encoder: MiniLM | None = None,
 ) -> MiniLMPolicy:
     """MiniLM-L6 ranking admissible commands against the objective and recent observations.
@@ -177,4 +181,4 @@ def minilm_policy(
     so temperature 0.1 mixes the top few, 0.02 is nearly greedy, 0 is greedy.
     `window`/`decay`: how many past observations join the current one, and their weight;
     `obs_weight`: observations vs objective (0.3: best on tw-simple, 1.0 on choice_task)."""
-    return MiniLMPolicy(temperature, seed, window, decay, obs_weight, encoder)
+    return MiniLMPolicy(temperature, seed, window, decay, obs_weight, order_penalty, encoder)
