@@ -8,6 +8,11 @@
    through the env-loop graph, against a uniformly random policy.
 
 No network, no API key. Run: python examples/offline_policies.py [--states 60] [--games 4]
+(about 15 minutes on 2 cores with SmolLM2; --no-smollm: under a minute).
+
+Measured here (2 shared cores): on tw-simple walkthrough steps MiniLM greedy agrees 79%
+(random 7%), SmolLM2 ranking 16%, SmolLM2 generating 7%; whole episodes: MiniLM
+mean reward 0.76-0.82 (4-5 of 10 won), SmolLM2 ranking 0.30 and random 0.30-0.33 (none won).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import time
 from typing import Any
 
 import trajgraph  # noqa: F401  (hermetic environment: no network)
-from trajgraph.adapters.policies import SimulatedPolicy, minilm_policy, register_smollm2, smollm2_policy
+from trajgraph.adapters.policies import PolicyStats, SimulatedPolicy, minilm_policy, register_smollm2, smollm2_policy
 from trajgraph.adapters.policies.choice_task import choice_states
 
 
@@ -27,7 +32,7 @@ class RandomPolicy:
     """The baseline: a uniformly random admissible command."""
 
     def __init__(self, seed: int = 0) -> None:
-        self.rng, self.name = random.Random(seed), "random"
+        self.rng, self.name, self.stats = random.Random(seed), "random", PolicyStats()
 
     def __call__(self, state: dict[str, Any]) -> dict[str, str]:
         return {"action": self.rng.choice(list(state["actions"]))}
@@ -46,8 +51,7 @@ def choice_task(n: int, smollm: bool) -> None:
     for policy in policies(smollm):
         start = time.perf_counter()
         right = sum(policy(s)["action"] == s["right"] for s in states)
-        stats = getattr(policy, "stats", None)
-        invalid = f", invalid outputs mapped {stats.invalid_outputs}/{n}" if stats and stats.invalid_outputs else ""
+        invalid = f", invalid outputs mapped {policy.stats.invalid_outputs}/{n}" if policy.stats.invalid_outputs else ""
         print(f"  {policy.name:28s} {right / n:5.0%} right  {(time.perf_counter() - start) / n * 1000:7.0f} ms/step{invalid}")
 
 

@@ -35,8 +35,8 @@ SUITES = {
 POLICIES = ("simulated", "minilm", "smollm2", "smollm2-rank")
 REWARDS = ("none", "env", "rollout", "rm")
 
-DEMO = dict(suite="textworld", train_tasks=6, tasks=12, optimizers="greedy,best-of-n,rro,mcts,se-agent",
-            budget=24, policy="minilm", reward="rm", skill=0.6, seed=0)
+DEMO = dict(suite="textworld", train_tasks=6, tasks=10, optimizers="greedy,best-of-n,rro,mcts,se-agent",
+            budget=100, policy="minilm", reward="rm", skill=0.6, seed=0)
 
 
 def _fail(message: str) -> None:

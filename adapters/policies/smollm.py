@@ -167,6 +167,8 @@ class SmolLM2:
         reproducible and leaves torch's global RNG as it was."""
         import torch
 
+        if n < 1 or max_tokens < 1:
+            raise ConfigError(f"SmolLM2 generate needs n >= 1 and max_tokens >= 1, got n={n}, max_tokens={max_tokens}")
         prompt = self.chat_ids(messages)
         ids = torch.tensor([prompt], device=self.device)
         sampling = temperature > 0
