@@ -12,3 +12,6 @@ def hermetic() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     # LangGraph's msgpack serializer revives arbitrary types unless strict.
     os.environ.setdefault("LANGGRAPH_STRICT_MSGPACK", "true")
+    # torch's spinning OpenMP threads slow small models 10x on a shared 2-core box;
+    # only takes effect if set before torch is first imported.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
