@@ -158,7 +158,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         with _progress() as prog:
             job = prog.add_task("explore (train split)", total=len(train_set) * 2)
             asyncio.run(bench.run_bench(train_set, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget,
-                                        store=store, concurrency=workers, tags=("train",),
+                                        store=store, concurrency=workers, tags=("train",), graph_name=suite,
                                         on_result=lambda r: prog.advance(job)))
         rm_dir = out / "reward-model"
         # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores
@@ -171,7 +171,8 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     with _progress() as prog:
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
         results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
-                                              concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",)))
+                                              concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
+                                              graph_name=suite))
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
