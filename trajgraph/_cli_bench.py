@@ -35,7 +35,7 @@ SUITES = {
 POLICIES = ("simulated", "minilm", "smollm2", "smollm2-rank")
 REWARDS = ("none", "env", "rollout", "rm")
 
-DEMO = dict(suite="textworld", train_tasks=6, tasks=10, optimizers="greedy,best-of-n,rro,mcts,se-agent",
+DEMO = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
             budget=100, policy="minilm", reward="rm", skill=0.6, seed=0)
 
 
@@ -181,7 +181,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
                                                           reward_model=rm_report, wall_s=time.time() - started))
     data = report.to_dict()
     (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
-    png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget ({policy_label})")
+    png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget (policy {model or policy}, reward {reward})")
     _print_table(report, title)
     out_console.print(f"\nstore:  {db}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
     out_console.print(f"next:   trajgraph runs --db {db} --kind search   ·   trajgraph show RUN --db {db} --tree")
