@@ -64,3 +64,17 @@ def test_wilson_interval_and_budget_curves():
     rows = [TaskResult("mcts", f"t{i}", 1.0, True, calls, 0, 1, 1, 1.0, 0.1, None, None) for i, calls in enumerate((3, 6, 12, 24))]
     curve = dict(success_curves(rows, ["mcts"], 24)["mcts"])
     assert curve[3] == 0.25 and curve[6] == 0.5 and curve[12] == 0.75 and curve[24] == 1.0
+
+
+def test_bench_with_a_litellm_model_goes_through_litellm(tmp_path):
+    """--model takes the same path a hosted LLM would: litellm, here its in-process SmolLM2 provider."""
+    db, out = tmp_path / "bench.db", tmp_path / "out"
+    result = runner.invoke(app, ["bench", "--suite", "chain", "--tasks", "1", "--budget", "3", "--optimizers", "greedy",
+                                 "--model", "smollm2/SmolLM2-135M-Instruct", "--db", str(db), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "bench.json").read_text())
+    assert data["policy"] == "litellm:smollm2/SmolLM2-135M-Instruct"
+    run = tg.Store(db).runs(kind="search")[0]
+    nodes = tg.Store(db).search_nodes(run.id)
+    assert len(nodes) >= 2  # the model chose at least one action; invalid replies are kept as invalid nodes
+    assert all(n.action_text for n in nodes[1:])

@@ -61,7 +61,11 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
     if model:
         from trajgraph.policy import LiteLLMPolicy
 
-        llm = LiteLLMPolicy(model, temperature=0.8)
+        if model.startswith("smollm2/"):  # the offline in-process provider, through the same litellm path
+            from trajgraph.adapters.policies import register_smollm2
+
+            register_smollm2()
+        llm = LiteLLMPolicy(model, temperature=0.8, max_tokens=24)
 
         def for_task(task: Any) -> Any:
             return _LLMNode(llm)
