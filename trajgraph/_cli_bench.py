@@ -100,6 +100,12 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
 
 def _warm(policy: Any, name: str) -> Any:
     """Load the model once, before concurrent searches race to import it."""
+    try:  # transformers' own weight-loading bar would interleave with ours
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     with console.status(f"loading the {name} policy"):
         policy({"task": "open the door", "observation": "A door.", "actions": ["open door", "wait"], "history": []})
     return policy
