@@ -22,8 +22,10 @@ T = TypeVar("T")
 
 
 def new_id() -> str:
-    """Time-ordered, unique run id (sorts by creation like a UUIDv7)."""
-    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:20]}"
+    """Unique run id that sorts by creation minute; random from the 8th character on,
+    so the 12-character prefixes the CLI accepts differ even for runs started together
+    (a millisecond clock prefix made same-moment runs share them)."""
+    return f"{int(time.time() // 60):07x}{uuid.uuid4().hex[:25]}"
 
 
 class _Json:
