@@ -15,7 +15,7 @@ from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 from trajgraph.policy import LiteLLMPolicy
 from trajgraph.rollout_value import RolloutValue
 from trajgraph.testing import FakeToolModel, ScriptedPolicy, fake_tool_call, react_calculator_agent
-from trajgraph.testing.tiny_env import CorridorEnv, EnvState, chain_start, corridor_graph, deceptive_chain_graph
+from trajgraph.testing.tiny_env import CorridorEnv, EnvState, calculator_tools, chain_start, corridor_graph, deceptive_chain_graph
 
 
 def test_optimized_agent_is_a_node_of_a_parent_graph(tmp_path):
@@ -172,18 +172,6 @@ def test_litellm_policy_with_mock_responses_samples_k_and_counts_tokens():
 
 def test_langchain_create_agent_is_optimized_at_its_model_node(tmp_path):
     from langchain.agents import create_agent
-    from langchain_core.tools import tool
-
-    @tool
-    def multiply(a: float, b: float) -> float:
-        """Multiply two numbers."""
-        return a * b
-
-    @tool
-    def add(a: float, b: float) -> float:
-        """Add two numbers."""
-        return a + b
-
     def respond(messages, rng):
         if messages[-1].type == "human":
             return [fake_tool_call("multiply", a=3, b=4)] if rng.random() < 0.3 else [fake_tool_call("add", a=3, b=4)]
@@ -193,7 +181,7 @@ def test_langchain_create_agent_is_optimized_at_its_model_node(tmp_path):
         last = state["messages"][-1]
         return float("12" in str(last.content)) if last.type == "ai" and not last.tool_calls else None
 
-    agent = create_agent(FakeToolModel(respond=respond, seed=4), [add, multiply])
+    agent = create_agent(FakeToolModel(respond=respond, seed=4), calculator_tools())
     store = tg.Store(tmp_path / "runs.db")
     best = optimize(agent, decision_node="model", optimizer=BestOfN(), outcome=outcome, budget=Budget(policy_calls=20), store=store)
     out = best.invoke({"messages": [("user", "what is 3 times 4?")]})

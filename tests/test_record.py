@@ -20,7 +20,7 @@ import trajgraph as tg
 from trajgraph.record import step_keys
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, react_calculator_agent
-from trajgraph.testing.tiny_env import EnvState, chain_start, deceptive_chain_graph
+from trajgraph.testing.tiny_env import EnvState, calculator_tools, chain_start, deceptive_chain_graph
 
 
 class S(TypedDict):
@@ -95,19 +95,7 @@ def test_recording_in_a_forked_child_process(store: Store) -> None:
 
 def test_langchain_create_agent_decision_node_is_model(store: Store, scripted_model: ScriptedToolModel) -> None:
     from langchain.agents import create_agent
-    from langchain_core.tools import tool
-
-    @tool
-    def add(a: float, b: float) -> float:
-        """Add two numbers."""
-        return a + b
-
-    @tool
-    def multiply(a: float, b: float) -> float:
-        """Multiply two numbers."""
-        return a * b
-
-    agent = tg.record(create_agent(scripted_model, [add, multiply]), store=store, name="lc-agent")
+    agent = tg.record(create_agent(scripted_model, calculator_tools()), store=store, name="lc-agent")
     agent.invoke({"messages": [HumanMessage(content="go")]})
     (run,) = store.runs(graph="lc-agent")
     steps = store.steps(run.id)

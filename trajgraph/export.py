@@ -16,13 +16,13 @@ TRL's trainers ignore them. `write_dataset` writes JSON Lines or Parquet that
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from trajgraph._export_chat import chat_message, conversations, state_messages, turns_messages
 from trajgraph._export_read import RunFilter, as_number, effective_outcome, snapshot
+from trajgraph._export_write import write_dataset
 from trajgraph._json import to_jsonable
 from trajgraph.errors import ConfigError
 from trajgraph.render import render_action, render_prefix, render_task, steps_to_turns
@@ -329,63 +329,6 @@ def _scored_rows(db: Store, runs: Sequence[Run], score: Callable[[list[str]], Se
             "run_id": run.id, "task": run.task,
         })
     return rows
-
-
-# -- files ----------------------------------------------------------------------------------
-
-_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-
-
-def write_dataset(rows: Sequence[dict[str, Any]], path: str | Path, *, format: str | None = None,
-                  columns: Sequence[str] = ()) -> Path:
-    """Write rows as JSON Lines or Parquet (by suffix or `format`); returns the path.
-
-    Parquet columns are plain Arrow types when that round-trips exactly; nested
-    values whose keys differ between rows (tool calls of different tools) are
-    stored with Arrow's canonical `arrow.json` type instead, so no `None` keys are
-    invented. `columns` are written even when `rows` is empty.
-    """
-    path = Path(path)
-    fmt = format or _FORMATS.get(path.suffix.lower())
-    if fmt not in ("jsonl", "parquet"):
-        raise ConfigError(f"{path}: unknown dataset format; use a .jsonl or .parquet file, or format='jsonl'|'parquet'")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "jsonl":
-        with path.open("w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        return path
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise ConfigError("Parquet export needs pyarrow: pip install 'trajgraph[export]'") from None
-    names = list(dict.fromkeys([*columns, *(k for r in rows for k in r)]))
-    table = pa.table({n: _arrow_column(pa, [r.get(n) for r in rows]) for n in names})
-    pq.write_table(table, path)
-    return path
-
-
-def _arrow_column(pa: Any, values: list[Any]) -> Any:
-    if not values:
-        return pa.array([], pa.string())
-    try:
-        arr = pa.array(values)
-        if arr.to_pylist() == values:
-            return arr
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        pass
-    json_type = pa.json_(pa.string())
-    if all(v is None or isinstance(v, list) for v in values):
-        items = [json.dumps(x, ensure_ascii=False) for v in values for x in (v or [])]
-        offsets = [0]
-        for v in values:
-            offsets.append(offsets[-1] + len(v or []))
-        inner = pa.ExtensionArray.from_storage(json_type, pa.array(items, pa.string()))
-        mask = pa.array([v is None for v in values])
-        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), inner, mask=mask)
-    storage = pa.array([None if v is None else json.dumps(v, ensure_ascii=False) for v in values], pa.string())
-    return pa.ExtensionArray.from_storage(json_type, storage)
 
 
 __all__ = [

@@ -103,10 +103,7 @@ class _RecordingMixin:
     _tg: _Settings
 
     def copy(self, update: dict[str, Any] | None = None) -> Any:
-        base = _base_class(type(self))
-        attrs = {k: v for k, v in self.__dict__.items() if k not in ("__orig_class__", "_tg")}
-        attrs.update(update or {})
-        return _as_recorded(base(**attrs), self._tg)
+        return _as_recorded(Pregel.copy(_unwrap(self), update), self._tg)  # type: ignore[arg-type]
 
     @property
     def trajgraph_store(self) -> Store:

@@ -359,10 +359,10 @@ def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:
         graph = graph.compile()
     if not isinstance(graph, Pregel):
         raise ConfigError(f"optimize() needs a LangGraph StateGraph or compiled graph, got {type(graph).__name__}")
-    from trajgraph.record import _RecordingMixin, _base_class
+    from trajgraph.record import _RecordingMixin, _unwrap
 
     if isinstance(graph, _RecordingMixin):  # search the plain graph; the optimizer records its own tree
-        graph = _base_class(type(graph))(**{k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_tg")})
+        graph = _unwrap(graph)
     if decision_node not in graph.nodes:
         choices = sorted(n for n in graph.nodes if not n.startswith("__"))
         raise ConfigError(f"decision node {decision_node!r} is not in the graph; its nodes are {choices}")

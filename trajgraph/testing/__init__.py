@@ -10,6 +10,7 @@ from trajgraph.testing.fake_models import FakeToolModel, ScriptedToolModel, fake
 from trajgraph.testing.tiny_env import (
     CorridorEnv,
     ScriptedPolicy,
+    calculator_tools,
     corridor_graph,
     deceptive_chain_graph,
     react_calculator_agent,
@@ -22,6 +23,7 @@ __all__ = [
     "ScriptedToolModel",
     "fake_tool_call",
     "ScriptedPolicy",
+    "calculator_tools",
     "CorridorEnv",
     "corridor_graph",
     "deceptive_chain_graph",

@@ -179,10 +179,9 @@ class ScriptedPolicy:
 # -- the prebuilt ReAct agent ------------------------------------------------------
 
 
-def react_calculator_agent(model: Any) -> Any:
-    """`create_react_agent` with add/multiply tools on the given (fake) chat model."""
+def calculator_tools() -> list[Any]:
+    """The `add` and `multiply` tools the calculator agents use."""
     from langchain_core.tools import tool
-    from langgraph.prebuilt import create_react_agent
 
     @tool
     def add(a: float, b: float) -> float:
@@ -194,7 +193,18 @@ def react_calculator_agent(model: Any) -> Any:
         """Multiply two numbers."""
         return a * b
 
-    return create_react_agent(model, [add, multiply], name="calculator")
+    return [add, multiply]
+
+
+def react_calculator_agent(model: Any) -> Any:
+    """`create_react_agent` with add/multiply tools on the given (fake) chat model."""
+    import warnings
+
+    from langgraph.prebuilt import create_react_agent
+
+    with warnings.catch_warnings():  # deprecated in favour of langchain.agents.create_agent; still widely used
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return create_react_agent(model, calculator_tools(), name="calculator")
 
 
 # -- a task suite over the deceptive chain (same shape as trajgraph.adapters' suites) --
