@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import sqlite3
 from pathlib import Path
@@ -12,6 +13,17 @@ import pytest
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, fake_tool_call
 from trajgraph.trajectory import Run, Step
+
+
+@pytest.fixture(autouse=True)
+def no_child_process_outlives_its_test() -> Any:
+    """A child left running (a failed join) would make the interpreter wait for it forever at exit."""
+    yield
+    leftovers = multiprocessing.active_children()
+    for child in leftovers:
+        child.kill()
+        child.join(5)
+    assert not leftovers, f"child processes outlived the test: {leftovers}"
 
 
 @pytest.fixture

@@ -85,7 +85,7 @@ def test_recording_in_a_forked_child_process(store: Store) -> None:
     tg.record(deceptive_chain_graph(depth=2, skill=1.0, trap=0.0), store=store).invoke(chain_start("parent"))
     store.close()  # SQLite connections must not cross fork (sqlite.org/howtocorrupt.html#fork)
     ctx = multiprocessing.get_context("fork")  # the parent's writer thread does not exist in the child
-    child = ctx.Process(target=_record_in_child, args=(str(store.path),))
+    child = ctx.Process(target=_record_in_child, args=(str(store.path),), daemon=True)  # never outlives the test
     child.start()
     child.join(60)
     assert child.exitcode == 0

@@ -166,23 +166,55 @@ def record_worker(path: str, worker: int, runs: int, start: object) -> None:
     import trajgraph as tg
     from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
 
+    start.wait(60)  # type: ignore[attr-defined]  # all four open the new file at once, then write at once
     graph = tg.record(deceptive_chain_graph(depth=4, skill=1.0, trap=0.0, seed=worker), store=tg.Store(path), name=f"w{worker}")
-    start.wait()  # type: ignore[attr-defined]  # all four write at the same time, not one after another
+    start.wait(60)  # type: ignore[attr-defined]
     for _ in range(runs):
         graph.invoke(chain_start(f"w{worker}"))
 
 
+def setup_worker(paths: list[str], start: object) -> None:
+    """Spawned: open each new store file at the same moment as the other workers."""
+    from trajgraph.store import Store
+
+    for path in paths:
+        start.wait(60)  # type: ignore[attr-defined]
+        Store(path).setup().close()
+
+
+def run_workers(target, arg_sets: list[tuple]) -> None:
+    """Start one spawned process per argument tuple; never leave one behind, even when a test fails."""
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Barrier(len(arg_sets))
+    procs = [ctx.Process(target=target, args=(*args, start), daemon=True) for args in arg_sets]
+    try:
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(180)
+        assert [p.exitcode for p in procs] == [0] * len(procs)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+
+
+@pytest.mark.slow
+def test_many_processes_creating_one_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    paths = [str(tmp_path / f"new{i}.db") for i in range(15)]
+    run_workers(setup_worker, [(paths,)] * 6)
+    for path in paths:
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert Store(path).setup().count("runs") == 0
+        conn.close()
+
+
 @pytest.mark.slow
 def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
     runs = 25
-    start = ctx.Barrier(4)
-    procs = [ctx.Process(target=record_worker, args=(str(db_path), w, runs, start)) for w in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+    run_workers(record_worker, [(str(db_path), w, runs) for w in range(4)])
     store = Store(db_path).setup()
     all_runs = store.runs()
     assert len(all_runs) == 4 * runs and {r.status for r in all_runs} == {"succeeded"}

@@ -9,6 +9,7 @@ and `migrate()` are what `Store.setup()` runs on a freshly opened connection.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 from trajgraph.errors import NotAStoreError, SchemaTooNewError
@@ -173,9 +174,33 @@ def check(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
+def _switch_to_wal(conn: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """Turn on WAL, retrying while another process holds the file.
+
+    SQLite answers this pragma with an immediate "database is locked" when another
+    connection is mid-migration (its busy handler is skipped to avoid a deadlock),
+    so several processes opening one new store at once must wait their turn here.
+    """
+    deadline = time.monotonic() + patience_s
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise sqlite3.OperationalError(
+                    f"database is locked: another process held the store for {patience_s:.0f} s while it was being set up"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the file to SCHEMA_VERSION in one transaction (re-reading the version under the lock)."""
-    conn.execute("PRAGMA journal_mode = WAL")
+    _switch_to_wal(conn)
     conn.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT)")
