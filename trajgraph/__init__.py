@@ -37,6 +37,7 @@ from trajgraph.optimize import SearchResult, asearch, optimize, search  # noqa: 
 from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
 from trajgraph.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
 from trajgraph.record import record  # noqa: E402
+from trajgraph.replay import ReplayResult, RunDiff, diff, fork, replay  # noqa: E402  (eager: a lazy name would lose to the submodule of the same name)
 from trajgraph.rollout_value import RolloutValue  # noqa: E402
 from trajgraph.space import Candidate, Environment, Node, Space  # noqa: E402
 from trajgraph.store import Store  # noqa: E402
@@ -46,11 +47,6 @@ __version__ = "0.1.0"
 
 # Names whose modules pull heavy or optional dependencies: imported on first use.
 _LAZY = {
-    "replay": "trajgraph.replay",
-    "fork": "trajgraph.replay",
-    "diff": "trajgraph.replay",
-    "ReplayResult": "trajgraph.replay",
-    "RunDiff": "trajgraph.replay",
     "LocalRewardModel": "trajgraph.reward",
     "LLMJudge": "trajgraph.reward",
     "EnvReward": "trajgraph.reward",

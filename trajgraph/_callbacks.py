@@ -68,8 +68,16 @@ class ModelCallRecorder(BaseCallbackHandler):
             "shared": shared,
             "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool)) and k != "_type"},
             "model": model,
-            "step_seq": (metadata or {}).get("trajgraph_step"),
+            "step_seq": self._step_of(metadata or {}),
         }
+
+    def _step_of(self, md: dict[str, Any]) -> int | None:
+        """The step the call ran in: a nested graph's task (trajgraph/_nested.py) or a swapped node."""
+        if self.recorder.nested_seqs:
+            own = str(md.get("langgraph_checkpoint_ns") or "").rpartition("|")[2].partition(":")[2]
+            if own in self.recorder.nested_seqs:
+                return self.recorder.nested_seqs[own]
+        return md.get("trajgraph_step")
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         call = self._open.pop(run_id, None)

@@ -75,6 +75,8 @@ class Recorder:
     root_ns: str = ""  # checkpoint namespace the run started in ("" unless used as a node)
     cassette: Cassette | None = None  # replay: answers steps from a recording
     forbid_models: bool = False  # replay: a model call is a divergence, not a cost
+    nested_parents: frozenset[str] = frozenset()  # nodes whose functions call graphs (trajgraph/_nested.py)
+    nested_seqs: dict[str, int] = field(default_factory=dict)  # their inner tasks' ids -> step seq
     keys: StepKeys = field(default_factory=StepKeys)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -113,15 +115,8 @@ class RecordingNode(Runnable[Any, Any]):
         if recorder is None or self.name.startswith("__"):  # __start__ only echoes the input
             return None, (), config
         md = config.get("metadata") or {}  # type: ignore[union-attr]
-        seq = recorder.allocate()
-        # "parent:<task id>|...|node:<own task id>", relative to where the run started
-        ns = str(md.get("langgraph_checkpoint_ns") or "")
-        if recorder.root_ns and ns.startswith(recorder.root_ns + "|"):
-            ns = ns[len(recorder.root_ns) + 1 :]
-        parent, _, own = ns.rpartition("|")
-        # the Step itself is built once, at the end: this is the hot path of every node
-        info = (seq, md.get("langgraph_step"), _path(md.get("langgraph_path")), parent, own.partition(":")[2], time.time())
-        config = {**config, "metadata": {**md, "trajgraph_step": seq}}  # type: ignore[misc]
+        info = locate(recorder, md)
+        config = {**config, "metadata": {**md, "trajgraph_step": info[0]}}  # type: ignore[misc]
         return recorder, info, config
 
     def _step(self, recorder: Recorder, info: tuple[Any, ...], **fields: Any) -> Step:
@@ -185,10 +180,26 @@ class RecordingNode(Runnable[Any, Any]):
         return out
 
 
+def locate(recorder: Recorder, md: dict[str, Any]) -> tuple[Any, ...]:
+    """A new step's seq and place, from its task's LangGraph metadata.
+
+    Returns (seq, superstep, task path, parent namespace, own task id, start
+    time): the Step itself is built once, at the end, as this is the hot path
+    of every node.
+    """
+    seq = recorder.allocate()
+    # "parent:<task id>|...|node:<own task id>", relative to where the run started
+    ns = str(md.get("langgraph_checkpoint_ns") or "")
+    if recorder.root_ns and ns.startswith(recorder.root_ns + "|"):
+        ns = ns[len(recorder.root_ns) + 1 :]
+    parent, _, own = ns.rpartition("|")
+    return (seq, md.get("langgraph_step"), _path(md.get("langgraph_path")), parent, own.partition(":")[2], time.time())
+
+
 def _path(path: Any) -> str:
     if not path:
         return ""
     return "/".join(str(p) for p in path if not isinstance(p, bool))
 
 
-__all__ = ["KEY", "StepKey", "Cassette", "StepKeys", "step_keys", "Recorder", "RecordingNode"]
+__all__ = ["KEY", "StepKey", "Cassette", "StepKeys", "step_keys", "Recorder", "RecordingNode", "locate"]

@@ -27,6 +27,7 @@ from trajgraph._callbacks import ModelCallRecorder
 from trajgraph._instrument import KEY as _KEY
 from trajgraph._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
 from trajgraph._json import to_jsonable
+from trajgraph._nested import NestedSteps, nested_graph_nodes
 from trajgraph._writer import Writer, writer_for
 from trajgraph.store import Store
 from trajgraph.trajectory import Run, new_id
@@ -44,6 +45,7 @@ class _Settings:
     metadata: dict[str, Any]
     graph_path: str | None
     task: Callable[[Any], str | None] | None
+    nested_parents: frozenset[str] = frozenset()
 
 
 def instrument(graph: Pregel) -> Pregel:
@@ -214,7 +216,14 @@ def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[Runna
         resumes = [*run.metadata.get("resumes", []), to_jsonable(input)]
         next_seq = settings.store.next_seq(run.id)
         writer.put("run_update", (run.id, {"status": "running", "error": None, "metadata": {**run.metadata, "resumes": resumes}}))
-    recorder = Recorder(run_id=run.id, writer=writer, decision_nodes=settings.decision_nodes, next_seq=next_seq, root_ns=root_ns)
+    recorder = Recorder(
+        run_id=run.id,
+        writer=writer,
+        decision_nodes=settings.decision_nodes,
+        next_seq=next_seq,
+        root_ns=root_ns,
+        nested_parents=settings.nested_parents,
+    )
     if resuming and next_seq:
         recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
     return _attach(config, configurable, recorder), _Session(run, recorder)
@@ -228,15 +237,18 @@ def _tags(*groups: Any) -> tuple[str, ...]:
 def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Recorder) -> RunnableConfig:
     configurable[_KEY] = recorder
     config["configurable"] = configurable
-    handler = ModelCallRecorder(recorder)
+    handlers: list[Any] = [ModelCallRecorder(recorder)]
+    if recorder.nested_parents:
+        handlers.append(NestedSteps(recorder, recorder.nested_parents))
     callbacks = config.get("callbacks")
     if callbacks is None:
-        config["callbacks"] = [handler]
+        config["callbacks"] = handlers
     elif isinstance(callbacks, list):
-        config["callbacks"] = [*callbacks, handler]
+        config["callbacks"] = [*callbacks, *handlers]
     else:  # a CallbackManager
         callbacks = callbacks.copy()
-        callbacks.add_handler(handler, inherit=True)
+        for handler in handlers:
+            callbacks.add_handler(handler, inherit=True)
         config["callbacks"] = callbacks
     return config  # type: ignore[return-value]
 
@@ -327,7 +339,9 @@ def record(
         graph_path=graph_path,
         task=task,
     )
-    return _as_recorded(instrument(graph), settings)
+    instrumented = instrument(graph)
+    settings.nested_parents = nested_graph_nodes(instrumented)
+    return _as_recorded(instrumented, settings)
 
 
 def recorder_session(graph: Pregel, recorder: Recorder, config: RunnableConfig | None = None) -> RunnableConfig:

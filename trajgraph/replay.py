@@ -37,6 +37,7 @@ from langgraph.pregel import Pregel
 from trajgraph._diff import Divergence, RunDiff, StepDiff, diff, first_divergence, pair_steps
 from trajgraph._instrument import Recorder, StepKey, step_keys
 from trajgraph._json import canonical
+from trajgraph._nested import nested_graph_nodes
 from trajgraph._writer import writer_for
 from trajgraph.errors import ReplayError, TrajgraphError
 from trajgraph.record import instrument, recorder_session
@@ -81,6 +82,7 @@ class _Tape:
         self.fork_at = fork_at
         self.action = action
         self.answered = 0
+        self.answered_tasks: set[str] = set()  # recorded task ids whose whole update came from the tape
         # steps that contain the fork point (a subgraph around it) must run, not be answered
         self._around_fork: set[str] = set()
         if fork_at is not None:
@@ -103,6 +105,7 @@ class _Tape:
         if answered:
             with self._lock:
                 self.answered += 1
+                self.answered_tasks.add(rec.task_id)
         return answered, value
 
     def _decide(self, rec: Step) -> tuple[bool, Any]:
@@ -145,9 +148,12 @@ def replay(
     if fork_at is not None and not any(s.seq == fork_at for s in steps):
         raise ReplayError(f"run {original.id} has steps 0..{max(s.seq for s in steps)}; cannot fork at step {fork_at}")
     target = _as_graph(graph if graph is not None else _graph_of(original))
+    nested = nested_graph_nodes(target)
+    if fork_at is not None and action is not None:
+        _check_substitutable(steps, fork_at, nested)
 
     model_steps = {c.step_seq for c in store.model_calls(original.id) if c.step_seq is not None}
-    answer_nodes = {s.node for s in steps if s.action is not None or s.seq in model_steps}
+    answer_nodes = {_swapped(s, steps, nested).node for s in steps if s.action is not None or s.seq in model_steps}
     tape = _Tape(steps, answer_nodes, live=live, fork_at=fork_at, action=action)
     kind = "replay" if fork_at is None else "fork"
     run = Run(
@@ -170,13 +176,16 @@ def replay(
         decision_nodes=frozenset(s.node for s in steps if s.action is not None),
         cassette=tape,
         forbid_models=fork_at is None and not live,
+        nested_parents=nested,
     )
     output, error, status = _drive(target, original, run, recorder)
     writer.flush()
 
     new_steps = store.steps(run.id)
-    pairs, extra = pair_steps(steps, new_steps)
-    divergence = first_divergence(steps, pairs, extra)
+    # a step answered from the tape did not run: what ran inside it is not expected again
+    expected = [s for s in steps if not _inside(s, tape.answered_tasks)]
+    pairs, extra = pair_steps(expected, new_steps)
+    divergence = first_divergence(expected, pairs, extra)
     if divergence is None and original.output is not None and canonical(original.output) != canonical(output):
         divergence = Divergence(None, "", canonical(original.output), canonical(output), "output differs")
     result = ReplayResult(
@@ -205,6 +214,40 @@ def replay(
 def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action: Any = None, tags: Sequence[str] = ()) -> ReplayResult:
     """Branch a recorded run at step `at`: `replay(..., fork_at=at, action=action)`."""
     return replay(store, run_id, graph, fork_at=at, action=action, tags=tags)
+
+
+def _inside(step: Step, tasks: set[str]) -> bool:
+    return bool(tasks) and any(part.partition(":")[2] in tasks for part in step.namespace.split("|") if part)
+
+
+def _hidden_parent(step: Step, nested: frozenset[str]) -> tuple[str, str] | None:
+    """(node, task id) of the outermost swapped node whose function called the graph `step` ran in."""
+    for name, _, task in (part.partition(":") for part in step.namespace.split("|") if part):
+        if name in nested:
+            return name, task
+    return None
+
+
+def _swapped(step: Step, steps: Sequence[Step], nested: frozenset[str]) -> Step:
+    """`step` itself, or for a step inside a called graph the swapped step that called it."""
+    parent = _hidden_parent(step, nested)
+    if parent is None:
+        return step
+    return next((s for s in steps if s.task_id == parent[1]), step)
+
+
+def _check_substitutable(steps: Sequence[Step], fork_at: int, nested: frozenset[str]) -> None:
+    """An action can replace only a step that trajgraph's node swap runs, not one inside a called graph."""
+    target = next(s for s in steps if s.seq == fork_at)
+    parent = _hidden_parent(target, nested)
+    if parent is None:
+        return
+    outer = _swapped(target, steps, nested)
+    where = f"node {parent[0]!r}" + (f" (step {outer.seq})" if outer is not target else "")
+    raise ReplayError(
+        f"step {fork_at} ({target.node}) ran inside a graph that {where} calls from its own function; "
+        f"an action can be substituted at {where}, not inside it"
+    )
 
 
 def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[Any, str | None, str]:
