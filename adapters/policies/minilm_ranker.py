@@ -15,6 +15,7 @@ It is a retrieval heuristic, not a language model: it does not plan.
 from __future__ import annotations
 
 import asyncio
+import copy
 import random
 import re
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, admissible, check_temperature, objective, recent_history, sample
+from ._prompt import PolicyStats, StateSeeds, admissible, check_temperature, objective, recent_history, sample
 
 
 def model_dir() -> Path:
@@ -101,7 +102,7 @@ class MiniLMPolicy:
         self.temperature = check_temperature(temperature)
         self.window, self.decay, self.obs_weight, self.order_penalty = window, decay, obs_weight, order_penalty
         self.close_at = CLOSE_AT
-        self.rng = random.Random(seed)
+        self.seeds = StateSeeds(seed)
         self.name = f"minilm(T={temperature:g})"
         self.stats = PolicyStats()
         self._encoder = encoder
@@ -153,18 +154,25 @@ class MiniLMPolicy:
         query = torch.nn.functional.normalize((obs * weights).sum(0), dim=-1)
         return (by_sentence + self.obs_weight * (cmds @ query)).tolist()
 
-    def _choose(self, state: Mapping[str, Any], k: int) -> list[str]:
+    def _choose(self, state: Mapping[str, Any], k: int, rng: random.Random) -> list[str]:
         commands = admissible(state)
         self.stats.calls += 1
         self.stats.samples += k
-        return sample(commands, self.scores(state), self.temperature, k, self.rng)
+        return sample(commands, self.scores(state), self.temperature, k, rng)
 
     def __call__(self, state: Mapping[str, Any]) -> dict[str, str]:
-        return {"action": self._choose(state, 1)[0]}
+        return {"action": self._choose(state, 1, self.seeds.rng(state))[0]}
 
     async def propose(self, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
         """k draws from one scoring pass."""
-        return [{"action": a} for a in await asyncio.to_thread(self._choose, state, k)]
+        rng = self.seeds.rng(state)  # here, not in the thread: see StateSeeds
+        return [{"action": a} for a in await asyncio.to_thread(self._choose, state, k, rng)]
+
+    def view(self) -> MiniLMPolicy:
+        """The same model and counters, with this search's own random streams (see StateSeeds)."""
+        other = copy.copy(self)
+        other.seeds = self.seeds.view()
+        return other
 
     def __repr__(self) -> str:
         return self.name

@@ -13,6 +13,7 @@ that reloads in about 0.1 s. Only safetensors and JSON are read back: no pickle.
 from __future__ import annotations
 
 import asyncio
+import copy
 import importlib.util
 import inspect
 import json
@@ -29,7 +30,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, admissible, build_messages, check_temperature, resolve, sample
+from ._prompt import PolicyStats, StateSeeds, admissible, build_messages, check_temperature, resolve, sample
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -293,7 +294,7 @@ class SmolLM2Policy:
         if reduce not in ("sum", "mean"):
             raise ConfigError(f"smollm2_policy reduce must be 'sum' or 'mean', got {reduce!r}")
         self.mode, self.temperature, self.max_tokens, self.window, self.reduce = mode, check_temperature(temperature), max_tokens, window, reduce
-        self.rng = random.Random(seed)
+        self.seeds = StateSeeds(seed)
         self.name = f"smollm2-{mode}(T={temperature:g})"
         self.stats = PolicyStats()
         self._model = model
@@ -304,14 +305,14 @@ class SmolLM2Policy:
             self._model = smollm2()
         return self._model
 
-    def _rank(self, state: Mapping[str, Any], commands: list[str], k: int) -> list[str]:
+    def _rank(self, state: Mapping[str, Any], commands: list[str], k: int, rng: random.Random) -> list[str]:
         sums, lengths, prompt_tokens = self.model.score_replies(build_messages(state, self.window), commands)
         scores = sums if self.reduce == "sum" else [s / n for s, n in zip(sums, lengths)]
         self.stats.calls += 1
         self.stats.tokens += prompt_tokens + sum(lengths)
-        return sample(commands, scores, self.temperature, k, self.rng)
+        return sample(commands, scores, self.temperature, k, rng)
 
-    def _request(self, state: Mapping[str, Any], k: int) -> dict[str, Any]:
+    def _request(self, state: Mapping[str, Any], k: int, rng: random.Random) -> dict[str, Any]:
         from .provider import register_smollm2
 
         return {
@@ -321,24 +322,25 @@ class SmolLM2Policy:
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "stop": ["\n"],
-            "seed": self.rng.randrange(2**31),  # reproducible per policy seed, different per call
+            "seed": rng.randrange(2**31),  # reproducible per policy seed and state, different per call
         }
 
-    def _resolve(self, response: Any, commands: list[str]) -> list[str]:
+    def _resolve(self, response: Any, commands: list[str], rng: random.Random) -> list[str]:
         self.stats.calls += 1
         self.stats.tokens += int(response.usage.total_tokens)
-        return [resolve(choice.message.content or "", commands, self.stats, self.rng) for choice in response.choices]
+        return [resolve(choice.message.content or "", commands, self.stats, rng) for choice in response.choices]
 
     def __call__(self, state: Mapping[str, Any]) -> dict[str, str]:
         commands = admissible(state)
         self.stats.samples += 1
         if len(commands) == 1:  # nothing to decide: no model call
             return {"action": commands[0]}
+        rng = self.seeds.rng(state)
         if self.mode == "rank":
-            return {"action": self._rank(state, commands, 1)[0]}
+            return {"action": self._rank(state, commands, 1, rng)[0]}
         import litellm
 
-        return {"action": self._resolve(litellm.completion(**self._request(state, 1)), commands)[0]}
+        return {"action": self._resolve(litellm.completion(**self._request(state, 1, rng)), commands, rng)[0]}
 
     async def propose(self, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
         """k candidates from one batched model call (k sampled replies, or k draws from one ranking)."""
@@ -346,13 +348,20 @@ class SmolLM2Policy:
         self.stats.samples += k
         if len(commands) == 1:
             return [{"action": commands[0]}] * k
+        rng = self.seeds.rng(state)  # here, not in the thread: see StateSeeds
         if self.mode == "rank":
-            actions = await asyncio.to_thread(self._rank, state, commands, k)
+            actions = await asyncio.to_thread(self._rank, state, commands, k, rng)
         else:
             import litellm
 
-            actions = self._resolve(await litellm.acompletion(**self._request(state, k)), commands)
+            actions = self._resolve(await litellm.acompletion(**self._request(state, k, rng)), commands, rng)
         return [{"action": a} for a in actions]
+
+    def view(self) -> SmolLM2Policy:
+        """The same model and counters, with this search's own random streams (see StateSeeds)."""
+        other = copy.copy(self)
+        other.seeds = self.seeds.view()
+        return other
 
     def __repr__(self) -> str:
         return self.name

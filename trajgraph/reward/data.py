@@ -140,19 +140,26 @@ def build_dataset(
     merged: dict[tuple[str, RewardItem, str], list[float]] = {}
     for group, item, value, source in raw:
         merged.setdefault((group, item, source), []).append(value)
+    # in content order, not the store's: runs written by concurrent searches land in any
+    # order, and a fixed seed must give the same model from the same trajectories
     examples = tuple(
         Example(
             item=item,
-            label=(sum(values) / len(values) - lo) / (hi - lo),
+            label=(sum(sorted(values)) / len(values) - lo) / (hi - lo),
             group=group,
             count=len(values),
             positives=sum(v >= threshold for v in values),
             source=source,
         )
-        for (group, item, source), values in merged.items()
+        for (group, item, source), values in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][2], _item_key(kv[0][1])))
     )
+    pairs = sorted(pairs, key=lambda p: (p.group, p.source, _item_key(p.chosen), _item_key(p.rejected)))
     stats = {"raw_items": len(raw), "examples": len(examples), "pairs": len(pairs), "kinds": list(kinds)}
     return Dataset(examples, tuple(pairs), threshold, (lo, hi), stats)
+
+
+def _item_key(item: RewardItem) -> tuple[str, tuple[tuple[str, str], ...], str]:
+    return (item.task, item.turns, item.action or "")
 
 
 def _kinds(labels: str | Sequence[str]) -> tuple[str, ...]:
