@@ -13,7 +13,7 @@ import os
 import time
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -140,8 +140,13 @@ def make_reward(kind: str, *, train: Any = None) -> Any:
 
 
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
-        reward: str, skill: float, seed: int, db: Path, out: Path, workers: int, title: str = "trajgraph bench") -> dict:
+        reward: str, skill: float, seed: int, db: Path, out: Path, workers: int, title: str = "trajgraph bench",
+        repeatable: bool | None = None) -> dict:
     from trajgraph import bench
+
+    # in-process policies are seeded, so branches run in order and the table repeats;
+    # a remote model samples as it likes, so its branches run concurrently (about one latency for k)
+    repeatable = model is None if repeatable is None else repeatable
     from trajgraph.store import Store
 
     names = bench.parse_optimizers(optimizers)
@@ -168,7 +173,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         with _progress() as prog:
             job = prog.add_task("explore (train split)", total=len(train_set) * 2)
             asyncio.run(bench.run_bench(train_set, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget,
-                                        store=store, concurrency=workers, tags=("train",), graph_name=suite,
+                                        store=store, concurrency=workers, tags=("train",), graph_name=suite, repeatable=repeatable,
                                         on_result=lambda r: prog.advance(job)))
         rm_dir = out / "reward-model"
         # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores
@@ -182,12 +187,12 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
         results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
                                               concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
-                                              graph_name=suite))
+                                              graph_name=suite, repeatable=repeatable))
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
                                curves=curves, config=dict(suite=suite, tasks=tasks, train_tasks=train_tasks, optimizers=names,
-                                                          budget=budget, policy=policy_label, reward=reward, seed=seed,
+                                                          budget=budget, policy=policy_label, reward=reward, seed=seed, repeatable=repeatable,
                                                           reward_model=rm_report, wall_s=time.time() - started))
     data = report.to_dict()
     (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
@@ -236,10 +241,14 @@ def register(app: typer.Typer) -> None:
         db: Path = typer.Option(Path("bench-out/bench.db"), help="store file"),
         out: Path = typer.Option(Path("bench-out"), help="folder for bench.json and bench.png"),
         workers: int = typer.Option(os.cpu_count() or 2, help="searches in flight at once"),
+        repeatable: Optional[bool] = typer.Option(None, "--repeatable/--concurrent-branches",  # noqa: UP045 (typer reads it)
+                                        help="branches of a search in order (same seed, same table) or concurrently; "
+                                             "default: in order for offline policies, concurrently with --model"),
     ) -> None:
         """Compare optimizers at equal policy-call budgets on a task suite."""
         try:
-            run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed, db, out, workers)
+            run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed, db, out, workers,
+                repeatable=repeatable)
         except TrajgraphError as exc:
             _fail(str(exc))
 

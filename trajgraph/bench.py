@@ -100,7 +100,8 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 async def run_one(task: Any, optimizer_name: str, *, policy_for: Callable[[Any], Any], reward: Any, budget: int,
-                  store: Store | None, success: float, tags: Sequence[str] = (), graph_name: str | None = None) -> TaskResult:
+                  store: Store | None, success: float, tags: Sequence[str] = (), graph_name: str | None = None,
+                  repeatable: bool = False) -> TaskResult:
     """One search. `policy_for(task)` gives the agent's decision-node function; when it
     also has `propose(state, k)` the k candidates come from that (batched) instead."""
     agent_policy = policy_for(task)
@@ -110,7 +111,7 @@ async def run_one(task: Any, optimizer_name: str, *, policy_for: Callable[[Any],
     result = await asearch(graph, task.input, decision_node=task.decision_node, optimizer=OPTIMIZERS[optimizer_name](),
                            reward=reward, outcome=task.outcome, budget=Budget(policy_calls=budget), store=store,
                            policy=policy, environment=env, task=task.id, tags=("bench", optimizer_name, *tags),
-                           name=graph_name or graph.get_name())
+                           name=graph_name or graph.get_name(), repeatable=repeatable)
     decisions = max(1, result.best.depth)
     per_step = result.stats.get("mean_candidates_per_step") or (result.spent.policy_calls - result.spent.overrun_policy_calls) / decisions
     outcome = result.outcome
@@ -123,8 +124,9 @@ async def run_one(task: Any, optimizer_name: str, *, policy_for: Callable[[Any],
 async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_for: Callable[[Any], Any], reward: Any = None,
                     budget: int = 32, store: Store | None = None, success: float = 1.0, concurrency: int = 2,
                     on_result: Callable[[TaskResult], None] | None = None, tags: Sequence[str] = (),
-                    graph_name: str | None = None) -> list[TaskResult]:
-    """Every optimizer on every task, `concurrency` searches at a time."""
+                    graph_name: str | None = None, repeatable: bool = False) -> list[TaskResult]:
+    """Every optimizer on every task, `concurrency` searches at a time (each `repeatable`
+    or not: see `trajgraph.optimize.asearch`)."""
     if budget <= 0:
         raise ConfigError(f"budget must be a positive number of policy calls, got {budget}")
     sem = asyncio.Semaphore(max(1, concurrency))
@@ -132,7 +134,7 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
     async def one(task: Any, name: str) -> TaskResult:
         async with sem:
             r = await run_one(task, name, policy_for=policy_for, reward=reward, budget=budget,
-                              store=store, success=success, tags=tags, graph_name=graph_name)
+                              store=store, success=success, tags=tags, graph_name=graph_name, repeatable=repeatable)
         if on_result is not None:
             on_result(r)
         return r

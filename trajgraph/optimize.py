@@ -61,8 +61,14 @@ async def asearch(
     context: Any = None,
     checkpointer: Any = None,
     metadata: dict[str, Any] | None = None,
+    repeatable: bool = False,
 ) -> SearchResult:
-    """Run one search on one input; record it when a store is given."""
+    """Run one search on one input; record it when a store is given.
+
+    repeatable=True runs an optimizer's branches one after another instead of
+    concurrently (see `Space.gather`): slower with a remote model, but the same
+    seed then gives the same search.
+    """
     from trajgraph.optimizers import MCTS
 
     optimizer = optimizer if optimizer is not None else MCTS()
@@ -70,7 +76,7 @@ async def asearch(
         raise ConfigError(f"optimizer {optimizer!r} has no search(space, root, log) method")
     meter = BudgetMeter(budget or Budget())
     space = Space(graph, decision_node, outcome=outcome, reward=reward, policy=as_policy(policy),
-                  environment=environment, meter=meter, context=context, checkpointer=checkpointer)
+                  environment=environment, meter=meter, context=context, checkpointer=checkpointer, repeatable=repeatable)
     store = Store(store) if isinstance(store, str) else store
     graph_name = name or getattr(graph, "name", None) or "graph"
     run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(tags),
@@ -158,6 +164,7 @@ def optimize(
     name: str | None = None,
     task: Callable[[Any], str | None] | None = None,
     tags: Sequence[str] = (),
+    repeatable: bool = False,
 ) -> Any:
     """Wrap an agent so that every call searches its decision points.
 
@@ -167,7 +174,8 @@ def optimize(
     reward: scores unfinished states (a reward model, tg.LLMJudge, tg.RolloutValue(n),
     or a function of the state). outcome(state): final reward of a finished state.
     policy: None = the agent's own decision node; or a litellm model string, a chat
-    model, or an object with `propose(state, k)`.
+    model, or an object with `propose(state, k)`. repeatable: branches one after
+    another, so a fixed seed gives the same search (see `asearch`).
     """
     from langgraph.pregel import Pregel
 
@@ -179,7 +187,7 @@ def optimize(
     agent_name = name or compiled.get_name() or "agent"
     store = Store(store) if isinstance(store, str) else store
     kwargs = dict(decision_node=decision_node, optimizer=optimizer, reward=reward, outcome=outcome, budget=budget,
-                  store=store, policy=policy, environment=environment, name=agent_name, tags=tags)
+                  store=store, policy=policy, environment=environment, name=agent_name, tags=tags, repeatable=repeatable)
 
     builder = getattr(compiled, "builder", None)
     state_schema = getattr(builder, "state_schema", None)

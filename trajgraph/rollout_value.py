@@ -8,7 +8,6 @@ Rollouts are real branches through the graph and spend the search's budget.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,12 +31,12 @@ class _Bound:
     space: Any
 
     async def ascore_nodes(self, nodes: Sequence[Node]) -> list[float]:
-        return list(await asyncio.gather(*(self._value(n) for n in nodes)))
+        return await self.space.gather(*(self._value(n) for n in nodes))
 
     async def _value(self, node: Node) -> float:
         if node.terminal:
             return node.outcome if node.outcome is not None else self.spec.unknown
-        ends = await asyncio.gather(*(self.space.rollout(node) for _ in range(self.spec.n)))
+        ends = await self.space.gather(*(self.space.rollout(node) for _ in range(self.spec.n)))
         values = [e.outcome if e.outcome is not None else self.spec.unknown for e in ends]
         node.value = sum(values) / len(values)
         return node.value

@@ -19,11 +19,13 @@ raw policy sample becomes a valid or invalid `Candidate` is trajgraph/_candidate
 from __future__ import annotations
 
 import asyncio
+import bisect
+import inspect
 import itertools
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
@@ -33,6 +35,8 @@ from trajgraph._json import canonical_key
 from trajgraph.budget import BudgetMeter
 from trajgraph.errors import ConfigError, ForkError
 from trajgraph.render import render_action, render_observation, render_task
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -123,6 +127,7 @@ class Space:
         context: Any = None,
         max_depth: int = 100,
         concurrency: int = 8,
+        repeatable: bool = False,
     ) -> None:
         from trajgraph.budget import Budget
 
@@ -145,6 +150,7 @@ class Space:
         self.context = context
         self.max_depth = max_depth
         self.thread_id = f"tg-search-{uuid.uuid4().hex[:12]}"
+        self.repeatable = repeatable
         self._ids = itertools.count()
         self._env_lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(concurrency)
@@ -196,11 +202,15 @@ class Space:
         if node.terminal:
             raise ValueError(f"cannot expand a finished state ({node!r})")
         self.meter.check()
+        # the id (and so the child's place among its siblings) is taken before any await:
+        # concurrent expansions finish in any order, but UCT ties and best-terminal ties
+        # are broken by this order, so it must be the order the expansions were asked for
+        node_id = next(self._ids)
         if candidate.invalid and isinstance(candidate.action, Failed):
-            child = Node(next(self._ids), node.config, node.state, parent=node, action=None, action_text=candidate.text,
+            child = Node(node_id, node.config, node.state, parent=node, action=None, action_text=candidate.text,
                          observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True)
-            node.children.append(child)
-            self.nodes.append(child)
+            _insert(node.children, child)
+            _insert(self.nodes, child)
             return child
         async with self._sem:
             if self.environment is not None:
@@ -212,10 +222,10 @@ class Space:
                 steps, checkpoint = await self._branch(node, candidate)
                 snap = None
         self.meter.add_env_steps(1)
-        child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap)
+        child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap, node_id=node_id)
         child.invalid = candidate.invalid
         child.action_text = candidate.text
-        node.children.append(child)
+        _insert(node.children, child)
         return child
 
     async def score(self, nodes: Sequence[Node]) -> list[float]:
@@ -231,6 +241,25 @@ class Space:
         return [float(v) for v in out]  # type: ignore[arg-type]
 
     # -- helpers optimizers share ------------------------------------------------------
+
+    async def gather(self, *aws: Awaitable[T]) -> list[T]:
+        """Run branches concurrently (k branches cost about one model latency), or, when
+        the space is `repeatable`, one after another in order. Concurrent branches share
+        one budget, and which of them spends its last calls depends on thread timing;
+        in order, a fixed seed with a deterministic policy and environment gives the
+        same search every time."""
+        if not self.repeatable:
+            return list(await asyncio.gather(*aws))
+        out: list[T] = []
+        for i, aw in enumerate(aws):
+            try:
+                out.append(await aw)
+            except BaseException:
+                for rest in aws[i + 1 :]:  # a budget stop ends the branches that never started
+                    if inspect.iscoroutine(rest):
+                        rest.close()
+                raise
+        return out
 
     async def rollout(self, node: Node, *, temperature_k: int = 1) -> Node:
         """Finish a trajectory from `node` with the policy's first sample at each step."""
@@ -325,14 +354,15 @@ class Space:
             checkpoint = {"config": snap.config, "values": snap.values, "next": list(snap.next)}
         return steps, checkpoint
 
-    def _node(self, checkpoint: dict[str, Any], *, parent: Node | None, action: Any, steps: list[tuple[str, Any]], snapshot: Any) -> Node:
+    def _node(self, checkpoint: dict[str, Any], *, parent: Node | None, action: Any, steps: list[tuple[str, Any]], snapshot: Any,
+              node_id: int | None = None) -> Node:
         values = checkpoint.get("values") or {}
         nxt = list(checkpoint.get("next") or [])
         depth = 0 if parent is None else parent.depth + 1
         terminal = self.decision_node not in nxt or depth >= self.max_depth
         observation = " ".join(render_observation(u) for name, u in steps if name != self.decision_node and u is not None)
         node = Node(
-            id=next(self._ids),
+            id=next(self._ids) if node_id is None else node_id,
             config=checkpoint["config"],
             state=dict(values) if isinstance(values, dict) else {"value": values},
             parent=parent,
@@ -346,8 +376,13 @@ class Space:
         )
         if terminal:
             node.outcome = self.outcome_fn(node.state)
-        self.nodes.append(node)
+        _insert(self.nodes, node)
         return node
+
+
+def _insert(nodes: list[Node], node: Node) -> None:
+    """Keep a node list in id order (the order nodes were asked for)."""
+    bisect.insort(nodes, node, key=lambda n: n.id)
 
 
 def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:

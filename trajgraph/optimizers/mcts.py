@@ -11,7 +11,6 @@ that later proposals see (`state["reflections"]`). Stops early on success.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,11 +77,11 @@ class MCTS:
             candidates = [c for c in await space.propose(leaf, self.k - len(known) if known else self.k) if c.key not in known]
             if not candidates:
                 continue
-            children = await asyncio.gather(*(space.expand(leaf, c) for c in candidates))
+            children = await space.gather(*(space.expand(leaf, c) for c in candidates))
             simulate = self.simulate if self.simulate is not None else space.reward is None
             if space.reward is None and simulate:
                 # no value function: each new child is valued by one simulation to the end
-                ends = await asyncio.gather(*(space.rollout(ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
+                ends = await space.gather(*(space.rollout(ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
                 scores = [e.outcome if e.outcome is not None else 0.0 for e in ends]
                 for ch, s in zip(children, scores):
                     ch.score = s

@@ -12,7 +12,6 @@ against each candidate it beat at the same prefix (for DPO).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from trajgraph._tree import TreeLog
@@ -47,7 +46,7 @@ class RRO:
                 seen.update(c.key for c in fresh)
                 if not fresh:
                     continue
-                children = await asyncio.gather(*(space.expand(node, c) for c in fresh))
+                children = await space.gather(*(space.expand(node, c) for c in fresh))
                 scores = await space.score(children)
                 for child, s in zip(children, scores):  # first rising, in sampling order
                     tried.append((child, s))

@@ -20,7 +20,6 @@ action costs no policy call, which is why the structural forms suit small models
 
 from __future__ import annotations
 
-import asyncio
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +64,7 @@ class SEAgent:
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         rng = random.Random(self.seed)
-        members = list(await asyncio.gather(*(space.rollout(root) for _ in range(self.population))))
+        members = await space.gather(*(space.rollout(root) for _ in range(self.population)))
         log.stats["generations"] = 0
         for generation in range(self.generations):
             done = [m for m in members if success(m, self.success)]
