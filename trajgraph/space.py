@@ -13,101 +13,30 @@ is the search tree. The interface, kept small on purpose:
 
 Environments whose state lives outside the graph fork through `snapshot()/restore()`
 (see `Environment`); expansions are then serialised on that environment. How a
-raw policy sample becomes a valid or invalid `Candidate` is trajgraph/_candidates.py.
+raw policy sample becomes a valid or invalid `Candidate` is trajgraph/_candidates.py;
+the tree's types (`Node`, `Candidate`, `Environment`) are trajgraph/_search_tree.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import inspect
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
 from trajgraph._candidates import Failed, as_update, count_tokens, tool_names, validate
 from trajgraph._json import canonical_key
+from trajgraph._search_tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
 from trajgraph.budget import BudgetMeter
 from trajgraph.errors import ConfigError, ForkError
 from trajgraph.render import render_action, render_observation, render_task
 
 T = TypeVar("T")
-
-
-@runtime_checkable
-class Environment(Protocol):
-    """An environment outside the graph state that can fork itself."""
-
-    def snapshot(self) -> Any: ...
-
-    def restore(self, snapshot: Any) -> None: ...
-
-
-@dataclass
-class Candidate:
-    """A proposed action: the decision node's update, as the graph would write it."""
-
-    action: Any
-    text: str
-    key: str
-    count: int = 1  # how many samples proposed it (duplicates merged)
-    tokens: int = 0
-    invalid: bool = False
-    error: str = ""
-    prior: float | None = None  # policy's own probability, when it gives one
-
-
-@dataclass(eq=False)
-class Node:
-    """A decision point (or a finished state) in the search tree."""
-
-    id: int
-    config: RunnableConfig
-    state: dict[str, Any]
-    parent: Node | None = None
-    action: Any = None
-    action_text: str = ""
-    observation: str = ""
-    depth: int = 0
-    terminal: bool = False
-    outcome: float | None = None
-    invalid: bool = False
-    snapshot: Any = None
-    steps: list[tuple[str, Any]] = field(default_factory=list)  # (node name, update) from parent to here
-    children: list[Node] = field(default_factory=list)
-    score: float | None = None
-    value: float | None = None
-    visits: int = 0
-    chosen: bool = False
-    reason: str = ""
-
-    def path(self) -> list[Node]:
-        out, node = [], self
-        while node is not None:
-            out.append(node)
-            node = node.parent
-        return out[::-1]
-
-    def turns(self) -> tuple[tuple[str, str], ...]:
-        """(action, observation) pairs from the root to here, for reward models."""
-        return tuple((n.action_text, n.observation) for n in self.path()[1:])
-
-    def __repr__(self) -> str:
-        return f"Node(id={self.id}, depth={self.depth}, action={self.action_text!r}, terminal={self.terminal}, outcome={self.outcome})"
-
-
-Outcome = Callable[[dict[str, Any]], "float | None"]
-
-
-def default_outcome(state: dict[str, Any]) -> float | None:
-    """Env loops put their final reward in `reward`; anything else is unknown."""
-    value = state.get("reward") if isinstance(state, dict) else None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 class Space:
@@ -209,8 +138,8 @@ class Space:
         if candidate.invalid and isinstance(candidate.action, Failed):
             child = Node(node_id, node.config, node.state, parent=node, action=None, action_text=candidate.text,
                          observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True)
-            _insert(node.children, child)
-            _insert(self.nodes, child)
+            insert_by_id(node.children, child)
+            insert_by_id(self.nodes, child)
             return child
         async with self._sem:
             if self.environment is not None:
@@ -225,7 +154,7 @@ class Space:
         child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap, node_id=node_id)
         child.invalid = candidate.invalid
         child.action_text = candidate.text
-        _insert(node.children, child)
+        insert_by_id(node.children, child)
         return child
 
     async def score(self, nodes: Sequence[Node]) -> list[float]:
@@ -376,13 +305,8 @@ class Space:
         )
         if terminal:
             node.outcome = self.outcome_fn(node.state)
-        _insert(self.nodes, node)
+        insert_by_id(self.nodes, node)
         return node
-
-
-def _insert(nodes: list[Node], node: Node) -> None:
-    """Keep a node list in id order (the order nodes were asked for)."""
-    bisect.insort(nodes, node, key=lambda n: n.id)
 
 
 def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:
