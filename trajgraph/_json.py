@@ -34,6 +34,13 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
         return {k if type(k) is str else str(k): to_jsonable(v, memo) for k, v in value.items()}
     if kind is list:
         return [to_jsonable(v, memo) for v in value]
+    if isinstance(value, BaseMessage):  # before the ABC checks below: messages are most of what is left
+        if memo is None:
+            return {_MSG: _dump_message(value)}
+        found = memo.get(id(value))
+        if found is None:
+            found = memo[id(value)] = {_MSG: _dump_message(value)}
+        return found
     if isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
@@ -42,13 +49,6 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
         return {str(k): to_jsonable(v, memo) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_jsonable(v, memo) for v in value]
-    if isinstance(value, BaseMessage):
-        if memo is None:
-            return {_MSG: _dump_message(value)}
-        found = memo.get(id(value))
-        if found is None:
-            found = memo[id(value)] = {_MSG: _dump_message(value)}
-        return found
     # langgraph control objects: keep their fields, not their class
     cls = type(value).__name__
     if cls == "Send":
@@ -128,9 +128,21 @@ def _message(data: dict[str, Any]) -> Any:
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
+try:  # langchain-core's langsmith already brings orjson; encoding is most of the writer's time
+    import orjson
+
+    def _encode(data: Any) -> str:
+        try:
+            return orjson.dumps(data).decode()
+        except (TypeError, orjson.JSONEncodeError):  # an int past 64 bits, a lone surrogate: the slow path copes
+            return _ENCODER.encode(data)
+
+except ImportError:  # pragma: no cover - a Python where langsmith skips orjson
+    _encode = _ENCODER.encode
+
 
 def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:
-    return _ENCODER.encode(to_jsonable(value, memo))
+    return _encode(to_jsonable(value, memo))
 
 
 def loads(text: str | None) -> Any:

@@ -151,12 +151,10 @@ class Store:
                     time.sleep(0.05)
             memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
             try:
-                for run in runs:
-                    self._insert(conn, "runs", row_of(run), replace=True, memo=memo)
-                    conn.execute("DELETE FROM run_tags WHERE run_id=?", (run.id,))
-                    conn.executemany(
-                        "INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run.id, t) for t in run.tags]
-                    )
+                if runs:
+                    self._insert_many(conn, "runs", [row_of(r) for r in runs], replace=True, memo=memo)
+                    conn.executemany("DELETE FROM run_tags WHERE run_id=?", [(r.id,) for r in runs])
+                    conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(r.id, t) for r in runs for t in r.tags])
                 for run_id, fields in run_updates:
                     self._update_run(conn, run_id, fields, memo)
                 for table, items in (
@@ -188,10 +186,6 @@ class Store:
         if "tags" in fields:
             conn.execute("DELETE FROM run_tags WHERE run_id=?", (run_id,))
             conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run_id, t) for t in fields["tags"]])
-
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], replace: bool, memo: dict[int, Any] | None = None) -> None:
-        Store._insert_many(conn, table, [row], replace, memo)
 
     @staticmethod
     def _insert_many(
