@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_export import SEARCH_TASK, Facts, build_store
+from tests._export_store import SEARCH_TASK, Facts, build_store
 
 import trajgraph as tg
 from trajgraph.errors import ConfigError

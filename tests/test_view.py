@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_export import SEARCH_TASK, Facts, build_store
+from tests._export_store import SEARCH_TASK, Facts, build_store
 
 import trajgraph as tg
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
