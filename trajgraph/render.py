@@ -19,14 +19,18 @@ def _message_text(msg: Any) -> str:
         msg = msg["__lc_message__"]
     if isinstance(msg, dict):
         kind, content, calls = msg.get("type"), msg.get("content"), msg.get("tool_calls") or []
+        invalid = msg.get("invalid_tool_calls") or []
     else:
         kind, content, calls = getattr(msg, "type", ""), getattr(msg, "content", ""), getattr(msg, "tool_calls", []) or []
+        invalid = getattr(msg, "invalid_tool_calls", []) or []
     if isinstance(content, list):  # content blocks
         content = " ".join(str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in content)
     parts = [str(content)] if content else []
     for call in calls:
         args = json.dumps(call.get("args", {}), sort_keys=True, ensure_ascii=False)
         parts.append(f"{call.get('name')}({args})")
+    for call in invalid:  # a malformed call is what the model did: show it, marked
+        parts.append(f"{call.get('name')}(<invalid: {call.get('args')}>)")
     text = " ".join(parts)
     return f"{kind}: {text}" if kind in ("tool", "human", "user", "system") else text
 

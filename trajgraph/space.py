@@ -154,6 +154,8 @@ class Space:
         child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap, node_id=node_id)
         child.invalid = candidate.invalid
         child.action_text = candidate.text
+        if candidate.invalid and candidate.error:
+            child.reason = candidate.error  # why it is invalid, for the tree view and the store
         insert_by_id(node.children, child)
         return child
 

@@ -89,7 +89,7 @@ class MCTS:
                 ends, scores = list(children), await space.score(children)
             for child, s in zip(children, scores):
                 if child.invalid:
-                    child.reason = "invalid action"
+                    child.reason = child.reason or "invalid action"
                     continue
                 backpropagate(child, s)
             valid = [(ch, s) for ch, s in zip(children, scores) if not ch.invalid]
