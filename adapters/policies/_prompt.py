@@ -75,7 +75,7 @@ class StateSeeds:
 def state_key(state: Mapping[str, Any]) -> str:
     """What a policy decides from: objective, the actions so far, the observation, the choices."""
     history = [a for a, _ in recent_history(state, 1_000_000)]
-    text = json.dumps([objective(state), history, str(state.get("observation") or ""), list(state.get("actions") or [])])
+    text = json.dumps([objective(state), history, str(state.get("observation") or ""), list(state.get("actions") or [])], default=str)
     return hashlib.sha1(text.encode()).hexdigest()
 
 
