@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
@@ -107,17 +107,16 @@ class RecordingNode(Runnable[Any, Any]):
     """Wraps one node's runnable: times it and sends its update to the recorder."""
 
     def __init__(self, name: str, bound: Runnable[Any, Any]) -> None:
-        self.name = name
+        self.name: str = name  # the node's name (Runnable's own `name` is optional)
         self.bound = bound
 
     def _begin(self, config: RunnableConfig | None) -> tuple[Recorder | None, tuple[Any, ...], RunnableConfig | None]:
         recorder = (config or {}).get("configurable", {}).get(KEY)
-        if recorder is None or self.name.startswith("__"):  # __start__ only echoes the input
+        if config is None or recorder is None or self.name.startswith("__"):  # __start__ only echoes the input
             return None, (), config
-        md = config.get("metadata") or {}  # type: ignore[union-attr]
+        md = config.get("metadata") or {}
         info = locate(recorder, md)
-        config = {**config, "metadata": {**md, "trajgraph_step": info[0]}}  # type: ignore[misc]
-        return recorder, info, config
+        return recorder, info, cast(RunnableConfig, {**config, "metadata": {**md, "trajgraph_step": info[0]}})
 
     def _step(self, recorder: Recorder, info: tuple[Any, ...], **fields: Any) -> Step:
         seq, lg_step, path, namespace, task_id, started_at = info

@@ -138,7 +138,9 @@ try:  # langchain-core's langsmith already brings orjson; encoding is most of th
             return _ENCODER.encode(data)
 
 except ImportError:  # pragma: no cover - a Python where langsmith skips orjson
-    _encode = _ENCODER.encode
+
+    def _encode(data: Any) -> str:
+        return _ENCODER.encode(data)
 
 
 def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:

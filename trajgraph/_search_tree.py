@@ -63,7 +63,8 @@ class Node:
     reason: str = ""
 
     def path(self) -> list[Node]:
-        out, node = [], self
+        out: list[Node] = []
+        node: Node | None = self
         while node is not None:
             out.append(node)
             node = node.parent

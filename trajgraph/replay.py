@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
 from trajgraph._diff import Divergence, RunDiff, StepDiff, diff, first_divergence, pair_steps
@@ -257,11 +258,11 @@ def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[
         from langgraph.checkpoint.memory import InMemorySaver
 
         graph = Pregel.copy(graph, {"checkpointer": InMemorySaver()})
-    config: dict[str, Any] = {}
+    config = RunnableConfig()
     if graph.checkpointer:  # a thread of its own: never continue one of the user's threads
-        config = {"configurable": {"thread_id": f"trajgraph-{run.kind}-{run.id}"}}
+        config = RunnableConfig(configurable={"thread_id": f"trajgraph-{run.kind}-{run.id}"})
     instrumented = instrument(graph)
-    config = recorder_session(instrumented, recorder, config)  # type: ignore[arg-type]
+    config = recorder_session(instrumented, recorder, config)
     output: Any = None
     result: tuple[Any, str | None, str] = (None, None, "succeeded")
     for inp in [original.input, *resumes]:  # a recorded resume follows an interrupt or a failure

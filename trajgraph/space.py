@@ -24,7 +24,7 @@ import inspect
 import itertools
 import uuid
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
@@ -161,15 +161,13 @@ class Space:
 
     async def score(self, nodes: Sequence[Node]) -> list[float]:
         """Known outcomes for finished nodes; the reward for the rest (batched)."""
-        out: list[float | None] = [n.outcome if n.terminal and n.outcome is not None else None for n in nodes]
-        todo = [i for i, v in enumerate(out) if v is None]
-        if todo:
-            values = await self._reward([nodes[i] for i in todo])
-            for i, v in zip(todo, values):
-                out[i] = v
+        known = [n.outcome if n.terminal else None for n in nodes]
+        todo = [i for i, v in enumerate(known) if v is None]
+        rewards = dict(zip(todo, await self._reward([nodes[i] for i in todo]))) if todo else {}
+        out = [float(rewards[i] if v is None else v) for i, v in enumerate(known)]
         for n, v in zip(nodes, out):
             n.score = v
-        return [float(v) for v in out]  # type: ignore[arg-type]
+        return out
 
     # -- helpers optimizers share ------------------------------------------------------
 
@@ -253,11 +251,11 @@ class Space:
         from langgraph._internal._constants import CONFIG_KEY_RUNTIME
         from langgraph.runtime import Runtime
 
-        config = {
+        config = cast(RunnableConfig, {
             **node.config,
             "configurable": {**node.config.get("configurable", {}), CONFIG_KEY_RUNTIME: Runtime(context=self.context, store=self.graph.store)},
             "metadata": {"langgraph_node": self.decision_node, "trajgraph_sample": True},
-        }
+        })
         return await pregel_node.bound.ainvoke(value, config)
 
     async def _branch(self, node: Node, candidate: Candidate) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
@@ -268,14 +266,14 @@ class Space:
     async def _run(self, input: Any, config: RunnableConfig) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
         steps: list[tuple[str, Any]] = []
         checkpoint: dict[str, Any] | None = None
-        run_config = {**config, "recursion_limit": 10_000}
+        run_config = cast(RunnableConfig, {**config, "recursion_limit": 10_000})
         if self.context is not None:
             stream = self.graph.astream(input, run_config, stream_mode=["updates", "checkpoints"], context=self.context)
         else:
             stream = self.graph.astream(input, run_config, stream_mode=["updates", "checkpoints"])
         async for mode, chunk in stream:
             if mode == "checkpoints":
-                checkpoint = chunk
+                checkpoint = cast("dict[str, Any]", chunk)
             elif isinstance(chunk, dict):
                 for name, update in chunk.items():
                     if not name.startswith("__"):

@@ -105,7 +105,7 @@ class ModelCall(_Json):
     completion_tokens: int | None = None
     latency_ms: float = 0.0
     token_ids: list[int] | None = None  # when the server returns them
-    logprobs: list[float] | None = None
+    logprobs: list[float | None] | None = None  # None where the server gave no number for a token
     error: str | None = None
     # A conversation's prompt grows by a message or two per call; the store keeps
     # each message once: this call's first `prompt_shared` messages are those of
