@@ -21,7 +21,6 @@ from langchain_core.messages import AIMessage
 
 import trajgraph as tg
 from trajgraph.render import render_action
-from trajgraph.replay import diff, replay
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 
 warnings.filterwarnings("ignore", category=DeprecationWarning)  # create_react_agent's move notice
@@ -59,17 +58,17 @@ def main() -> None:
 
     # 3. cassette replay: the agent node is answered from the record; tools run again
     calls_before = model.calls
-    result = replay(store, run.id, react_calculator_agent(model))
+    result = tg.replay(store, run.id, react_calculator_agent(model))
     print(f"\nreplay {result.run_id}: matched={result.matched}, {result.steps} steps compared, "
           f"{result.answered} answered from the record, model calls made: {model.calls - calls_before}")
 
     # 4. fork at step 2 with a different action: what if the agent had added instead?
     other = {"messages": [AIMessage(content="", tool_calls=[fake_tool_call("add", a=40, b=2)])]}
-    forked = replay(store, run.id, react_calculator_agent(ScriptedToolModel(script=["Still 42."])), fork_at=2, action=other)
+    forked = tg.replay(store, run.id, react_calculator_agent(ScriptedToolModel(script=["Still 42."])), fork_at=2, action=other)
     print(f"fork {forked.run_id} (parent {forked.parent_id}, step {forked.fork_step}): {forked.output['messages'][-1].content!r}")
 
     # 5. diff the recording and the fork, step by step
-    d = diff(store, run.id, forked.run_id)
+    d = tg.diff(store, run.id, forked.run_id)
     print("diff:", d.counts())
     for row in d.steps:
         if row.status != "same":
