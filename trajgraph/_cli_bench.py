@@ -35,7 +35,7 @@ SUITES = {
 POLICIES = ("simulated", "minilm", "smollm2", "smollm2-rank")
 REWARDS = ("none", "env", "rollout", "rm")
 
-DEMO = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
+DEMO: dict[str, Any] = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
             budget=100, policy="minilm", reward="rm", skill=0.6, seed=0)
 
 
@@ -206,7 +206,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
 def _plain(obj: Any) -> dict[str, Any]:
     import dataclasses
 
-    if dataclasses.is_dataclass(obj):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {k: v for k, v in dataclasses.asdict(obj).items() if isinstance(v, (int, float, str, bool, list, type(None)))}
     return dict(obj) if isinstance(obj, dict) else {"report": str(obj)}
 

@@ -152,7 +152,7 @@ def _prompt(task: str, history: Sequence[tuple[str, str]], style: str, raw: Any)
 def _completion(side: Any, style: str) -> Any:
     """One side of a pair: the action as assistant message(s), or its text."""
     action = side.get("action") if isinstance(side, dict) and ("action" in side or "text" in side) else side
-    text = side.get("text") if isinstance(side, dict) and side.get("text") else render_action(action)
+    text = str(side["text"]) if isinstance(side, dict) and side.get("text") else render_action(action)
     if style == "standard":
         return " " + text
     data = to_jsonable(action)

@@ -189,9 +189,9 @@ def optimize(
     kwargs = dict(decision_node=decision_node, optimizer=optimizer, reward=reward, outcome=outcome, budget=budget,
                   store=store, policy=policy, environment=environment, name=agent_name, tags=tags, repeatable=repeatable)
 
-    builder = getattr(compiled, "builder", None)
+    builder: Any = getattr(compiled, "builder", None)
     state_schema = getattr(builder, "state_schema", None)
-    plain = _plain_schema(compiled, state_schema, f"{agent_name}_state") if state_schema else dict
+    plain: Any = _plain_schema(compiled, state_schema, f"{agent_name}_state") if state_schema else dict
     input_schema = _plain_schema(compiled, builder.input_schema, f"{agent_name}_input") if state_schema else plain
     output_schema = _plain_schema(compiled, builder.output_schema, f"{agent_name}_output") if state_schema else plain
 
@@ -204,8 +204,8 @@ def optimize(
 
     from langchain_core.runnables import RunnableLambda
 
-    wrapper = StateGraph(plain, input_schema=input_schema, output_schema=output_schema)
-    wrapper.add_node("search", RunnableLambda(run_search_sync, afunc=run_search, name="search"))
+    wrapper: StateGraph[Any, Any, Any, Any] = StateGraph(plain, input_schema=input_schema, output_schema=output_schema)
+    wrapper.add_node("search", RunnableLambda(run_search_sync, afunc=run_search, name="search"))  # type: ignore[type-var]  # LangGraph wants a schema type; the state is a plain dict here
     wrapper.add_edge(START, "search")
     wrapper.add_edge("search", END)
     return wrapper.compile(name=f"optimized_{agent_name}")

@@ -127,7 +127,7 @@ class LiteLLMPolicy:
         if missing > 0:
             more = await asyncio.gather(*(self._call(messages, n=1, chat=chat) for _ in range(missing)))
             choices += [c for batch in more for c in batch]
-        out = []
+        out: list[Any] = []
         for choice in choices[:k]:
             if chat:
                 out.append({"messages": [_ai_message(choice.message)]})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphBubbleUp
@@ -182,11 +182,11 @@ def _pending(graph: Any, config: RunnableConfig) -> bool:
     return bool(state.next)
 
 
-def _start(graph: Any, input: Any, config: RunnableConfig | None) -> tuple[RunnableConfig, _Session | None]:
-    config = dict(config or {})  # type: ignore[assignment]
+def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[RunnableConfig, _Session | None]:
+    config: dict[str, Any] = dict(given or {})
     configurable = dict(config.get("configurable") or {})
     if configurable.get(_KEY) is not None:  # already inside a recorded run: join it
-        return config, None  # type: ignore[return-value]
+        return cast(RunnableConfig, config), None
     settings: _Settings = graph._tg
     writer = writer_for(settings.store)
     thread_id = configurable.get("thread_id")
@@ -250,7 +250,7 @@ def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Reco
         for handler in handlers:
             callbacks.add_handler(handler, inherit=True)
         config["callbacks"] = callbacks
-    return config  # type: ignore[return-value]
+    return cast(RunnableConfig, config)
 
 
 def _resumable(settings: _Settings, writer: Writer, thread_id: str | None, root_ns: str) -> Run | None:
@@ -288,7 +288,7 @@ def _unwrap(graph: Pregel) -> Pregel:
 
 def _as_recorded(graph: Pregel, settings: _Settings) -> Pregel:
     cls = _recorded_class(type(graph))
-    obj = cls.__new__(cls)
+    obj: Any = object.__new__(cls)  # no __init__: the compiled graph's fields are copied as they are
     obj.__dict__.update(graph.__dict__)
     obj._tg = settings
     return obj
@@ -346,8 +346,8 @@ def record(
 
 def recorder_session(graph: Pregel, recorder: Recorder, config: RunnableConfig | None = None) -> RunnableConfig:
     """Config that makes an instrumented graph report to `recorder` (used by replay)."""
-    config = dict(config or {})  # type: ignore[assignment]
-    return _attach(config, dict(config.get("configurable") or {}), recorder)  # type: ignore[arg-type]
+    conf: dict[str, Any] = dict(config or {})
+    return _attach(conf, dict(conf.get("configurable") or {}), recorder)
 
 
 __all__ = ["record", "instrument", "Recorder", "Cassette", "StepKeys", "step_keys", "recorder_session"]

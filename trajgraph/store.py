@@ -227,7 +227,8 @@ class Store:
         newest_first: bool = True,
     ) -> list[Run]:
         """Runs matching every filter given, newest first."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         for col, val in (("graph", graph), ("status", status), ("kind", kind), ("task", task), ("parent_id", parent_id), ("thread_id", thread_id)):
             if val is not None:
                 where.append(f"{col} = ?")
