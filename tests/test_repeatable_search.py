@@ -55,3 +55,26 @@ def test_children_keep_the_order_they_were_asked_for_when_expansions_finish_out_
         ids = [c.id for c in node.children]
         assert ids == sorted(ids)
     assert [n.id for n in result.space.nodes] == sorted(n.id for n in result.space.nodes)
+
+
+def test_repeatable_search_samples_the_agents_own_node_in_order() -> None:
+    """No `policy=`: k samples of the agent's own model node. A stateful model (a script that
+    cycles) answers in call order, so concurrent samples would be dealt out by timing."""
+    from langchain_core.messages import HumanMessage
+
+    from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
+
+    class JitteryScript(ScriptedToolModel):
+        async def _agenerate(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+            await asyncio.sleep(random.random() * 0.004)  # unseeded: which sample takes the next line varies
+            return await super()._agenerate(messages, stop, run_manager, **kwargs)
+
+    def once(repeatable: bool = True) -> list[tuple]:
+        model = JitteryScript(script=[[fake_tool_call("add", a=i, b=1)] for i in range(5)] + ["done"])
+        result = search(react_calculator_agent(model), {"messages": [HumanMessage(content="go")]}, decision_node="agent",
+                        optimizer=MCTS(k=3), budget=Budget(policy_calls=12), repeatable=repeatable)
+        return _tree(result)
+
+    first = once()
+    assert len(first) > 3
+    assert once() == first

@@ -65,9 +65,10 @@ async def asearch(
 ) -> SearchResult:
     """Run one search on one input; record it when a store is given.
 
-    repeatable=True runs an optimizer's branches one after another instead of
-    concurrently (see `Space.gather`): slower with a remote model, but the same
-    seed then gives the same search.
+    repeatable=True runs an optimizer's branches, and the k samples of the agent's
+    own decision node, one after another instead of concurrently (see
+    `Space.gather`): slower with a remote model, but the same seed then gives the
+    same search.
     """
     from trajgraph.optimizers import MCTS
 

@@ -113,7 +113,7 @@ class Space:
             except Exception as exc:  # a failing policy is an invalid candidate, not a crash
                 actions = [Failed(exc)]
         else:
-            actions = await asyncio.gather(*(self._sample_node(node) for _ in range(n)), return_exceptions=True)
+            actions = await self.gather(*(self._sample_node(node) for _ in range(n)), errors_as_results=True)
         merged: dict[str, Candidate] = {}
         for action in actions:
             cand = self.candidate(action, state)
@@ -171,19 +171,23 @@ class Space:
 
     # -- helpers optimizers share ------------------------------------------------------
 
-    async def gather(self, *aws: Awaitable[T]) -> list[T]:
-        """Run branches concurrently (k branches cost about one model latency), or, when
-        the space is `repeatable`, one after another in order. Concurrent branches share
-        one budget, and which of them spends its last calls depends on thread timing;
-        in order, a fixed seed with a deterministic policy and environment gives the
-        same search every time."""
+    async def gather(self, *aws: Awaitable[T], errors_as_results: bool = False) -> list[Any]:
+        """Run branches (or samples) concurrently (k of them cost about one model
+        latency), or, when the space is `repeatable`, one after another in order.
+        Concurrent branches share one budget, and which of them spends its last calls
+        depends on thread timing; in order, a fixed seed with a deterministic policy
+        and environment gives the same search every time. `errors_as_results`: an
+        exception is returned in its place, like asyncio.gather(return_exceptions=True)."""
         if not self.repeatable:
-            return list(await asyncio.gather(*aws))
-        out: list[T] = []
+            return list(await asyncio.gather(*aws, return_exceptions=errors_as_results))
+        out: list[Any] = []
         for i, aw in enumerate(aws):
             try:
                 out.append(await aw)
-            except BaseException:
+            except BaseException as exc:
+                if errors_as_results and isinstance(exc, Exception):
+                    out.append(exc)
+                    continue
                 for rest in aws[i + 1 :]:  # a budget stop ends the branches that never started
                     if inspect.iscoroutine(rest):
                         rest.close()
