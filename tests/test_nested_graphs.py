@@ -26,7 +26,7 @@ class Inner(TypedDict):
     y: int
 
 
-def _arithmetic(fail_at: int | None = None) -> Any:
+def _arithmetic(fail_at: int | None = None, factor: int = 2) -> Any:
     """An inner graph (double, then inc) that a node calls; `fail_at` makes inc raise on that value."""
 
     def inc(s: Inner) -> dict[str, int]:
@@ -35,7 +35,7 @@ def _arithmetic(fail_at: int | None = None) -> Any:
         return {"y": s["y"] + 1}
 
     b = StateGraph(Inner)
-    b.add_node("double", lambda s: {"y": s["y"] * 2})
+    b.add_node("double", lambda s: {"y": s["y"] * factor})
     b.add_node("inc", inc)
     b.add_edge(START, "double")
     b.add_edge("double", "inc")
@@ -147,13 +147,7 @@ def test_a_changed_called_graph_is_a_divergence_at_its_step(store: Store) -> Non
     tg.record(_outer(_arithmetic()), store=store, name="outer").invoke({"x": 1})
     (run,) = store.runs()
 
-    changed = StateGraph(Inner)
-    changed.add_node("double", lambda s: {"y": s["y"] * 3})
-    changed.add_node("inc", lambda s: {"y": s["y"] + 1})
-    changed.add_edge(START, "double")
-    changed.add_edge("double", "inc")
-    changed.add_edge("inc", END)
-    result = tg.replay(store, run.id, _outer(changed.compile()), live=True)
+    result = tg.replay(store, run.id, _outer(_arithmetic(factor=3)), live=True)
     assert not result.matched
     assert (result.divergence.seq, result.divergence.node, result.divergence.reason) == (1, "call_inner", "update differs")
 

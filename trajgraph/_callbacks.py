@@ -8,21 +8,27 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from trajgraph._instrument import ns_parts
 from trajgraph.trajectory import ModelCall
 
 if TYPE_CHECKING:
     from trajgraph.record import Recorder
 
 
-class ModelCallRecorder(BaseCallbackHandler):
-    """Captures messages in, message out, parameters, token usage and logprobs."""
+class RunHandler(BaseCallbackHandler):
+    """A recorded run's callback handler: inline, deaf to events no recorder reads."""
 
     run_inline = True  # keep on the caller's thread: cheap, and ordering stays exact
-    ignore_chain = True
     ignore_agent = True
     ignore_retriever = True
     ignore_retry = True
     ignore_custom_event = True
+
+
+class ModelCallRecorder(RunHandler):
+    """Captures messages in, message out, parameters, token usage and logprobs."""
+
+    ignore_chain = True
 
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
@@ -74,9 +80,9 @@ class ModelCallRecorder(BaseCallbackHandler):
     def _step_of(self, md: dict[str, Any]) -> int | None:
         """The step the call ran in: a nested graph's task (trajgraph/_nested.py) or a swapped node."""
         if self.recorder.nested_seqs:
-            own = str(md.get("langgraph_checkpoint_ns") or "").rpartition("|")[2].partition(":")[2]
-            if own in self.recorder.nested_seqs:
-                return self.recorder.nested_seqs[own]
+            parts = ns_parts(str(md.get("langgraph_checkpoint_ns") or ""))
+            if parts and parts[-1][1] in self.recorder.nested_seqs:
+                return self.recorder.nested_seqs[parts[-1][1]]
         return md.get("trajgraph_step")
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:

@@ -143,11 +143,11 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         reward: str, skill: float, seed: int, db: Path, out: Path, workers: int, title: str = "trajgraph bench",
         repeatable: bool | None = None) -> dict:
     from trajgraph import bench
+    from trajgraph.store import Store
 
     # in-process policies are seeded, so branches run in order and the table repeats;
     # a remote model samples as it likes, so its branches run concurrently (about one latency for k)
     repeatable = model is None if repeatable is None else repeatable
-    from trajgraph.store import Store
 
     names = bench.parse_optimizers(optimizers)
     if budget <= 0:

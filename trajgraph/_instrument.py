@@ -47,8 +47,8 @@ class StepKeys:
     def __call__(self, step: Step) -> StepKey:
         ns = ""
         if step.namespace:  # the innermost parent's label already spells the whole path
-            parts = [part.partition(":") for part in step.namespace.split("|")]
-            ns = self._labels.get(parts[-1][2]) or "|".join(name for name, _, _ in parts)
+            parts = ns_parts(step.namespace)
+            ns = self._labels.get(parts[-1][1]) or "|".join(name for name, _ in parts)
         if step.task_id:
             label = f"{step.node}@{step.lg_step}"
             if not step.path.startswith("__pregel_pull"):
@@ -118,35 +118,14 @@ class RecordingNode(Runnable[Any, Any]):
         info = locate(recorder, md)
         return recorder, info, cast(RunnableConfig, {**config, "metadata": {**md, "trajgraph_step": info[0]}})
 
-    def _step(self, recorder: Recorder, info: tuple[Any, ...], **fields: Any) -> Step:
-        seq, lg_step, path, namespace, task_id, started_at = info
-        return Step(
-            run_id=recorder.run_id,
-            seq=seq,
-            node=self.name,
-            lg_step=lg_step,
-            path=path,
-            namespace=namespace,
-            task_id=task_id,
-            started_at=started_at,
-            **fields,
-        )
-
     def _end(self, recorder: Recorder, info: tuple[Any, ...], t0: float, out: Any = None, exc: BaseException | None = None) -> None:
-        latency = (time.perf_counter() - t0) * 1000
-        if exc is None:
-            action = out if self.name in recorder.decision_nodes else None
-            step = self._step(recorder, info, update=out, action=action, latency_ms=latency)
-        elif isinstance(exc, GraphBubbleUp):  # interrupt or parent command: not a failure
-            step = self._step(recorder, info, interrupted=True, latency_ms=latency)
-        else:
-            step = self._step(recorder, info, error=f"{type(exc).__name__}: {exc}", latency_ms=latency)
-        recorder.add_step(step)
+        action = out if exc is None and self.name in recorder.decision_nodes else None
+        recorder.add_step(make_step(recorder, self.name, info, t0, update=out, action=action, exc=exc))
 
     def _answer(self, recorder: Recorder, info: tuple[Any, ...]) -> tuple[bool, Any]:
         if recorder.cassette is None:
             return False, None
-        return recorder.answer(self._step(recorder, info))
+        return recorder.answer(make_step(recorder, self.name, info))
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         recorder, info, config = self._begin(config)
@@ -195,10 +174,29 @@ def locate(recorder: Recorder, md: dict[str, Any]) -> tuple[Any, ...]:
     return (seq, md.get("langgraph_step"), _path(md.get("langgraph_path")), parent, own.partition(":")[2], time.time())
 
 
+def make_step(recorder: Recorder, node: str, info: tuple[Any, ...], t0: float | None = None, *,
+              update: Any = None, action: Any = None, exc: BaseException | None = None) -> Step:
+    """The Step for `info` (from `locate`), ended at `t0` + its latency, by `exc` when it raised."""
+    seq, lg_step, path, namespace, task_id, started_at = info
+    fields: dict[str, Any] = {"update": update, "action": action}
+    if isinstance(exc, GraphBubbleUp):  # interrupt or parent command: not a failure
+        fields = {"interrupted": True}
+    elif exc is not None:
+        fields = {"error": f"{type(exc).__name__}: {exc}"}
+    latency = 0.0 if t0 is None else (time.perf_counter() - t0) * 1000
+    return Step(run_id=recorder.run_id, seq=seq, node=node, lg_step=lg_step, path=path, namespace=namespace,
+                task_id=task_id, started_at=started_at, latency_ms=latency, **fields)
+
+
+def ns_parts(namespace: str) -> list[tuple[str, str]]:
+    """"a:<id>|b:<id>" -> [("a", id), ("b", id)]: each enclosing task's node and task id, outermost first."""
+    return [(name, task) for name, _, task in (part.partition(":") for part in namespace.split("|") if part)]
+
+
 def _path(path: Any) -> str:
     if not path:
         return ""
     return "/".join(str(p) for p in path if not isinstance(p, bool))
 
 
-__all__ = ["KEY", "StepKey", "Cassette", "StepKeys", "step_keys", "Recorder", "RecordingNode", "locate"]
+__all__ = ["KEY", "StepKey", "Cassette", "StepKeys", "step_keys", "Recorder", "RecordingNode", "locate", "make_step", "ns_parts"]

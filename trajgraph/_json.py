@@ -134,7 +134,7 @@ try:  # langchain-core's langsmith already brings orjson; encoding is most of th
     def _encode(data: Any) -> str:
         try:
             return orjson.dumps(data).decode()
-        except (TypeError, orjson.JSONEncodeError):  # an int past 64 bits, a lone surrogate: the slow path copes
+        except TypeError:  # orjson.JSONEncodeError: an int past 64 bits, a lone surrogate; the slow path copes
             return _ENCODER.encode(data)
 
 except ImportError:  # pragma: no cover - a Python where langsmith skips orjson

@@ -21,12 +21,10 @@ import time
 from typing import Any
 from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
-from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 
-from trajgraph._instrument import Recorder, RecordingNode, locate
-from trajgraph.trajectory import Step
+from trajgraph._callbacks import RunHandler
+from trajgraph._instrument import Recorder, RecordingNode, locate, make_step, ns_parts
 
 
 def nested_graph_nodes(graph: Pregel) -> frozenset[str]:
@@ -57,20 +55,14 @@ def nested_graph_nodes(graph: Pregel) -> frozenset[str]:
     return frozenset(names)
 
 
-class NestedSteps(BaseCallbackHandler):
-    """Records the tasks of graphs invoked inside the functions of `parents` nodes."""
+class NestedSteps(RunHandler):
+    """Records the tasks of graphs invoked inside the functions of `recorder.nested_parents` nodes."""
 
-    run_inline = True  # seq numbers in the order the tasks start
     ignore_llm = True
     ignore_chat_model = True
-    ignore_agent = True
-    ignore_retriever = True
-    ignore_retry = True
-    ignore_custom_event = True
 
-    def __init__(self, recorder: Recorder, parents: frozenset[str]) -> None:
+    def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
-        self.parents = parents
         self._seen: set[str] = set()  # task ids already opened (a task's inner runnables share its namespace)
         self._open: dict[UUID, tuple[tuple[Any, ...], float, str]] = {}
 
@@ -85,49 +77,30 @@ class NestedSteps(BaseCallbackHandler):
     ) -> None:
         md = metadata or {}
         node = md.get("langgraph_node")
-        ns = str(md.get("langgraph_checkpoint_ns") or "")
-        if not node or "|" not in ns:
+        parts = ns_parts(str(md.get("langgraph_checkpoint_ns") or ""))
+        if not node or len(parts) < 2:
             return
-        own = ns.rpartition("|")[2]
-        if own in self._seen or own.partition(":")[0] != node:
+        (parent, _), (own_node, own_task) = parts[-2:]
+        if own_task in self._seen or own_node != node:
             return
-        self._seen.add(own)
-        if ns.rpartition("|")[0].rpartition("|")[2].partition(":")[0] not in self.parents:
+        self._seen.add(own_task)
+        if parent not in self.recorder.nested_parents:
             return  # a swapped node's step: RecordingNode has it
         info = locate(self.recorder, md)
         self.recorder.nested_seqs[info[4]] = info[0]  # model calls inside belong to this step
         self._open[run_id] = (info, time.perf_counter(), str(node))
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        opened = self._open.pop(run_id, None)
-        if opened is not None:
-            self._write(opened, update=outputs)
+        self._end(run_id, update=outputs)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        opened = self._open.pop(run_id, None)
-        if opened is None:
-            return
-        if isinstance(error, GraphBubbleUp):
-            self._write(opened, interrupted=True)
-        else:
-            self._write(opened, error=f"{type(error).__name__}: {error}")
+        self._end(run_id, exc=error)
 
-    def _write(self, opened: tuple[tuple[Any, ...], float, str], **fields: Any) -> None:
-        info, t0, node = opened
-        seq, lg_step, path, namespace, task_id, started_at = info
-        step = Step(
-            run_id=self.recorder.run_id,
-            seq=seq,
-            node=node,
-            lg_step=lg_step,
-            path=path,
-            namespace=namespace,
-            task_id=task_id,
-            started_at=started_at,
-            latency_ms=(time.perf_counter() - t0) * 1000,
-            **fields,
-        )
-        self.recorder.add_step(step)
+    def _end(self, run_id: UUID, **outcome: Any) -> None:
+        opened = self._open.pop(run_id, None)
+        if opened is not None:
+            info, t0, node = opened
+            self.recorder.add_step(make_step(self.recorder, node, info, t0, **outcome))
 
 
 __all__ = ["nested_graph_nodes", "NestedSteps"]

@@ -174,25 +174,27 @@ def check(conn: sqlite3.Connection, path: Path) -> int:
     return version
 
 
-def _switch_to_wal(conn: sqlite3.Connection, patience_s: float = 30.0) -> None:
-    """Turn on WAL, retrying while another process holds the file.
+def execute_when_free(conn: sqlite3.Connection, sql: str, patience_s: float) -> None:
+    """Run `sql`, retrying with backoff while another process holds the file.
 
-    SQLite answers this pragma with an immediate "database is locked" when another
-    connection is mid-migration (its busy handler is skipped to avoid a deadlock),
-    so several processes opening one new store at once must wait their turn here.
+    SQLite answers some statements with an immediate "database is locked" instead of
+    waiting out `busy_timeout` (it skips the busy handler where waiting could
+    deadlock): switching to WAL while another connection migrates a new file, or
+    `BEGIN IMMEDIATE` under heavy contention. Several processes sharing one store
+    must wait their turn there.
     """
     deadline = time.monotonic() + patience_s
     delay = 0.005
     while True:
         try:
-            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            conn.execute(sql)
             return
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
             if time.monotonic() > deadline:
                 raise sqlite3.OperationalError(
-                    f"database is locked: another process held the store for {patience_s:.0f} s while it was being set up"
+                    f"database is locked: another process held the store for {patience_s:g} s ({sql})"
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 0.25)
@@ -200,7 +202,7 @@ def _switch_to_wal(conn: sqlite3.Connection, patience_s: float = 30.0) -> None:
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the file to SCHEMA_VERSION in one transaction (re-reading the version under the lock)."""
-    _switch_to_wal(conn)
+    execute_when_free(conn, "PRAGMA journal_mode = WAL", patience_s=30)
     conn.execute("BEGIN IMMEDIATE")  # one migrator at a time across processes
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT)")
@@ -220,4 +222,4 @@ def migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-__all__ = ["META", "SCHEMA_V1", "MIGRATIONS", "check", "migrate"]
+__all__ = ["META", "SCHEMA_V1", "MIGRATIONS", "check", "migrate", "execute_when_free"]

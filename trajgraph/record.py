@@ -45,7 +45,7 @@ class _Settings:
     metadata: dict[str, Any]
     graph_path: str | None
     task: Callable[[Any], str | None] | None
-    nested_parents: frozenset[str] = frozenset()
+    nested_parents: frozenset[str]  # nodes whose functions call graphs (trajgraph/_nested.py)
 
 
 def instrument(graph: Pregel) -> Pregel:
@@ -239,7 +239,7 @@ def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Reco
     config["configurable"] = configurable
     handlers: list[Any] = [ModelCallRecorder(recorder)]
     if recorder.nested_parents:
-        handlers.append(NestedSteps(recorder, recorder.nested_parents))
+        handlers.append(NestedSteps(recorder))
     callbacks = config.get("callbacks")
     if callbacks is None:
         config["callbacks"] = handlers
@@ -330,6 +330,7 @@ def record(
     unknown = [n for n in decision_nodes if n not in graph.nodes]
     if unknown:
         raise ValueError(f"decision node(s) {unknown} not in graph; nodes are {sorted(n for n in graph.nodes if not n.startswith('__'))}")
+    instrumented = instrument(graph)
     settings = _Settings(
         store=store,
         name=name or graph.get_name() or "graph",
@@ -338,9 +339,8 @@ def record(
         metadata=dict(metadata or {}),
         graph_path=graph_path,
         task=task,
+        nested_parents=nested_graph_nodes(instrumented),
     )
-    instrumented = instrument(graph)
-    settings.nested_parents = nested_graph_nodes(instrumented)
     return _as_recorded(instrumented, settings)
 
 

@@ -36,7 +36,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
 from trajgraph._diff import Divergence, RunDiff, StepDiff, diff, first_divergence, pair_steps
-from trajgraph._instrument import Recorder, StepKey, step_keys
+from trajgraph._instrument import Recorder, StepKey, ns_parts, step_keys
 from trajgraph._json import canonical
 from trajgraph._nested import nested_graph_nodes
 from trajgraph._writer import writer_for
@@ -88,7 +88,7 @@ class _Tape:
         self._around_fork: set[str] = set()
         if fork_at is not None:
             target = next(s for s in steps if s.seq == fork_at)
-            ids = {part.partition(":")[2] for part in target.namespace.split("|") if part}
+            ids = {task for _, task in ns_parts(target.namespace)}
             self._around_fork = {s.task_id for s in steps if s.task_id in ids}
         self._lock = threading.Lock()
 
@@ -154,7 +154,8 @@ def replay(
         _check_substitutable(steps, fork_at, nested)
 
     model_steps = {c.step_seq for c in store.model_calls(original.id) if c.step_seq is not None}
-    answer_nodes = {_swapped(s, steps, nested).node for s in steps if s.action is not None or s.seq in model_steps}
+    by_task = {s.task_id: s for s in steps if s.task_id}
+    answer_nodes = {_swapped(s, by_task, nested).node for s in steps if s.action is not None or s.seq in model_steps}
     tape = _Tape(steps, answer_nodes, live=live, fork_at=fork_at, action=action)
     kind = "replay" if fork_at is None else "fork"
     run = Run(
@@ -218,23 +219,18 @@ def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action:
 
 
 def _inside(step: Step, tasks: set[str]) -> bool:
-    return bool(tasks) and any(part.partition(":")[2] in tasks for part in step.namespace.split("|") if part)
+    return bool(tasks) and any(task in tasks for _, task in ns_parts(step.namespace))
 
 
 def _hidden_parent(step: Step, nested: frozenset[str]) -> tuple[str, str] | None:
     """(node, task id) of the outermost swapped node whose function called the graph `step` ran in."""
-    for name, _, task in (part.partition(":") for part in step.namespace.split("|") if part):
-        if name in nested:
-            return name, task
-    return None
+    return next(((name, task) for name, task in ns_parts(step.namespace) if name in nested), None)
 
 
-def _swapped(step: Step, steps: Sequence[Step], nested: frozenset[str]) -> Step:
+def _swapped(step: Step, by_task: dict[str, Step], nested: frozenset[str]) -> Step:
     """`step` itself, or for a step inside a called graph the swapped step that called it."""
     parent = _hidden_parent(step, nested)
-    if parent is None:
-        return step
-    return next((s for s in steps if s.task_id == parent[1]), step)
+    return step if parent is None else by_task.get(parent[1], step)
 
 
 def _check_substitutable(steps: Sequence[Step], fork_at: int, nested: frozenset[str]) -> None:
@@ -243,7 +239,7 @@ def _check_substitutable(steps: Sequence[Step], fork_at: int, nested: frozenset[
     parent = _hidden_parent(target, nested)
     if parent is None:
         return
-    outer = _swapped(target, steps, nested)
+    outer = _swapped(target, {s.task_id: s for s in steps if s.task_id}, nested)
     where = f"node {parent[0]!r}" + (f" (step {outer.seq})" if outer is not target else "")
     raise ReplayError(
         f"step {fork_at} ({target.node}) ran inside a graph that {where} calls from its own function; "

@@ -24,7 +24,7 @@ import inspect
 import itertools
 import uuid
 from collections.abc import Awaitable, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
@@ -35,9 +35,6 @@ from trajgraph._search_tree import Candidate, Environment, Node, Outcome, defaul
 from trajgraph.budget import BudgetMeter
 from trajgraph.errors import ConfigError, ForkError
 from trajgraph.render import render_action, render_observation, render_task
-
-T = TypeVar("T")
-
 
 class Space:
     """The decision-point interface over one compiled graph and one task."""
@@ -97,7 +94,7 @@ class Space:
         async with self._env_lock:
             steps, checkpoint = await self._run(input, config)
             snap = self.environment.snapshot() if self.environment is not None else None
-        return self._node(checkpoint, parent=None, action=None, steps=steps, snapshot=snap)
+        return self._node(checkpoint, node_id=next(self._ids), parent=None, action=None, steps=steps, snapshot=snap)
 
     async def propose(self, node: Node, k: int) -> list[Candidate]:
         """k candidate actions at a decision point, sampled concurrently, duplicates merged."""
@@ -171,7 +168,7 @@ class Space:
 
     # -- helpers optimizers share ------------------------------------------------------
 
-    async def gather(self, *aws: Awaitable[T], errors_as_results: bool = False) -> list[Any]:
+    async def gather(self, *aws: Awaitable[Any], errors_as_results: bool = False) -> list[Any]:
         """Run branches (or samples) concurrently (k of them cost about one model
         latency), or, when the space is `repeatable`, one after another in order.
         Concurrent branches share one budget, and which of them spends its last calls
@@ -287,15 +284,15 @@ class Space:
             checkpoint = {"config": snap.config, "values": snap.values, "next": list(snap.next)}
         return steps, checkpoint
 
-    def _node(self, checkpoint: dict[str, Any], *, parent: Node | None, action: Any, steps: list[tuple[str, Any]], snapshot: Any,
-              node_id: int | None = None) -> Node:
+    def _node(self, checkpoint: dict[str, Any], *, node_id: int, parent: Node | None, action: Any, steps: list[tuple[str, Any]],
+              snapshot: Any) -> Node:
         values = checkpoint.get("values") or {}
         nxt = list(checkpoint.get("next") or [])
         depth = 0 if parent is None else parent.depth + 1
         terminal = self.decision_node not in nxt or depth >= self.max_depth
         observation = " ".join(render_observation(u) for name, u in steps if name != self.decision_node and u is not None)
         node = Node(
-            id=next(self._ids) if node_id is None else node_id,
+            id=node_id,
             config=checkpoint["config"],
             state=dict(values) if isinstance(values, dict) else {"value": values},
             parent=parent,

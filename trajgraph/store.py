@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -141,20 +140,12 @@ class Store:
             raise StoreError(f"{self.path}: opened read-only")
         with self._lock:
             conn = self.db.conn
-            for attempt in range(50):
-                try:
-                    conn.execute("BEGIN IMMEDIATE")
-                    break
-                except sqlite3.OperationalError as exc:  # busy beyond busy_timeout under heavy contention
-                    if "locked" not in str(exc) or attempt == 49:
-                        raise
-                    time.sleep(0.05)
+            _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)  # on top of busy_timeout
             memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
             try:
                 if runs:
                     self._insert_many(conn, "runs", [row_of(r) for r in runs], replace=True, memo=memo)
-                    conn.executemany("DELETE FROM run_tags WHERE run_id=?", [(r.id,) for r in runs])
-                    conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(r.id, t) for r in runs for t in r.tags])
+                    _replace_tags(conn, {r.id: r.tags for r in runs})
                 for run_id, fields in run_updates:
                     self._update_run(conn, run_id, fields, memo)
                 for table, items in (
@@ -184,8 +175,7 @@ class Store:
         sets = ", ".join(f'"{k}"=?' for k in row)
         conn.execute(f"UPDATE runs SET {sets} WHERE id=?", [*row.values(), run_id])
         if "tags" in fields:
-            conn.execute("DELETE FROM run_tags WHERE run_id=?", (run_id,))
-            conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run_id, t) for t in fields["tags"]])
+            _replace_tags(conn, {run_id: fields["tags"]})
 
     @staticmethod
     def _insert_many(
@@ -357,6 +347,12 @@ def _after_fork_in_child() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _replace_tags(conn: sqlite3.Connection, tags: dict[str, Any]) -> None:
+    """run_tags rows for each run id: exactly its given tags (the table the `--tag` filter reads)."""
+    conn.executemany("DELETE FROM run_tags WHERE run_id=?", [(run_id,) for run_id in tags])
+    conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run_id, t) for run_id, ts in tags.items() for t in ts])
 
 
 __all__ = ["Store"]

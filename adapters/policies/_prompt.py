@@ -9,6 +9,7 @@ map and count invalid output the same way.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -18,7 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from trajgraph.errors import ConfigError
 
@@ -70,6 +71,21 @@ class StateSeeds:
 
     def view(self) -> StateSeeds:
         return StateSeeds(self.seed)
+
+
+P = TypeVar("P", bound="SeededPolicy")
+
+
+class SeededPolicy:
+    """A model policy that one bench shares across searches: draws from `self.seeds`."""
+
+    seeds: StateSeeds
+
+    def view(self: P) -> P:
+        """The same model and counters, with this search's own random streams (see StateSeeds)."""
+        other = copy.copy(self)
+        other.seeds = self.seeds.view()
+        return other
 
 
 def state_key(state: Mapping[str, Any]) -> str:

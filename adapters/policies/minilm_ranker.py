@@ -15,7 +15,6 @@ It is a retrieval heuristic, not a language model: it does not plan.
 from __future__ import annotations
 
 import asyncio
-import copy
 import random
 import re
 import threading
@@ -27,7 +26,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, StateSeeds, admissible, check_temperature, objective, recent_history, sample
+from ._prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, recent_history, sample
 
 
 def model_dir() -> Path:
@@ -94,7 +93,7 @@ def _sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE.split(text) if len(s.strip()) > 2]
 
 
-class MiniLMPolicy:
+class MiniLMPolicy(SeededPolicy):
     """A decision node `(state) -> {"action": str}`; see `minilm_policy`."""
 
     def __init__(self, temperature: float, seed: int | None, window: int, decay: float, obs_weight: float, order_penalty: float,
@@ -167,12 +166,6 @@ class MiniLMPolicy:
         """k draws from one scoring pass."""
         rng = self.seeds.rng(state)  # here, not in the thread: see StateSeeds
         return [{"action": a} for a in await asyncio.to_thread(self._choose, state, k, rng)]
-
-    def view(self) -> MiniLMPolicy:
-        """The same model and counters, with this search's own random streams (see StateSeeds)."""
-        other = copy.copy(self)
-        other.seeds = self.seeds.view()
-        return other
 
     def __repr__(self) -> str:
         return self.name

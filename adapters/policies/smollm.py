@@ -13,7 +13,6 @@ that reloads in about 0.1 s. Only safetensors and JSON are read back: no pickle.
 from __future__ import annotations
 
 import asyncio
-import copy
 import importlib.util
 import inspect
 import json
@@ -30,7 +29,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, StateSeeds, admissible, build_messages, check_temperature, resolve, sample
+from ._prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, build_messages, check_temperature, resolve, sample
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -285,7 +284,7 @@ def rank_commands(messages: list[dict[str, Any]], commands: list[str], reduce: s
 # -- the policy node ---------------------------------------------------------------
 
 
-class SmolLM2Policy:
+class SmolLM2Policy(SeededPolicy):
     """A decision node `(state) -> {"action": str}` backed by SmolLM2; see `smollm2_policy`."""
 
     def __init__(self, mode: str, temperature: float, seed: int | None, max_tokens: int, window: int, reduce: str, model: SmolLM2 | None) -> None:
@@ -356,12 +355,6 @@ class SmolLM2Policy:
 
             actions = self._resolve(await litellm.acompletion(**self._request(state, k, rng)), commands, rng)
         return [{"action": a} for a in actions]
-
-    def view(self) -> SmolLM2Policy:
-        """The same model and counters, with this search's own random streams (see StateSeeds)."""
-        other = copy.copy(self)
-        other.seeds = self.seeds.view()
-        return other
 
     def __repr__(self) -> str:
         return self.name
