@@ -158,7 +158,7 @@ def _success_rate(optimizer, budget: int) -> tuple[float, float]:
     for seed in RATES_SEEDS:
         r = search(deceptive_chain_graph(depth=5, skill=0.6, trap=0.25, seed=seed), chain_start(f"chain-{seed}"),
                    decision_node="policy", optimizer=optimizer, budget=Budget(policy_calls=budget),
-                   reward=lambda s: s.get("score", 0.0))
+                   reward=lambda s: s.get("score", 0.0), repeatable=True)
         wins += (r.outcome or 0.0) >= 1.0
         calls += r.spent.policy_calls
     return wins / len(RATES_SEEDS), calls / len(RATES_SEEDS)

@@ -26,7 +26,7 @@ def test_search_with_the_trained_reward_model(reward_model, optimizer, tmp_path)
     for seed in (500, 501, 502):  # chains never seen in training
         result = tg.search(deceptive_chain_graph(depth=3, skill=0.5, trap=0.3, seed=seed), chain_start(f"chain-{seed}"),
                            decision_node="policy", optimizer=optimizer, reward=reward_model,
-                           budget=tg.Budget(policy_calls=30), store=store, task=f"chain-{seed}")
+                           budget=tg.Budget(policy_calls=30), store=store, task=f"chain-{seed}", repeatable=True)
         wins += result.outcome == 1.0
         scored = [n for n in store.search_nodes(result.run_id) if not n.terminal and n.score is not None]
         assert scored, "the reward model scored the open nodes"
