@@ -66,6 +66,27 @@ def test_rro_widens_when_nothing_rises_and_takes_best():
         assert p["chosen_score"] == (1.0 if p["at"].depth == depth - 1 else 0.5) and p["rejected_score"] == 0.0
 
 
+def test_rro_stops_widening_when_the_policy_repeats_itself():
+    # a deterministic agent proposes the same door every time: "forward" never rises
+    # (flat reward), and a budget without a call limit must not spin on the duplicates
+    # (the time limit only turns a regression into a failure instead of a hang)
+    policy = SequencePolicy({pos: ["forward"] for pos in range(4)})
+    result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=RRO(group=1, k_max=3),
+                    policy=policy, reward=lambda s: 0.5, budget=Budget(policy_calls=None, wall_time_s=20))
+    assert result.outcome == 1.0
+    assert result.stats["candidates_per_step"] == [1, 1, 1]
+    assert policy.calls == 6 + 6 + 1  # 2 x k_max samples where nothing rises; the goal step succeeds at once
+
+
+def test_best_of_n_without_n_refuses_a_budget_without_limits():
+    with pytest.raises(BudgetError, match=r"BestOfN\(n=None\).*no limit"):
+        search(line_graph(), line_start(), decision_node="policy", optimizer=BestOfN(),
+               budget=Budget(policy_calls=None))
+    result = search(line_graph(), line_start(), decision_node="policy", optimizer=BestOfN(n=2),
+                    budget=Budget(policy_calls=None))
+    assert result.outcome == 1.0 and result.stats["trajectories"] == 1  # the first one reached the goal
+
+
 def _node(i: int, parent: Node | None = None) -> Node:
     n = Node(id=i, config={}, state={}, parent=parent, depth=0 if parent is None else parent.depth + 1)
     if parent is not None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from trajgraph._json import canonical_key
 from trajgraph._tree import TreeLog
 from trajgraph.budget import BudgetExhausted
+from trajgraph.errors import BudgetError
 from trajgraph.optimizers.base import success
 from trajgraph.space import Node, Space
 
@@ -25,6 +26,10 @@ class BestOfN:
     name: str = "best-of-n"
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
+        limits = space.meter.budget
+        if self.n is None and all(getattr(limits, f) is None for f in ("policy_calls", "tokens", "wall_time_s", "env_steps")):
+            raise BudgetError("BestOfN(n=None) samples until the budget is spent, and this Budget has no limit; "
+                              "give BestOfN an n or the Budget a limit")
         finished: list[Node] = []
         try:
             while self.n is None or len(finished) < self.n:

@@ -6,7 +6,9 @@ are sampled a few at a time and each is scored by its process reward (a reward
 model, or the mean final reward of Monte Carlo rollouts from it, as in IPR).
 The first candidate whose reward rises above the previous step's is taken and
 sampling stops; if none rises, sampling widens up to `k_max` and the best is
-taken. The by-product is step-level preference data: the rising candidate
+taken. A policy that keeps proposing actions already tried (a deterministic
+agent, or one with a single idea here) stops the widening after 2 x `k_max`
+samples, so an unlimited budget cannot spin on duplicates. The by-product is step-level preference data: the rising candidate
 against each candidate it beat at the same prefix (for DPO).
 """
 
@@ -40,8 +42,10 @@ class RRO:
             tried: list[tuple[Node, float]] = []
             seen: set[str] = set()
             chosen: Node | None = None
-            while len(tried) < self.k_max and chosen is None:
+            drawn = 0
+            while len(tried) < self.k_max and drawn < 2 * self.k_max and chosen is None:
                 want = min(self.group, self.k_max - len(tried))
+                drawn += want
                 fresh = [c for c in await space.propose(node, want) if c.key not in seen]
                 seen.update(c.key for c in fresh)
                 if not fresh:
