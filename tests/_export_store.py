@@ -89,7 +89,7 @@ def _plan_policy(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any
 
 
 def record_search(store: tg.Store, facts: Facts) -> str:
-    """A searched run written as optimizers write one (HELPERS.md "Search data conventions").
+    """A searched run written as optimizers write one (CONTRIBUTING.md "Search data conventions").
 
     Until trajgraph/optimize.py lands this expands every action at each decision
     point of the deceptive chain with the real environment function, stores the
