@@ -3,6 +3,7 @@
 Suites with a known optimum and a simulated noisy-oracle policy (named as such):
 the deceptive chain (optimum 1.0, trap 0.3), FrozenLake 4x4 and CliffWalking
 (success = value iteration's optimal return). One row per suite and budget.
+Searches run with repeatable=True, so the table is the same every run.
 Run: python benchmarks/search_efficiency.py [--tasks 20]
 """
 
@@ -47,7 +48,8 @@ def main() -> None:
         tasks = suite.tasks("test", args.tasks, 0)
         for budget in budgets:
             t0 = time.perf_counter()
-            results = asyncio.run(run_bench(tasks, names, policy_for=_policy_for(skill), budget=budget, concurrency=2))
+            results = asyncio.run(run_bench(tasks, names, policy_for=_policy_for(skill), budget=budget, concurrency=2,
+                                            repeatable=True))
             row = {"suite": label, "policy": f"simulated(skill={skill})", "budget": budget}
             for s in summarise(results, names):
                 row[s.optimizer] = f"{s.success_rate:.0%} ({s.policy_calls:.0f})"
