@@ -78,3 +78,27 @@ def test_repeatable_search_samples_the_agents_own_node_in_order() -> None:
     first = once()
     assert len(first) > 3
     assert once() == first
+
+
+@pytest.mark.parametrize("optimizer", [MCTS(k=3), SEAgent(population=4)], ids=["mcts", "se-agent"])
+def test_a_budget_stop_leaves_no_concurrent_branch_running(optimizer: Any) -> None:
+    """Concurrent branches stop with the search: none goes on spending, unlimited, while
+    the chosen trajectory is finished, and none adds nodes to the returned tree."""
+
+    async def go() -> tuple[Any, int, int]:
+        from trajgraph.optimize import asearch
+
+        r = await asearch(line_graph(goal=30, max_turns=12), line_start(), decision_node="policy", optimizer=optimizer,
+                          policy=JitteryPolicy(seed=3), budget=Budget(policy_calls=6))
+        returned = len(r.space.nodes)
+        await asyncio.sleep(0.3)  # a branch left running would keep expanding now
+        return r, returned, len(r.space.nodes)
+
+    for _ in range(3):
+        result, returned, later = asyncio.run(go())
+        assert result.spent.stopped_by == "policy_calls"
+        assert later == returned
+        # the finish is one trajectory to the turn limit (at most 12 decisions, one call each);
+        # branches left running added their own rollouts here (60+ calls)
+        assert result.spent.overrun_policy_calls <= 12, result.spent
+        assert result.best.terminal

@@ -174,9 +174,18 @@ class Space:
         Concurrent branches share one budget, and which of them spends its last calls
         depends on thread timing; in order, a fixed seed with a deterministic policy
         and environment gives the same search every time. `errors_as_results`: an
-        exception is returned in its place, like asyncio.gather(return_exceptions=True)."""
+        exception is returned in its place, like asyncio.gather(return_exceptions=True).
+        Otherwise the first exception is raised only once every branch has stopped: a
+        branch left running after a budget stop would go on spending, unlimited, while
+        the search finishes its chosen trajectory, and add nodes to a tree already
+        returned (a budget of 15 calls overran by 139 before)."""
         if not self.repeatable:
-            return list(await asyncio.gather(*aws, return_exceptions=errors_as_results))
+            results = list(await asyncio.gather(*aws, return_exceptions=True))
+            if not errors_as_results:
+                for r in results:
+                    if isinstance(r, BaseException):
+                        raise r
+            return results
         out: list[Any] = []
         for i, aw in enumerate(aws):
             try:
