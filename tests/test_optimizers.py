@@ -87,6 +87,22 @@ def test_best_of_n_without_n_refuses_a_budget_without_limits():
     assert result.outcome == 1.0 and result.stats["trajectories"] == 1  # the first one reached the goal
 
 
+class _NoIdeas:
+    name = "no-ideas"
+
+    async def propose(self, state, k):
+        return []  # a provider that answered with no choices
+
+
+@pytest.mark.parametrize("optimizer", [Greedy(), BestOfN(n=2), RRO(), MCTS(), SEAgent()], ids=lambda o: o.name)
+def test_a_policy_that_proposes_nothing_gives_invalid_candidates_not_a_crash(optimizer):
+    result = search(line_graph(), line_start(), decision_node="policy", optimizer=optimizer, policy=_NoIdeas(),
+                    budget=Budget(policy_calls=10))
+    assert result.best.invalid and result.outcome is None
+    invalid = [n for n in result.space.nodes if n.invalid]
+    assert invalid and all("proposed no action" in n.observation for n in invalid)
+
+
 def _node(i: int, parent: Node | None = None) -> Node:
     n = Node(id=i, config={}, state={}, parent=parent, depth=0 if parent is None else parent.depth + 1)
     if parent is not None:

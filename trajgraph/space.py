@@ -111,6 +111,8 @@ class Space:
                 actions = [Failed(exc)]
         else:
             actions = await self.gather(*(self._sample_node(node) for _ in range(n)), errors_as_results=True)
+        if not actions:  # e.g. a provider that answered with no choices: an invalid candidate, not an IndexError
+            actions = [Failed(ValueError(f"the policy proposed no action (asked for {n})"))]
         merged: dict[str, Candidate] = {}
         for action in actions:
             cand = self.candidate(action, state)
@@ -134,7 +136,8 @@ class Space:
         node_id = next(self._ids)
         if candidate.invalid and isinstance(candidate.action, Failed):
             child = Node(node_id, node.config, node.state, parent=node, action=None, action_text=candidate.text,
-                         observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True)
+                         observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True,
+                         reason=candidate.error)
             insert_by_id(node.children, child)
             insert_by_id(self.nodes, child)
             return child
