@@ -10,8 +10,8 @@ import pytest
 from tests._search_helpers import SequencePolicy, line_graph, line_start
 from trajgraph._tree import TreeLog
 from trajgraph.budget import Budget, BudgetMeter
-from trajgraph.errors import BudgetError
-from trajgraph.optimize import search
+from trajgraph.errors import BudgetError, ConfigError
+from trajgraph.optimize import optimize, search
 from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 from trajgraph.optimizers.mcts import backpropagate, uct
 from trajgraph.optimizers.se_agent import actions_of, follow
@@ -85,6 +85,24 @@ def test_best_of_n_without_n_refuses_a_budget_without_limits():
     result = search(line_graph(), line_start(), decision_node="policy", optimizer=BestOfN(n=2),
                     budget=Budget(policy_calls=None))
     assert result.outcome == 1.0 and result.stats["trajectories"] == 1  # the first one reached the goal
+
+
+@pytest.mark.parametrize("make", [lambda: RRO(k_max=0), lambda: RRO(group=0), lambda: MCTS(k=0), lambda: MCTS(c=-0.5),
+                                  lambda: SEAgent(population=0), lambda: BestOfN(n=0), lambda: MCTS(k=2.5)])
+def test_settings_that_would_do_nothing_are_refused_at_construction(make):
+    with pytest.raises(ConfigError, match=r"^(RRO|MCTS|SEAgent|BestOfN)\("):
+        make()
+
+
+def test_an_optimizer_by_name_and_an_unknown_name():
+    result = search(line_graph(), line_start(), decision_node="policy", optimizer="best-of-n", budget=Budget(policy_calls=8))
+    assert result.outcome == 1.0 and "trajectories" in result.stats  # BestOfN ran
+    with pytest.raises(ConfigError, match="unknown optimizer 'beam'; choose from greedy, best-of-n, rro, mcts, se-agent"):
+        search(line_graph(), line_start(), decision_node="policy", optimizer="beam")
+    with pytest.raises(ConfigError, match="has no search"):
+        search(line_graph(), line_start(), decision_node="policy", optimizer=object())
+    with pytest.raises(ConfigError, match="unknown optimizer"):  # at build time, not at the first invoke
+        optimize(line_graph(), decision_node="policy", optimizer="beam")
 
 
 class _NoIdeas:

@@ -98,6 +98,9 @@ def test_directory_and_missing_readonly_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no such store file"):
         Store(missing, readonly=True).setup()
     assert not missing.exists()
+    with pytest.raises(StoreError, match=r"the folder .*/no/such does not exist; create it first"):
+        Store(tmp_path / "no" / "such" / "runs.db").setup()
+    assert not (tmp_path / "no").exists()
 
 
 def test_readonly_store_reads_and_refuses_writes(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from langgraph.graph import END, START, StateGraph
 from trajgraph._tree import TreeLog, write_search
 from trajgraph.budget import Budget, BudgetExhausted, BudgetMeter, Spent
 from trajgraph.errors import ConfigError
+from trajgraph.optimizers.base import resolve_optimizer
 from trajgraph.policy import as_policy
 from trajgraph.space import Environment, Node, Space
 from trajgraph.store import Store
@@ -70,11 +71,7 @@ async def asearch(
     `Space.gather`): slower with a remote model, but the same seed then gives the
     same search.
     """
-    from trajgraph.optimizers import MCTS
-
-    optimizer = optimizer if optimizer is not None else MCTS()
-    if not hasattr(optimizer, "search"):
-        raise ConfigError(f"optimizer {optimizer!r} has no search(space, root, log) method")
+    optimizer = resolve_optimizer(optimizer)
     meter = BudgetMeter(budget or Budget())
     space = Space(graph, decision_node, outcome=outcome, reward=reward, policy=as_policy(policy),
                   environment=environment, meter=meter, context=context, checkpointer=checkpointer, repeatable=repeatable)
@@ -171,7 +168,8 @@ def optimize(
 
     graph: a compiled graph or a `StateGraph` builder. decision_node: the node that
     chooses actions ("agent" for create_react_agent, "model" for create_agent).
-    optimizer: tg.MCTS() by default; tg.RRO(), tg.SEAgent(), tg.BestOfN(), tg.Greedy().
+    optimizer: tg.MCTS() by default; tg.RRO(), tg.SEAgent(), tg.BestOfN(), tg.Greedy(),
+    or one of their names ("rro", "se-agent", ...) for its defaults.
     reward: scores unfinished states (a reward model, tg.LLMJudge, tg.RolloutValue(n),
     or a function of the state). outcome(state): final reward of a finished state.
     policy: None = the agent's own decision node; or a litellm model string, a chat
@@ -187,7 +185,7 @@ def optimize(
         raise ConfigError(f"decision node {decision_node!r} is not in the graph; its nodes are {sorted(n for n in compiled.nodes if not n.startswith('__'))}")
     agent_name = name or compiled.get_name() or "agent"
     store = Store(store) if isinstance(store, str) else store
-    kwargs = dict(decision_node=decision_node, optimizer=optimizer, reward=reward, outcome=outcome, budget=budget,
+    kwargs = dict(decision_node=decision_node, optimizer=resolve_optimizer(optimizer), reward=reward, outcome=outcome, budget=budget,
                   store=store, policy=policy, environment=environment, name=agent_name, tags=tags, repeatable=repeatable)
 
     builder: Any = getattr(compiled, "builder", None)

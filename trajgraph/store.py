@@ -79,6 +79,8 @@ class Store:
                 raise StoreError(f"{self.path}: no such store file")
             if self.path.exists() and self.path.is_dir():
                 raise NotAStoreError(f"{self.path}: is a directory, not a trajgraph store file")
+            if not self.path.parent.is_dir():  # SQLite would only say "unable to open database file"
+                raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist; create it first")
             conn = self._connect()
             try:
                 version = _schema.check(conn, self.path)

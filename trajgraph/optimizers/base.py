@@ -8,9 +8,10 @@ recording and progress live around it (`trajgraph.optimize`), not inside it.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from trajgraph._tree import TreeLog
+from trajgraph.errors import ConfigError
 from trajgraph.space import Node, Space
 
 
@@ -21,8 +22,33 @@ class Optimizer(Protocol):
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node: ...
 
 
+def at_least(owner: object, minimum: int = 1, **values: int | None) -> None:
+    """Refuse at construction a setting that would make the search do nothing or
+    loop (RRO(k_max=0) used to fail deep inside the search with max() of nothing)."""
+    for field, value in values.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+            raise ConfigError(f"{type(owner).__name__}({field}={value!r}): use a whole number >= {minimum}")
+
+
+def resolve_optimizer(optimizer: Any) -> Any:
+    """An optimizer object, or its name ("greedy", "best-of-n", "rro", "mcts",
+    "se-agent") for the defaults; None gives MCTS()."""
+    from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+
+    if optimizer is None:
+        return MCTS()
+    if isinstance(optimizer, str):
+        by_name = {cls.name: cls for cls in (Greedy, BestOfN, RRO, MCTS, SEAgent)}
+        if optimizer not in by_name:
+            raise ConfigError(f"unknown optimizer {optimizer!r}; choose from {', '.join(by_name)}")
+        return by_name[optimizer]()
+    if not callable(getattr(optimizer, "search", None)):
+        raise ConfigError(f"optimizer {optimizer!r} has no search(space, root, log) method")
+    return optimizer
+
+
 def success(node: Node, threshold: float) -> bool:
     return node.terminal and node.outcome is not None and node.outcome >= threshold
 
 
-__all__ = ["Optimizer", "success"]
+__all__ = ["Optimizer", "at_least", "resolve_optimizer", "success"]

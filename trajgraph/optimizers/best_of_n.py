@@ -15,7 +15,7 @@ from trajgraph._json import canonical_key
 from trajgraph._tree import TreeLog
 from trajgraph.budget import BudgetExhausted
 from trajgraph.errors import BudgetError
-from trajgraph.optimizers.base import success
+from trajgraph.optimizers.base import at_least, success
 from trajgraph.space import Node, Space
 
 
@@ -24,6 +24,9 @@ class BestOfN:
     n: int | None = None
     success: float = 1.0
     name: str = "best-of-n"
+
+    def __post_init__(self) -> None:
+        at_least(self, n=self.n)
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         limits = space.meter.budget

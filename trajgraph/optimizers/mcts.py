@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from trajgraph._json import canonical_key
 from trajgraph._tree import TreeLog
-from trajgraph.optimizers.base import success
+from trajgraph.errors import ConfigError
+from trajgraph.optimizers.base import at_least, success
 from trajgraph.space import Node, Space
 
 
@@ -65,6 +66,11 @@ class MCTS:
                 continue
             parent = node
             node = max(live, key=lambda ch: uct(ch, parent.visits, self.c))
+
+    def __post_init__(self) -> None:
+        at_least(self, k=self.k, max_expansions=self.max_expansions)
+        if self.c < 0:
+            raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if root.terminal:

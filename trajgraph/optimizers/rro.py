@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trajgraph._tree import TreeLog
-from trajgraph.optimizers.base import success
+from trajgraph.optimizers.base import at_least, success
 from trajgraph.space import Node, Space
 
 
@@ -29,6 +29,10 @@ class RRO:
     rollouts: int = 2  # Monte Carlo rollouts per candidate when the search has no reward model
     success: float = 1.0
     name: str = "rro"
+
+    def __post_init__(self) -> None:
+        at_least(self, group=self.group, k_max=self.k_max)
+        at_least(self, 0, rollouts=self.rollouts)
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if space.reward is None and self.rollouts > 0:  # the paper's process reward: MC rollouts

@@ -26,7 +26,7 @@ from typing import Any
 
 from trajgraph._json import canonical_key
 from trajgraph._tree import TreeLog
-from trajgraph.optimizers.base import success
+from trajgraph.optimizers.base import at_least, success
 from trajgraph.space import Node, Space
 
 _VOLATILE_STATE = ("history", "messages", "action", "reflections", "score")
@@ -61,6 +61,10 @@ class SEAgent:
     success: float = 1.0
     seed: int = 0
     name: str = "se-agent"
+
+    def __post_init__(self) -> None:
+        at_least(self, population=self.population)
+        at_least(self, 0, generations=self.generations)
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         rng = random.Random(self.seed)
