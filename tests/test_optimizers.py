@@ -78,6 +78,18 @@ def test_rro_stops_widening_when_the_policy_repeats_itself():
     assert policy.calls == 6 + 6 + 1  # 2 x k_max samples where nothing rises; the goal step succeeds at once
 
 
+def test_rro_takes_a_candidate_whose_value_is_already_at_success():
+    # Monte Carlo values of a perfect policy are 1.0 at every step: nothing can rise above
+    # the previous 1.0, and RRO must not widen (it spent the whole budget on repeats before)
+    policy = SequencePolicy({pos: ["forward"] for pos in range(4)})
+    result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=RRO(group=1, k_max=4, rollouts=2),
+                    policy=policy, budget=Budget(policy_calls=200))
+    assert result.outcome == 1.0
+    assert result.stats["candidates_per_step"] == [1, 1, 1]
+    assert all("first rising" in n.reason for n in result.best.path()[1:3])
+    assert result.spent.policy_calls == 15  # root value 6 (2 rollouts x 3), then a sample + rollouts: 5, 3, 1 (29 before)
+
+
 def test_best_of_n_without_n_refuses_a_budget_without_limits():
     with pytest.raises(BudgetError, match=r"BestOfN\(n=None\).*no limit"):
         search(line_graph(), line_start(), decision_node="policy", optimizer=BestOfN(),

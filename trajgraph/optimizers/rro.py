@@ -8,7 +8,10 @@ The first candidate whose reward rises above the previous step's is taken and
 sampling stops; if none rises, sampling widens up to `k_max` and the best is
 taken. A policy that keeps proposing actions already tried (a deterministic
 agent, or one with a single idea here) stops the widening after 2 x `k_max`
-samples, so an unlimited budget cannot spin on duplicates. The by-product is step-level preference data: the rising candidate
+samples, so an unlimited budget cannot spin on duplicates. A candidate whose
+reward is already at `success` (every Monte Carlo rollout from it succeeded)
+counts as rising: a value at its ceiling cannot rise, and a strong policy would
+otherwise widen at every step. The by-product is step-level preference data: the rising candidate
 against each candidate it beat at the same prefix (for DPO).
 """
 
@@ -58,7 +61,8 @@ class RRO:
                 scores = await space.score(children)
                 for child, s in zip(children, scores):  # first rising, in sampling order
                     tried.append((child, s))
-                    if chosen is None and not child.invalid and (s > previous + self.min_rise or success(child, self.success)):
+                    ceiling = s >= self.success and s >= previous  # a value already at success cannot rise
+                    if chosen is None and not child.invalid and (s > previous + self.min_rise or ceiling or success(child, self.success)):
                         chosen = child
                         chosen.reason = f"first rising candidate ({s:.3f} > previous {previous:.3f})"
             if chosen is None:
