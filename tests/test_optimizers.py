@@ -90,10 +90,10 @@ def test_rro_takes_a_candidate_whose_value_is_already_at_success():
     assert result.spent.policy_calls == 15  # root value 6 (2 rollouts x 3), then a sample + rollouts: 5, 3, 1 (29 before)
 
 
-def test_best_of_n_without_n_refuses_a_budget_without_limits():
-    with pytest.raises(BudgetError, match=r"BestOfN\(n=None\).*no limit"):
-        search(line_graph(), line_start(), decision_node="policy", optimizer=BestOfN(),
-               budget=Budget(policy_calls=None))
+def test_open_ended_searches_refuse_a_budget_without_limits():
+    for open_ended in (BestOfN(), MCTS()):
+        with pytest.raises(BudgetError, match=rf"^{type(open_ended).__name__} searches until the budget is spent.*no limit"):
+            search(line_graph(), line_start(), decision_node="policy", optimizer=open_ended, budget=Budget(policy_calls=None))
     result = search(line_graph(), line_start(), decision_node="policy", optimizer=BestOfN(n=2),
                     budget=Budget(policy_calls=None))
     assert result.outcome == 1.0 and result.stats["trajectories"] == 1  # the first one reached the goal

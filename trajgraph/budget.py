@@ -35,6 +35,11 @@ class Budget:
     env_steps: int | None = None
     finish: bool = True
 
+    @property
+    def limited(self) -> bool:
+        """Whether anything stops a search that would otherwise go on (MCTS, BestOfN(n=None))."""
+        return any(getattr(self, f) is not None for f in ("policy_calls", "tokens", "wall_time_s", "env_steps"))
+
     def __post_init__(self) -> None:
         for name in ("policy_calls", "tokens", "wall_time_s", "env_steps"):
             value = getattr(self, name)

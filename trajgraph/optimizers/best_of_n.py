@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from trajgraph._json import canonical_key
 from trajgraph._tree import TreeLog
 from trajgraph.budget import BudgetExhausted
-from trajgraph.errors import BudgetError
 from trajgraph.optimizers.base import at_least, success
 from trajgraph.space import Node, Space
 
@@ -28,11 +27,11 @@ class BestOfN:
     def __post_init__(self) -> None:
         at_least(self, n=self.n)
 
+    @property
+    def open_ended(self) -> bool:  # samples until the budget is spent
+        return self.n is None
+
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
-        limits = space.meter.budget
-        if self.n is None and all(getattr(limits, f) is None for f in ("policy_calls", "tokens", "wall_time_s", "env_steps")):
-            raise BudgetError("BestOfN(n=None) samples until the budget is spent, and this Budget has no limit; "
-                              "give BestOfN an n or the Budget a limit")
         finished: list[Node] = []
         try:
             while self.n is None or len(finished) < self.n:

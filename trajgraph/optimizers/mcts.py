@@ -67,6 +67,8 @@ class MCTS:
             parent = node
             node = max(live, key=lambda ch: uct(ch, parent.visits, self.c))
 
+    open_ended = True  # grows the tree until success or the budget stops it
+
     def __post_init__(self) -> None:
         at_least(self, k=self.k, max_expansions=self.max_expansions)
         if self.c < 0:
