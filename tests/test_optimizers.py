@@ -86,7 +86,7 @@ def test_rro_takes_a_candidate_whose_value_is_already_at_success():
                     policy=policy, budget=Budget(policy_calls=200))
     assert result.outcome == 1.0
     assert result.stats["candidates_per_step"] == [1, 1, 1]
-    assert all("first rising" in n.reason for n in result.best.path()[1:3])
+    assert all(n.reason.startswith("first candidate at success") for n in result.best.path()[1:3])
     assert result.spent.policy_calls == 15  # root value 6 (2 rollouts x 3), then a sample + rollouts: 5, 3, 1 (29 before)
 
 

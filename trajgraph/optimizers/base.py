@@ -3,7 +3,9 @@
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node
 
 It returns the node whose trajectory it chooses (finished when it can). Budget,
-recording and progress live around it (`trajgraph.optimize`), not inside it.
+recording and progress live around it (`trajgraph.optimize`), not inside it. An
+optimizer that only a budget stops says so with `open_ended = True`, and a search
+then refuses a Budget without limits.
 """
 
 from __future__ import annotations

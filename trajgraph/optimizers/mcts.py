@@ -45,6 +45,7 @@ class MCTS:
     reflect: Callable[[Node], str] | None = None
     success: float = 1.0
     max_expansions: int = 3  # re-sample a node whose k samples merged into fewer than k distinct actions
+    open_ended = True  # not a field: grows the tree until success or the budget stops it
     name: str = "mcts"
 
     def select(self, root: Node, expansions: dict[int, int] | None = None, done: set[int] | None = None) -> Node | None:
@@ -66,8 +67,6 @@ class MCTS:
                 continue
             parent = node
             node = max(live, key=lambda ch: uct(ch, parent.visits, self.c))
-
-    open_ended = True  # grows the tree until success or the budget stops it
 
     def __post_init__(self) -> None:
         at_least(self, k=self.k, max_expansions=self.max_expansions)

@@ -11,8 +11,8 @@ agent, or one with a single idea here) stops the widening after 2 x `k_max`
 samples, so an unlimited budget cannot spin on duplicates. A candidate whose
 reward is already at `success` (every Monte Carlo rollout from it succeeded)
 counts as rising: a value at its ceiling cannot rise, and a strong policy would
-otherwise widen at every step. The by-product is step-level preference data: the rising candidate
-against each candidate it beat at the same prefix (for DPO).
+otherwise widen at every step. The by-product is step-level preference data:
+the rising candidate against each candidate it beat at the same prefix (for DPO).
 """
 
 from __future__ import annotations
@@ -61,10 +61,14 @@ class RRO:
                 scores = await space.score(children)
                 for child, s in zip(children, scores):  # first rising, in sampling order
                     tried.append((child, s))
-                    ceiling = s >= self.success and s >= previous  # a value already at success cannot rise
-                    if chosen is None and not child.invalid and (s > previous + self.min_rise or ceiling or success(child, self.success)):
+                    if chosen is not None or child.invalid:
+                        continue
+                    if s > previous + self.min_rise or success(child, self.success):
                         chosen = child
                         chosen.reason = f"first rising candidate ({s:.3f} > previous {previous:.3f})"
+                    elif s >= self.success and s >= previous:  # a value already at success cannot rise
+                        chosen = child
+                        chosen.reason = f"first candidate at success ({s:.3f}, previous {previous:.3f})"
             if chosen is None:
                 valid = [(c, s) for c, s in tried if not c.invalid] or tried
                 chosen = max(valid, key=lambda cs: cs[1])[0]
