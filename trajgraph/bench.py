@@ -11,6 +11,7 @@ confidence interval on the success rate.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import statistics
 import time
@@ -21,16 +22,13 @@ from typing import Any
 from trajgraph.budget import Budget
 from trajgraph.errors import ConfigError
 from trajgraph.optimize import asearch
-from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+from trajgraph.optimizers import BY_NAME
 from trajgraph.store import Store
 
-OPTIMIZERS: dict[str, Callable[[], Any]] = {
-    "greedy": Greedy,
-    "best-of-n": BestOfN,
-    "rro": lambda: RRO(group=1, k_max=4),
-    "mcts": lambda: MCTS(k=3),
-    "se-agent": lambda: SEAgent(population=3, generations=3),
-}
+_BENCH_SETTINGS: dict[str, dict[str, Any]] = {"rro": {"group": 1, "k_max": 4}, "mcts": {"k": 3},
+                                               "se-agent": {"population": 3, "generations": 3}}
+OPTIMIZERS: dict[str, Callable[[], Any]] = {name: functools.partial(cls, **_BENCH_SETTINGS.get(name, {}))
+                                            for name, cls in BY_NAME.items()}
 
 
 def parse_optimizers(names: str | Sequence[str]) -> list[str]:

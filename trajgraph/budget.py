@@ -20,6 +20,9 @@ class BudgetExhausted(Exception):
         self.reason = reason
 
 
+LIMITS = ("policy_calls", "tokens", "wall_time_s", "env_steps")  # the resources a Budget can cap
+
+
 @dataclass(frozen=True)
 class Budget:
     """Limits for one search. `None` means no limit on that resource.
@@ -38,10 +41,10 @@ class Budget:
     @property
     def limited(self) -> bool:
         """Whether anything stops a search that would otherwise go on (MCTS, BestOfN(n=None))."""
-        return any(getattr(self, f) is not None for f in ("policy_calls", "tokens", "wall_time_s", "env_steps"))
+        return any(getattr(self, f) is not None for f in LIMITS)
 
     def __post_init__(self) -> None:
-        for name in ("policy_calls", "tokens", "wall_time_s", "env_steps"):
+        for name in LIMITS:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise BudgetError(f"Budget({name}={value}) allows no work; use a positive number or None")

@@ -20,7 +20,7 @@ from typing import Any, TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from trajgraph._tree import TreeLog, write_search
-from trajgraph.budget import Budget, BudgetExhausted, BudgetMeter, Spent
+from trajgraph.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
 from trajgraph.errors import BudgetError, ConfigError
 from trajgraph.optimizers.base import resolve_optimizer
 from trajgraph.policy import as_policy
@@ -75,7 +75,7 @@ async def asearch(
     meter = BudgetMeter(budget or Budget())
     if getattr(optimizer, "open_ended", False) and not meter.budget.limited:
         raise BudgetError(f"{type(optimizer).__name__} searches until the budget is spent, and this Budget has no limit; "
-                          "set policy_calls, tokens, wall_time_s or env_steps")
+                          f"set {', '.join(LIMITS[:-1])} or {LIMITS[-1]}")
     space = Space(graph, decision_node, outcome=outcome, reward=reward, policy=as_policy(policy),
                   environment=environment, meter=meter, context=context, checkpointer=checkpointer, repeatable=repeatable)
     store = Store(store) if isinstance(store, str) else store

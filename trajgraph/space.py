@@ -184,10 +184,9 @@ class Space:
         returned (a budget of 15 calls overran by 139 before)."""
         if not self.repeatable:
             results = list(await asyncio.gather(*aws, return_exceptions=True))
-            if not errors_as_results:
-                for r in results:
-                    if isinstance(r, BaseException):
-                        raise r
+            failed = None if errors_as_results else next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
             return results
         out: list[Any] = []
         for i, aw in enumerate(aws):

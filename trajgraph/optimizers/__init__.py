@@ -7,4 +7,6 @@ from trajgraph.optimizers.mcts import MCTS
 from trajgraph.optimizers.rro import RRO
 from trajgraph.optimizers.se_agent import SEAgent
 
-__all__ = ["Optimizer", "Greedy", "BestOfN", "RRO", "MCTS", "SEAgent"]
+BY_NAME: dict[str, type] = {cls.name: cls for cls in (Greedy, BestOfN, RRO, MCTS, SEAgent)}  # "rro" -> RRO, ...
+
+__all__ = ["BY_NAME", "Optimizer", "Greedy", "BestOfN", "RRO", "MCTS", "SEAgent"]

@@ -35,15 +35,14 @@ def at_least(owner: object, minimum: int = 1, **values: int | None) -> None:
 def resolve_optimizer(optimizer: Any) -> Any:
     """An optimizer object, or its name ("greedy", "best-of-n", "rro", "mcts",
     "se-agent") for the defaults; None gives MCTS()."""
-    from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+    from trajgraph.optimizers import BY_NAME, MCTS
 
     if optimizer is None:
         return MCTS()
     if isinstance(optimizer, str):
-        by_name = {cls.name: cls for cls in (Greedy, BestOfN, RRO, MCTS, SEAgent)}
-        if optimizer not in by_name:
-            raise ConfigError(f"unknown optimizer {optimizer!r}; choose from {', '.join(by_name)}")
-        return by_name[optimizer]()
+        if optimizer not in BY_NAME:
+            raise ConfigError(f"unknown optimizer {optimizer!r}; choose from {', '.join(BY_NAME)}")
+        return BY_NAME[optimizer]()
     if not callable(getattr(optimizer, "search", None)):
         raise ConfigError(f"optimizer {optimizer!r} has no search(space, root, log) method")
     return optimizer
