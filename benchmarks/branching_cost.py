@@ -15,8 +15,8 @@ from pathlib import Path
 
 from _table import emit
 
-from trajgraph.budget import Budget, BudgetMeter
-from trajgraph.space import Space
+from trajgraph.search.budget import Budget, BudgetMeter
+from trajgraph.search.space import Space
 from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
 
 

@@ -14,9 +14,9 @@ import time
 
 from _table import emit
 
-from trajgraph.budget import Budget, BudgetMeter
-from trajgraph.policy import ChatModelPolicy
-from trajgraph.space import Space
+from trajgraph.search.budget import Budget, BudgetMeter
+from trajgraph.search.policy import ChatModelPolicy
+from trajgraph.search.space import Space
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 
 

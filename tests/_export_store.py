@@ -170,7 +170,7 @@ def record_search(store: tg.Store, facts: Facts) -> str:
 
 def record_real_searches(store: tg.Store, facts: Facts) -> None:
     """RRO (Monte Carlo process reward) and MCTS through `tg.search`, recorded by the optimizers themselves."""
-    from trajgraph.rollout_value import RolloutValue
+    from trajgraph.search.rollout_value import RolloutValue
 
     for name, optimizer, reward, calls in (("rro", tg.RRO(k_max=3), RolloutValue(n=3), 80), ("mcts", tg.MCTS(k=3), None, 60)):
         task = f"chain-{name}"

@@ -9,8 +9,8 @@ from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, StateGraph
 
 import trajgraph as tg
-from trajgraph._json import canonical
-from trajgraph._nested import nested_graph_nodes
+from trajgraph.store._json import canonical
+from trajgraph.recording._nested import nested_graph_nodes
 from trajgraph.errors import ReplayError
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, react_calculator_agent

@@ -8,12 +8,12 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 import trajgraph as tg
-from trajgraph.budget import Budget
+from trajgraph.search.budget import Budget
 from trajgraph.errors import ConfigError, ForkError
-from trajgraph.optimize import optimize, search
-from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
-from trajgraph.policy import LiteLLMPolicy
-from trajgraph.rollout_value import RolloutValue
+from trajgraph.search.optimize import optimize, search
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+from trajgraph.search.policy import LiteLLMPolicy
+from trajgraph.search.rollout_value import RolloutValue
 from trajgraph.testing import FakeToolModel, ScriptedPolicy, fake_tool_call, react_calculator_agent
 from trajgraph.testing.tiny_env import CorridorEnv, EnvState, calculator_tools, chain_start, corridor_graph, deceptive_chain_graph
 

@@ -8,14 +8,14 @@ import math
 import pytest
 
 from tests._search_helpers import SequencePolicy, line_graph, line_start
-from trajgraph._tree import TreeLog
-from trajgraph.budget import Budget, BudgetMeter
+from trajgraph.search._write import TreeLog
+from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.errors import BudgetError, ConfigError
-from trajgraph.optimize import optimize, search
-from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
-from trajgraph.optimizers.mcts import backpropagate, uct
-from trajgraph.optimizers.se_agent import actions_of, follow
-from trajgraph.space import Node, Space
+from trajgraph.search.optimize import optimize, search
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+from trajgraph.search.optimizers.mcts import backpropagate, uct
+from trajgraph.search.optimizers.se_agent import actions_of, follow
+from trajgraph.search.space import Node, Space
 from trajgraph.testing.tiny_env import chain_solution, chain_start, deceptive_chain_graph
 
 

@@ -1,4 +1,4 @@
-"""trajgraph.otel: recorded and searched runs as OpenTelemetry spans, received in memory."""
+"""trajgraph.export.otel: recorded and searched runs as OpenTelemetry spans, received in memory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tests._export_store import SEARCH_TASK, Facts, build_store
 
 import trajgraph as tg
 from trajgraph.errors import ConfigError
-from trajgraph.otel import _exporter, export_spans
+from trajgraph.export.otel import _exporter, export_spans
 
 
 @pytest.fixture(scope="module")

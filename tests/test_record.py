@@ -17,7 +17,7 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.types import Command, Send, interrupt
 
 import trajgraph as tg
-from trajgraph.record import step_keys
+from trajgraph.recording.record import step_keys
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, react_calculator_agent
 from trajgraph.testing.tiny_env import EnvState, calculator_tools, chain_start, deceptive_chain_graph

@@ -86,7 +86,7 @@ def test_a_budget_stop_leaves_no_concurrent_branch_running(optimizer: Any) -> No
     the chosen trajectory is finished, and none adds nodes to the returned tree."""
 
     async def go() -> tuple[Any, int, int]:
-        from trajgraph.optimize import asearch
+        from trajgraph.search.optimize import asearch
 
         r = await asearch(line_graph(goal=30, max_turns=12), line_start(), decision_node="policy", optimizer=optimizer,
                           policy=JitteryPolicy(seed=3), budget=Budget(policy_calls=6))

@@ -14,7 +14,7 @@ from langgraph.prebuilt import create_react_agent
 from langgraph.types import Command, Send, interrupt
 
 import trajgraph as tg
-from trajgraph._json import canonical
+from trajgraph.store._json import canonical
 from trajgraph.errors import ReplayError, RunNotFoundError
 from trajgraph.replay import diff, fork, load_graph, replay
 from trajgraph.store import Store

@@ -16,9 +16,9 @@ import pytest
 
 from trajgraph.adapters.gym_toytext import CliffWalkingSuite, FrozenLakeSuite, optimal_return
 from trajgraph.adapters.policies import SimulatedPolicy
-from trajgraph.budget import Budget
-from trajgraph.optimize import search
-from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
+from trajgraph.search.budget import Budget
+from trajgraph.search.optimize import search
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 
 CASES = {
     "cliffwalking": (CliffWalkingSuite(), 0.8, 200, 4, 5),  # suite, skill, budget, greedy at most, search at least

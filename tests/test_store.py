@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
-from trajgraph.store import _MIGRATIONS, Store
+from trajgraph.store import Store
+from trajgraph.store._schema import MIGRATIONS as _MIGRATIONS
 from trajgraph.testing.store_suite import CHECKS
 from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 

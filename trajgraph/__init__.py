@@ -20,7 +20,7 @@ from trajgraph._hermetic import hermetic as _hermetic
 
 _hermetic()
 
-from trajgraph.budget import Budget, Spent  # noqa: E402
+from trajgraph.search.budget import Budget, Spent  # noqa: E402
 from trajgraph.errors import (  # noqa: E402
     BudgetError,
     ConfigError,
@@ -33,13 +33,13 @@ from trajgraph.errors import (  # noqa: E402
     StoreError,
     TrajgraphError,
 )
-from trajgraph.optimize import SearchResult, asearch, optimize, search  # noqa: E402
-from trajgraph.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
-from trajgraph.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
-from trajgraph.record import record  # noqa: E402
+from trajgraph.search.optimize import SearchResult, asearch, optimize, search  # noqa: E402
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
+from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
+from trajgraph.recording.record import record  # noqa: E402
 from trajgraph.replay import ReplayResult, RunDiff, diff, fork, replay  # noqa: E402  (eager: a lazy name would lose to the submodule of the same name)
-from trajgraph.rollout_value import RolloutValue  # noqa: E402
-from trajgraph.space import Candidate, Environment, Node, Space  # noqa: E402
+from trajgraph.search.rollout_value import RolloutValue  # noqa: E402
+from trajgraph.search.space import Candidate, Environment, Node, Space  # noqa: E402
 from trajgraph.store import Store  # noqa: E402
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory  # noqa: E402
 
@@ -58,7 +58,7 @@ _LAZY = {
     "dpo_dataset": "trajgraph.export",
     "prm_dataset": "trajgraph.export",
     "write_dataset": "trajgraph.export",
-    "export_spans": "trajgraph.otel",
+    "export_spans": "trajgraph.export.otel",
 }
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from trajgraph._json import canonical
+from trajgraph.store._json import canonical
 from trajgraph.errors import RunNotFoundError
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
@@ -217,7 +217,7 @@ def check_trajectory_json_roundtrip(make_store: MakeStore) -> None:
 
 
 def _fail_on_object(value: Any) -> Any:
-    from trajgraph._json import to_jsonable
+    from trajgraph.store._json import to_jsonable
 
     return to_jsonable(value)
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from trajgraph._export_chat import chat_message, readable_update
-from trajgraph._export_read import RunFilter, effective_outcome
-from trajgraph._json import to_jsonable
+from trajgraph.export._chat import chat_message, readable_update
+from trajgraph.export._read import RunFilter, effective_outcome
+from trajgraph.store._json import to_jsonable
 from trajgraph.errors import ConfigError, TrajgraphError
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store

@@ -1,0 +1,353 @@
+"""record(graph): instrument an unmodified compiled LangGraph graph.
+
+How: every node's runnable is swapped for a thin wrapper on a `graph.copy(...)`
+(edges, retry/cache policies and routing stay LangGraph's own), subgraphs are
+instrumented the same way (the wrapper, the `Recorder` and stable step keys live
+in trajgraph/_instrument.py), and one callback handler captures chat-model calls.
+The result is still a compiled graph of the same class family, so `invoke`,
+`stream`, `batch`, `get_state` and use as a node behave as before.
+Each step stores the node's *update*, never the whole input state again; rows go
+to a background writer (trajgraph/_writer.py), so JSON encoding and SQLite
+commits stay off the graph's thread.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.errors import GraphBubbleUp
+from langgraph.pregel import Pregel
+from langgraph.types import Command
+
+from trajgraph.recording._callbacks import ModelCallRecorder
+from trajgraph.recording._instrument import KEY as _KEY
+from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
+from trajgraph.store._json import to_jsonable
+from trajgraph.recording._nested import NestedSteps, nested_graph_nodes
+from trajgraph.store._writer import Writer, writer_for
+from trajgraph.store import Store
+from trajgraph.trajectory import Run, new_id
+
+_RESUMING = "__pregel_resuming"  # LangGraph sets it in a subgraph's config when its parent resumes
+DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
+
+
+@dataclass
+class _Settings:
+    store: Store
+    name: str
+    tags: tuple[str, ...]
+    decision_nodes: frozenset[str]
+    metadata: dict[str, Any]
+    graph_path: str | None
+    task: Callable[[Any], str | None] | None
+    nested_parents: frozenset[str]  # nodes whose functions call graphs (trajgraph/_nested.py)
+
+
+def instrument(graph: Pregel) -> Pregel:
+    """A copy of `graph` whose nodes (and subgraphs' nodes) report to the active recorder."""
+    if isinstance(graph, _RecordingMixin):
+        graph = _unwrap(graph)
+    nodes = {}
+    for name, node in graph.nodes.items():
+        bound = node.bound
+        if isinstance(bound, RecordingNode):
+            nodes[name] = node
+            continue
+        subgraphs = list(node.subgraphs)
+        if isinstance(bound, Pregel):  # a recorded graph used as a node joins the outer run
+            bound = instrument(bound)
+            subgraphs = [bound]
+        nodes[name] = node.copy({"bound": RecordingNode(name, bound), "subgraphs": subgraphs})
+    return Pregel.copy(graph, {"nodes": nodes})
+
+
+class _Tracker:
+    """Reads the final state and any interrupt off the chunks of any stream mode/version."""
+
+    def __init__(self, graph: Pregel, kwargs: dict[str, Any]) -> None:
+        self.mode = kwargs.get("stream_mode") or graph.stream_mode
+        self.multi = isinstance(self.mode, (list, tuple))
+        self.subgraphs = bool(kwargs.get("subgraphs"))
+        self.v2 = kwargs.get("version") == "v2"
+        self.output: Any = None
+        self.interrupted = False
+
+    def see(self, chunk: Any) -> None:
+        try:
+            if self.v2 and isinstance(chunk, dict) and "type" in chunk:
+                if chunk.get("ns"):
+                    return
+                mode, data = chunk["type"], chunk.get("data")
+                self.interrupted = self.interrupted or bool(chunk.get("interrupts"))
+            else:
+                if self.subgraphs:
+                    if chunk[0]:  # a subgraph's chunk
+                        return
+                    chunk = chunk[1:] if self.multi else chunk[1]
+                mode, data = chunk if self.multi else (self.mode, chunk)
+        except (TypeError, ValueError, KeyError, IndexError):
+            return
+        if isinstance(data, dict) and "__interrupt__" in data:
+            self.interrupted = True
+            data = {k: v for k, v in data.items() if k != "__interrupt__"}
+        if mode == "values":
+            self.output = data
+
+
+class _RecordingMixin:
+    """Overrides the two entry points every Pregel call funnels through."""
+
+    _tg: _Settings
+
+    def copy(self, update: dict[str, Any] | None = None) -> Any:
+        return _as_recorded(Pregel.copy(_unwrap(self), update), self._tg)  # type: ignore[arg-type]
+
+    @property
+    def trajgraph_store(self) -> Store:
+        """The trajgraph store runs land in (`.store` stays LangGraph's own BaseStore)."""
+        return self._tg.store
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        config, session = _start(self, input, config)
+        if session is None:
+            yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
+            return
+        tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
+        try:
+            for chunk in super().stream(input, config, **kwargs):  # type: ignore[misc]
+                tracker.see(chunk)
+                yield chunk
+        except BaseException as exc:
+            session.finish(self, config, tracker, exc=exc)
+            raise
+        session.finish(self, config, tracker)
+
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        config, session = _start(self, input, config)
+        if session is None:
+            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+                yield chunk
+            return
+        tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
+        try:
+            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+                tracker.see(chunk)
+                yield chunk
+        except BaseException as exc:
+            session.finish(self, config, tracker, exc=exc)
+            raise
+        session.finish(self, config, tracker)
+
+
+@dataclass
+class _Session:
+    run: Run
+    recorder: Recorder
+
+    def finish(self, graph: Any, config: RunnableConfig, tracker: _Tracker, *, exc: BaseException | None = None) -> None:
+        fields: dict[str, Any] = {"ended_at": time.time()}
+        if exc is not None:
+            interrupted = isinstance(exc, (GraphBubbleUp, KeyboardInterrupt, GeneratorExit))
+            fields["status"] = "interrupted" if interrupted else "failed"
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+        else:
+            fields["status"] = "succeeded"
+            if tracker.output is not None:
+                fields["output"] = tracker.output
+            if tracker.interrupted or _pending(graph, config):
+                fields["status"] = "interrupted"
+        if fields["status"] == "interrupted":
+            fields["ended_at"] = None
+        self.recorder.writer.put("run_update", (self.run.id, fields))
+        if fields["status"] == "succeeded":
+            self.recorder.writer.wake()  # committed in the background while the caller goes on
+        else:  # on disk before the error or interrupt reaches the caller
+            self.recorder.writer.flush()
+
+
+def _pending(graph: Any, config: RunnableConfig) -> bool:
+    """A static interrupt (interrupt_before/after) leaves tasks to run on a checkpointed thread."""
+    if not graph.checkpointer or not (config.get("configurable") or {}).get("thread_id"):
+        return False
+    conf = {k: v for k, v in (config.get("configurable") or {}).items() if k != _KEY}
+    try:
+        state = Pregel.get_state(graph, {"configurable": conf})
+    except Exception:  # a nested graph or a checkpointer that cannot answer: no evidence
+        return False
+    return bool(state.next)
+
+
+def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[RunnableConfig, _Session | None]:
+    config: dict[str, Any] = dict(given or {})
+    configurable = dict(config.get("configurable") or {})
+    if configurable.get(_KEY) is not None:  # already inside a recorded run: join it
+        return cast(RunnableConfig, config), None
+    settings: _Settings = graph._tg
+    writer = writer_for(settings.store)
+    thread_id = configurable.get("thread_id")
+    thread_id = None if thread_id is None else str(thread_id)
+    root_ns = str(configurable.get("checkpoint_ns") or "")
+    resuming = input is None or isinstance(input, Command) or bool(configurable.get(_RESUMING))
+    run = _resumable(settings, writer, thread_id, root_ns) if resuming else None
+    if run is None:
+        metadata = dict(settings.metadata)
+        if root_ns:
+            metadata["checkpoint_ns"] = root_ns
+        run = Run(
+            id=new_id(),
+            graph=settings.name,
+            graph_path=settings.graph_path,
+            kind="record",
+            input=input,
+            task=settings.task(input) if settings.task else None,
+            thread_id=thread_id,
+            tags=_tags(settings.tags, (graph.config or {}).get("tags"), config.get("tags")),
+            metadata=metadata,
+        )
+        writer.put("run", run)
+        next_seq = 0
+    else:
+        # the same run goes on; keep what resumed it, so replay can resume the same way
+        resumes = [*run.metadata.get("resumes", []), to_jsonable(input)]
+        next_seq = settings.store.next_seq(run.id)
+        writer.put("run_update", (run.id, {"status": "running", "error": None, "metadata": {**run.metadata, "resumes": resumes}}))
+    recorder = Recorder(
+        run_id=run.id,
+        writer=writer,
+        decision_nodes=settings.decision_nodes,
+        next_seq=next_seq,
+        root_ns=root_ns,
+        nested_parents=settings.nested_parents,
+    )
+    if resuming and next_seq:
+        recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
+    return _attach(config, configurable, recorder), _Session(run, recorder)
+
+
+def _tags(*groups: Any) -> tuple[str, ...]:
+    """record(tags=), graph.with_config(tags=) and the call's config tags, in order, once each."""
+    return tuple(dict.fromkeys(str(t) for group in groups for t in (group or ())))
+
+
+def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Recorder) -> RunnableConfig:
+    configurable[_KEY] = recorder
+    config["configurable"] = configurable
+    handlers: list[Any] = [ModelCallRecorder(recorder)]
+    if recorder.nested_parents:
+        handlers.append(NestedSteps(recorder))
+    callbacks = config.get("callbacks")
+    if callbacks is None:
+        config["callbacks"] = handlers
+    elif isinstance(callbacks, list):
+        config["callbacks"] = [*callbacks, *handlers]
+    else:  # a CallbackManager
+        callbacks = callbacks.copy()
+        for handler in handlers:
+            callbacks.add_handler(handler, inherit=True)
+        config["callbacks"] = callbacks
+    return cast(RunnableConfig, config)
+
+
+def _resumable(settings: _Settings, writer: Writer, thread_id: str | None, root_ns: str) -> Run | None:
+    """The run on this thread (and namespace) that a resume continues: the latest one, if it was
+    interrupted, or failed (LangGraph retries a failed node when a checkpointed thread resumes)."""
+    if thread_id is None:
+        return None
+    writer.flush()  # its last rows may still be queued
+    for run in settings.store.runs(graph=settings.name, thread_id=thread_id, limit=20):
+        if run.metadata.get("checkpoint_ns", "") == root_ns:
+            return run if run.status in ("interrupted", "failed") else None
+    return None
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def _recorded_class(cls: type) -> type:
+    if issubclass(cls, _RecordingMixin):
+        return cls
+    if cls not in _CLASSES:
+        _CLASSES[cls] = type(f"Recorded{cls.__name__}", (_RecordingMixin, cls), {})
+    return _CLASSES[cls]
+
+
+def _base_class(cls: type) -> type:
+    return next(c for c in cls.__mro__[1:] if c is not _RecordingMixin and not issubclass(c, _RecordingMixin))
+
+
+def _unwrap(graph: Pregel) -> Pregel:
+    """The plain compiled graph under a recorded one (its nodes stay instrumented)."""
+    base = _base_class(type(graph))
+    return base(**{k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_tg")})
+
+
+def _as_recorded(graph: Pregel, settings: _Settings) -> Pregel:
+    cls = _recorded_class(type(graph))
+    obj: Any = object.__new__(cls)  # no __init__: the compiled graph's fields are copied as they are
+    obj.__dict__.update(graph.__dict__)
+    obj._tg = settings
+    return obj
+
+
+def record(
+    graph: Pregel,
+    *,
+    store: Store | str,
+    name: str | None = None,
+    tags: Sequence[str] = (),
+    decision_nodes: Sequence[str] | None = None,
+    metadata: dict[str, Any] | None = None,
+    graph_path: str | None = None,
+    task: Callable[[Any], str | None] | None = None,
+    checkpointer: Any = None,
+) -> Pregel:
+    """Wrap a compiled graph so that every run lands in `store`, step by step.
+
+    The returned object is a compiled graph: use it exactly like `graph`.
+    `decision_nodes` are the nodes whose update is the agent's chosen action
+    (default: any of agent/model/policy/call_model that the graph has).
+    `task(input) -> str` names the task of a run, for splits and pairing.
+    `graph_path` ("module:attr") lets `trajgraph replay` re-import the graph.
+    `checkpointer` replaces the graph's own (needed for interrupts and resume).
+    Rows are written by a background thread; reads through `store` see them at
+    once, other readers within about 50 ms, or after `store.flush()`.
+    """
+    if not isinstance(graph, Pregel):
+        raise TypeError(f"record() needs a compiled LangGraph graph, got {type(graph).__name__}; call .compile() first")
+    store = Store(store) if not isinstance(store, Store) else store
+    store.setup()
+    if isinstance(graph, _RecordingMixin):
+        graph = _unwrap(graph)
+    if checkpointer is not None:
+        graph = Pregel.copy(graph, {"checkpointer": checkpointer})
+    if decision_nodes is None:
+        decision_nodes = [n for n in DEFAULT_DECISION_NODES if n in graph.nodes]
+    unknown = [n for n in decision_nodes if n not in graph.nodes]
+    if unknown:
+        raise ValueError(f"decision node(s) {unknown} not in graph; nodes are {sorted(n for n in graph.nodes if not n.startswith('__'))}")
+    instrumented = instrument(graph)
+    settings = _Settings(
+        store=store,
+        name=name or graph.get_name() or "graph",
+        tags=tuple(tags),
+        decision_nodes=frozenset(decision_nodes),
+        metadata=dict(metadata or {}),
+        graph_path=graph_path,
+        task=task,
+        nested_parents=nested_graph_nodes(instrumented),
+    )
+    return _as_recorded(instrumented, settings)
+
+
+def recorder_session(graph: Pregel, recorder: Recorder, config: RunnableConfig | None = None) -> RunnableConfig:
+    """Config that makes an instrumented graph report to `recorder` (used by replay)."""
+    conf: dict[str, Any] = dict(config or {})
+    return _attach(conf, dict(conf.get("configurable") or {}), recorder)
+
+
+__all__ = ["record", "instrument", "Recorder", "Cassette", "StepKeys", "step_keys", "recorder_session"]

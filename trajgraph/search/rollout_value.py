@@ -1,0 +1,45 @@
+"""Monte Carlo process reward: the mean final reward of n rollouts from a node.
+
+As in IPR (Xiong et al., "Watch Every Step! LLM Agent Learning via Iterative
+Step-Level Process Refinement", EMNLP 2024) and RRO's process supervision:
+a step's value is estimated by finishing the trajectory n times with the policy.
+Rollouts are real branches through the graph and spend the search's budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trajgraph.search.space import Node, Space
+
+
+@dataclass(frozen=True)
+class RolloutValue:
+    n: int = 4
+    unknown: float = 0.0  # value of a rollout whose outcome the task does not report
+
+    def bind_space(self, space: Space) -> _Bound:
+        return _Bound(self, space)
+
+
+@dataclass
+class _Bound:
+    spec: RolloutValue
+    space: Any
+
+    async def ascore_nodes(self, nodes: Sequence[Node]) -> list[float]:
+        return await self.space.gather(*(self._value(n) for n in nodes))
+
+    async def _value(self, node: Node) -> float:
+        if node.terminal:
+            return node.outcome if node.outcome is not None else self.spec.unknown
+        ends = await self.space.gather(*(self.space.rollout(node) for _ in range(self.spec.n)))
+        values = [e.outcome if e.outcome is not None else self.spec.unknown for e in ends]
+        node.value = sum(values) / len(values)
+        return node.value
+
+
+__all__ = ["RolloutValue"]

@@ -1,0 +1,343 @@
+"""Decision points as LangGraph checkpoints: the one interface every optimizer uses.
+
+The user's graph is compiled with a checkpointer and `interrupt_before=[decision_node]`;
+every stop is a decision point. Branching is `update_state(point, action,
+as_node=decision_node)` then running to the next stop, so the checkpoint lineage
+is the search tree. The interface, kept small on purpose:
+
+    root(input) -> Node                 run to the first decision point
+    propose(node, k) -> [Candidate]     k candidate actions (the agent's own node by default)
+    expand(node, candidate) -> Node     branch: apply the action, run to the next decision point
+    node.terminal, node.outcome         finished? final reward if known
+    score(nodes) -> [float]             reward model / judge / rollouts, batched
+
+Environments whose state lives outside the graph fork through `snapshot()/restore()`
+(see `Environment`); expansions are then serialised on that environment. How a
+raw policy sample becomes a valid or invalid `Candidate` is trajgraph/_candidates.py;
+the tree's types (`Node`, `Candidate`, `Environment`) are trajgraph/_search_tree.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.pregel import Pregel
+
+from trajgraph.search._candidates import Failed, as_update, count_tokens, tool_names, validate
+from trajgraph.store._json import canonical_key
+from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
+from trajgraph.search.budget import BudgetMeter
+from trajgraph.errors import ConfigError, ForkError
+from trajgraph.render import render_action, render_observation, render_task
+
+class Space:
+    """The decision-point interface over one compiled graph and one task."""
+
+    def __init__(
+        self,
+        graph: Any,
+        decision_node: str,
+        *,
+        outcome: Outcome | None = None,
+        reward: Any = None,
+        policy: Any = None,
+        environment: Environment | None = None,
+        meter: BudgetMeter | None = None,
+        checkpointer: Any = None,
+        context: Any = None,
+        max_depth: int = 100,
+        concurrency: int = 8,
+        repeatable: bool = False,
+    ) -> None:
+        from trajgraph.search.budget import Budget
+
+        self.decision_node = decision_node
+        self.graph = _searchable(graph, decision_node, checkpointer)
+        self.outcome_fn = outcome or default_outcome
+        if reward is not None and type(reward).__name__ == "EnvReward":
+            from trajgraph.reward.combine import EnvReward
+
+            if isinstance(reward, EnvReward):  # outcome at terminals only: same as no reward model
+                reward = None
+        self.reward = reward
+        self.policy = policy
+        self.environment = environment
+        if environment is not None and not isinstance(environment, Environment):
+            raise ForkError(
+                f"{type(environment).__name__} cannot be branched: give it snapshot()/restore(), or keep its state in the graph"
+            )
+        self.meter = meter or BudgetMeter(Budget())
+        self.context = context
+        self.max_depth = max_depth
+        self.thread_id = f"tg-search-{uuid.uuid4().hex[:12]}"
+        self.repeatable = repeatable
+        self._ids = itertools.count()
+        self._env_lock = asyncio.Lock()
+        self._sem = asyncio.Semaphore(concurrency)
+        self.nodes: list[Node] = []
+        self.reflections: list[str] = []  # lessons from failed trajectories, shown to policies
+        self.task_text = ""
+        self.tools = tool_names(self.graph)
+
+    # -- the interface -------------------------------------------------------------
+
+    async def root(self, input: Any) -> Node:
+        """Run the task to its first decision point (or to the end)."""
+        self.task_text = render_task(input)
+        config: RunnableConfig = {"configurable": {"thread_id": self.thread_id}, "recursion_limit": 10_000}
+        async with self._env_lock:
+            steps, checkpoint = await self._run(input, config)
+            snap = self.environment.snapshot() if self.environment is not None else None
+        return self._node(checkpoint, node_id=next(self._ids), parent=None, action=None, steps=steps, snapshot=snap)
+
+    async def propose(self, node: Node, k: int) -> list[Candidate]:
+        """k candidate actions at a decision point, sampled concurrently, duplicates merged."""
+        if node.terminal:
+            raise ValueError(f"cannot propose actions at a finished state ({node!r})")
+        n = self.meter.reserve_calls(k)
+        state = dict(node.state)
+        if self.reflections:
+            state["reflections"] = list(self.reflections)
+        if self.policy is not None:
+            try:
+                actions = list(await self.policy.propose(state, n))
+            except Exception as exc:  # a failing policy is an invalid candidate, not a crash
+                actions = [Failed(exc)]
+        else:
+            actions = await self.gather(*(self._sample_node(node) for _ in range(n)), errors_as_results=True)
+        if not actions:  # e.g. a provider that answered with no choices: an invalid candidate, not an IndexError
+            actions = [Failed(ValueError(f"the policy proposed no action (asked for {n})"))]
+        merged: dict[str, Candidate] = {}
+        for action in actions:
+            cand = self.candidate(action, state)
+            self.meter.add_tokens(cand.tokens)
+            if cand.key in merged:
+                merged[cand.key].count += 1
+            else:
+                merged[cand.key] = cand
+        return list(merged.values())
+
+    async def expand(self, node: Node, candidate: Candidate | Any) -> Node:
+        """Apply an action at a decision point and run to the next one."""
+        if not isinstance(candidate, Candidate):
+            candidate = self.candidate(candidate, node.state)
+        if node.terminal:
+            raise ValueError(f"cannot expand a finished state ({node!r})")
+        self.meter.check()
+        # the id (and so the child's place among its siblings) is taken before any await:
+        # concurrent expansions finish in any order, but UCT ties and best-terminal ties
+        # are broken by this order, so it must be the order the expansions were asked for
+        node_id = next(self._ids)
+        if candidate.invalid and isinstance(candidate.action, Failed):
+            child = Node(node_id, node.config, node.state, parent=node, action=None, action_text=candidate.text,
+                         observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True,
+                         reason=candidate.error)
+            insert_by_id(node.children, child)
+            insert_by_id(self.nodes, child)
+            return child
+        async with self._sem:
+            if self.environment is not None:
+                async with self._env_lock:
+                    self.environment.restore(node.snapshot)
+                    steps, checkpoint = await self._branch(node, candidate)
+                    snap = self.environment.snapshot()
+            else:
+                steps, checkpoint = await self._branch(node, candidate)
+                snap = None
+        self.meter.add_env_steps(1)
+        child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap, node_id=node_id)
+        child.invalid = candidate.invalid
+        child.action_text = candidate.text
+        if candidate.invalid and candidate.error:
+            child.reason = candidate.error  # why it is invalid, for the tree view and the store
+        insert_by_id(node.children, child)
+        return child
+
+    async def score(self, nodes: Sequence[Node]) -> list[float]:
+        """Known outcomes for finished nodes; the reward for the rest (batched)."""
+        known = [n.outcome if n.terminal else None for n in nodes]
+        todo = [i for i, v in enumerate(known) if v is None]
+        rewards = dict(zip(todo, await self._reward([nodes[i] for i in todo]))) if todo else {}
+        out = [float(rewards[i] if v is None else v) for i, v in enumerate(known)]
+        for n, v in zip(nodes, out):
+            n.score = v
+        return out
+
+    # -- helpers optimizers share ------------------------------------------------------
+
+    async def gather(self, *aws: Awaitable[Any], errors_as_results: bool = False) -> list[Any]:
+        """Run branches (or samples) concurrently (k of them cost about one model
+        latency), or, when the space is `repeatable`, one after another in order.
+        Concurrent branches share one budget, and which of them spends its last calls
+        depends on thread timing; in order, a fixed seed with a deterministic policy
+        and environment gives the same search every time. `errors_as_results`: an
+        exception is returned in its place, like asyncio.gather(return_exceptions=True).
+        Otherwise the first exception is raised only once every branch has stopped: a
+        branch left running after a budget stop would go on spending, unlimited, while
+        the search finishes its chosen trajectory, and add nodes to a tree already
+        returned (a budget of 15 calls overran by 139 before)."""
+        if not self.repeatable:
+            results = list(await asyncio.gather(*aws, return_exceptions=True))
+            failed = None if errors_as_results else next((r for r in results if isinstance(r, BaseException)), None)
+            if failed is not None:
+                raise failed
+            return results
+        out: list[Any] = []
+        for i, aw in enumerate(aws):
+            try:
+                out.append(await aw)
+            except BaseException as exc:
+                if errors_as_results and isinstance(exc, Exception):
+                    out.append(exc)
+                    continue
+                for rest in aws[i + 1 :]:  # a budget stop ends the branches that never started
+                    if inspect.iscoroutine(rest):
+                        rest.close()
+                raise
+        return out
+
+    async def rollout(self, node: Node, *, temperature_k: int = 1) -> Node:
+        """Finish a trajectory from `node` with the policy's first sample at each step."""
+        while not node.terminal:
+            cands = await self.propose(node, temperature_k)
+            node = await self.expand(node, cands[0])
+        return node
+
+    def candidate(self, action: Any, state: dict[str, Any] | None = None) -> Candidate:
+        if isinstance(action, Candidate):
+            return action
+        if isinstance(action, BaseException):
+            action = Failed(action)
+        if isinstance(action, Failed):
+            text = f"<invalid: {action.error}>"
+            return Candidate(action=action, text=text, key=text, invalid=True, error=action.error)
+        action = as_update(action)
+        text = render_action(action)
+        invalid, error = validate(action, state or {}, self.tools)
+        return Candidate(action=action, text=text, key=canonical_key(action), tokens=count_tokens(action), invalid=invalid, error=error)
+
+    def best_terminal(self) -> Node | None:
+        done = [n for n in self.nodes if n.terminal and not n.invalid]
+        if not done:
+            return None
+        return max(done, key=lambda n: (n.outcome if n.outcome is not None else float("-inf"), n.score or 0.0, -n.id))
+
+    # -- internals ----------------------------------------------------------------------
+
+    async def _reward(self, nodes: Sequence[Node]) -> list[float]:
+        reward = self.reward
+        if reward is None:
+            return [0.0 for _ in nodes]
+        if hasattr(reward, "bind_space"):
+            reward = reward.bind_space(self)
+        if hasattr(reward, "ascore_nodes"):
+            return list(await reward.ascore_nodes(nodes))
+        if hasattr(reward, "ascore") or hasattr(reward, "score"):
+            from trajgraph.reward.base import RewardItem
+
+            items = [RewardItem(task=self.task_text, turns=n.turns()) for n in nodes]
+            if hasattr(reward, "ascore"):
+                return [float(v) for v in await reward.ascore(items)]
+            return [float(v) for v in reward.score(items)]
+        if callable(reward):  # a plain function of the state, e.g. a scripted reward in tests
+            return [float(reward(n.state)) for n in nodes]
+        raise ConfigError(f"reward {reward!r} has no score()/ascore() and is not callable")
+
+    async def _sample_node(self, node: Node) -> Any:
+        """Run the agent's own decision node once on the state at `node`."""
+        pregel_node = self.graph.nodes[self.decision_node]
+        channels = pregel_node.channels
+        state = node.state
+        if isinstance(channels, list):
+            value: Any = {c: state[c] for c in channels if c in state}
+        else:
+            value = state.get(channels)
+        if pregel_node.mapper is not None:
+            value = pregel_node.mapper(value)
+        from langgraph._internal._constants import CONFIG_KEY_RUNTIME
+        from langgraph.runtime import Runtime
+
+        config = cast(RunnableConfig, {
+            **node.config,
+            "configurable": {**node.config.get("configurable", {}), CONFIG_KEY_RUNTIME: Runtime(context=self.context, store=self.graph.store)},
+            "metadata": {"langgraph_node": self.decision_node, "trajgraph_sample": True},
+        })
+        return await pregel_node.bound.ainvoke(value, config)
+
+    async def _branch(self, node: Node, candidate: Candidate) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        config = await self.graph.aupdate_state(node.config, candidate.action, as_node=self.decision_node)
+        steps, checkpoint = await self._run(None, config)
+        return [(self.decision_node, candidate.action), *steps], checkpoint
+
+    async def _run(self, input: Any, config: RunnableConfig) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+        steps: list[tuple[str, Any]] = []
+        checkpoint: dict[str, Any] | None = None
+        run_config = cast(RunnableConfig, {**config, "recursion_limit": 10_000})
+        if self.context is not None:
+            stream = self.graph.astream(input, run_config, stream_mode=["updates", "checkpoints"], context=self.context)
+        else:
+            stream = self.graph.astream(input, run_config, stream_mode=["updates", "checkpoints"])
+        async for mode, chunk in stream:
+            if mode == "checkpoints":
+                checkpoint = cast("dict[str, Any]", chunk)
+            elif isinstance(chunk, dict):
+                for name, update in chunk.items():
+                    if not name.startswith("__"):
+                        steps.append((name, update))
+        if checkpoint is None:  # nothing ran: the input checkpoint is the answer
+            snap = await self.graph.aget_state(config)
+            checkpoint = {"config": snap.config, "values": snap.values, "next": list(snap.next)}
+        return steps, checkpoint
+
+    def _node(self, checkpoint: dict[str, Any], *, node_id: int, parent: Node | None, action: Any, steps: list[tuple[str, Any]],
+              snapshot: Any) -> Node:
+        values = checkpoint.get("values") or {}
+        nxt = list(checkpoint.get("next") or [])
+        depth = 0 if parent is None else parent.depth + 1
+        terminal = self.decision_node not in nxt or depth >= self.max_depth
+        observation = " ".join(render_observation(u) for name, u in steps if name != self.decision_node and u is not None)
+        node = Node(
+            id=node_id,
+            config=checkpoint["config"],
+            state=dict(values) if isinstance(values, dict) else {"value": values},
+            parent=parent,
+            action=action,
+            action_text=render_action(action) if action is not None else "",
+            observation=observation.strip(),
+            depth=depth,
+            terminal=terminal,
+            snapshot=snapshot,
+            steps=steps,
+        )
+        if terminal:
+            node.outcome = self.outcome_fn(node.state)
+        insert_by_id(self.nodes, node)
+        return node
+
+
+def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:
+    """Compile (or copy) the graph with a checkpointer and a stop before the decision node."""
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import StateGraph
+
+    if isinstance(graph, StateGraph):
+        graph = graph.compile()
+    if not isinstance(graph, Pregel):
+        raise ConfigError(f"optimize() needs a LangGraph StateGraph or compiled graph, got {type(graph).__name__}")
+    from trajgraph.recording.record import _RecordingMixin, _unwrap
+
+    if isinstance(graph, _RecordingMixin):  # search the plain graph; the optimizer records its own tree
+        graph = _unwrap(graph)
+    if decision_node not in graph.nodes:
+        choices = sorted(n for n in graph.nodes if not n.startswith("__"))
+        raise ConfigError(f"decision node {decision_node!r} is not in the graph; its nodes are {choices}")
+    return graph.copy({"checkpointer": checkpointer or InMemorySaver(), "interrupt_before_nodes": [decision_node]})
+
+
+__all__ = ["Space", "Node", "Candidate", "Environment", "default_outcome"]

@@ -1,0 +1,84 @@
+"""How the trajectory dataclasses become table rows and back: JSON as TEXT, flags as 0/1.
+
+Kept apart from store.py so the encoding rules live in one place that the Store's
+reads and writes both call: which columns hold JSON, which hold booleans, that a
+decision step's action is encoded once with its update, and that a model call's
+shared prompt prefix is dropped on write (`encode`) and rebuilt on read
+(`resolve_prompts`). `decode` refuses anything that is not JSON text: nothing here unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from trajgraph.store._json import dumps, loads
+from trajgraph.trajectory import ModelCall
+
+JSON_FIELDS = {
+    "runs": ("input", "output", "tags", "metadata"),
+    "steps": ("update", "action"),
+    "model_calls": ("messages", "response", "params", "token_ids", "logprobs"),
+    "search_nodes": ("action",),
+    "pairs": ("prompt", "chosen", "rejected"),
+}
+BOOL_FIELDS = {"steps": {"interrupted"}, "search_nodes": {"terminal", "chosen", "invalid"}}
+
+
+def row_of(item: Any) -> dict[str, Any]:
+    return dict(item.__dict__)  # the dataclass's fields (frozen dataclasses without slots keep them here)
+
+
+def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
+    """A row as SQLite stores it; `memo` lets rows of one batch share encoded messages."""
+    out = dict(row)
+    if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
+        out["messages"] = out["messages"][out["prompt_shared"] :]  # the rest is stored with call prompt_ref
+    for f in JSON_FIELDS[table]:
+        if f in out:
+            value = out[f]
+            if f == "action" and value is not None and value is row.get("update"):
+                out[f] = out["update"]  # a decision node's action is its update: encode it once
+            elif f == "tags":
+                out[f] = json.dumps(list(value or ()))
+            elif f == "metadata" or f == "params":
+                out[f] = dumps(value or {}, memo)
+            else:
+                out[f] = None if value is None else dumps(value, memo)
+    for f in BOOL_FIELDS.get(table, set()) & out.keys():
+        out[f] = int(bool(out[f]))
+    return out
+
+
+def resolve_prompts(calls: list[ModelCall]) -> list[ModelCall]:
+    """Rebuild whole prompts from shared prefixes (calls come ordered by run, then seq)."""
+    whole: dict[tuple[str, int], list[Any]] = {}
+    out = []
+    for call in calls:
+        messages = call.messages
+        if call.prompt_ref is not None and call.prompt_shared and isinstance(messages, list):
+            base = whole.get((call.run_id, call.prompt_ref))
+            if base is not None:  # else the referenced call is missing: keep what this row holds
+                messages = base[: call.prompt_shared] + messages
+                call = call.replace(messages=messages)
+        if isinstance(messages, list):
+            whole[(call.run_id, call.seq)] = messages
+        out.append(call)
+    return out
+
+
+def decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of `encode`; raises TypeError or ValueError on a column that is not JSON text."""
+    out = dict(row)
+    for f in JSON_FIELDS[table]:
+        if f in out:
+            value = out[f]
+            if value is not None and not isinstance(value, str):  # a BLOB or number where JSON text belongs
+                raise TypeError(f"{table}.{f} is {type(value).__name__}, not JSON text")
+            out[f] = loads(value)
+    for f in BOOL_FIELDS.get(table, set()) & out.keys():
+        out[f] = bool(out[f])
+    return out
+
+
+__all__ = ["JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]

@@ -1,0 +1,359 @@
+"""The trajectory store: one SQLite file (WAL) read and written through sqlite-utils.
+
+Plain tables with foreign keys and JSON as TEXT, so Datasette or the
+`sqlite-utils` CLI can browse a store. A `_trajgraph_meta` table holds the schema
+version and migrations (trajgraph/_schema.py) bring older stores forward; the
+row encoding (JSON as TEXT) is trajgraph/_rows.py. Opening a file that is
+not a store, is corrupt, or is newer than this code raises a one-line
+`StoreError` and writes nothing. Nothing here unpickles: a column that does not
+hold JSON text is refused with a `StoreError`, whatever it holds.
+
+A reader of the raw tables should know one space saver: a conversation's
+prompt is not stored again with every model call; `model_calls.messages` holds
+only the messages after the first `prompt_shared` of call `prompt_ref` (the API
+returns whole prompts).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from trajgraph.store import _schema
+from trajgraph.store._rows import JSON_FIELDS, decode, encode, resolve_prompts, row_of
+from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
+from trajgraph.trajectory import (
+    SCHEMA_VERSION,
+    ModelCall,
+    PreferencePair,
+    Run,
+    SearchNode,
+    Step,
+    Trajectory,
+)
+
+
+class Store:
+    """A trajgraph store in one SQLite file. Thread-safe; several processes may write.
+
+    >>> store = Store("runs.db")          # created on first use
+    >>> store.runs(status="failed")[:3]
+    """
+
+    def __init__(self, path: str | Path = "trajgraph.db", *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        self._lock = threading.RLock()
+        self._db: sqlite_utils.Database | None = None
+        self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
+        _STORES.add(self)
+
+    @classmethod
+    def from_conn_string(cls, conn_string: str) -> Store:
+        """Checkpointer-style constructor: a path or `sqlite:///path`."""
+        return cls(conn_string.removeprefix("sqlite:///"))
+
+    # -- connection and schema -------------------------------------------------
+
+    @property
+    def db(self) -> sqlite_utils.Database:
+        if self._db is None:
+            self.setup()
+        assert self._db is not None
+        return self._db
+
+    def setup(self) -> Store:
+        """Open the file, check it is a store, and create or migrate the schema."""
+        with self._lock:
+            if self._db is not None:
+                return self
+            if self.readonly and not self.path.exists():
+                raise StoreError(f"{self.path}: no such store file")
+            if self.path.exists() and self.path.is_dir():
+                raise NotAStoreError(f"{self.path}: is a directory, not a trajgraph store file")
+            if not self.path.parent.is_dir():  # SQLite would only say "unable to open database file"
+                raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist; create it first")
+            conn = self._connect()
+            try:
+                version = _schema.check(conn, self.path)
+                if version < SCHEMA_VERSION and not self.readonly:
+                    _schema.migrate(conn)
+                # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each
+                conn.execute("PRAGMA synchronous = NORMAL")
+            except BaseException:
+                conn.close()
+                raise
+            self._db = sqlite_utils.Database(conn)
+        return self
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"file:{self.path.resolve()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
+        else:
+            conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def flush(self) -> None:
+        """Wait until every row that recording has queued for this store is committed."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            if self._db is not None:
+                self._db.conn.close()
+                self._db = None
+
+    def __enter__(self) -> Store:
+        return self.setup()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # -- writes ------------------------------------------------------------------
+
+    def write(
+        self,
+        *,
+        runs: Sequence[Run] = (),
+        run_updates: Sequence[tuple[str, dict[str, Any]]] = (),
+        steps: Sequence[Step] = (),
+        model_calls: Sequence[ModelCall] = (),
+        search_nodes: Sequence[SearchNode] = (),
+        pairs: Sequence[PreferencePair] = (),
+    ) -> None:
+        """Write a batch in one transaction: all of it lands or none of it does."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        with self._lock:
+            conn = self.db.conn
+            _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)  # on top of busy_timeout
+            memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
+            try:
+                if runs:
+                    self._insert_many(conn, "runs", [row_of(r) for r in runs], replace=True, memo=memo)
+                    _replace_tags(conn, {r.id: r.tags for r in runs})
+                for run_id, fields in run_updates:
+                    self._update_run(conn, run_id, fields, memo)
+                for table, items in (
+                    ("steps", steps),
+                    ("model_calls", model_calls),
+                    ("search_nodes", search_nodes),
+                ):
+                    if items:
+                        self._insert_many(conn, table, [row_of(i) for i in items], replace=True, memo=memo)
+                if pairs:
+                    self._insert_many(conn, "pairs", [row_of(p) for p in pairs], replace=False)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def add_run(self, run: Run) -> None:
+        self.write(runs=[run])
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        self.write(run_updates=[(run_id, fields)])
+
+    def _update_run(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any], memo: dict[int, Any] | None = None) -> None:
+        if not fields:
+            return
+        row = encode("runs", dict(fields), memo)
+        sets = ", ".join(f'"{k}"=?' for k in row)
+        conn.execute(f"UPDATE runs SET {sets} WHERE id=?", [*row.values(), run_id])
+        if "tags" in fields:
+            _replace_tags(conn, {run_id: fields["tags"]})
+
+    @staticmethod
+    def _insert_many(
+        conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool, memo: dict[int, Any] | None = None
+    ) -> None:
+        rows = [encode(table, r, memo) for r in rows]
+        if table == "pairs":
+            for r in rows:
+                r.pop("id", None)
+        cols = list(rows[0])
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        sql = f'{verb} INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) VALUES ({", ".join("?" * len(cols))})'
+        conn.executemany(sql, [[r[c] for c in cols] for r in rows])
+
+    # -- reads -------------------------------------------------------------------
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        if self._writer is not None and self._writer.pending:  # read your own writes (before taking the lock)
+            self._writer.flush()
+        with self._lock:
+            try:
+                return list(self.db.query(sql, params))
+            except sqlite3.DatabaseError as exc:  # damaged after opening, or locked for too long
+                raise StoreError(f"{self.path}: cannot read the store ({exc})") from None
+
+    def runs(
+        self,
+        *,
+        graph: str | None = None,
+        status: str | None = None,
+        tag: str | None = None,
+        kind: str | None = None,
+        task: str | None = None,
+        parent_id: str | None = None,
+        thread_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+        newest_first: bool = True,
+    ) -> list[Run]:
+        """Runs matching every filter given, newest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for col, val in (("graph", graph), ("status", status), ("kind", kind), ("task", task), ("parent_id", parent_id), ("thread_id", thread_id)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        if tag is not None:
+            where.append("id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
+            params.append(tag)
+        if since is not None:
+            where.append("started_at >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("started_at < ?")
+            params.append(until)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [self._run(r) for r in self._query(sql, params)]
+
+    def run(self, run_id: str) -> Run:
+        """One run by id, or by a unique prefix of its id (as the CLI accepts)."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows and run_id:
+            rows = self._query("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", [run_id.replace("%", "") + "%"])
+            if len(rows) > 1:
+                raise RunNotFoundError(f"run id prefix {run_id!r} matches several runs in {self.path}; give more characters")
+        if not rows:
+            raise RunNotFoundError(f"no run {run_id!r} in {self.path}; list runs with `trajgraph runs`")
+        return self._run(rows[0])
+
+    def steps(self, run_id: str) -> list[Step]:
+        rows = self._query("SELECT * FROM steps WHERE run_id = ? ORDER BY seq", [run_id])
+        return [Step(**self._decode("steps", r)) for r in rows]
+
+    def iter_steps(self, run_ids: Iterable[str] | None = None) -> Iterator[Step]:
+        """Every step (of the given runs), in run then seq order."""
+        if run_ids is None:
+            for r in self._query("SELECT * FROM steps ORDER BY run_id, seq"):
+                yield Step(**self._decode("steps", r))
+            return
+        for run_id in run_ids:
+            yield from self.steps(run_id)
+
+    def model_calls(self, run_id: str | None = None) -> list[ModelCall]:
+        if run_id is None:
+            rows = self._query("SELECT * FROM model_calls ORDER BY run_id, seq")
+        else:
+            rows = self._query("SELECT * FROM model_calls WHERE run_id = ? ORDER BY seq", [run_id])
+        return resolve_prompts([ModelCall(**self._decode("model_calls", r)) for r in rows])
+
+    def search_nodes(self, run_id: str) -> list[SearchNode]:
+        rows = self._query("SELECT * FROM search_nodes WHERE run_id = ? ORDER BY id", [run_id])
+        return [SearchNode(**self._decode("search_nodes", r)) for r in rows]
+
+    def pairs(self, *, run_id: str | None = None, source: str | None = None) -> list[PreferencePair]:
+        where, params = [], []
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        sql = "SELECT * FROM pairs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
+        out = []
+        for r in self._query(sql, params):
+            r.pop("id", None)
+            out.append(PreferencePair(**self._decode("pairs", r)))
+        return out
+
+    def trajectory(self, run_id: str) -> Trajectory:
+        run = self.run(run_id)
+        return Trajectory(run=run, steps=tuple(self.steps(run.id)), model_calls=tuple(self.model_calls(run.id)))
+
+    def next_seq(self, run_id: str, table: str = "steps") -> int:
+        """The next free sequence number of a run's steps (or model_calls), for resuming it."""
+        if table not in ("steps", "model_calls"):
+            raise StoreError(f"next_seq: table must be steps or model_calls, not {table!r}")
+        rows = self._query(f"SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM {table} WHERE run_id = ?", [run_id])
+        return int(rows[0]["n"])
+
+    def _decode(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """Decode JSON columns; a value that is not JSON (say, a pickle) is refused, never run."""
+        try:
+            return decode(table, row)
+        except (ValueError, TypeError) as exc:
+            where = ", ".join(f"{k}={row[k]!r}" for k in ("run_id", "id", "seq") if isinstance(row.get(k), (str, int)))
+            raise StoreError(
+                f"{self.path}: {table} row ({where}) holds a value that is not JSON ({type(exc).__name__}); "
+                "the store is damaged or was written by something else (trajgraph never unpickles)"
+            ) from None
+
+    def _run(self, row: dict[str, Any]) -> Run:
+        data = self._decode("runs", row)
+        data["tags"] = tuple(data.get("tags") or ())
+        data["metadata"] = data.get("metadata") or {}
+        return Run(**data)
+
+    def step_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
+        """Number of steps of each run, in one query (for run listings)."""
+        if not run_ids:
+            return {}
+        marks = ", ".join("?" * len(run_ids))
+        rows = self._query(f"SELECT run_id, COUNT(*) AS n FROM steps WHERE run_id IN ({marks}) GROUP BY run_id", list(run_ids))
+        return {r["run_id"]: int(r["n"]) for r in rows}
+
+    def count(self, table: str) -> int:
+        if table not in JSON_FIELDS:
+            raise StoreError(f"unknown table {table!r}; one of {sorted(JSON_FIELDS)}")
+        return int(self._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+
+_STORES: weakref.WeakSet[Store] = weakref.WeakSet()
+_ABANDONED: list[Any] = []  # connections inherited across fork: never used or closed in the child
+
+
+def _after_fork_in_child() -> None:
+    """SQLite connections and held locks must not cross fork: a forked child opens its own."""
+    for store in list(_STORES):
+        if store._db is not None:
+            _ABANDONED.append(store._db)
+        store._db = None
+        store._lock = threading.RLock()
+        store._writer = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _replace_tags(conn: sqlite3.Connection, tags: dict[str, Any]) -> None:
+    """run_tags rows for each run id: exactly its given tags (the table the `--tag` filter reads)."""
+    conn.executemany("DELETE FROM run_tags WHERE run_id=?", [(run_id,) for run_id in tags])
+    conn.executemany("INSERT OR IGNORE INTO run_tags VALUES (?, ?)", [(run_id, t) for run_id, ts in tags.items() for t in ts])
+
+
+__all__ = ["Store"]
