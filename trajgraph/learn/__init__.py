@@ -1,0 +1,18 @@
+"""Learning from search: train a policy on a store's trajectories and pairs, put it back
+into the graph, and repeat in rounds (search -> train -> evaluate).
+
+- `train_policy(store, out, method="head"|"sft"|"dpo"|"sft+dpo")`: the small offline
+  policy (MiniLM + a scoring head) or a language model through TRL.
+- `load_policy(path)`: a trained folder back as a policy (`propose(state, k)`).
+- `with_policy(graph, policy, decision_node=...)`: the user's graph with its
+  decision node served by that policy; record it, optimize it, search with it.
+- `evolve(suite, ...)`: rounds of search on the training split, training, and
+  evaluation on the disjoint test split.
+
+Heavy dependencies (torch, transformers, trl, peft) load where they are used.
+"""
+
+from trajgraph.learn.data import Decision, NoTrainingDataError, Preference, decisions, preferences
+from trajgraph.learn.train import METHODS, TrainResult, train_policy
+
+__all__ = ["train_policy", "TrainResult", "METHODS", "Decision", "Preference", "decisions", "preferences", "NoTrainingDataError"]

@@ -1,0 +1,209 @@
+"""Training examples for a policy, read out of a store.
+
+Two kinds, both over env-loop states (`trajgraph.testing.tiny_env.EnvState`:
+`task`, `observation`, admissible `actions`, `history`):
+
+- `Decision`: a state on a successful trajectory and the action taken there,
+  with every admissible action the agent could have taken instead (behaviour
+  cloning of filtered successes: "rejection sampling fine-tuning", Yuan et al.
+  2023; the SFT half of ETO, Song et al. 2024). States are rebuilt by replaying
+  the recorded node updates over the run's input, so they are exactly what the
+  decision node saw.
+- `Preference`: a step-level pair from a search (RRO, Cao et al. 2025; MCTS /
+  best-of-n siblings): at one state, `chosen` beat `rejected`.
+
+A search tree writes the same prefix into many rollouts, so decisions are
+de-duplicated by (state, action) and carry a count.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trajgraph.errors import ConfigError
+from trajgraph.export._read import effective_outcome, snapshot
+from trajgraph.render import render_action
+from trajgraph.store import Store
+from trajgraph.store._json import to_jsonable
+from trajgraph.trajectory import Run, Step
+
+_STATE_KEYS = ("task", "objective", "observation", "actions", "history")
+
+
+class NoTrainingDataError(ConfigError):
+    """The store holds nothing a policy can learn from (no successful runs, no pairs)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision on a successful trajectory: the state, the admissible actions, the one taken."""
+
+    state: dict[str, Any]  # task, observation, actions, history ({"action", "observation"} turns)
+    action: str
+    run_id: str
+    task: str | None
+    count: int = 1  # how many stored trajectories took this action from this state
+
+
+@dataclass(frozen=True)
+class Preference:
+    """At `state`, `chosen` was preferred to `rejected` by a search (`source`: rro, mcts, best_of_n)."""
+
+    state: dict[str, Any]
+    chosen: str
+    rejected: str
+    source: str
+    run_id: str
+    task: str | None
+
+
+def state_key(state: Mapping[str, Any]) -> str:
+    """A content key of what a policy decides from (objective, past actions, observation, choices)."""
+    history = [str(h.get("action")) for h in state.get("history") or [] if isinstance(h, Mapping)]
+    text = json.dumps([state.get("task") or state.get("objective"), history, str(state.get("observation") or ""),
+                       list(state.get("actions") or [])], default=str)
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def _apply(state: dict[str, Any], update: Any) -> None:
+    """Merge one node update into an env-loop state (history has an add reducer; the rest overwrite)."""
+    data = to_jsonable(update)
+    if not isinstance(data, dict):
+        return
+    for key, value in data.items():
+        if key == "history" and isinstance(value, list):
+            state["history"] = list(state.get("history") or []) + value
+        else:
+            state[key] = value
+
+
+def _action_text(action: Any) -> str | None:
+    data = to_jsonable(action)
+    if isinstance(data, dict) and isinstance(data.get("action"), str):
+        return str(data["action"])
+    return None
+
+
+def _policy_view(state: Mapping[str, Any]) -> dict[str, Any]:
+    out = {k: state[k] for k in _STATE_KEYS if k in state}
+    out["history"] = [{"action": h.get("action"), "observation": h.get("observation", "")}
+                      for h in state.get("history") or [] if isinstance(h, Mapping)]
+    return out
+
+
+def run_decisions(run: Run, steps: Sequence[Step]) -> list[tuple[dict[str, Any], str]]:
+    """(state the decision node saw, action it took) for every decision step of an env-loop run."""
+    state: dict[str, Any] = dict(to_jsonable(run.input) or {}) if isinstance(to_jsonable(run.input), dict) else {}
+    out = []
+    for step in steps:
+        if step.action is not None:
+            action = _action_text(step.action)
+            if action is not None and state.get("actions"):
+                out.append((_policy_view(state), action))
+        _apply(state, step.update)
+    return out
+
+
+def _runs(db: Store, tags: Sequence[str], tasks: Iterable[str] | None) -> list[Run]:
+    """Finished trajectories (not search containers), newest first; with `tags`, those whose
+    own tags or whose search run's tags include every tag."""
+    wanted = set(tasks) if tasks is not None else None
+    parents: dict[str, bool] = {}
+
+    def tagged(run: Run) -> bool:
+        if all(t in run.tags for t in tags):
+            return True
+        if run.parent_id is None:
+            return False
+        if run.parent_id not in parents:
+            try:
+                parent = db.run(run.parent_id)
+                parents[run.parent_id] = all(t in parent.tags for t in tags)
+            except KeyError:
+                parents[run.parent_id] = False
+        return parents[run.parent_id]
+
+    return [r for r in db.runs(newest_first=False) if r.kind != "search" and r.status == "succeeded"
+            and (wanted is None or r.task in wanted) and (not tags or tagged(r))]
+
+
+def decisions(store: Store | str | Path, *, success_threshold: float = 1.0, tags: Sequence[str] = (),
+              tasks: Iterable[str] | None = None) -> list[Decision]:
+    """De-duplicated decisions of every run whose outcome reaches `success_threshold`.
+
+    `tags`: only runs (or rollouts of searches) carrying all of them; `tasks`: only these task ids."""
+    seen: dict[tuple[str, str], Decision] = {}
+    with snapshot(store) as db:
+        for run in _runs(db, tags, tasks):
+            steps = db.steps(run.id)
+            outcome = effective_outcome(run, steps)
+            if outcome is None or outcome < success_threshold:
+                continue
+            for state, action in run_decisions(run, steps):
+                key = (state_key(state), action)
+                old = seen.get(key)
+                seen[key] = Decision(state, action, run.id, run.task, 1) if old is None else \
+                    Decision(old.state, old.action, old.run_id, old.task, old.count + 1)
+    return list(seen.values())
+
+
+def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = None, tags: Sequence[str] = (),
+                tasks: Iterable[str] | None = None) -> list[Preference]:
+    """Step-level pairs of env-loop searches, as (state, chosen, rejected); ties and same-action pairs dropped."""
+    wanted = set(tasks) if tasks is not None else None
+    out: dict[tuple[str, str, str], Preference] = {}
+    with snapshot(store) as db:
+        searches: dict[str, Run | None] = {}
+        for pair in db.pairs():
+            if (sources is not None and pair.source not in sources) or (wanted is not None and pair.task not in wanted):
+                continue
+            if pair.run_id not in searches:
+                try:
+                    searches[pair.run_id] = db.run(pair.run_id)
+                except KeyError:
+                    searches[pair.run_id] = None
+            search = searches[pair.run_id]
+            if search is None or not all(t in search.tags for t in tags):
+                continue
+            chosen, rejected = _side(pair.chosen), _side(pair.rejected)
+            if chosen is None or rejected is None or chosen == rejected:
+                continue
+            if pair.chosen_score is not None and pair.rejected_score is not None and pair.chosen_score <= pair.rejected_score:
+                continue
+            state = _pair_state(search, pair.prompt)
+            if state is None:
+                continue
+            key = (state_key(state), chosen, rejected)
+            out.setdefault(key, Preference(state, chosen, rejected, pair.source, pair.run_id, pair.task))
+    return list(out.values())
+
+
+def _side(side: Any) -> str | None:
+    if isinstance(side, dict):
+        text = _action_text(side.get("action"))
+        if text is not None:
+            return text
+        return str(side["text"]) if side.get("text") else None
+    return render_action(side) if side is not None else None
+
+
+def _pair_state(search: Run, prompt: Any) -> dict[str, Any] | None:
+    """The decision point of a pair: the search's input, moved on by the pair's history."""
+    start = to_jsonable(search.input)
+    if not isinstance(start, dict) or not isinstance(prompt, dict):
+        return None
+    history = [{"action": str(a), "observation": str(o or "")} for a, o in prompt.get("history") or []]
+    state = _policy_view(start)
+    state["history"] = history
+    if history:
+        state["observation"] = history[-1]["observation"]
+        state.pop("actions", None)  # the start's choices; the pair names the two that matter
+    return state
+
+
+__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "preferences", "run_decisions", "state_key"]
