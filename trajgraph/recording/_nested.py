@@ -23,6 +23,7 @@ from uuid import UUID
 
 from langgraph.pregel import Pregel
 
+from trajgraph._langgraph import node_runnables, node_subgraphs
 from trajgraph.recording._callbacks import RunHandler
 from trajgraph.recording._instrument import Recorder, RecordingNode, locate, make_step, ns_parts
 
@@ -41,9 +42,9 @@ def nested_graph_nodes(graph: Pregel) -> frozenset[str]:
         if id(g) in seen:
             return
         seen.add(id(g))
-        for name, node in g.nodes.items():
-            bound = node.bound.bound if isinstance(node.bound, RecordingNode) else node.bound
-            subgraphs = [s for s in node.subgraphs if isinstance(s, Pregel)]
+        for name, own in node_runnables(g).items():
+            bound = own.bound if isinstance(own, RecordingNode) else own
+            subgraphs = [s for s in node_subgraphs(g, name) if isinstance(s, Pregel)]
             if isinstance(bound, Pregel) and not hidden:
                 visit(bound, False)  # a subgraph added as a node: instrumented, but its nodes may call graphs
                 continue

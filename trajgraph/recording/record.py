@@ -26,13 +26,12 @@ from langgraph.types import Command
 from trajgraph.recording._callbacks import ModelCallRecorder
 from trajgraph.recording._instrument import KEY as _KEY
 from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
-from trajgraph.store._json import to_jsonable
+from trajgraph._langgraph import RESUMING_KEY, compiled_fields, node_runnables, node_subgraphs, retype, with_node_runnables
 from trajgraph.recording._nested import NestedSteps, nested_graph_nodes
 from trajgraph.store._writer import Writer, writer_for
 from trajgraph.store import Store
 from trajgraph.trajectory import Run, new_id
 
-_RESUMING = "__pregel_resuming"  # LangGraph sets it in a subgraph's config when its parent resumes
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
 
 
@@ -52,18 +51,16 @@ def instrument(graph: Pregel) -> Pregel:
     """A copy of `graph` whose nodes (and subgraphs' nodes) report to the active recorder."""
     if isinstance(graph, _RecordingMixin):
         graph = _unwrap(graph)
-    nodes = {}
-    for name, node in graph.nodes.items():
-        bound = node.bound
+    swaps: dict[str, tuple[Any, list[Any]]] = {}
+    for name, bound in node_runnables(graph).items():
         if isinstance(bound, RecordingNode):
-            nodes[name] = node
             continue
-        subgraphs = list(node.subgraphs)
+        subgraphs = node_subgraphs(graph, name)
         if isinstance(bound, Pregel):  # a recorded graph used as a node joins the outer run
             bound = instrument(bound)
             subgraphs = [bound]
-        nodes[name] = node.copy({"bound": RecordingNode(name, bound), "subgraphs": subgraphs})
-    return Pregel.copy(graph, {"nodes": nodes})
+        swaps[name] = (RecordingNode(name, bound), subgraphs)
+    return with_node_runnables(graph, swaps)
 
 
 class _Tracker:
@@ -164,10 +161,14 @@ class _Session:
         if fields["status"] == "interrupted":
             fields["ended_at"] = None
         self.recorder.writer.put("run_update", (self.run.id, fields))
-        if fields["status"] == "succeeded":
-            self.recorder.writer.wake()  # committed in the background while the caller goes on
-        else:  # on disk before the error or interrupt reaches the caller
-            self.recorder.writer.flush()
+        # on disk before the result, error or interrupt reaches the caller: a row that could not be
+        # stored is raised here (StoreError), at the end of invoke, never lost in silence
+        try:
+            self.recorder.writer.flush(run_id=self.run.id)
+        except Exception as store_error:
+            if exc is None:
+                raise
+            exc.add_note(f"trajgraph: also, the run's rows were not all stored: {store_error}")
 
 
 def _pending(graph: Any, config: RunnableConfig) -> bool:
@@ -192,7 +193,7 @@ def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[Runnab
     thread_id = configurable.get("thread_id")
     thread_id = None if thread_id is None else str(thread_id)
     root_ns = str(configurable.get("checkpoint_ns") or "")
-    resuming = input is None or isinstance(input, Command) or bool(configurable.get(_RESUMING))
+    resuming = input is None or isinstance(input, Command) or bool(configurable.get(RESUMING_KEY))
     run = _resumable(settings, writer, thread_id, root_ns) if resuming else None
     if run is None:
         metadata = dict(settings.metadata)
@@ -213,7 +214,7 @@ def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[Runnab
         next_seq = 0
     else:
         # the same run goes on; keep what resumed it, so replay can resume the same way
-        resumes = [*run.metadata.get("resumes", []), to_jsonable(input)]
+        resumes = [*run.metadata.get("resumes", []), input]  # encoded (tagged) on write, revived on read
         next_seq = settings.store.next_seq(run.id)
         writer.put("run_update", (run.id, {"status": "running", "error": None, "metadata": {**run.metadata, "resumes": resumes}}))
     recorder = Recorder(
@@ -283,15 +284,12 @@ def _base_class(cls: type) -> type:
 def _unwrap(graph: Pregel) -> Pregel:
     """The plain compiled graph under a recorded one (its nodes stay instrumented)."""
     base = _base_class(type(graph))
-    return base(**{k: v for k, v in graph.__dict__.items() if k not in ("__orig_class__", "_tg")})
+    return base(**{k: v for k, v in compiled_fields(graph).items() if k != "_tg"})
 
 
 def _as_recorded(graph: Pregel, settings: _Settings) -> Pregel:
-    cls = _recorded_class(type(graph))
-    obj: Any = object.__new__(cls)  # no __init__: the compiled graph's fields are copied as they are
-    obj.__dict__.update(graph.__dict__)
-    obj._tg = settings
-    return obj
+    # no __init__: the compiled graph's fields are copied as they are
+    return cast(Pregel, retype(graph, _recorded_class(type(graph)), _tg=settings))
 
 
 def record(

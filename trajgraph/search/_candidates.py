@@ -5,7 +5,7 @@ policy raised. `Space.candidate()` turns it into a `Candidate`; the rules it
 applies live here so they can be read in one place: an exception becomes a
 `Failed` (an invalid candidate, never a crash), an AIMessage becomes the update
 the decision node would write, and an action is invalid when it is not among
-the state's admissible `actions`, holds a malformed tool call, or calls a tool
+the state's admissible actions (`actions`, or the key a search names), holds a malformed tool call, or calls a tool
 that no ToolNode of the graph has.
 """
 
@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from langgraph.pregel import Pregel
+
+from trajgraph._langgraph import node_runnables
 
 
 @dataclass
@@ -37,10 +39,26 @@ def as_update(action: Any) -> Any:
     return action
 
 
-def validate(action: Any, state: dict[str, Any], tools: set[str] | None) -> tuple[bool, str]:
-    """(invalid, why): not an admissible action, a malformed tool call, or an unknown tool."""
-    if isinstance(action, dict) and "action" in action and isinstance(state.get("actions"), list) and state["actions"]:
-        if action["action"] not in state["actions"]:
+def not_an_update(action: Any) -> str:
+    """Why a sample cannot be a decision node's state update ("" when it can).
+
+    A decision node writes a dict (or a Command, or a state object); a policy
+    that returns a bare value (the string "forward" instead of {"action": "forward"})
+    made LangGraph raise InvalidUpdateError deep inside every optimizer. Such a
+    sample becomes an invalid candidate with this reason instead: trajgraph does
+    not guess which key it was meant for."""
+    if action is None or isinstance(action, (str, bytes, int, float, bool, list, tuple)):
+        return (f"the policy returned a {type(action).__name__} ({str(action)[:60]!r}), not a state update; "
+                "return a dict such as {'action': ...} or {'messages': [...]}")
+    return ""
+
+
+def validate(action: Any, state: dict[str, Any], tools: set[str] | None, actions_key: str | None = "actions") -> tuple[bool, str]:
+    """(invalid, why): not an admissible action (the state lists them under `actions_key`),
+    a malformed tool call, or an unknown tool."""
+    admissible = state.get(actions_key) if actions_key is not None else None
+    if isinstance(action, dict) and "action" in action and isinstance(admissible, list) and admissible:
+        if action["action"] not in admissible:
             return True, f"not an admissible action: {action['action']!r}"
     for msg in _messages(action):
         bad = getattr(msg, "invalid_tool_calls", None) or []
@@ -65,8 +83,8 @@ def tool_names(graph: Pregel) -> set[str] | None:
     """Names of the tools of the graph's ToolNodes; None when it has none (any tool name passes)."""
     names: set[str] = set()
     found = False
-    for node in graph.nodes.values():
-        tools = getattr(node.bound, "tools_by_name", None)
+    for bound in node_runnables(graph).values():
+        tools = getattr(bound, "tools_by_name", None)
         if isinstance(tools, dict):
             found = True
             names |= set(tools)
@@ -80,4 +98,4 @@ def _messages(action: Any) -> list[Any]:
     return []
 
 
-__all__ = ["Failed", "as_update", "validate", "count_tokens", "tool_names"]
+__all__ = ["Failed", "as_update", "not_an_update", "validate", "count_tokens", "tool_names"]

@@ -13,8 +13,9 @@ is the search tree. The interface, kept small on purpose:
 
 Environments whose state lives outside the graph fork through `snapshot()/restore()`
 (see `Environment`); expansions are then serialised on that environment. How a
-raw policy sample becomes a valid or invalid `Candidate` is trajgraph/_candidates.py;
-the tree's types (`Node`, `Candidate`, `Environment`) are trajgraph/_search_tree.py.
+raw policy sample becomes a valid or invalid `Candidate` is `_candidates.py`; the
+tree's types (`Node`, `Candidate`, `Environment`, `TreeLog`) are `tree.py`; how any
+reward becomes the one scorer `score` calls is `scoring.py`.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
-from trajgraph.search._candidates import Failed, as_update, count_tokens, tool_names, validate
+from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
+from trajgraph._langgraph import ainvoke_node
 from trajgraph.store._json import canonical_key
 from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
 from trajgraph.search.budget import BudgetMeter
+from trajgraph.search.scoring import Scorer, as_reward
 from trajgraph.errors import ConfigError, ForkError
 from trajgraph.render import render_action, render_observation, render_task
 
@@ -54,18 +57,15 @@ class Space:
         max_depth: int = 100,
         concurrency: int = 8,
         repeatable: bool = False,
+        actions_key: str | None = "actions",
     ) -> None:
         from trajgraph.search.budget import Budget
 
         self.decision_node = decision_node
         self.graph = _searchable(graph, decision_node, checkpointer)
         self.outcome_fn = outcome or default_outcome
-        if reward is not None and type(reward).__name__ == "EnvReward":
-            from trajgraph.reward.combine import EnvReward
-
-            if isinstance(reward, EnvReward):  # outcome at terminals only: same as no reward model
-                reward = None
-        self.reward = reward
+        self.reward: Scorer | None = as_reward(reward)  # None: outcomes at terminals only
+        self.actions_key = actions_key  # the state key listing admissible actions (None: unchecked)
         self.policy = policy
         self.environment = environment
         if environment is not None and not isinstance(environment, Environment):
@@ -94,7 +94,10 @@ class Space:
         async with self._env_lock:
             steps, checkpoint = await self._run(input, config)
             snap = self.environment.snapshot() if self.environment is not None else None
-        return self._node(checkpoint, node_id=next(self._ids), parent=None, action=None, steps=steps, snapshot=snap)
+        root = self._node(checkpoint, node_id=next(self._ids), parent=None, action=None, steps=steps, snapshot=snap)
+        if root.terminal:
+            self.meter.answered = True
+        return root
 
     async def propose(self, node: Node, k: int) -> list[Candidate]:
         """k candidate actions at a decision point, sampled concurrently, duplicates merged."""
@@ -135,35 +138,51 @@ class Space:
         # are broken by this order, so it must be the order the expansions were asked for
         node_id = next(self._ids)
         if candidate.invalid and isinstance(candidate.action, Failed):
-            child = Node(node_id, node.config, node.state, parent=node, action=None, action_text=candidate.text,
-                         observation=candidate.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True,
-                         reason=candidate.error)
-            insert_by_id(node.children, child)
-            insert_by_id(self.nodes, child)
-            return child
-        async with self._sem:
-            if self.environment is not None:
-                async with self._env_lock:
-                    self.environment.restore(node.snapshot)
+            return self.expand_failed(node, node_id, candidate.action, candidate.text)
+        try:
+            async with self._sem:
+                if self.environment is not None:
+                    async with self._env_lock:
+                        self.environment.restore(node.snapshot)
+                        steps, checkpoint = await self._branch(node, candidate)
+                        snap = self.environment.snapshot()
+                else:
                     steps, checkpoint = await self._branch(node, candidate)
-                    snap = self.environment.snapshot()
-            else:
-                steps, checkpoint = await self._branch(node, candidate)
-                snap = None
+                    snap = None
+        except _Rejected as exc:  # the graph refused the update: an invalid candidate, not a crash
+            return self.expand_failed(node, node_id, Failed(exc.cause), candidate.text)
         self.meter.add_env_steps(1)
         child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap, node_id=node_id)
         child.invalid = candidate.invalid
         child.action_text = candidate.text
         if candidate.invalid and candidate.error:
             child.reason = candidate.error  # why it is invalid, for the tree view and the store
+        if child.terminal and not child.invalid:
+            self.meter.answered = True  # a real answer exists: the finish reserve is released
         insert_by_id(node.children, child)
         return child
 
-    async def score(self, nodes: Sequence[Node]) -> list[float]:
-        """Known outcomes for finished nodes; the reward for the rest (batched)."""
+    def expand_failed(self, node: Node, node_id: int, failed: Failed, text: str) -> Node:
+        """An action that could not be applied: a recorded dead end (invalid, terminal) with the reason."""
+        child = Node(node_id, node.config, node.state, parent=node, action=None, action_text=text,
+                     observation=failed.error, depth=node.depth + 1, terminal=True, outcome=None, invalid=True,
+                     reason=failed.error)
+        insert_by_id(node.children, child)
+        insert_by_id(self.nodes, child)
+        return child
+
+    async def score(self, nodes: Sequence[Node], reward: Scorer | None = None) -> list[float]:
+        """Known outcomes for finished nodes; the reward for the rest (batched).
+        `reward`: a scorer of the optimizer's own (RRO's Monte Carlo rollouts) instead
+        of the space's; 0.0 where there is neither."""
         known = [n.outcome if n.terminal else None for n in nodes]
         todo = [i for i, v in enumerate(known) if v is None]
-        rewards = dict(zip(todo, await self._reward([nodes[i] for i in todo]))) if todo else {}
+        scorer = reward or self.reward
+        rewards: dict[int, float] = {}
+        if todo and scorer is not None:
+            rewards = dict(zip(todo, await scorer.score_nodes(self, [nodes[i] for i in todo])))
+        elif todo:
+            rewards = {i: 0.0 for i in todo}
         out = [float(rewards[i] if v is None else v) for i, v in enumerate(known)]
         for n, v in zip(nodes, out):
             n.score = v
@@ -218,8 +237,11 @@ class Space:
             text = f"<invalid: {action.error}>"
             return Candidate(action=action, text=text, key=text, invalid=True, error=action.error)
         action = as_update(action)
+        refused = not_an_update(action)
+        if refused:  # e.g. a policy returning "forward" instead of {"action": "forward"}
+            return self.candidate(Failed(TypeError(refused)), state)
         text = render_action(action)
-        invalid, error = validate(action, state or {}, self.tools)
+        invalid, error = validate(action, state or {}, self.tools, self.actions_key)
         return Candidate(action=action, text=text, key=canonical_key(action), tokens=count_tokens(action), invalid=invalid, error=error)
 
     def best_terminal(self) -> Node | None:
@@ -230,48 +252,18 @@ class Space:
 
     # -- internals ----------------------------------------------------------------------
 
-    async def _reward(self, nodes: Sequence[Node]) -> list[float]:
-        reward = self.reward
-        if reward is None:
-            return [0.0 for _ in nodes]
-        if hasattr(reward, "bind_space"):
-            reward = reward.bind_space(self)
-        if hasattr(reward, "ascore_nodes"):
-            return list(await reward.ascore_nodes(nodes))
-        if hasattr(reward, "ascore") or hasattr(reward, "score"):
-            from trajgraph.reward.base import RewardItem
-
-            items = [RewardItem(task=self.task_text, turns=n.turns()) for n in nodes]
-            if hasattr(reward, "ascore"):
-                return [float(v) for v in await reward.ascore(items)]
-            return [float(v) for v in reward.score(items)]
-        if callable(reward):  # a plain function of the state, e.g. a scripted reward in tests
-            return [float(reward(n.state)) for n in nodes]
-        raise ConfigError(f"reward {reward!r} has no score()/ascore() and is not callable")
-
     async def _sample_node(self, node: Node) -> Any:
         """Run the agent's own decision node once on the state at `node`."""
-        pregel_node = self.graph.nodes[self.decision_node]
-        channels = pregel_node.channels
-        state = node.state
-        if isinstance(channels, list):
-            value: Any = {c: state[c] for c in channels if c in state}
-        else:
-            value = state.get(channels)
-        if pregel_node.mapper is not None:
-            value = pregel_node.mapper(value)
-        from langgraph._internal._constants import CONFIG_KEY_RUNTIME
-        from langgraph.runtime import Runtime
-
-        config = cast(RunnableConfig, {
-            **node.config,
-            "configurable": {**node.config.get("configurable", {}), CONFIG_KEY_RUNTIME: Runtime(context=self.context, store=self.graph.store)},
-            "metadata": {"langgraph_node": self.decision_node, "trajgraph_sample": True},
-        })
-        return await pregel_node.bound.ainvoke(value, config)
+        config = cast(RunnableConfig, {**node.config, "metadata": {"langgraph_node": self.decision_node, "trajgraph_sample": True}})
+        return await ainvoke_node(self.graph, self.decision_node, node.state, config, self.context)
 
     async def _branch(self, node: Node, candidate: Candidate) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
-        config = await self.graph.aupdate_state(node.config, candidate.action, as_node=self.decision_node)
+        from langgraph.errors import InvalidUpdateError
+
+        try:
+            config = await self.graph.aupdate_state(node.config, candidate.action, as_node=self.decision_node)
+        except (InvalidUpdateError, TypeError, ValueError) as exc:
+            raise _Rejected(exc) from exc
         steps, checkpoint = await self._run(None, config)
         return [(self.decision_node, candidate.action), *steps], checkpoint
 
@@ -319,6 +311,14 @@ class Space:
             node.outcome = self.outcome_fn(node.state)
         insert_by_id(self.nodes, node)
         return node
+
+
+class _Rejected(Exception):
+    """The graph refused a candidate's update (wrong keys or type): an invalid candidate."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:

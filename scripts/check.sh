@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Static checks and the oldest-LangGraph job, run by .ci/run before the tests.
+#   ruff and mypy over the library, graphs/ and adapters/;
+#   the LangGraph seam (trajgraph/_langgraph.py) and the suites that lean on it, against the
+#   oldest LangGraph the project supports (installed beside the venv, shadowing the newest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+$PY -m ruff check trajgraph graphs adapters tests
+$PY -m mypy
+
+MIN=.langgraph-min
+if [ ! -d "$MIN/langgraph" ]; then
+    $PY -m pip install -q --no-deps --target "$MIN" \
+        "langgraph==1.0.6" "langgraph-checkpoint==4.0.0" "langgraph-checkpoint-sqlite==3.0.1" "langgraph-prebuilt==1.0.6"
+fi
+PYTHONPATH="$MIN" $PY -c "import importlib.metadata as m, langgraph.pregel as p, os
+v = m.version('langgraph'); assert v == '1.0.6' and p.__file__.startswith(os.path.abspath('$MIN')), (v, p.__file__)"
+# langchain's create_agent needs a newer langgraph-prebuilt than 1.0.6 (langchain's pin, not ours)
+PYTHONPATH="$MIN" $PY -m pytest -p no:cacheprovider -q \
+    tests/test_langgraph_compat.py tests/test_record.py tests/test_nested_graphs.py tests/test_replay.py \
+    tests/test_optimize.py tests/test_optimizers.py -k "not langchain_create_agent" \
+    | tail -n 3 | sed 's/^/langgraph 1.0.6: /'
+echo "check: ruff, mypy and langgraph 1.0.6 clean"
