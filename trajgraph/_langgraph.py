@@ -16,6 +16,8 @@ from typing import Any, cast
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.pregel import Pregel
 
+from trajgraph.errors import GraphError
+
 # Set by LangGraph in a subgraph's config when its parent resumes after an interrupt.
 RESUMING_KEY = "__pregel_resuming"
 
@@ -52,6 +54,26 @@ def retype(graph: Pregel, cls: type, **extra: Any) -> Any:
     return obj
 
 
+def compiled_graph(obj: Any, who: str) -> Pregel:
+    """`obj` as a compiled graph: a compiled graph as it is, a StateGraph compiled.
+
+    The one check of what users pass as a graph (`who` names the caller in the error).
+    """
+    if hasattr(obj, "compile") and not isinstance(obj, Pregel) and callable(obj.compile):
+        obj = obj.compile()
+    if not isinstance(obj, Pregel):
+        raise GraphError(f"{who} needs a LangGraph StateGraph or compiled graph (call .compile() on a builder), got {type(obj).__name__}")
+    return obj
+
+
+def require_nodes(graph: Pregel, names: Any, what: str = "decision node") -> None:
+    """Refuse node names the graph does not have, listing the ones it has."""
+    unknown = [n for n in ([names] if isinstance(names, str) else names) if n not in graph.nodes]
+    if unknown:
+        shown = repr(unknown[0]) if len(unknown) == 1 else repr(unknown)
+        raise GraphError(f"{what} {shown} not in graph; its nodes are {sorted(n for n in graph.nodes if not n.startswith('__'))}")
+
+
 async def ainvoke_node(graph: Pregel, name: str, state: Mapping[str, Any], config: RunnableConfig, context: Any = None) -> Any:
     """Run node `name` once on `state` as LangGraph would inside a step, without writing its output.
 
@@ -78,4 +100,6 @@ __all__ = [
     "compiled_fields",
     "retype",
     "ainvoke_node",
+    "compiled_graph",
+    "require_nodes",
 ]

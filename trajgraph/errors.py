@@ -42,6 +42,14 @@ class ConfigError(TrajgraphError, ValueError):
     """Bad user configuration: unknown optimizer, missing extra, bad argument."""
 
 
+class GraphError(ConfigError, TypeError):
+    """What was passed as a graph is not a LangGraph graph, or lacks the named node."""
+
+
+class InputError(ConfigError):
+    """A graph's input is missing a key, has an unknown one, or a value of the wrong type."""
+
+
 class RewardModelError(TrajgraphError):
     """A reward model directory is missing files or holds something else."""
 
@@ -56,5 +64,7 @@ __all__ = [
     "ForkError",
     "BudgetError",
     "ConfigError",
+    "GraphError",
+    "InputError",
     "RewardModelError",
 ]

@@ -23,13 +23,14 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 from langgraph.types import Command
 
+from trajgraph._langgraph import RESUMING_KEY, compiled_fields, node_runnables, node_subgraphs, require_nodes, retype, with_node_runnables
+from trajgraph.errors import GraphError
 from trajgraph.recording._callbacks import ModelCallRecorder
 from trajgraph.recording._instrument import KEY as _KEY
 from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
-from trajgraph._langgraph import RESUMING_KEY, compiled_fields, node_runnables, node_subgraphs, retype, with_node_runnables
 from trajgraph.recording._nested import NestedSteps, nested_graph_nodes
-from trajgraph.store._writer import Writer, writer_for
 from trajgraph.store import Store
+from trajgraph.store._writer import Writer, writer_for
 from trajgraph.trajectory import Run, new_id
 
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
@@ -315,8 +316,8 @@ def record(
     Rows are written by a background thread; reads through `store` see them at
     once, other readers within about 50 ms, or after `store.flush()`.
     """
-    if not isinstance(graph, Pregel):
-        raise TypeError(f"record() needs a compiled LangGraph graph, got {type(graph).__name__}; call .compile() first")
+    if not isinstance(graph, Pregel):  # a builder too: recording wraps what the user compiled
+        raise GraphError(f"record() needs a compiled LangGraph graph, got {type(graph).__name__}; call .compile() first")
     store = Store(store) if not isinstance(store, Store) else store
     store.setup()
     if isinstance(graph, _RecordingMixin):
@@ -325,9 +326,7 @@ def record(
         graph = Pregel.copy(graph, {"checkpointer": checkpointer})
     if decision_nodes is None:
         decision_nodes = [n for n in DEFAULT_DECISION_NODES if n in graph.nodes]
-    unknown = [n for n in decision_nodes if n not in graph.nodes]
-    if unknown:
-        raise ValueError(f"decision node(s) {unknown} not in graph; nodes are {sorted(n for n in graph.nodes if not n.startswith('__'))}")
+    require_nodes(graph, decision_nodes)
     instrumented = instrument(graph)
     settings = _Settings(
         store=store,
