@@ -27,3 +27,38 @@ def test_replay_is_the_function_even_when_the_submodule_was_imported_first() -> 
     code = "import trajgraph.replay, trajgraph as tg, inspect; print(inspect.isfunction(tg.replay))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "True"
+
+
+def test_the_tree_shows_the_architecture() -> None:
+    """Issue 9: the top level holds the shared pieces; every concept is a package."""
+    import pathlib
+
+    root = pathlib.Path(tg.__file__).parent
+    loose = sorted(p.name for p in root.glob("*.py"))
+    assert loose == ["__init__.py", "_hermetic.py", "_langgraph.py", "errors.py", "render.py", "trajectory.py"] or \
+        loose == ["__init__.py", "_langgraph.py", "errors.py", "render.py", "trajectory.py"], loose
+    packages = {p.parent.name for p in root.glob("*/__init__.py")}
+    assert {"store", "recording", "replay", "search", "reward", "export", "cli", "view", "testing"} <= packages
+    assert (root / "search" / "optimizers" / "mcts.py").exists()
+
+
+def test_library_code_never_imports_the_test_kit() -> None:
+    import pathlib
+    import re
+
+    top = pathlib.Path(tg.__file__).parent.parent
+    offenders = []
+    for folder in ("trajgraph", "graphs", "adapters"):
+        for path in (top / folder).rglob("*.py"):
+            if "testing" in path.relative_to(top).parts:
+                continue
+            if re.search(r"^\s*(from|import) trajgraph\.testing", path.read_text(), re.M):
+                offenders.append(str(path.relative_to(top)))
+    assert offenders == []
+
+
+def test_a_reward_model_without_a_folder_says_how_to_get_one() -> None:
+    import pytest
+
+    with pytest.raises(tg.ConfigError, match="trajgraph reward train"):
+        tg.LocalRewardModel()

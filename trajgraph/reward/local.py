@@ -48,13 +48,16 @@ class LocalRewardModel:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | None = None,
         device: str = "auto",
         fast: str | None = None,
         *,
         batch_size: int | None = None,
         max_length: int | None = None,
     ) -> None:
+        if path is None:  # there is no useful default: an untrained head ranks at random
+            raise ConfigError("LocalRewardModel() needs a model folder: train one with `trajgraph reward train --db runs.db --out rm/` "
+                              "(or tg.reward.train), then LocalRewardModel('rm/'); tg.reward.init_model(path) writes an untrained one for wiring tests")
         if fast not in _FAST:
             raise ConfigError(f"fast={fast!r}: choose one of {list(_FAST)}")
         import torch
