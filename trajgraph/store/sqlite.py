@@ -27,6 +27,7 @@ from typing import Any
 import sqlite_utils
 
 from trajgraph.store import _schema
+from trajgraph.store._backends import backend_class
 from trajgraph.store._rows import JSON_FIELDS, decode, encode, resolve_prompts, row_of
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.trajectory import (
@@ -46,6 +47,12 @@ class Store:
     >>> store = Store("runs.db")          # created on first use
     >>> store.runs(status="failed")[:3]
     """
+
+    def __new__(cls, path: str | Path = "trajgraph.db", *args: Any, **kwargs: Any) -> Store:
+        """`Store("postgresql://…")` is the Postgres backend (trajgraph/store/_backends.py); a path is this one."""
+        if cls is Store:
+            cls = backend_class(path) or cls
+        return object.__new__(cls)
 
     def __init__(self, path: str | Path = "trajgraph.db", *, readonly: bool = False) -> None:
         self.path = Path(path)

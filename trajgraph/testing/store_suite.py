@@ -260,6 +260,36 @@ def check_concurrent_writers(make_store: MakeStore) -> None:
         assert [s.update["s"] for s in store.steps(f"t{i}")] == list(range(n_steps))
 
 
+def _write_from_child(store: Any, worker: int, n_steps: int) -> None:
+    """One process's share of `check_processes_writing_at_once` (its store object came across fork)."""
+    store.write(runs=[_run(f"p{worker}", started_at=time.time())])
+    for seq in range(0, n_steps, 10):
+        store.write(steps=[Step(run_id=f"p{worker}", seq=s, node="n", update={"w": worker, "s": s}) for s in range(seq, seq + 10)])
+    store.update_run(f"p{worker}", status="succeeded")
+
+
+def check_processes_writing_at_once(make_store: MakeStore) -> None:
+    """Several processes (real ones, forked) write to one store at the same time; nothing is lost."""
+    import multiprocessing
+
+    store = make_store()
+    store.write(runs=[_run("parent")])  # the parent's connection is open when the children fork
+    n_procs, n_steps = 4, 60
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_write_from_child, args=(store, i, n_steps)) for i in range(n_procs)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * n_procs, [p.exitcode for p in procs]
+    assert store.count("runs") == n_procs + 1 and store.count("steps") == n_procs * n_steps
+    for i in range(n_procs):
+        assert store.run(f"p{i}").status == "succeeded"
+        assert [s.update["s"] for s in store.steps(f"p{i}")] == list(range(n_steps))
+    store.write(runs=[_run("after")])  # the parent's own connection still works after its children used theirs
+    assert store.count("runs") == n_procs + 2
+
+
 CHECKS: list[Callable[[MakeStore], None]] = [
     check_run_roundtrip,
     check_steps_roundtrip_in_order,
@@ -273,6 +303,7 @@ CHECKS: list[Callable[[MakeStore], None]] = [
     check_trajectory_json_roundtrip,
     check_unknown_objects_stored_as_text,
     check_concurrent_writers,
+    check_processes_writing_at_once,
 ]
 
 
