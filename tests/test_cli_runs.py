@@ -104,7 +104,9 @@ def test_show_tree_draws_the_search_tree(runner: CliRunner, recorded: dict[str, 
 
 
 def test_replay_fork_and_diff(runner: CliRunner, recorded: dict[str, str], store: Store, graph_file: str) -> None:
-    result = runner.invoke(app, ["replay", recorded["ok"]])  # graph imported from the recorded graph_path
+    _one_line_error(runner.invoke(app, ["replay", recorded["ok"]]), "Missing option '--graph'")  # never the store's graph_path
+    assert not store.runs(kind="replay")
+    result = runner.invoke(app, ["replay", recorded["ok"], "--graph", graph_file])
     assert result.exit_code == 0, result.output
     assert "matches the recording" in result.stdout
     (rep,) = store.runs(kind="replay")
@@ -136,14 +138,14 @@ def test_replay_that_diverges_exits_1(runner: CliRunner, store: Store, tmp_path:
     assert d.exit_code == 0 and "changed" in d.stdout and "a different room" in d.stdout
 
 
-def test_errors_are_one_line_with_exit_code_2(runner: CliRunner, recorded: dict[str, str], tmp_path: Path, db_path: Path) -> None:
+def test_errors_are_one_line_with_exit_code_2(runner: CliRunner, recorded: dict[str, str], tmp_path: Path, db_path: Path,
+                                              graph_file: str) -> None:
     _one_line_error(runner.invoke(app, ["show", "nope"]), "no run 'nope'")
     _one_line_error(runner.invoke(app, ["show"]), "Missing argument")
-    _one_line_error(runner.invoke(app, ["runs", "--since", "yesterday-ish"]), "--since")
+    _one_line_error(runner.invoke(app, ["runs", "--since", "yesterday-ish"]), "since='yesterday-ish' is not a time")
     _one_line_error(runner.invoke(app, ["runs", "--limit", "zero"]), "--limit")
-    _one_line_error(runner.invoke(app, ["replay", recorded["ok"], "--fork-at", "x"]), "--fork-at")
-    _one_line_error(runner.invoke(app, ["replay", recorded["ok"], "--fork-at", "40"]), "cannot fork at step 40")
-    _one_line_error(runner.invoke(app, ["replay", recorded["bad"]]), "does not say where its graph lives")
+    _one_line_error(runner.invoke(app, ["replay", recorded["ok"], "--fork-at", "x", "--graph", graph_file]), "--fork-at")
+    _one_line_error(runner.invoke(app, ["replay", recorded["ok"], "--fork-at", "40", "--graph", graph_file]), "cannot fork at step 40")
     _one_line_error(runner.invoke(app, ["replay", recorded["ok"], "--graph", "nomodule_zz:g"]), "cannot import")
     _one_line_error(runner.invoke(app, ["diff", recorded["ok"], "zzz"]), "no run 'zzz'")
     _one_line_error(runner.invoke(app, ["runs", "--db", str(tmp_path / "missing.db")]), "no such store file")
@@ -163,11 +165,11 @@ def test_errors_are_one_line_with_exit_code_2(runner: CliRunner, recorded: dict[
     conn.execute("UPDATE _trajgraph_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 5),))
     conn.commit()
     conn.close()
-    _one_line_error(runner.invoke(app, ["replay", "x", "--db", str(future)]), "newer than this trajgraph")
+    _one_line_error(runner.invoke(app, ["replay", "x", "--db", str(future), "--graph", graph_file]), "newer than this trajgraph")
 
 
 def test_show_and_replay_of_a_pickle_row_never_run_it(runner: CliRunner, pickled_store) -> None:
     path, run_id, marker = pickled_store
-    for args in (["show", run_id], ["replay", run_id], ["runs"], ["diff", run_id, run_id]):
+    for args in (["show", run_id], ["replay", run_id, "--graph", "trajgraph.testing.tiny_env:deceptive_chain_graph"], ["runs"], ["diff", run_id, run_id]):
         _one_line_error(runner.invoke(app, [*args, "--db", str(path)]), "not JSON")
     assert not marker.exists()

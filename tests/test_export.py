@@ -410,7 +410,7 @@ def test_cli_export_commands(facts: Facts, tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (tmp_path / "prm.jsonl").read_text().splitlines()]
     assert sum(sum(r["labels"]) for r in lines) == sum(1 for r in lines for n in r["node_ids"] if facts.node_values[n] >= 0.9)
     res = runner.invoke(app, ["export", "sft", str(tmp_path / "x.jsonl"), "--db", str(facts.path), "--since", "last tuesday"])
-    assert res.exit_code == 1 and res.output.strip().splitlines() == [
+    assert res.exit_code == 2 and res.output.strip().splitlines() == [
         "error: since='last tuesday' is not a time; give a Unix timestamp, an ISO date (2026-01-31 or 2026-01-31T12:00) or an age like 2h or 7d"
     ]
     empty = tmp_path / "empty.db"

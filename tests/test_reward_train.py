@@ -181,7 +181,7 @@ def test_cli_trains_and_scores(small_store, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "score" in result.output and run.id[:12] in result.output
     result = CliRunner().invoke(app, ["reward", "score", run.id, "--db", str(small_store.path), "--model", str(tmp_path / "nope")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input: the CLI's error contract
     assert "no such reward model directory" in result.output
 
 

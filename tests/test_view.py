@@ -331,7 +331,7 @@ def test_cli_view_binds_loopback(facts: Facts) -> None:
     from trajgraph.cli import app
 
     res = CliRunner().invoke(app, ["view", "--db", str(facts.path.parent / "missing.db")])
-    assert res.exit_code == 1 and res.output.strip() == f"error: {facts.path.parent / 'missing.db'}: no such store file"
+    assert res.exit_code == 2 and res.output.strip() == f"error: {facts.path.parent / 'missing.db'}: no such store file; record a run first or pass --db"
     import sys
 
     proc = subprocess.Popen([sys.executable, "-m", "trajgraph.cli", "view", "--db", str(facts.path), "--port", "0"],

@@ -20,7 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from trajgraph.errors import ConfigError, TrajgraphError
+from trajgraph.cli._common import OutArg, OutOpt, open_db, output
+from trajgraph.errors import ConfigError
 
 console = Console(stderr=True)
 out_console = Console(width=None if Console().is_terminal else 140)
@@ -37,11 +38,6 @@ REWARDS = ("none", "env", "rollout", "rm")
 
 DEMO: dict[str, Any] = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
             budget=100, policy="minilm", reward="rm", skill=0.6, seed=0)
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)  # one unwrapped line
-    raise typer.Exit(2)
 
 
 def load_suite(name: str) -> Any:
@@ -143,7 +139,6 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         reward: str, skill: float, seed: int, db: Path, out: Path, workers: int, title: str = "trajgraph bench",
         repeatable: bool | None = None) -> dict:
     from trajgraph import bench
-    from trajgraph.store import Store
 
     # in-process policies are seeded, so branches run in order and the table repeats;
     # a remote model samples as it likes, so its branches run concurrently (about one latency for k)
@@ -159,7 +154,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     suite_obj = load_suite(suite)
     policy_for, policy_label = policy_factory(policy, model=model, skill=skill, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    store = Store(db)
+    store = open_db(db, write=True, create=True)
     started = time.time()
     with console.status(f"generating {tasks} test tasks ({suite})"):
         test = suite_obj.tasks("test", tasks, seed)
@@ -225,42 +220,46 @@ def _print_table(report: Any, title: str) -> None:
     out_console.print(table)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("bench")
-    def bench_cmd(
-        suite: str = typer.Option("chain", help=f"task suite: {', '.join(SUITES)}"),
-        tasks: int = typer.Option(10, help="test tasks"),
-        train_tasks: int = typer.Option(6, help="train tasks (reward-model data, disjoint from test)"),
-        optimizers: str = typer.Option("greedy,best-of-n,rro,mcts,se-agent", help="comma-separated"),
-        budget: int = typer.Option(24, help="policy calls per task, equal for every optimizer"),
-        policy: str = typer.Option("simulated", help=f"offline policy: {', '.join(POLICIES)}"),
-        model: str = typer.Option(None, help="a litellm model name; overrides --policy"),
-        reward: str = typer.Option("none", help=f"process reward for unfinished states: {', '.join(REWARDS)}"),
-        skill: float = typer.Option(0.6, help="skill of the simulated policy"),
-        seed: int = typer.Option(0),
-        db: Path = typer.Option(Path("bench-out/bench.db"), help="store file"),
-        out: Path = typer.Option(Path("bench-out"), help="folder for bench.json and bench.png"),
-        workers: int = typer.Option(os.cpu_count() or 2, help="searches in flight at once"),
-        repeatable: Optional[bool] = typer.Option(None, "--repeatable/--concurrent-branches",  # noqa: UP045 (typer reads it)
-                                        help="branches of a search in order (same seed, same table) or concurrently; "
-                                             "default: in order for offline policies, concurrently with --model"),
-    ) -> None:
-        """Compare optimizers at equal policy-call budgets on a task suite."""
-        try:
-            run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed, db, out, workers,
-                repeatable=repeatable)
-        except TrajgraphError as exc:
-            _fail(str(exc))
+app = typer.Typer()
 
-    @app.command("demo")
-    def demo_cmd(
-        out: Path = typer.Option(Path("demo-out"), help="folder for the store, table and plot"),
-        model: str = typer.Option(None, help="run the same demo with a litellm model"),
-    ) -> None:
-        """The offline demo: every optimizer on generated TextWorld games with a real small model."""
-        cfg = dict(DEMO)
-        try:
-            run(cfg["suite"], cfg["tasks"], cfg["train_tasks"], cfg["optimizers"], cfg["budget"], cfg["policy"], model,
-                cfg["reward"], cfg["skill"], cfg["seed"], out / "demo.db", out, os.cpu_count() or 2, title="trajgraph demo")
-        except TrajgraphError as exc:
-            _fail(str(exc))
+
+@app.command("bench")
+def bench_cmd(
+    out_arg: OutArg = None,
+    suite: str = typer.Option("chain", help=f"task suite: {', '.join(SUITES)}"),
+    tasks: int = typer.Option(10, min=1, help="test tasks"),
+    train_tasks: int = typer.Option(6, min=1, help="train tasks (reward-model data, disjoint from test)"),
+    optimizers: str = typer.Option("greedy,best-of-n,rro,mcts,se-agent", help="comma-separated"),
+    budget: int = typer.Option(24, min=1, help="policy calls per task, equal for every optimizer"),
+    policy: str = typer.Option("simulated", help=f"offline policy: {', '.join(POLICIES)}"),
+    model: str = typer.Option(None, help="a litellm model name; overrides --policy"),
+    reward: str = typer.Option("none", help=f"process reward for unfinished states: {', '.join(REWARDS)}"),
+    skill: float = typer.Option(0.6, min=0.0, max=1.0, help="skill of the simulated policy, 0 to 1"),
+    seed: int = typer.Option(0),
+    db: Optional[str] = typer.Option(None, "--db", help="store file (default: OUT/bench.db)"),  # noqa: UP045 (typer reads it)
+    out: OutOpt = None,
+    workers: int = typer.Option(os.cpu_count() or 2, min=1, help="searches in flight at once"),
+    repeatable: Optional[bool] = typer.Option(None, "--repeatable/--concurrent-branches",  # noqa: UP045 (typer reads it)
+                                    help="branches of a search in order (same seed, same table) or concurrently; "
+                                         "default: in order for offline policies, concurrently with --model"),
+) -> None:
+    """Compare optimizers at equal policy-call budgets on a task suite; write OUT/bench.json and bench.png (OUT: bench-out)."""
+    folder = output(out_arg, out, what="output folder", default="bench-out", folder=True)
+    run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed,
+        Path(db) if db else folder / "bench.db", folder, workers, repeatable=repeatable)
+
+
+@app.command("demo")
+def demo_cmd(
+    out_arg: OutArg = None,
+    out: OutOpt = None,
+    model: str = typer.Option(None, help="run the same demo with a litellm model"),
+) -> None:
+    """The offline demo: every optimizer on generated TextWorld games with a real small model (OUT: demo-out)."""
+    folder = output(out_arg, out, what="output folder", default="demo-out", folder=True)
+    cfg = dict(DEMO)
+    run(cfg["suite"], cfg["tasks"], cfg["train_tasks"], cfg["optimizers"], cfg["budget"], cfg["policy"], model,
+        cfg["reward"], cfg["skill"], cfg["seed"], folder / "demo.db", folder, os.cpu_count() or 2, title="trajgraph demo")
+
+
+__all__ = ["app", "run"]

@@ -1,91 +1,27 @@
 """`trajgraph runs | show | replay | diff`: look at a store from the shell.
 
-Every failure a user can cause (a bad argument, a missing run or file, a file
-that is not a store) ends as one line on stderr and exit code 2; a replay that
-does not reproduce its recording exits 1, so CI can gate on it.
+Errors follow the CLI contract (`trajgraph.cli._common`): one line, exit 2 for
+bad input, 1 for a failure while running; a replay that does not reproduce its
+recording also exits 1, so CI can gate on it. `runs`, `show` and `diff` take
+`--json`; written to a pipe, `runs` prints whole values, tab-separated.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import sys
-import time
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
-from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.tree import Tree
 
-from trajgraph.errors import ConfigError, StoreError, TrajgraphError
+from trajgraph.cli._common import DEFAULT_DB, Db, open_db, print_json, run_filters
+from trajgraph.export._read import RunFilter
 
-try:  # typer >= 0.24 vendors click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older typer on real click
-    from click.exceptions import UsageError  # type: ignore[assignment]
+app = typer.Typer()
 
-_DB_HELP = "store file (default: $TRAJGRAPH_DB or ./trajgraph.db)"
-
-
-class _OneLineErrors(typer.core.TyperCommand):
-    """Usage errors as one line (`trajgraph show: Missing argument 'RUN'.`), exit code 2."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            _fail(f"trajgraph {self.name}: {exc.format_message()}")
-            raise AssertionError from None  # unreachable: _fail exits
-
-
-def _fail(message: str) -> None:
-    print(" ".join(str(message).split()), file=sys.stderr)  # one line, whatever the message held
-    raise typer.Exit(2)
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn trajgraph's typed errors into the one-line exit-2 contract."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except TrajgraphError as exc:
-            _fail(f"trajgraph: {exc}")
-
-    return wrapper
-
-
-def _store(db: Optional[str], *, write: bool = False) -> Any:
-    from trajgraph.store import Store
-
-    path = Path(db or os.environ.get("TRAJGRAPH_DB") or "trajgraph.db")
-    if not path.exists():
-        raise StoreError(f"{path}: no such store file; record a run first or pass --db")
-    return Store(path, readonly=not write).setup()
-
-
-def _since(text: Optional[str]) -> Optional[float]:
-    """'90m', '2h', '3d', '1w', an ISO date/time, or epoch seconds."""
-    if text is None:
-        return None
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
-    if m:
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[m.group(2)]
-        return time.time() - float(m.group(1)) * unit
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ConfigError(f"--since {text!r}: give 30m, 2h, 3d, 1w, an ISO date/time or epoch seconds") from None
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _console() -> Console:
@@ -107,54 +43,71 @@ def _num(x: Optional[float], fmt: str = "{:.3g}") -> str:
     return "" if x is None else fmt.format(x)
 
 
+@app.command("runs")
+@run_filters()
 def runs_cmd(
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    graph: Optional[str] = typer.Option(None, "--graph", help="only runs of this graph name"),
-    status: Optional[str] = typer.Option(None, "--status", help="running, succeeded, failed or interrupted"),
-    tag: Optional[str] = typer.Option(None, "--tag", help="only runs with this tag"),
-    kind: Optional[str] = typer.Option(None, "--kind", help="record, replay, fork, search, rollout, bench"),
-    since: Optional[str] = typer.Option(None, "--since", help="30m, 2h, 3d, an ISO date or epoch seconds"),
-    limit: int = typer.Option(50, "--limit", min=1, help="at most this many runs, newest first"),
+    db: Db = DEFAULT_DB,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 50,
+    as_json: Json = False,
+    run_filter: RunFilter = RunFilter(),
 ) -> None:
     """List runs, newest first."""
-    store = _store(db)
-    runs = store.runs(graph=graph, status=status, tag=tag, kind=kind, since=_since(since), limit=limit)
+    store = open_db(db)
+    runs = select_runs(store, run_filter, limit)
     counts = store.step_counts([r.id for r in runs])
-    table = Table(title=f"runs in {store.path}", title_justify="left")
-    for col in ("id", "started", "graph", "kind", "status", "steps", "outcome", "seconds", "tags", "parent"):
-        table.add_column(col, justify="right" if col in ("steps", "outcome", "seconds") else "left", no_wrap=col in ("id", "parent", "started"))
-    colors = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
-    for r in runs:
-        table.add_row(
-            r.id,
-            _when(r.started_at),
-            r.graph,
-            r.kind + (f"@{r.fork_step}" if r.fork_step is not None else ""),
-            f"[{colors.get(r.status, 'white')}]{r.status}[/]",
-            str(counts.get(r.id, 0)),
-            _num(r.outcome),
-            _num(r.latency_s, "{:.2f}"),
-            ",".join(r.tags),
-            r.parent_id or "",
-        )
-    _console().print(table)
+    if as_json:
+        print_json([{**r.to_dict(), "steps": counts.get(r.id, 0)} for r in runs])
+        return
+    columns = ("id", "started", "graph", "kind", "status", "steps", "outcome", "seconds", "tags", "parent")
+    rows = [(
+        r.id, _when(r.started_at), r.graph, r.kind + (f"@{r.fork_step}" if r.fork_step is not None else ""), r.status,
+        str(counts.get(r.id, 0)), _num(r.outcome), _num(r.latency_s, "{:.2f}"), ",".join(r.tags), r.parent_id or "",
+    ) for r in runs]
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: whole values, one run a line, so grep/cut/awk work
+        for row in (columns, *rows):
+            print("\t".join(" ".join(v.split()) for v in row))
+    else:
+        table = Table(title=f"runs in {store.path}", title_justify="left")
+        for col in columns:
+            table.add_column(col, justify="right" if col in ("steps", "outcome", "seconds") else "left",
+                             no_wrap=col in ("id", "parent", "started"))
+        colors = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
+        for row in rows:
+            table.add_row(*row[:4], f"[{colors.get(row[4], 'white')}]{row[4]}[/]", *row[5:])
+        console.print(table)
     if not runs:
         Console(stderr=True).print("no runs match")
 
 
+def select_runs(store: Any, run_filter: RunFilter, limit: int | None) -> list[Any]:
+    """Newest first; the filter (outcome bounds included) applies before the limit."""
+    from trajgraph.export._read import select_runs as select
+
+    return select(store, run_filter, limit=limit, newest_first=True)
+
+
+@app.command("show")
 def show_cmd(
-    run: str = typer.Argument(..., help="run id or a unique prefix of it"),
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    tree: bool = typer.Option(False, "--tree", help="draw the run's search tree"),
-    width: int = typer.Option(70, "--width", min=10, help="truncate actions to this many characters"),
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    db: Db = DEFAULT_DB,
+    tree: Annotated[bool, typer.Option("--tree", help="Draw the run's search tree.")] = False,
+    width: Annotated[int, typer.Option("--width", min=10, help="Truncate actions to this many characters.")] = 70,
+    as_json: Json = False,
 ) -> None:
     """Each step of a run: node, action, reward, latency, error."""
     from trajgraph.render import render_action, render_observation
 
-    store = _store(db)
+    store = open_db(db)
     r = store.run(run)
     steps = store.steps(r.id)
     calls = store.model_calls(r.id)
+    if as_json:
+        data: dict[str, Any] = {"run": r.to_dict(), "steps": [s.to_dict() for s in steps], "model_calls": [c.to_dict() for c in calls]}
+        if tree:
+            data["search_nodes"] = [n.to_dict() for n in store.search_nodes(r.id)]
+        print_json(data)
+        return
     console = _console()
     head = f"[bold]{r.id}[/]  {r.graph}  {r.kind}  {r.status}"
     if r.parent_id:
@@ -216,19 +169,20 @@ def _search_tree(nodes: list[Any]) -> Tree:
     return top
 
 
+@app.command("replay")
 def replay_cmd(
-    run: str = typer.Argument(..., help="run id or a unique prefix of it"),
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    graph: Optional[str] = typer.Option(None, "--graph", help="module:attr or file.py:attr (default: the run's graph_path)"),
-    fork_at: Optional[int] = typer.Option(None, "--fork-at", min=0, help="fork: answer steps before N, run N and after live"),
-    live: bool = typer.Option(False, "--live", help="run every node live, models included, and compare"),
+    run: Annotated[str, typer.Argument(help="Run id or a unique prefix of it.")],
+    graph: Annotated[str, typer.Option("--graph", help="The graph to replay against: module:attr or file.py:attr. "
+                                       "Required: a store never chooses the code that runs.")],
+    db: Db = DEFAULT_DB,
+    fork_at: Annotated[Optional[int], typer.Option("--fork-at", min=0, help="Fork: answer steps before N, run N and after live.")] = None,  # noqa: UP045
+    live: Annotated[bool, typer.Option("--live", help="Run every node live, models included, and compare.")] = False,
 ) -> None:
     """Replay a run from the store (no model called), or fork it at step N."""
     from trajgraph.replay import load_graph, replay
 
-    store = _store(db, write=True)
-    target = load_graph(graph) if graph else None
-    result = replay(store, run, target, fork_at=fork_at, live=live)
+    store = open_db(db, write=True)
+    result = replay(store, run, load_graph(graph), fork_at=fork_at, live=live)
     console = _console()
     what = "fork" if result.kind == "fork" else "replay"
     console.print(f"{what} {result.run_id} of {result.parent_id}: {result.status}, {result.steps} steps compared, {result.answered} answered from the record")
@@ -246,18 +200,26 @@ def replay_cmd(
         raise typer.Exit(1)
 
 
+@app.command("diff")
 def diff_cmd(
-    a: str = typer.Argument(..., help="first run id (or prefix)"),
-    b: str = typer.Argument(..., help="second run id (or prefix)"),
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    all_steps: bool = typer.Option(False, "--all", help="list equal steps too"),
+    a: Annotated[str, typer.Argument(help="First run id (or prefix).")],
+    b: Annotated[str, typer.Argument(help="Second run id (or prefix).")],
+    db: Db = DEFAULT_DB,
+    all_steps: Annotated[bool, typer.Option("--all", help="List equal steps too.")] = False,
+    as_json: Json = False,
 ) -> None:
     """Compare two runs step by step."""
+    import dataclasses
+
     from trajgraph.replay import diff
 
-    store = _store(db)
+    store = open_db(db)
     d = diff(store, a, b)
     counts = d.counts()
+    if as_json:
+        print_json({"a": d.a, "b": d.b, "identical": d.identical, "output_same": d.output_same, "counts": counts,
+                    "steps": [dataclasses.asdict(s) for s in d.steps if all_steps or s.status != "same"]})
+        return
     console = _console()
     console.print(f"{d.a} vs {d.b}: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ("" if d.output_same else "; outputs differ"))
     table = Table()
@@ -288,10 +250,4 @@ def _text(update: Any) -> str:
     return render_action(update)
 
 
-def register(app: typer.Typer) -> None:
-    """Add runs/show/replay/diff to the `trajgraph` app."""
-    for name, fn in (("runs", runs_cmd), ("show", show_cmd), ("replay", replay_cmd), ("diff", diff_cmd)):
-        app.command(name, cls=_OneLineErrors)(_friendly(fn))
-
-
-__all__ = ["register"]
+__all__ = ["app"]

@@ -121,6 +121,61 @@ class RunFilter:
         return out
 
 
+# The outcome a filter compares: the run's own, else the last finished env step's numeric `reward`
+# (`effective_outcome` in SQL, so outcome bounds apply before a LIMIT).
+_OUTCOME_SQL = (
+    "COALESCE(runs.outcome, (SELECT json_extract(s.\"update\", '$.reward') FROM steps s WHERE s.run_id = runs.id "
+    "AND json_valid(s.\"update\") AND json_extract(s.\"update\", '$.done') = 1 "
+    "AND json_type(s.\"update\", '$.reward') IN ('integer', 'real') ORDER BY s.seq DESC LIMIT 1))"
+)
+
+
+def select_runs(db: Store, rf: RunFilter, *, limit: int | None = None, offset: int = 0, newest_first: bool = True) -> list[Run]:
+    """Runs matching every filter, outcome bounds included, in SQL: the filter applies before `limit`.
+
+    For listings (the CLI's `runs`, the viewer) that show the newest N of possibly
+    many matches; `RunFilter.runs` reads every match for exports.
+    """
+    where, params = _where(rf)
+    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    return [db._run(r) for r in db._query(sql, params)]
+
+
+def count_runs(db: Store, rf: RunFilter) -> int:
+    """How many runs match (for "showing N of M")."""
+    where, params = _where(rf)
+    sql = "SELECT COUNT(*) AS n FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+    return int(db._query(sql, params)[0]["n"])
+
+
+def _where(rf: RunFilter) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    params: list[Any] = []
+    for col, value in (("graph", rf.graph), ("status", rf.status), ("kind", rf.kind), ("task", rf.task)):
+        if value is not None:
+            where.append(f"runs.{col} = ?")
+            params.append(value)
+    if rf.tag is not None:
+        where.append("runs.id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
+        params.append(rf.tag)
+    if rf.since is not None:
+        where.append("runs.started_at >= ?")
+        params.append(rf.since)
+    if rf.until is not None:
+        where.append("runs.started_at < ?")
+        params.append(rf.until)
+    if rf.min_outcome is not None:
+        where.append(f"{_OUTCOME_SQL} >= ?")
+        params.append(rf.min_outcome)
+    if rf.max_outcome is not None:
+        where.append(f"{_OUTCOME_SQL} <= ?")
+        params.append(rf.max_outcome)
+    return where, params
+
+
 def as_number(name: str, value: Any) -> float | None:
     if value is None:
         return None
@@ -173,4 +228,4 @@ def effective_outcome(run: Run, steps: Sequence[Step]) -> float | None:
     return None
 
 
-__all__ = ["snapshot", "RunFilter", "parse_time", "effective_outcome", "as_number"]
+__all__ = ["snapshot", "RunFilter", "select_runs", "count_runs", "parse_time", "effective_outcome", "as_number"]

@@ -18,7 +18,7 @@ from trajgraph.reward.combine import EnvReward, Weighted
 from trajgraph.reward.data import Dataset, build_dataset
 from trajgraph.reward.judge import Judgement, LLMJudge
 from trajgraph.reward.local import LocalRewardModel
-from trajgraph.reward.train import EpochStats, TrainReport, init_model, train
+from trajgraph.reward.train import EpochStats, RewardTrainConfig, TrainReport, init_model, train
 
 __all__ = [
     "RewardItem",
@@ -26,6 +26,7 @@ __all__ = [
     "Formatter",
     "LocalRewardModel",
     "train",
+    "RewardTrainConfig",
     "init_model",
     "TrainReport",
     "EpochStats",

@@ -27,7 +27,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,43 +79,90 @@ class TrainReport:
         return asdict(self)
 
 
+def _setting(default: Any, help: str, *, low: float | None = None, high: float | None = None, cli: bool = True) -> Any:
+    return field(default=default, metadata={"help": help, "min": low, "max": high, "cli": cli})
+
+
+@dataclass(frozen=True)
+class RewardTrainConfig:
+    """Every setting of `train`, declared once (as TRL pairs each trainer with its config).
+
+    `trajgraph reward train` builds its options from these fields (help text and
+    bounds included), so the function and the command cannot drift apart. The
+    bounds are checked here: a bad value is one `ConfigError` line, wherever it came from.
+    """
+
+    backbone: str | None = _setting(None, "local transformers checkpoint (default: MiniLM-L6)")
+    labels: str = _setting("auto", "auto, outcome, mc, pairs (comma-separated for several)")
+    epochs: int = _setting(3, "passes over the training set", low=1)
+    batch_size: int = _setting(16, "examples per step", low=1)
+    lr: float = _setting(5e-5, "encoder learning rate", low=0.0)
+    head_lr: float | None = _setting(None, "head learning rate (default: lr after the probe, 20 x lr without)", low=0.0)
+    seed: int = _setting(0, "seed of the split, the head and the batches")
+    val_fraction: float = _setting(0.2, "share of tasks held out for validation", low=0.0, high=0.9)
+    max_length: int = _setting(128, "tokens per example", low=16)
+    freeze_layers: int = _setting(0, "freeze embeddings and the lowest N encoder layers", low=0)
+    patience: int = _setting(2, "epochs without improvement before stopping", low=1)
+    probe_steps: int = _setting(300, "steps fitting the head alone on frozen features first (0: skip)", low=0)
+    threshold: float = _setting(0.5, "outcome at or above which a run counts as a success")
+    device: str = _setting("auto", "auto, cpu, cuda")
+    decision_nodes: tuple[str, ...] | None = _setting(None, "decision nodes to label (default: steps with an action)")
+    progress: bool = _setting(True, "show a progress bar per epoch")
+    formatter: Formatter | None = _setting(None, "how a trajectory prefix becomes text", cli=False)
+    outcome: Callable[[Any], float | None] | None = _setting(None, "reads a run's final reward from its state", cli=False)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value, low, high = getattr(self, f.name), f.metadata["min"], f.metadata["max"]
+            if value is None or (low is None and high is None):
+                continue
+            if (low is not None and value < low) or (high is not None and value > high):
+                bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+                raise ConfigError(f"{f.name}={value!r}: must be {bounds}")
+        if isinstance(self.decision_nodes, list):
+            object.__setattr__(self, "decision_nodes", tuple(self.decision_nodes))
+
+    @property
+    def label_kinds(self) -> str | tuple[str, ...]:
+        """`labels` as `build_dataset` takes it: "auto" or the kinds named."""
+        if self.labels == "auto" or not isinstance(self.labels, str):
+            return self.labels
+        return tuple(k.strip() for k in self.labels.split(",") if k.strip())
+
+
 def train(
     store: Store | str | Path | Dataset,
     out_dir: str | Path,
-    *,
-    backbone: str | Path | None = None,
-    labels: str | Sequence[str] = "auto",
-    epochs: int = 3,
-    batch_size: int = 16,
-    lr: float = 5e-5,
-    head_lr: float | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.2,
-    max_length: int = 128,
-    freeze_layers: int = 0,
-    patience: int = 2,
-    probe_steps: int = 300,
-    threshold: float = 0.5,
-    formatter: Formatter | None = None,
-    device: str = "auto",
-    decision_nodes: Sequence[str] | None = None,
-    outcome: Callable[[Any], float | None] | None = None,
-    progress: bool = True,
+    config: RewardTrainConfig | None = None,
+    **settings: Any,
 ) -> TrainReport:
     """Fit a reward model on the store's trajectories and save it to `out_dir`.
 
-    `labels`: "outcome", "mc", "pairs", a list of them, or "auto" (all the store
-    has). `freeze_layers` freezes the embeddings and the lowest n encoder layers
+    Settings come as a `RewardTrainConfig`, as keywords (`train(store, "rm/",
+    epochs=1)`), or both (keywords override the config's fields). `labels`:
+    "outcome", "mc", "pairs", a list of them, or "auto" (all the store has).
+    `freeze_layers` freezes the embeddings and the lowest n encoder layers
     (faster on CPU, less overfitting on small stores). `probe_steps` fits the
     head alone on frozen features before fine-tuning (0: skip). `threshold` is
     the raw reward at which a trajectory counts as a success, for AUC.
     """
+    names = {f.name for f in fields(RewardTrainConfig)}
+    unknown = sorted(set(settings) - names)
+    if unknown:
+        raise ConfigError(f"unknown reward training setting {', '.join(unknown)}; settings are {', '.join(sorted(names))}")
+    cfg = replace(config or RewardTrainConfig(), **settings)
+    return _train(store, out_dir, cfg)
+
+
+def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: RewardTrainConfig) -> TrainReport:
+    backbone, labels, epochs, batch_size, lr, head_lr = cfg.backbone, cfg.label_kinds, cfg.epochs, cfg.batch_size, cfg.lr, cfg.head_lr
+    seed, val_fraction, max_length, freeze_layers, patience = cfg.seed, cfg.val_fraction, cfg.max_length, cfg.freeze_layers, cfg.patience
+    probe_steps, threshold, formatter, device, progress = cfg.probe_steps, cfg.threshold, cfg.formatter, cfg.device, cfg.progress
+    decision_nodes, outcome = cfg.decision_nodes, cfg.outcome
     import torch
 
     from trajgraph.reward import _fit, _net
 
-    if epochs < 1 or batch_size < 1:
-        raise ConfigError(f"epochs={epochs}, batch_size={batch_size}: both must be at least 1")
     t_start = time.perf_counter()
     data = store if isinstance(store, Dataset) else build_dataset(
         Store(store, readonly=True) if isinstance(store, (str, Path)) else store,
