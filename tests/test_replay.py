@@ -268,11 +268,37 @@ def test_replay_of_a_failed_then_retried_run(store: Store) -> None:
     assert result.matched and result.status == "succeeded" and result.output == {"xs": ["ok"]}
 
 
-def test_replay_imports_the_graph_from_its_recorded_path(store: Store) -> None:
-    path = "trajgraph.testing.tiny_env:deceptive_chain_graph"
-    tg.record(load_graph(path), store=store, graph_path=path).invoke(chain_start())
-    result = replay(store, store.runs()[0].id)
-    assert result.matched and store.run(result.run_id).graph_path == path
+def test_replay_never_imports_the_graph_a_store_names(store: Store, tmp_path, monkeypatch) -> None:
+    """A received store naming a payload (or os:abort) runs nothing: the graph comes from the caller."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir(), elsewhere.mkdir()
+    marker = tmp_path / "PWNED"
+    payload = elsewhere / "payload.py"
+    payload.write_text(f"open({str(marker)!r}, 'w').close()\ngraph = None\n")
+    monkeypatch.chdir(project)
+    graph = deceptive_chain_graph()
+    for named in (f"{payload}:graph", "os:abort", "trajgraph.testing.tiny_env:deceptive_chain_graph"):
+        tg.record(graph, store=store, graph_path=named).invoke(chain_start())
+        run_id = store.runs()[0].id
+        with pytest.raises(ReplayError, match="never imports the code a store names") as info:
+            replay(store, run_id)
+        assert named in str(info.value) and "\n" not in str(info.value)
+        with pytest.raises(ReplayError, match=r"refusing to import .* only a module inside"):
+            replay(store, run_id, import_recorded=named)  # named by the user, but outside the project
+        with pytest.raises(ReplayError, match="is not the graph_path"):
+            replay(store, run_id, import_recorded="other.py:graph")
+    assert not marker.exists() and not store.runs(kind="replay")
+    assert replay(store, run_id, graph).matched  # the caller's graph: fine
+
+
+def test_replay_imports_the_recorded_graph_inside_the_project_when_named(store: Store, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mygraph.py").write_text("from trajgraph.testing.tiny_env import deceptive_chain_graph\ngraph = deceptive_chain_graph()\n")
+    tg.record(load_graph("mygraph.py:graph"), store=store, graph_path="mygraph.py:graph").invoke(chain_start())
+    run_id = store.runs()[0].id
+    result = replay(store, run_id, import_recorded="mygraph.py:graph")
+    assert result.matched and store.run(result.run_id).graph_path == "mygraph.py:graph"
+    assert replay(store, run_id, "mygraph.py:graph").matched  # a spec string the caller gives
 
 
 def test_replay_argument_errors(store: Store, tmp_path) -> None:
@@ -283,8 +309,10 @@ def test_replay_argument_errors(store: Store, tmp_path) -> None:
         replay(store, run_id, graph, fork_at=99)
     with pytest.raises(ReplayError, match="give fork_at"):
         replay(store, run_id, graph, action={"action": "left"})
-    with pytest.raises(ReplayError, match="does not say where its graph lives"):
+    with pytest.raises(ReplayError, match="needs its graph: pass graph="):
         replay(store, run_id)
+    with pytest.raises(ReplayError, match="not both"):
+        replay(store, run_id, graph, import_recorded="x.py:graph")
     with pytest.raises(RunNotFoundError):
         replay(store, "no-such-run", graph)
     with pytest.raises(ReplayError, match="module:attr"):

@@ -130,10 +130,17 @@ def replay(
     live: bool = False,
     tags: Sequence[str] = (),
 ) -> ReplayResult:
+    import_recorded: str | None = None,
     """Re-run a recorded run and store the new run; see the module docstring.
 
-    `graph` is the graph that was recorded (compiled, recorded or not); when
-    omitted it is imported from the run's `graph_path`. `fork_at=N` forks at
+    `graph` is the graph that was recorded (compiled, recorded or not, a
+    StateGraph, or a "module:attr" / "file.py:attr" string of your choosing).
+    It is required: a store is data, possibly received from someone else, and
+    replaying it never imports or calls the code it names (its `graph_path`).
+    To import the recorded `graph_path` anyway, name it yourself:
+    `import_recorded="agent.py:build"` must equal the run's `graph_path` and
+    is refused unless the module lies inside the current directory (your
+    project), so a store cannot point it at `os:abort`. `fork_at=N` forks at
     step N: `action`, when given, is returned as that step's update (for a
     decision node, the chosen action), otherwise the step runs live.
     `live=True` runs every node live, models included, and only compares.
@@ -148,7 +155,7 @@ def replay(
         raise ReplayError("an action substitutes a step's update in a fork; give fork_at=N as well")
     if fork_at is not None and not any(s.seq == fork_at for s in steps):
         raise ReplayError(f"run {original.id} has steps 0..{max(s.seq for s in steps)}; cannot fork at step {fork_at}")
-    target = _as_graph(graph if graph is not None else _graph_of(original))
+    target = _as_graph(_target(original, graph, import_recorded))
     nested = nested_graph_nodes(target)
     if fork_at is not None and action is not None:
         _check_substitutable(steps, fork_at, nested)
@@ -213,7 +220,8 @@ def replay(
     return result
 
 
-def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action: Any = None, tags: Sequence[str] = ()) -> ReplayResult:
+def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action: Any = None, tags: Sequence[str] = (),
+         import_recorded: str | None = None) -> ReplayResult:
     """Branch a recorded run at step `at`: `replay(..., fork_at=at, action=action)`."""
     return replay(store, run_id, graph, fork_at=at, action=action, tags=tags)
 
@@ -276,11 +284,12 @@ def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[
     return result
 
 
-def load_graph(spec: str) -> Pregel:
+def load_graph(spec: str, *, within: Path | None = None) -> Pregel:
     """Import a graph from "module:attr" or "path/to/file.py:attr".
 
     The attribute may be a compiled graph, a StateGraph (compiled here) or a
-    function of no arguments returning either.
+    function of no arguments returning either. With `within`, the module must
+    be a file under that folder, checked before anything is imported.
     """
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -297,6 +306,8 @@ def load_graph(spec: str) -> Pregel:
             spec_.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
+    if within is not None:
+        _check_within(module_name, within)
     except ImportError as exc:
         raise ReplayError(f"cannot import graph module {module_name!r}: {exc}") from None
     try:
@@ -318,13 +329,45 @@ def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
             raise ReplayError(f"calling {spec}() to build the graph failed: {type(exc).__name__}: {exc}") from None
         return _as_graph(made, None)
     what = spec or type(obj).__name__
+def _check_within(module_name: str, root: Path) -> None:
+    """Refuse a module that is not a file under `root`, without importing (or running) anything."""
+    root = root.resolve()
+    if module_name.endswith(".py"):
+        origin: str | None = str(Path(module_name).resolve())
+    else:
+        top = module_name.split(".")[0]
+        loaded = sys.modules.get(top)
+        if loaded is not None:
+            origin = getattr(loaded, "__file__", None)
+        else:  # searches the path for the top-level name only: finding a submodule would run its package
+            found = importlib.util.find_spec(top) if top.isidentifier() else None
+            origin = None if found is None else (found.origin if found.has_location else None)
+    if origin is None or not Path(origin).resolve().is_relative_to(root):
+        where = "a built-in module" if origin is None else str(origin)
+        raise ReplayError(
+            f"refusing to import {module_name!r} ({where}): only a module inside {root} may be imported from a store's "
+            "graph_path; pass the graph yourself (graph=, CLI --graph)"
+        )
+
+
+def _target(original: Run, graph: Any, import_recorded: str | None) -> Any:
+    """The graph to replay against: the caller's, or the recorded graph_path the caller named and we allow."""
+    if graph is not None:
+        if import_recorded is not None:
+            raise ReplayError("give graph= or import_recorded=, not both")
+        return load_graph(graph) if isinstance(graph, str) else graph
+    if import_recorded is None:
+        named = f" (it names {original.graph_path!r}; import_recorded= that value to allow it)" if original.graph_path else ""
+        raise ReplayError(
+            f"replaying run {original.id} needs its graph: pass graph= (CLI: --graph module:attr); "
+            f"trajgraph never imports the code a store names{named}"
+        )
+    if import_recorded != original.graph_path:
+        raise ReplayError(f"import_recorded={import_recorded!r} is not the graph_path run {original.id} names ({original.graph_path!r})")
+    return load_graph(import_recorded, within=Path.cwd())
+
+
     raise ReplayError(f"{what} is not a LangGraph graph (a compiled graph, a StateGraph or a function returning one)")
-
-
-def _graph_of(run: Run) -> Pregel:
-    if not run.graph_path:
-        raise ReplayError(f"run {run.id} does not say where its graph lives; pass graph= (CLI: --graph module:attr)")
-    return load_graph(run.graph_path)
 
 
 __all__ = ["replay", "fork", "load_graph", "ReplayResult"]

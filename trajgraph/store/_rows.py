@@ -81,4 +81,28 @@ def decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-__all__ = ["JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]
+def escape_text(item: Any) -> Any:
+    """`item` with every plain-text field that UTF-8 cannot encode backslash-escaped (a marked change:
+    the text then shows the \\udcxx escape); `item` itself when there is none. JSON fields are safe already."""
+    if isinstance(item, tuple):  # a run update: (run id, fields)
+        fields = {k: _safe_text(v) for k, v in item[1].items()}
+        return item if all(fields[k] is item[1][k] for k in fields) else (item[0], fields)
+    changed = {k: _safe_text(v) for k, v in item.__dict__.items() if isinstance(v, (str, tuple))}
+    changed = {k: v for k, v in changed.items() if v is not item.__dict__[k]}
+    return item.replace(**changed) if changed else item
+
+
+def _safe_text(value: Any) -> Any:
+    if isinstance(value, tuple):
+        texts = tuple(_safe_text(v) for v in value)
+        return value if all(a is b for a, b in zip(texts, value)) else texts
+    if not isinstance(value, str):
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+__all__ = ["escape_text", "JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]

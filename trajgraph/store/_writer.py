@@ -13,6 +13,14 @@ Pending rows are flushed at interpreter exit and when a multiprocessing child
 ends (it skips atexit). A crash loses only rows not yet committed; WAL keeps
 everything committed intact.
 
+A failed write is never silent and never takes other rows with it: when a
+batch fails, its rows are written again one by one (a plain-text column that
+SQLite cannot hold, such as a lone surrogate in an error message, is retried
+with that text escaped), so healthy rows land; the run a lost row belonged to
+is marked failed with the cause (also if its own end comes later and says it
+succeeded), and the error is raised by the next `flush()` for that run, which
+recording does at the end of every `invoke`, or by `store.flush()`.
+
 Why not a `queue.Queue`: every `put` wakes the writer, and on a fast agent
 those wake-ups fight the graph's thread for the GIL. The thread ends after a
 second with nothing to do and starts again on the next row, so an idle store
@@ -31,8 +39,10 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from trajgraph.errors import StoreError
 from trajgraph.store import Store
-from trajgraph.trajectory import ModelCall, Run, Step
+from trajgraph.store._rows import escape_text
+from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
 log = logging.getLogger("trajgraph")
 
@@ -47,9 +57,16 @@ class _Batch:
     run_updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     model_calls: list[ModelCall] = field(default_factory=list)
+    search_nodes: list[SearchNode] = field(default_factory=list)
+    pairs: list[PreferencePair] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.runs) + len(self.run_updates) + len(self.steps) + len(self.model_calls)
+        return (len(self.runs) + len(self.run_updates) + len(self.steps) + len(self.model_calls)
+                + len(self.search_nodes) + len(self.pairs))
+
+    def rows(self) -> dict[str, Any]:
+        return {"runs": self.runs, "run_updates": self.run_updates, "steps": self.steps,
+                "model_calls": self.model_calls, "search_nodes": self.search_nodes, "pairs": self.pairs}
 
 
 class Writer:
@@ -62,7 +79,14 @@ class Writer:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._running = False
-        self.error: BaseException | None = None
+        # run id (None: rows of no run) -> the first error that lost one of its rows, until raised
+        self._errors: dict[str | None, StoreError] = {}
+        self._failed: dict[str, str] = {}  # run id -> cause: its later updates cannot say it succeeded
+
+    @property
+    def error(self) -> StoreError | None:
+        """The first write error not raised yet (any run)."""
+        return next(iter(self._errors.values()), None)
 
     @property
     def pending(self) -> bool:
@@ -77,15 +101,31 @@ class Writer:
         """Write what is pending now rather than at the next tick (a run just ended)."""
         self._wake.set()
 
-    def flush(self, timeout: float = 60.0) -> None:
+    def flush(self, timeout: float = 60.0, *, run_id: str | None = None, raise_errors: bool = True) -> None:
+        """Wait until everything put so far is written; then raise the write error of run `run_id`
+        (of any run when None) that nobody has been told about yet."""
         done = threading.Event()
         self._pending.append(("flush", done))
         self._start()
         self._wake.set()
         if not done.wait(timeout):
-            raise TimeoutError(f"trajgraph: store writer for {self.path} did not flush in {timeout}s")
-        if self.error is not None:
-            error, self.error = self.error, None
+            raise StoreError(f"{self.path}: the store writer did not finish writing in {timeout:g} s; rows may be lost")
+        if raise_errors:
+            self.raise_errors(run_id)
+
+    def raise_errors(self, run_id: str | None = None) -> None:
+        """Raise (once) the error that lost rows of `run_id`, or the first one of any run."""
+        with self._lock:
+            if run_id is not None:
+                error = self._errors.pop(run_id, None)
+            elif self._errors:
+                error = self._errors.pop(next(iter(self._errors)))
+                if self._errors:
+                    error = StoreError(f"{error} (and {len(self._errors)} other run(s) lost rows)")
+                    self._errors.clear()
+            else:
+                error = None
+        if error is not None:
             raise error
 
     def _start(self) -> None:
@@ -122,19 +162,69 @@ class Writer:
             else:
                 getattr(batch, _FIELDS[kind]).append(item)
         _fold_run_updates(batch)
+        if self._failed:
+            self._keep_failed(batch)
         if len(batch):
             try:
-                self.store.write(
-                    runs=batch.runs,
-                    run_updates=batch.run_updates,
-                    steps=batch.steps,
-                    model_calls=batch.model_calls,
-                )
+                self.store.write(**batch.rows())
             except BaseException as exc:  # keep the thread alive; report on the next flush
-                log.error("trajgraph: failed to write %d rows to %s: %s", len(batch), self.path, exc)
-                self.error = exc
+                self._write_one_by_one(batch, exc)
         for w in waiters:
             w.set()
+
+    def _write_one_by_one(self, batch: _Batch, exc: BaseException) -> None:
+        """After a failed batch: every row alone, so one bad row loses only itself."""
+        if "locked" in str(exc):  # another process holds the file: a retry per row would wait per row
+            for run_id in _run_ids(batch):
+                self._lose(run_id, _as_store_error(self.path, exc), len(batch))
+            return
+        lost: dict[str | None, list[Any]] = {}
+        for table, items in batch.rows().items():
+            for item in items:
+                error = self._write_row(table, item)
+                if error is not None:
+                    lost.setdefault(_run_of(table, item), []).append(error)
+        for run_id, errors in lost.items():
+            self._lose(run_id, errors[0], len(errors))
+
+    def _write_row(self, table: str, item: Any) -> StoreError | None:
+        try:
+            self.store.write(**{table: [item]})
+            return None
+        except Exception as exc:
+            first = _as_store_error(self.path, exc)
+        escaped = escape_text(item)
+        if escaped is item:
+            return first
+        try:  # text SQLite cannot hold (a lone surrogate from os.fsdecode): written with it escaped
+            self.store.write(**{table: [escaped]})
+            return None
+        except Exception as exc:
+            return _as_store_error(self.path, exc)
+
+    def _lose(self, run_id: str | None, error: StoreError, rows: int) -> None:
+        """Remember the loss for the run's flush, log it, and mark the run failed (if the store still takes that)."""
+        what = f"run {run_id}" if run_id else "the store"
+        cause = f"StoreError: {rows} row(s) of {what} could not be stored: {error}"
+        log.error("trajgraph: %s", cause)
+        with self._lock:
+            self._errors.setdefault(run_id, StoreError(cause))
+        if run_id is None:
+            return
+        self._failed.setdefault(run_id, cause)
+        try:
+            self.store.write(run_updates=[(run_id, {"status": "failed", "error": self._failed[run_id]})])
+        except StoreError:
+            pass  # the same cause (a full disk, a read-only file): already reported
+
+    def _keep_failed(self, batch: _Batch) -> None:
+        """A run that lost rows stays failed with that cause, whatever its later updates say."""
+        def fix(run_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+            cause = self._failed.get(run_id)
+            return fields if cause is None or "status" not in fields else {**fields, "status": "failed", "error": cause}
+
+        batch.runs = [r.replace(status="failed", error=self._failed[r.id]) if r.id in self._failed else r for r in batch.runs]
+        batch.run_updates = [(run_id, fix(run_id, fields)) for run_id, fields in batch.run_updates]
 
     def _after_fork(self) -> None:
         """In a forked child: the parent's thread is not here, and its pending rows are the parent's."""
@@ -159,7 +249,22 @@ def _fold_run_updates(batch: _Batch) -> None:
     batch.run_updates = rest
 
 
-_FIELDS = {"run": "runs", "run_update": "run_updates", "step": "steps", "model_call": "model_calls"}
+def _as_store_error(path: Any, exc: BaseException) -> StoreError:
+    return exc if isinstance(exc, StoreError) else StoreError(f"{path}: could not write ({type(exc).__name__}: {exc})")
+
+
+def _run_of(table: str, item: Any) -> str | None:
+    if table == "run_updates":
+        return str(item[0])
+    return getattr(item, "id" if table == "runs" else "run_id", None)
+
+
+def _run_ids(batch: _Batch) -> list[str | None]:
+    return list(dict.fromkeys(_run_of(table, item) for table, items in batch.rows().items() for item in items))
+
+
+_FIELDS = {"run": "runs", "run_update": "run_updates", "step": "steps", "model_call": "model_calls",
+           "search_node": "search_nodes", "pair": "pairs"}
 
 _WRITERS: weakref.WeakSet[Writer] = weakref.WeakSet()
 _LOCK = threading.Lock()

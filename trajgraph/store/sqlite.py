@@ -28,7 +28,7 @@ import sqlite_utils
 
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
-from trajgraph.store._rows import JSON_FIELDS, decode, encode, resolve_prompts, row_of
+from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
@@ -89,7 +89,10 @@ class Store:
                 raise StoreError(f"{self.path}: the folder {self.path.parent} does not exist; create it first")
             conn = self._connect()
             try:
-                version = _schema.check(conn, self.path)
+                try:
+                    version = _schema.check(conn, self.path)
+                except NotAStoreError as exc:
+                    raise self._permission_problem() or exc from None
                 if version < SCHEMA_VERSION and not self.readonly:
                     _schema.migrate(conn)
                 # WAL + NORMAL: a commit survives a killed process (not a power cut) without an fsync each
@@ -100,9 +103,27 @@ class Store:
             self._db = sqlite_utils.Database(conn)
         return self
 
+    def _permission_problem(self) -> StoreError | None:
+        """SQLite says "unable to open database file" when a WAL store's folder is read-only
+        (it must create the -wal and -shm files there): that is a permissions problem, not damage."""
+        folder = self.path.parent
+        if os.access(folder, os.W_OK) and (not self.path.exists() or os.access(self.path, os.R_OK)):
+            return None
+        what = f"its folder {folder} is not writable" if not os.access(folder, os.W_OK) else "the file is not readable"
+        return StoreError(
+            f"{self.path}: cannot open: {what}, and a WAL store needs its -wal and -shm files beside it "
+            "(a permissions problem; the file is not damaged); make the folder writable, copy the store to one that is, "
+            "or open it read-only (Store(path, readonly=True))"
+        )
+
     def _connect(self) -> sqlite3.Connection:
         if self.readonly:
             uri = f"file:{self.path.resolve()}?mode=ro"
+            wal = self.path.with_name(self.path.name + "-wal")
+            if not os.access(self.path.parent, os.W_OK) and not (wal.exists() and wal.stat().st_size):
+                # a read-only folder: SQLite cannot create the -shm file a WAL reader needs; a store with
+                # no pending WAL content can be read as immutable (nothing can write it there either)
+                uri += "&immutable=1"
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30)
         else:
             conn = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
@@ -111,7 +132,10 @@ class Store:
         return conn
 
     def flush(self) -> None:
-        """Wait until every row that recording has queued for this store is committed."""
+        """Wait until every row that recording has queued for this store is committed.
+
+        Raises `StoreError` if rows could not be stored since the last flush (they are
+        logged too, and their runs marked failed with the cause)."""
         if self._writer is not None:
             self._writer.flush()
 
@@ -143,32 +167,82 @@ class Store:
         search_nodes: Sequence[SearchNode] = (),
         pairs: Sequence[PreferencePair] = (),
     ) -> None:
-        """Write a batch in one transaction: all of it lands or none of it does."""
+        """Write a batch in one transaction: all of it lands or none of it does.
+
+        Raises `StoreError` naming SQLite's own cause (a full disk, a read-only
+        file, a row of a run that is not in the store), never a raw sqlite3 error.
+        """
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only")
+        n = len(runs) + len(run_updates) + len(steps) + len(model_calls) + len(search_nodes) + len(pairs)
+        with self._lock:
+            try:
+                try:
+                    self._write(runs, run_updates, steps, model_calls, search_nodes, pairs)
+                except UnicodeEncodeError:  # text UTF-8 cannot hold (a lone surrogate): once more, escaped
+                    rows = [[escape_text(i) for i in items] for items in (runs, run_updates, steps, model_calls, search_nodes, pairs)]
+                    self._write(*rows)
+            except (sqlite3.Error, UnicodeError, OverflowError, ValueError) as exc:
+                raise write_error(self.path, exc, n) from exc
+
+    def _write(
+        self,
+        runs: Sequence[Run],
+        run_updates: Sequence[tuple[str, dict[str, Any]]],
+        steps: Sequence[Step],
+        model_calls: Sequence[ModelCall],
+        search_nodes: Sequence[SearchNode],
+        pairs: Sequence[PreferencePair],
+    ) -> None:
+        conn = self.db.conn
+        _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)  # on top of busy_timeout
+        memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
+        try:
+            if runs:
+                self._insert_many(conn, "runs", [row_of(r) for r in runs], replace=True, memo=memo)
+                _replace_tags(conn, {r.id: r.tags for r in runs})
+            for run_id, fields in run_updates:
+                self._update_run(conn, run_id, fields, memo)
+            for table, items in (
+                ("steps", steps),
+                ("model_calls", model_calls),
+                ("search_nodes", search_nodes),
+            ):
+                if items:
+                    self._insert_many(conn, table, [row_of(i) for i in items], replace=True, memo=memo)
+            if pairs:
+                self._insert_many(conn, "pairs", [row_of(p) for p in pairs], replace=False)
+            conn.execute("COMMIT")
+        except BaseException:
+            # SQLite rolls back by itself on some errors (SQLITE_FULL, IOERR): a second ROLLBACK
+            # would fail with "no transaction is active" and hide the real cause
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            raise
+
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete these runs with their steps, calls, nodes, pairs and tags (ON DELETE CASCADE), in one
+        transaction; children before parents in `run_ids` (a kept run naming one as parent fails the batch)."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        ids = list(run_ids)
         with self._lock:
             conn = self.db.conn
-            _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)  # on top of busy_timeout
-            memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
+            _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)
             try:
-                if runs:
-                    self._insert_many(conn, "runs", [row_of(r) for r in runs], replace=True, memo=memo)
-                    _replace_tags(conn, {r.id: r.tags for r in runs})
-                for run_id, fields in run_updates:
-                    self._update_run(conn, run_id, fields, memo)
-                for table, items in (
-                    ("steps", steps),
-                    ("model_calls", model_calls),
-                    ("search_nodes", search_nodes),
-                ):
-                    if items:
-                        self._insert_many(conn, table, [row_of(i) for i in items], replace=True, memo=memo)
-                if pairs:
-                    self._insert_many(conn, "pairs", [row_of(p) for p in pairs], replace=False)
+                n = 0
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    n += conn.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(chunk))})", chunk).rowcount
                 conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: could not delete {len(ids)} run(s) ({type(exc).__name__}: {exc})") from exc
+        return n
 
     def add_run(self, run: Run) -> None:
         self.write(runs=[run])
@@ -202,7 +276,7 @@ class Store:
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         if self._writer is not None and self._writer.pending:  # read your own writes (before taking the lock)
-            self._writer.flush()
+            self._writer.flush(raise_errors=False)  # a lost row is raised to its writer, not to a reader
         with self._lock:
             try:
                 return list(self.db.query(sql, params))
@@ -252,7 +326,8 @@ class Store:
         """One run by id, or by a unique prefix of its id (as the CLI accepts)."""
         rows = self._query("SELECT * FROM runs WHERE id = ?", [run_id])
         if not rows and run_id:
-            rows = self._query("SELECT * FROM runs WHERE id LIKE ? LIMIT 2", [run_id.replace("%", "") + "%"])
+            # a literal prefix: LIKE would read `_` and `%` in it as wildcards
+            rows = self._query("SELECT * FROM runs WHERE substr(id, 1, ?) = ? LIMIT 2", [len(run_id), run_id])
             if len(rows) > 1:
                 raise RunNotFoundError(f"run id prefix {run_id!r} matches several runs in {self.path}; give more characters")
         if not rows:
@@ -338,6 +413,26 @@ class Store:
         if table not in JSON_FIELDS:
             raise StoreError(f"unknown table {table!r}; one of {sorted(JSON_FIELDS)}")
         return int(self._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+
+
+_HINTS = {
+    "SQLITE_FULL": "the disk (or the store's max_page_count) is full; free space and write again",
+    "SQLITE_READONLY": "the store file or its folder is read-only; make it writable or record to another store",
+    "SQLITE_CANTOPEN": "the store file cannot be opened for writing; check its folder's permissions",
+    "SQLITE_IOERR": "the disk reported an I/O error; check the disk",
+    "SQLITE_BUSY": "another process held the store too long; retry",
+    "SQLITE_CONSTRAINT": "a row names a run that is not in the store, or repeats a key",
+}
+
+
+def write_error(path: Path, exc: BaseException, rows: int) -> StoreError:
+    """A one-line StoreError for a failed write: SQLite's own cause and what to do about it."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    hint = next((h for name, h in _HINTS.items() if code.startswith(name)), "")
+    if not hint and "locked" in str(exc):
+        hint = _HINTS["SQLITE_BUSY"]
+    cause = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return StoreError(f"{path}: could not write {rows} row(s) ({cause}{', ' + code if code else ''})" + (f"; {hint}" if hint else ""))
 
 
 _STORES: weakref.WeakSet[Store] = weakref.WeakSet()

@@ -14,6 +14,7 @@ and raises AssertionError on a failure. Run them all from a backend's tests:
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +22,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from trajgraph.store._json import canonical
-from trajgraph.errors import RunNotFoundError
+from trajgraph.store._json import canonical, from_jsonable, to_jsonable
+from trajgraph.errors import RunNotFoundError, StoreError
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 MakeStore = Callable[[], Any]
@@ -211,28 +212,65 @@ def check_trajectory_json_roundtrip(make_store: MakeStore) -> None:
     )
     traj = store.trajectory("r1")
     text = json.dumps(canonical(traj.to_dict()))
-    back = Trajectory.from_dict(json.loads(json.dumps(traj.to_dict(), default=_fail_on_object)))
+    # the JSON round trip: to_jsonable on the way out (tags user keys that look like tags), from_jsonable back
+    back = Trajectory.from_dict(from_jsonable(json.loads(json.dumps(to_jsonable(traj.to_dict()), default=_fail_on_object))))
     assert json.dumps(canonical(back.to_dict())) == text
     assert back.run.id == "r1" and len(back.steps) == 1 and len(back.model_calls) == 1 and len(back.actions) == 1
 
 
 def _fail_on_object(value: Any) -> Any:
-    from trajgraph.store._json import to_jsonable
-
-    return to_jsonable(value)
+    raise TypeError(f"to_jsonable left a {type(value).__name__} in the JSON form")
 
 
 def check_unknown_objects_stored_as_text(make_store: MakeStore) -> None:
-    """Values JSON cannot hold are kept as their repr: a store never pickles."""
+    """Objects JSON cannot hold are kept as their repr (marked), even when the repr raises: never pickled."""
 
     class Opaque:
         def __repr__(self) -> str:
             return "<Opaque>"
 
+    class Hostile:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr for you")
+
     store = make_store()
-    store.write(runs=[_run("r1", output={"x": Opaque(), "b": b"\x00\x01", "f": float("nan")})])
+    store.write(runs=[_run("r1", output={"x": Opaque(), "h": Hostile()})])
     out = store.run("r1").output
-    assert out == {"x": {"__repr__": "<Opaque>"}, "b": {"__repr__": "<2 bytes>"}, "f": "nan"}, out
+    assert out["x"] == {"__repr__": "<Opaque>"}, out
+    assert "repr raised RuntimeError" in out["h"]["__repr__"], out
+
+
+def check_values_round_trip_without_silent_change(make_store: MakeStore) -> None:
+    """What JSON has no form for comes back as it went in (or marked): NaN/inf, bytes, a lone
+    surrogate, dicts with both 1 and "1" keys, big ints, and user data shaped like the store's own tags."""
+    values = {
+        "nan_inf": [float("inf"), float("-inf")],
+        "bytes": b"\x00\xff",
+        "surrogate": "caf\udce9.txt",  # os.fsdecode of a Latin-1 file name
+        "keys": {1: "int", "1": "str", (2, 3): "tuple"},
+        "big": 2**80,
+        "lookalikes": {"__lc_message__": 1, "__send__": {"node": "x"}, "~__send__": 2, "__repr__": "mine"},
+    }
+    store = make_store()
+    store.write(runs=[_run("r1", output=values, input={"x": {"__command__": {"goto": "a"}}})])
+    store.write(steps=[Step(run_id="r1", seq=0, node="n", update={"v": float("nan")}, error="OSError: caf\udce9.txt")])
+    run = store.run("r1")
+    assert run.output == values and run.input == {"x": {"__command__": {"goto": "a"}}}, run.output
+    (step,) = store.steps("r1")
+    assert math.isnan(step.update["v"]) and step.error is not None and "caf" in step.error
+    assert store.runs()[0].id == "r1"  # the listing reads the whole row too
+
+
+def check_write_errors_are_store_errors(make_store: MakeStore) -> None:
+    """A write the database refuses raises StoreError (one line), not the driver's own error, and lands nothing."""
+    store = make_store()
+    try:
+        store.write(runs=[_run("r1")], steps=[Step(run_id="no-such-run", seq=0, node="n")])
+    except StoreError as exc:
+        assert "\n" not in str(exc), str(exc)
+    else:
+        raise AssertionError("a step of a run that is not in the store was accepted")
+    assert store.count("runs") == 0 and store.count("steps") == 0
 
 
 def check_concurrent_writers(make_store: MakeStore) -> None:
@@ -302,6 +340,8 @@ CHECKS: list[Callable[[MakeStore], None]] = [
     check_search_nodes_and_pairs,
     check_trajectory_json_roundtrip,
     check_unknown_objects_stored_as_text,
+    check_values_round_trip_without_silent_change,
+    check_write_errors_are_store_errors,
     check_concurrent_writers,
     check_processes_writing_at_once,
 ]

@@ -1,0 +1,181 @@
+"""Nothing lost (issue 11, item 1): a value or row that cannot be stored never takes other rows
+with it, never passes in silence, and never hides SQLite's real cause."""
+
+from __future__ import annotations
+
+import math
+import operator
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any, TypedDict
+
+import pytest
+from langgraph.graph import END, START, StateGraph
+
+import trajgraph as tg
+from trajgraph.errors import StoreError
+from trajgraph.store import Store
+from trajgraph.store._writer import writer_for
+from trajgraph.trajectory import Run, Step
+
+
+class S(TypedDict, total=False):
+    log: Annotated[list[Any], operator.add]
+    value: Any
+
+
+class Hostile:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def _self_ref() -> dict[str, Any]:
+    d: dict[str, Any] = {"name": "loop"}
+    d["self"] = d
+    return d
+
+
+def _deep(n: int) -> list[Any]:
+    top: list[Any] = []
+    cur = top
+    for _ in range(n):
+        cur.append([])
+        cur = cur[0]
+    return top
+
+
+def chain(first: Any, n: int = 4) -> Any:
+    """A graph whose first node returns `first` and the next n-1 nodes return healthy values."""
+    g = StateGraph(S)
+    g.add_node("n0", lambda s: {"value": first, "log": ["n0"]})
+    prev = "n0"
+    g.add_edge(START, "n0")
+    for i in range(1, n):
+        g.add_node(f"n{i}", lambda s, i=i: {"value": i, "log": [f"n{i}"]})
+        g.add_edge(prev, f"n{i}")
+        prev = f"n{i}"
+    g.add_edge(prev, END)
+    return g.compile()
+
+
+HOSTILE = {
+    "lone_surrogate": "caf\udce9.txt",
+    "nesting_600": _deep(600),
+    "self_reference": _self_ref(),
+    "repr_raises": Hostile(),
+    "nan_inf": [math.nan, math.inf, -math.inf],
+    "bytes": b"\x00\xff" * 10,
+    "int_and_str_keys": {1: "int", "1": "str"},
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_a_hostile_value_at_step_0_loses_nothing(store: Store, name: str) -> None:
+    value = HOSTILE[name]
+    out = tg.record(chain(value), store=store).invoke({"log": []})
+    assert out["log"] == ["n0", "n1", "n2", "n3"]
+    (run,) = store.runs()
+    assert run.status == "succeeded", run.error
+    steps = store.steps(run.id)
+    assert [s.node for s in steps] == ["n0", "n1", "n2", "n3"]  # before: the whole run was lost
+    stored = steps[0].update["value"]
+    if name in ("lone_surrogate", "bytes", "int_and_str_keys"):
+        assert stored == value  # kept exactly
+    elif name == "nan_inf":
+        assert math.isnan(stored[0]) and stored[1:] == [math.inf, -math.inf]
+    elif name == "repr_raises":
+        assert "repr raised RuntimeError" in stored["__repr__"]  # marked
+    else:  # marked, with the whole value as JSON text beside the reason
+        marked = stored["__tg_unstored__"]
+        assert marked["reason"] and marked["type"] in ("builtins.list", "builtins.dict")
+        if name == "self_reference":
+            assert "cycle" in marked["reason"] and '"name":"loop"' in marked["json"] and "__tg_cycle__" in marked["json"]
+        else:
+            assert marked["json"] == "[" * 601 + "]" * 601
+
+
+def test_one_unwritable_row_does_not_take_the_batch_with_it(store: Store) -> None:
+    """A row SQLite refuses (here a step of a run that is not in the store) is the only row lost;
+    the error names its run and reaches the flush; Store.write itself raises StoreError."""
+    writer = writer_for(store)
+    writer.put("run", Run(id="good", graph="g"))
+    for seq in range(5):
+        writer.put("step", Step(run_id="good", seq=seq, node="n", update={"seq": seq}))
+    writer.put("step", Step(run_id="ghost", seq=0, node="n"))
+    writer.put("run", Run(id="also-good", graph="g"))
+    with pytest.raises(StoreError, match="ghost") as info:
+        store.flush()
+    assert "\n" not in str(info.value) and "FOREIGN KEY" in str(info.value)
+    assert [s.seq for s in store.steps("good")] == [0, 1, 2, 3, 4]
+    assert {r.id for r in store.runs()} == {"good", "also-good"}
+    store.flush()  # reported once
+    with pytest.raises(StoreError, match="FOREIGN KEY"):
+        store.write(steps=[Step(run_id="ghost", seq=0, node="n")])
+
+
+def test_full_disk_fails_the_run_with_the_real_cause_and_keeps_the_rest(tmp_path: Path) -> None:
+    """SQLITE_FULL (max_page_count caps the file as a full disk would): the big step is lost, the
+    others land, the run ends failed with the cause, invoke raises it (not "cannot rollback")."""
+    store = Store(tmp_path / "full.db").setup()
+    pages = store.db.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.db.conn.execute(f"PRAGMA max_page_count = {pages + 40}")  # ~160 KB more
+    with pytest.raises(StoreError, match="database or disk is full") as info:
+        tg.record(chain("x" * 1_000_000), store=store).invoke({"log": []})
+    message = str(info.value)
+    assert "cannot rollback" not in message and "\n" not in message and "free space" in message
+    (run,) = store.runs()
+    assert run.status == "failed" and "database or disk is full" in (run.error or "")
+    assert [s.node for s in store.steps(run.id)] == ["n1", "n2", "n3"]
+    with pytest.raises(StoreError, match="database or disk is full") as direct:
+        store.write(steps=[Step(run_id=run.id, seq=9, node="big", update="y" * 1_000_000)])
+    assert "cannot rollback" not in str(direct.value)
+
+
+def test_read_only_store_raises_at_the_end_of_invoke(tmp_path: Path) -> None:
+    store = Store(tmp_path / "ro.db").setup()
+    store.db.conn.execute("PRAGMA query_only = ON")  # what a read-only file gives: SQLITE_READONLY on write
+    with pytest.raises(StoreError, match="readonly|read-only"):
+        tg.record(chain(1), store=store).invoke({"log": []})
+
+
+def test_a_failing_store_makes_the_process_fail_not_exit_0(tmp_path: Path) -> None:
+    script = tmp_path / "rec.py"
+    script.write_text(
+        "import sys\n"
+        "sys.path.insert(0, %r)\n"
+        "from test_reliability_writes import chain\n"
+        "import trajgraph as tg\n"
+        "store = tg.Store(sys.argv[1]).setup()\n"
+        "store.db.conn.execute('PRAGMA query_only = ON')\n"
+        "tg.record(chain(1), store=store).invoke({'log': []})\n" % str(Path(__file__).parent)
+    )
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "x.db")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "StoreError" in proc.stderr and "readonly" in proc.stderr
+
+
+def test_wal_store_in_a_read_only_folder_is_a_permissions_problem(tmp_path: Path) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    with Store(folder / "runs.db") as s:
+        s.write(runs=[Run(id="r1", graph="g")])
+    if os.geteuid() == 0:  # root ignores mode bits: make the folder a read-only mount
+        if subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode:
+            pytest.skip("root without mount: cannot make a read-only folder here")
+        undo = ["umount", str(folder)]
+    else:
+        folder.chmod(0o555)
+        undo = ["chmod", "755", str(folder)]
+    try:
+        with pytest.raises(StoreError) as info:
+            Store(folder / "runs.db").setup()
+        message = str(info.value)
+        assert "not writable" in message and "permissions" in message and "corrupt" not in message and "restore" not in message
+        reader = Store(folder / "runs.db", readonly=True)
+        assert reader.run("r1").graph == "g"  # and it can still be read
+        reader.close()
+    finally:
+        subprocess.run(undo, check=True)
+    assert sqlite3.connect(folder / "runs.db").execute("PRAGMA quick_check").fetchone() == ("ok",)
