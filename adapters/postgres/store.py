@@ -96,6 +96,7 @@ class PostgresStore(Store):
         self._conninfo = make_conninfo(**params)
         self._lock = threading.RLock()
         self._pool: ConnectionPool | None = None
+        self._finalizer: Any = None
         self._db = None
         self._writer: Any = None
         _PG_STORES.add(self)
@@ -137,6 +138,9 @@ class PostgresStore(Store):
                 name=f"trajgraph:{self.path}",
                 open=True,
             )
+            # a store dropped unclosed: close its pool, but never from one of the pool's own threads
+            # (the garbage collector may run there, and a pool cannot join the thread it runs on)
+            self._finalizer = weakref.finalize(self, _release, self._pool)
         return self
 
     @property
@@ -152,6 +156,7 @@ class PostgresStore(Store):
         self.flush()
         with self._lock:
             if self._pool is not None:
+                self._finalizer.detach()
                 self._pool.close()
                 self._pool = None
 
@@ -417,6 +422,13 @@ def _tag_ops(tags: dict[str, Any]) -> list[tuple[Any, list[list[Any]]]]:
     return ops
 
 
+def _release(pool: ConnectionPool) -> None:
+    if threading.current_thread() is threading.main_thread():
+        pool.close(timeout=5)
+    else:
+        threading.Thread(target=pool.close, name="trajgraph-pool-close", daemon=True).start()
+
+
 _PG_STORES: weakref.WeakSet[PostgresStore] = weakref.WeakSet()
 _ABANDONED: list[Any] = []  # pools inherited across fork: their sockets are the parent's; never used or closed here
 
@@ -425,6 +437,7 @@ def _after_fork_in_child() -> None:
     """A forked child must not talk on the parent's sockets (nor close them): it opens its own pool."""
     for store in list(_PG_STORES):
         if store._pool is not None:
+            store._finalizer.detach()  # the parent's pool: its sockets are not this process's to close
             _ABANDONED.append(store._pool)
         store._pool = None
         store._lock = threading.RLock()

@@ -35,6 +35,7 @@ _COMMAND_MODULES: tuple[tuple[str, str | None], ...] = (
     ("trajgraph.cli.view", None),  # view
     ("trajgraph.cli.bench", None),  # bench, demo
     ("trajgraph.cli.learn", "learn"),  # learn ... (policy training rounds)
+    ("trajgraph.cli.stores", "store"),  # store copy / prune (between SQLite and PostgreSQL; retention)
 )
 
 for _name, _group in _COMMAND_MODULES:

@@ -105,9 +105,14 @@ DEFAULT_DB = "trajgraph.db"
 
 def open_db(db: str | Path, *, write: bool = False, create: bool = False) -> Any:
     """The one place the CLI opens a store. Missing files are refused unless `create`."""
-    from trajgraph.store import Store
+    from trajgraph.store import Store, open_store
 
-    path = Path(db)
+    if "://" in str(db) and not str(db).startswith("sqlite:///"):  # a server store (postgresql://…): no file to check
+        try:
+            return open_store(str(db), readonly=not write).setup()
+        except StoreError as exc:  # unreachable, refused, no store there: the URL given is the problem (exit 2)
+            raise exc if isinstance(exc, INPUT_ERRORS) else ConfigError(str(exc)) from None
+    path = Path(str(db).removeprefix("sqlite:///"))
     if not create and not path.exists():
         raise ConfigError(f"{path}: no such store file; record a run first or pass --db")
     if create:

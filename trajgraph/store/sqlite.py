@@ -244,6 +244,27 @@ class Store:
                 raise StoreError(f"{self.path}: could not delete {len(ids)} run(s) ({type(exc).__name__}: {exc})") from exc
         return n
 
+    def delete_runs(self, run_ids: Sequence[str]) -> int:
+        """Delete these runs with their steps, calls, nodes, pairs and tags (ON DELETE CASCADE), in one
+        transaction; children before parents in `run_ids` (a kept run naming one as parent fails the batch)."""
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only")
+        ids = list(run_ids)
+        with self._lock:
+            conn = self.db.conn
+            _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)
+            try:
+                n = 0
+                for i in range(0, len(ids), 500):
+                    chunk = ids[i : i + 500]
+                    n += conn.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(chunk))})", chunk).rowcount
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"{self.path}: could not delete {len(ids)} run(s) ({type(exc).__name__}: {exc})") from exc
+        return n
+
     def add_run(self, run: Run) -> None:
         self.write(runs=[run])
 
