@@ -39,8 +39,7 @@ from trajgraph.adapters._textworld_games import (  # noqa: F401 (CACHE_ENV is re
 )
 from trajgraph.adapters.tasks import TaskSpec, seed_pool
 from trajgraph.errors import ConfigError, ForkError
-from trajgraph.graphs.env_loop import env_loop
-from trajgraph.testing.tiny_env import EnvState
+from trajgraph.graphs.env_loop import EnvState, env_loop
 
 
 # -- the environment ------------------------------------------------------------------

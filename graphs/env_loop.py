@@ -1,7 +1,12 @@
 """Environment-loop agent graphs: policy -> env -> (policy | END), with an optional reset.
 
-The builder is the shape of `trajgraph.testing.tiny_env.env_loop_graph` (same
-EnvState keys, decision node "policy"), plus two things real environments need:
+`EnvState` is the state every environment loop in trajgraph shares, and
+`env_loop_graph` is its one builder (the test kit's tiny environments, the toy-text,
+TextWorld and chain tasks, and the ready-made graphs below all use it). Keys:
+task, observation, actions (admissible), action (written by the decision node
+"policy"), history, score, reward (final, when done), done.
+
+Two things real environments need beyond the plain loop:
 
 - a `reset` node at START, for environments that live outside the graph state
   (TextWorld): every fresh run puts the engine back at the start, so invoking the
@@ -10,37 +15,56 @@ EnvState keys, decision node "policy"), plus two things real environments need:
   current winning commands), since LangGraph only keeps keys its schema declares.
 
 The module also exposes ready-made graphs for `langgraph dev` (see langgraph.json):
-they play with the task's oracle policy, so Studio shows a full episode offline.
+they play with the task's oracle policy, so Studio shows a full episode offline,
+and they check their input first (`trajgraph.graphs._inputs`): an empty or
+malformed input gets one message naming the expected input, not a KeyError.
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from trajgraph.testing.tiny_env import EnvState
+from trajgraph.graphs._inputs import ExpectedInput, expect_input
 
-Node = Callable[[dict[str, Any]], dict[str, Any]]
+Node = Callable[[Any], dict[str, Any]]
+
+
+class EnvState(TypedDict, total=False):
+    """The state of every environment-loop graph in trajgraph."""
+
+    task: str
+    observation: str
+    actions: list[str]  # admissible actions at this point
+    action: str | None  # written by the decision node
+    history: Annotated[list, operator.add]  # [{"action", "observation", "reward"}]
+    score: float  # running score
+    reward: float | None  # final reward, set when done
+    done: bool
+    pos: int
 
 
 def _route(state: dict[str, Any]) -> str:
     return END if state.get("done") else "policy"
 
 
-def env_loop(
+def env_loop_graph(
     env_node: Node,
     policy_node: Node,
+    name: str = "env_loop",
     *,
     reset_node: Node | None = None,
     state_schema: type = EnvState,
-    name: str = "env_loop",
-) -> Any:
-    """Compiled env-loop graph (no checkpointer); decision node 'policy'.
+) -> StateGraph:
+    """The env-loop builder (not compiled); decision node 'policy'.
 
     With `reset_node`: START -> reset -> (policy | END). Without: START -> (policy | END).
+    `name` is the compiled graph's name in `env_loop`; the builder itself has none.
     """
+    del name  # a StateGraph has no name; kept so env_loop_graph(env, policy, "name") reads as before
     g = StateGraph(state_schema)
     g.add_node("policy", policy_node)
     g.add_node("env", env_node)
@@ -52,7 +76,19 @@ def env_loop(
         g.add_conditional_edges(START, _route, ["policy", END])
     g.add_edge("policy", "env")
     g.add_conditional_edges("env", _route, ["policy", END])
-    return g.compile(name=name)
+    return g
+
+
+def env_loop(
+    env_node: Node,
+    policy_node: Node,
+    *,
+    reset_node: Node | None = None,
+    state_schema: type = EnvState,
+    name: str = "env_loop",
+) -> Any:
+    """Compiled env-loop graph (no checkpointer); decision node 'policy'."""
+    return env_loop_graph(env_node, policy_node, reset_node=reset_node, state_schema=state_schema).compile(name=name)
 
 
 def oracle_policy(oracle: Callable[[dict], str]) -> Node:
@@ -71,38 +107,56 @@ def _configurable(config: Any) -> dict[str, Any]:
     return dict((config or {}).get("configurable") or {})
 
 
+def toytext_input(graph: str, task_input: dict[str, Any], states: int) -> ExpectedInput:
+    """What a toy-text graph takes: its task's start state; `pos` (the gym state id) is required."""
+    return ExpectedInput(
+        graph=graph,
+        required={"pos": int},
+        optional={k: object for k in EnvState.__annotations__ if k != "pos"},
+        example=task_input,
+        check=lambda value: None if 0 <= value["pos"] < states else f"'pos' must be a state id in 0..{states - 1}",
+    )
+
+
 def frozenlake_graph(config: Any = None) -> Any:
     """FrozenLake (configurable: size=4|8, seed=None|int) played by value iteration.
 
-    Invoke it with the task input, e.g. `trajgraph.adapters.gym_toytext.frozenlake_task(4).input`.
+    Input: the task's start state, `trajgraph.adapters.gym_toytext.frozenlake_task(4).input`
+    (e.g. {"pos": 0, "task": ..., "observation": ..., "actions": [...], "history": []}).
     """
     from trajgraph.adapters.gym_toytext import frozenlake_task
 
     cfg = _configurable(config)
     task = frozenlake_task(int(cfg.get("size", 4)), seed=cfg.get("seed"))
     assert task.oracle is not None
-    return task.make_graph(oracle_policy(task.oracle))[0]
+    graph = task.make_graph(oracle_policy(task.oracle))[0]
+    return expect_input(graph, toytext_input("frozenlake", task.input, task.make_graph.mdp.next.shape[0]))
 
 
 def cliffwalking_graph(config: Any = None) -> Any:
-    """CliffWalking from the standard start, played by value iteration."""
+    """CliffWalking from the standard start, played by value iteration. Input: `cliffwalking_task().input`."""
     from trajgraph.adapters.gym_toytext import cliffwalking_task
 
     task = cliffwalking_task()
     assert task.oracle is not None
-    return task.make_graph(oracle_policy(task.oracle))[0]
+    graph = task.make_graph(oracle_policy(task.oracle))[0]
+    return expect_input(graph, toytext_input("cliffwalking", task.input, task.make_graph.mdp.next.shape[0]))
 
 
 def textworld_graph(config: Any = None) -> Any:
     """A generated tw-simple game (configurable: seed, default 1) played by its walkthrough.
 
-    The reset node starts the game, so invoke it with `{"task": "", "history": []}` or the task input.
+    The reset node starts the game, so the input may be `{}` (or the task's input).
     """
-    from trajgraph.adapters.textworld_env import textworld_task
+    from trajgraph.adapters.textworld_env import TextWorldState, textworld_task
 
     task = textworld_task(seed=int(_configurable(config).get("seed", 1)))
     assert task.oracle is not None
-    return task.make_graph(oracle_policy(task.oracle))[0]
+    graph = task.make_graph(oracle_policy(task.oracle))[0]
+    spec = ExpectedInput(graph="textworld", optional={k: object for k in TextWorldState.__annotations__}, example={},
+                         hint="{} (the reset node starts the game; keys of its state are accepted and replaced)")
+    return expect_input(graph, spec)
 
 
-__all__ = ["env_loop", "oracle_policy", "frozenlake_graph", "cliffwalking_graph", "textworld_graph"]
+__all__ = ["EnvState", "env_loop_graph", "env_loop", "oracle_policy", "toytext_input", "frozenlake_graph",
+           "cliffwalking_graph", "textworld_graph"]

@@ -5,51 +5,19 @@
 - `CorridorEnv` + `corridor_graph`: the environment lives *outside* the graph and
   forks by `snapshot()/restore()`, like a real game engine.
 - `react_calculator_agent`: the prebuilt ReAct agent on a scripted tool model.
+
+`EnvState` and the env-loop builder `env_loop_graph` live in the library
+(`trajgraph.graphs.env_loop`); they are imported here so the kit's old names work.
 """
 
 from __future__ import annotations
 
-import operator
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
-from langgraph.graph import END, START, StateGraph
-
-
-class EnvState(TypedDict, total=False):
-    """The state of every environment-loop graph in trajgraph."""
-
-    task: str
-    observation: str
-    actions: list[str]  # admissible actions at this point
-    action: str | None  # written by the decision node
-    history: Annotated[list, operator.add]  # [{"action", "observation", "reward"}]
-    score: float  # running score
-    reward: float | None  # final reward, set when done
-    done: bool
-    pos: int
-
-
-def _route(state: EnvState) -> str:
-    return END if state.get("done") else "policy"
-
-
-def env_loop_graph(
-    env_node: Callable[[EnvState], dict[str, Any]],
-    policy_node: Callable[[EnvState], dict[str, Any]],
-    name: str = "env_loop",
-) -> StateGraph:
-    """policy -> env -> (policy | END): the standard environment loop."""
-    g = StateGraph(EnvState)
-    g.add_node("policy", policy_node)
-    g.add_node("env", env_node)
-    g.add_conditional_edges(START, _route, ["policy", END])
-    g.add_edge("policy", "env")
-    g.add_conditional_edges("env", _route, ["policy", END])
-    return g
-
+from trajgraph.graphs.env_loop import EnvState, env_loop_graph
 
 # -- a deceptive chain -----------------------------------------------------------
 
