@@ -39,8 +39,9 @@ from trajgraph.replay.diff import Divergence, first_divergence, pair_steps
 from trajgraph.recording._instrument import Recorder, StepKey, ns_parts, step_keys
 from trajgraph.store._json import canonical
 from trajgraph.recording._nested import nested_graph_nodes
+from trajgraph.store._rows import unreadable
 from trajgraph.store._writer import writer_for
-from trajgraph.errors import ReplayError, TrajgraphError
+from trajgraph.errors import ReplayError, StoreError, TrajgraphError
 from trajgraph.recording.record import instrument, recorder_session
 from trajgraph.store import Store
 from trajgraph.trajectory import Run, Step, new_id
@@ -129,9 +130,9 @@ def replay(
     action: Any = None,
     live: bool = False,
     tags: Sequence[str] = (),
-) -> ReplayResult:
     import_recorded: str | None = None,
     """Re-run a recorded run and store the new run; see the module docstring.
+) -> ReplayResult:
 
     `graph` is the graph that was recorded (compiled, recorded or not, a
     StateGraph, or a "module:attr" / "file.py:attr" string of your choosing).
@@ -152,6 +153,10 @@ def replay(
     if not steps:
         raise ReplayError(f"run {original.id} has no recorded steps to replay")
     if action is not None and fork_at is None:
+    for where, value in [("input", original.input), *((f"step {s.seq}", s.update) for s in steps)]:
+        reason = unreadable(value)
+        if reason is not None:  # answering a step with a damaged value would replay something else
+            raise StoreError(f"run {original.id}: {where} cannot be read ({reason}); cannot replay a damaged recording")
         raise ReplayError("an action substitutes a step's update in a fork; give fork_at=N as well")
     if fork_at is not None and not any(s.seq == fork_at for s in steps):
         raise ReplayError(f"run {original.id} has steps 0..{max(s.seq for s in steps)}; cannot fork at step {fork_at}")
@@ -317,18 +322,6 @@ def load_graph(spec: str, *, within: Path | None = None) -> Pregel:
     return _as_graph(obj, spec)
 
 
-def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
-    if isinstance(obj, Pregel):
-        return obj
-    if hasattr(obj, "compile") and callable(obj.compile):
-        return _as_graph(obj.compile(), spec)
-    if callable(obj) and spec is not None:
-        try:
-            made = obj()
-        except Exception as exc:
-            raise ReplayError(f"calling {spec}() to build the graph failed: {type(exc).__name__}: {exc}") from None
-        return _as_graph(made, None)
-    what = spec or type(obj).__name__
 def _check_within(module_name: str, root: Path) -> None:
     """Refuse a module that is not a file under `root`, without importing (or running) anything."""
     root = root.resolve()
@@ -371,3 +364,15 @@ def _target(original: Run, graph: Any, import_recorded: str | None) -> Any:
 
 
 __all__ = ["replay", "fork", "load_graph", "ReplayResult"]
+def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
+    if isinstance(obj, Pregel):
+        return obj
+    if hasattr(obj, "compile") and callable(obj.compile):
+        return _as_graph(obj.compile(), spec)
+    if callable(obj) and spec is not None:
+        try:
+            made = obj()
+        except Exception as exc:
+            raise ReplayError(f"calling {spec}() to build the graph failed: {type(exc).__name__}: {exc}") from None
+        return _as_graph(made, None)
+    what = spec or type(obj).__name__

@@ -198,11 +198,15 @@ def _revive(tag: str, body: Any) -> Any:
     if tag == _SEND:
         from langgraph.types import Send
 
-        return Send(str(body["node"]), from_jsonable(body["arg"]))
+        if set(body) != {"node", "arg"} or not isinstance(body["node"], str):
+            raise ValueError("not a Send")
+        return Send(body["node"], from_jsonable(body["arg"]))
     if tag == _COMMAND:
         from langgraph.types import Command
 
-        return Command(**{k: from_jsonable(v) for k, v in body.items() if v is not None and k in ("update", "goto", "resume")})
+        if not set(body) <= {"update", "goto", "resume"}:
+            raise ValueError("not a Command")
+        return Command(**{k: from_jsonable(v) for k, v in body.items() if v is not None})
     return {tag: body}  # __repr__, __tg_unstored__, __tg_cycle__: the marked form is the value
 
 

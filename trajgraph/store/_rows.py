@@ -67,18 +67,35 @@ def resolve_prompts(calls: list[ModelCall]) -> list[ModelCall]:
     return out
 
 
+UNREADABLE = "__tg_unreadable__"
+
+
 def decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
-    """The inverse of `encode`; raises TypeError or ValueError on a column that is not JSON text."""
+    """The inverse of `encode`. A column that is not JSON text (a BLOB, say a pickle, or broken
+    text) is never unpickled or evaluated: it reads as `{"__tg_unreadable__": reason}`, so one
+    damaged row cannot make a whole listing fail."""
     out = dict(row)
     for f in JSON_FIELDS[table]:
         if f in out:
             value = out[f]
             if value is not None and not isinstance(value, str):  # a BLOB or number where JSON text belongs
-                raise TypeError(f"{table}.{f} is {type(value).__name__}, not JSON text")
-            out[f] = loads(value)
+                out[f] = {UNREADABLE: f"{table}.{f} holds {type(value).__name__}, not JSON text; never unpickled"}
+                continue
+            try:
+                out[f] = loads(value)
+            except (ValueError, RecursionError) as exc:
+                out[f] = {UNREADABLE: f"{table}.{f} is not valid JSON ({type(exc).__name__}); never evaluated"}
     for f in BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = bool(out[f])
     return out
+
+
+def unreadable(*values: Any) -> str | None:
+    """The reason of the first value that `decode` could not read, if any."""
+    for value in values:
+        if isinstance(value, dict) and len(value) == 1 and UNREADABLE in value:
+            return str(value[UNREADABLE])
+    return None
 
 
 def escape_text(item: Any) -> Any:
@@ -105,4 +122,4 @@ def _safe_text(value: Any) -> Any:
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-__all__ = ["escape_text", "JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]
+__all__ = ["UNREADABLE", "unreadable", "escape_text", "JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]

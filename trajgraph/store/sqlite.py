@@ -6,7 +6,8 @@ version and migrations (trajgraph/_schema.py) bring older stores forward; the
 row encoding (JSON as TEXT) is trajgraph/_rows.py. Opening a file that is
 not a store, is corrupt, or is newer than this code raises a one-line
 `StoreError` and writes nothing. Nothing here unpickles: a column that does not
-hold JSON text is refused with a `StoreError`, whatever it holds.
+hold JSON text reads as `{"__tg_unreadable__": reason}` (logged), whatever it
+holds, so one damaged row never makes a whole listing fail.
 
 A reader of the raw tables should know one space saver: a conversation's
 prompt is not stored again with every model call; `model_calls.messages` holds
@@ -16,6 +17,7 @@ returns whole prompts).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -28,7 +30,7 @@ import sqlite_utils
 
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
-from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of
+from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
@@ -39,6 +41,8 @@ from trajgraph.trajectory import (
     Step,
     Trajectory,
 )
+
+log = logging.getLogger("trajgraph")
 
 
 class Store:
@@ -244,27 +248,6 @@ class Store:
                 raise StoreError(f"{self.path}: could not delete {len(ids)} run(s) ({type(exc).__name__}: {exc})") from exc
         return n
 
-    def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete these runs with their steps, calls, nodes, pairs and tags (ON DELETE CASCADE), in one
-        transaction; children before parents in `run_ids` (a kept run naming one as parent fails the batch)."""
-        if self.readonly:
-            raise StoreError(f"{self.path}: opened read-only")
-        ids = list(run_ids)
-        with self._lock:
-            conn = self.db.conn
-            _schema.execute_when_free(conn, "BEGIN IMMEDIATE", patience_s=2.5)
-            try:
-                n = 0
-                for i in range(0, len(ids), 500):
-                    chunk = ids[i : i + 500]
-                    n += conn.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' * len(chunk))})", chunk).rowcount
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise StoreError(f"{self.path}: could not delete {len(ids)} run(s) ({type(exc).__name__}: {exc})") from exc
-        return n
-
     def add_run(self, run: Run) -> None:
         self.write(runs=[run])
 
@@ -406,15 +389,14 @@ class Store:
         return int(rows[0]["n"])
 
     def _decode(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
-        """Decode JSON columns; a value that is not JSON (say, a pickle) is refused, never run."""
-        try:
-            return decode(table, row)
-        except (ValueError, TypeError) as exc:
-            where = ", ".join(f"{k}={row[k]!r}" for k in ("run_id", "id", "seq") if isinstance(row.get(k), (str, int)))
-            raise StoreError(
-                f"{self.path}: {table} row ({where}) holds a value that is not JSON ({type(exc).__name__}); "
-                "the store is damaged or was written by something else (trajgraph never unpickles)"
-            ) from None
+        """Decode JSON columns; a value that is not JSON (say, a pickle) is marked unreadable, never run."""
+        out = decode(table, row)
+        for f in JSON_FIELDS[table]:
+            reason = unreadable(out.get(f))
+            if reason is not None:
+                where = ", ".join(f"{k}={row[k]!r}" for k in ("run_id", "id", "seq") if isinstance(row.get(k), (str, int)))
+                log.warning("trajgraph: %s: %s row (%s): %s", self.path, table, where, reason)
+        return out
 
     def _run(self, row: dict[str, Any]) -> Run:
         data = self._decode("runs", row)
