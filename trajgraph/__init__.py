@@ -37,7 +37,7 @@ from trajgraph.search.optimize import SearchResult, asearch, optimize, search  #
 from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
 from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
 from trajgraph.recording.record import record  # noqa: E402
-from trajgraph.replay import ReplayResult, RunDiff, diff, fork, replay  # noqa: E402  (eager: a lazy name would lose to the submodule of the same name)
+from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay  # noqa: E402  (eager: a lazy name would lose to the submodule of the same name)
 from trajgraph.search.rollout_value import RolloutValue  # noqa: E402
 from trajgraph.search.space import Candidate, Environment, Node, Space  # noqa: E402
 from trajgraph.store import Store  # noqa: E402
@@ -85,6 +85,8 @@ __all__ = [
     "record",
     "replay",
     "fork",
+    "areplay",
+    "afork",
     "diff",
     "ReplayResult",
     "RunDiff",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import os
+from typing import Any
 
 
 def hermetic() -> None:
@@ -15,3 +18,16 @@ def hermetic() -> None:
     # torch's spinning OpenMP threads slow small models 10x on a shared 2-core box;
     # only takes effect if set before torch is first imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
+_LITELLM: Any = None
+
+
+async def alitellm() -> Any:
+    """litellm, imported off the event loop the first time (its import reads hundreds of files and
+    a .env: seconds during which a server's loop would answer nothing), offline as `hermetic` sets it."""
+    global _LITELLM
+    if _LITELLM is None:
+        hermetic()
+        _LITELLM = await asyncio.to_thread(importlib.import_module, "litellm")
+    return _LITELLM

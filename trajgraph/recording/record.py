@@ -13,6 +13,7 @@ commits stay off the graph's thread.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -126,7 +127,8 @@ class _RecordingMixin:
         session.finish(self, config, tracker)
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
-        config, session = _start(self, input, config)
+        # start and finish off the event loop: a resume reads the store, the end waits for the writer
+        config, session = await asyncio.to_thread(_start, self, input, config)
         if session is None:
             async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
                 yield chunk
@@ -137,9 +139,9 @@ class _RecordingMixin:
                 tracker.see(chunk)
                 yield chunk
         except BaseException as exc:
-            session.finish(self, config, tracker, exc=exc)
+            await asyncio.to_thread(session.finish, self, config, tracker, exc=exc)
             raise
-        session.finish(self, config, tracker)
+        await asyncio.to_thread(session.finish, self, config, tracker)
 
 
 @dataclass

@@ -4,7 +4,7 @@
 - `diff.py`: `diff`, step by step, and where two runs first diverge.
 """
 
-from trajgraph.replay.cassette import ReplayResult, fork, load_graph, replay
+from trajgraph.replay.cassette import ReplayResult, afork, areplay, fork, load_graph, replay
 from trajgraph.replay.diff import Divergence, RunDiff, StepDiff, diff
 
-__all__ = ["replay", "fork", "diff", "load_graph", "ReplayResult", "Divergence", "RunDiff", "StepDiff"]
+__all__ = ["replay", "fork", "areplay", "afork", "diff", "load_graph", "ReplayResult", "Divergence", "RunDiff", "StepDiff"]

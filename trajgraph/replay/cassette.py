@@ -21,6 +21,7 @@ the stored steps (the divergence, `diff`) is trajgraph/_diff.py.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import sys
@@ -229,6 +230,17 @@ def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action:
          import_recorded: str | None = None) -> ReplayResult:
     """Branch a recorded run at step `at`: `replay(..., fork_at=at, action=action)`."""
     return replay(store, run_id, graph, fork_at=at, action=action, tags=tags)
+
+
+async def areplay(store: Store | str, run_id: str, graph: Any = None, **kwargs: Any) -> ReplayResult:
+    """`replay` for async code: it reads the store, re-runs the graph and writes the new run in a worker
+    thread, so an event loop (a LangGraph Server, a notebook) goes on serving meanwhile."""
+    return await asyncio.to_thread(replay, store, run_id, graph, **kwargs)
+
+
+async def afork(store: Store | str, run_id: str, graph: Any = None, *, at: int, **kwargs: Any) -> ReplayResult:
+    """`fork` for async code, off the event loop like `areplay`."""
+    return await asyncio.to_thread(replay, store, run_id, graph, fork_at=at, **kwargs)
 
 
 def _inside(step: Step, tasks: set[str]) -> bool:

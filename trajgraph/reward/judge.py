@@ -18,6 +18,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from trajgraph._hermetic import alitellm
 from trajgraph.reward.base import Formatter, RewardItem
 
 T = TypeVar("T")
@@ -116,7 +117,7 @@ class LLMJudge:
         return self.prompt.format(candidate_note=note, text=self.formatter.text(item))
 
     async def ajudge(self, items: Sequence[RewardItem]) -> list[Judgement]:
-        import litellm  # heavy; trajgraph's import has already made it offline-safe
+        litellm = await alitellm()  # heavy: imported off the event loop
 
         gate = asyncio.Semaphore(self.max_concurrency)
 

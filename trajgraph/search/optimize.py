@@ -83,8 +83,10 @@ async def asearch(
     run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(tags),
               metadata={"optimizer": getattr(optimizer, "name", type(optimizer).__name__), "optimizer_config": repr(optimizer),
                         "budget": repr(meter.budget), **(metadata or {})})
+    # the store opens its file and commits off the event loop (SQLite blocks): a search served
+    # by LangGraph Server must not stall every other request while it writes
     if store is not None:
-        store.add_run(run)
+        await asyncio.to_thread(store.add_run, run)
     log = TreeLog()
     best: Node | None = None
     try:
@@ -101,10 +103,11 @@ async def asearch(
                               nodes=len(space.nodes), run_id=run.id if store else None, space=space)
     except BaseException as exc:
         if store is not None:
-            _write(store, space, run, log, best, task, status="failed", error=f"{type(exc).__name__}: {exc}", meter=meter)
+            await asyncio.to_thread(_write, store, space, run, log, best, task, status="failed",
+                                    error=f"{type(exc).__name__}: {exc}", meter=meter)
         raise
     if store is not None:
-        result.rollout_ids = _write(store, space, run, log, best, task, status="succeeded", meter=meter)
+        result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status="succeeded", meter=meter)
     return result
 
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from trajgraph._hermetic import hermetic
+from trajgraph._hermetic import alitellm, hermetic
 
 
 @runtime_checkable
@@ -136,7 +136,7 @@ class LiteLLMPolicy:
         return out
 
     async def _call(self, messages: list[dict[str, Any]], *, n: int, chat: bool) -> list[Any]:
-        import litellm
+        litellm = await alitellm()
 
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.max_concurrency)
@@ -216,9 +216,7 @@ def as_policy(policy: Any) -> Any:
 async def complete_text(llm: Any, prompt: str, *, max_tokens: int = 400) -> str:
     """One completion from a litellm model string or a LangChain chat model."""
     if isinstance(llm, str):
-        import litellm
-
-        hermetic()
+        litellm = await alitellm()
         response = await litellm.acompletion(model=llm, messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens)
         return response.choices[0].message.content or ""
     reply = await llm.ainvoke(prompt)
