@@ -21,7 +21,6 @@ the stored steps (the divergence, `diff`) is trajgraph/_diff.py.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import importlib.util
 import sys
@@ -39,8 +38,8 @@ from langgraph.pregel import Pregel
 from trajgraph.replay.diff import Divergence, first_divergence, pair_steps
 from trajgraph.recording._instrument import Recorder, StepKey, ns_parts, step_keys
 from trajgraph.store._json import canonical
-from trajgraph.recording._nested import nested_graph_nodes
 from trajgraph.store._rows import unreadable
+from trajgraph.recording._nested import nested_graph_nodes
 from trajgraph.store._writer import writer_for
 from trajgraph.errors import ReplayError, StoreError, TrajgraphError
 from trajgraph.recording.record import instrument, recorder_session
@@ -132,8 +131,8 @@ def replay(
     live: bool = False,
     tags: Sequence[str] = (),
     import_recorded: str | None = None,
-    """Re-run a recorded run and store the new run; see the module docstring.
 ) -> ReplayResult:
+    """Re-run a recorded run and store the new run; see the module docstring.
 
     `graph` is the graph that was recorded (compiled, recorded or not, a
     StateGraph, or a "module:attr" / "file.py:attr" string of your choosing).
@@ -153,11 +152,11 @@ def replay(
     steps = store.steps(original.id)
     if not steps:
         raise ReplayError(f"run {original.id} has no recorded steps to replay")
-    if action is not None and fork_at is None:
     for where, value in [("input", original.input), *((f"step {s.seq}", s.update) for s in steps)]:
         reason = unreadable(value)
         if reason is not None:  # answering a step with a damaged value would replay something else
             raise StoreError(f"run {original.id}: {where} cannot be read ({reason}); cannot replay a damaged recording")
+    if action is not None and fork_at is None:
         raise ReplayError("an action substitutes a step's update in a fork; give fork_at=N as well")
     if fork_at is not None and not any(s.seq == fork_at for s in steps):
         raise ReplayError(f"run {original.id} has steps 0..{max(s.seq for s in steps)}; cannot fork at step {fork_at}")
@@ -229,18 +228,7 @@ def replay(
 def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action: Any = None, tags: Sequence[str] = (),
          import_recorded: str | None = None) -> ReplayResult:
     """Branch a recorded run at step `at`: `replay(..., fork_at=at, action=action)`."""
-    return replay(store, run_id, graph, fork_at=at, action=action, tags=tags)
-
-
-async def areplay(store: Store | str, run_id: str, graph: Any = None, **kwargs: Any) -> ReplayResult:
-    """`replay` for async code: it reads the store, re-runs the graph and writes the new run in a worker
-    thread, so an event loop (a LangGraph Server, a notebook) goes on serving meanwhile."""
-    return await asyncio.to_thread(replay, store, run_id, graph, **kwargs)
-
-
-async def afork(store: Store | str, run_id: str, graph: Any = None, *, at: int, **kwargs: Any) -> ReplayResult:
-    """`fork` for async code, off the event loop like `areplay`."""
-    return await asyncio.to_thread(replay, store, run_id, graph, fork_at=at, **kwargs)
+    return replay(store, run_id, graph, fork_at=at, action=action, tags=tags, import_recorded=import_recorded)
 
 
 def _inside(step: Step, tasks: set[str]) -> bool:
@@ -311,6 +299,8 @@ def load_graph(spec: str, *, within: Path | None = None) -> Pregel:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise ReplayError(f"graph {spec!r} is not of the form module:attr (or file.py:attr)")
+    if within is not None:
+        _check_within(module_name, within)
     try:
         if module_name.endswith(".py"):
             path = Path(module_name)
@@ -323,8 +313,6 @@ def load_graph(spec: str, *, within: Path | None = None) -> Pregel:
             spec_.loader.exec_module(module)
         else:
             module = importlib.import_module(module_name)
-    if within is not None:
-        _check_within(module_name, within)
     except ImportError as exc:
         raise ReplayError(f"cannot import graph module {module_name!r}: {exc}") from None
     try:
@@ -372,10 +360,6 @@ def _target(original: Run, graph: Any, import_recorded: str | None) -> Any:
     return load_graph(import_recorded, within=Path.cwd())
 
 
-    raise ReplayError(f"{what} is not a LangGraph graph (a compiled graph, a StateGraph or a function returning one)")
-
-
-__all__ = ["replay", "fork", "load_graph", "ReplayResult"]
 def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
     if isinstance(obj, Pregel):
         return obj
@@ -388,3 +372,7 @@ def _as_graph(obj: Any, spec: str | None = None) -> Pregel:
             raise ReplayError(f"calling {spec}() to build the graph failed: {type(exc).__name__}: {exc}") from None
         return _as_graph(made, None)
     what = spec or type(obj).__name__
+    raise ReplayError(f"{what} is not a LangGraph graph (a compiled graph, a StateGraph or a function returning one)")
+
+
+__all__ = ["replay", "fork", "load_graph", "ReplayResult"]
