@@ -95,8 +95,12 @@ def test_api_run_detail(server: ViewServer, facts: Facts) -> None:
     assert [s["node"] for s in calc["steps"]] == ["agent", "tools", "agent", "tools", "agent"]
     assert [len(s["model_calls"]) for s in calc["steps"]] == [1, 0, 1, 0, 1]
     assert calc["steps"][0]["model_calls"][0]["response"]["tool_calls"][0]["function"]["name"] == "add"
+    call = api(server, f"/api/call?id={facts.calc_ok[0]}&seq=1")  # the whole prompt, on demand
+    assert [m["role"] for m in call["messages"]][:1] == ["user"] and len(call["messages"]) >= 3  # user, the tool call, its result
     search = api(server, f"/api/run?id={facts.search_id[:12]}")  # an id prefix works, like the CLI
-    assert search["run"]["id"] == facts.search_id and len(search["search_nodes"]) == len(facts.node_values) + 1
+    assert search["run"]["id"] == facts.search_id and search["run"]["n_nodes"] == len(facts.node_values) + 1
+    (root,) = search["tree"]  # the top level only; each level loads on demand
+    assert root["parent_id"] is None and root["n_children"] == len(api(server, f"/api/tree?id={facts.search_id}&parent={root['id']}")["nodes"])
     assert len(search["pairs"]) == facts.pairs and len(search["children"]) == len(facts.rollout_rewards)
     status, _, body = get(server, "/api/run?id=nope")
     assert status == 404 and "no run 'nope'" in json.loads(body)["error"]
@@ -139,8 +143,8 @@ def test_read_only_and_consistent_while_written(tmp_path: Path) -> None:
             assert all(r["n_steps"] == 3 for r in runs)  # never a run with part of its batch
             seen = max(seen, len(runs))
         assert seen > 0
-        with pytest.raises(Exception, match="readonly"):
-            srv.reader.store.db.conn.execute("DELETE FROM runs")
+        with srv.reader.read() as db, pytest.raises(Exception, match="readonly"):
+            db.db.conn.execute("DELETE FROM runs")
     finally:
         stop.set()
         w.join()
@@ -248,7 +252,9 @@ def test_page_opens_a_run_and_expands_the_search_tree(server: ViewServer, browse
     assert browser.js("location.hash") == f"#run={facts.search_id}"
     assert browser.js("document.querySelector('.run-header h2').textContent").startswith("deceptive_chain")
     assert browser.js("document.querySelector('.task').textContent").startswith(SEARCH_TASK)
-    assert browser.js("document.querySelectorAll('#tree li.tree-node').length") == len(facts.node_values) + 1
+    browser.wait("document.querySelectorAll('#tree li.tree-node').length > 1")
+    first_level = api(server, f"/api/run?id={facts.search_id}")["tree"][0]["n_children"]
+    assert browser.js("document.querySelectorAll('#tree li.tree-node').length") == 1 + first_level  # loaded on demand
     assert browser.js("document.querySelectorAll('table.pairs tbody tr').length") == facts.pairs
 
     # the root is open, the chosen first move is collapsed; clicking its toggle opens it
@@ -267,6 +273,16 @@ def test_page_opens_a_run_and_expands_the_search_tree(server: ViewServer, browse
     assert chosen_bg != plain_bg  # the chosen path is highlighted
     badges = browser.js(f"[...document.querySelectorAll(\"{sel} > .node-row .badge\")].map(b => b.textContent)")
     assert "value 1" in badges and "chosen" in badges and any(b.startswith("visits ") for b in badges)
+
+    # "Expand all" loads every level; "Chosen path" shows the chosen line only
+    browser.js("[...document.querySelectorAll('.toolbar button')].find(b => b.textContent === 'Expand all').click()")
+    browser.wait(f"document.querySelectorAll('#tree li.tree-node').length === {len(facts.node_values) + 1}")
+    assert browser.js("[...document.querySelectorAll('#tree ul.children')].filter(u => u.children.length && u.hidden).length") == 0
+    browser.js("[...document.querySelectorAll('.toolbar button')].find(b => b.textContent === 'Chosen path').click()")
+    visible = "[...document.querySelectorAll('#tree li.tree-node')].filter(li => li.offsetParent !== null)"
+    browser.wait(f"{visible}.length === {1 + first_level + 4 * (len(facts.best_path) - 1)}")  # the path and its siblings
+    shown_chosen = browser.js(f"{visible}.filter(li => li.classList.contains('chosen') && li.dataset.root !== '1').map(li => li.querySelector('.action').textContent)")
+    assert shown_chosen == list(facts.best_path)
 
     shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
     assert png_size(shot) == (1400, 1000) and len(shot) > 20_000
@@ -307,7 +323,7 @@ def test_page_filters_and_compares_two_runs(server: ViewServer, browser: Browser
     assert browser.js("document.querySelector('#compare').disabled") is False
     browser.js("document.querySelector('#compare').click()")
     browser.wait("document.querySelector('#compare-turns') !== null")
-    turns = lambda rid: api(server, f"/api/run?id={rid}")["turns"]  # noqa: E731
+    turns = lambda rid: api(server, f"/api/turns?id={rid}")["turns"]  # noqa: E731
     assert browser.js("document.querySelectorAll('#compare-turns tbody tr').length") == max(len(turns(a)), len(turns(b)))
     assert browser.js("document.querySelectorAll('.compare .run-header').length") == 2
 

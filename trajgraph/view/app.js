@@ -76,7 +76,7 @@ async function loadRuns() {
   const body = $("#runs tbody");
   body.replaceChildren(...data.runs.map(runRow));
   $("#runs-note").textContent = data.runs.length
-    ? `${data.runs.length} run(s)` + (data.runs.length >= data.limit ? ` (newest ${data.limit})` : "")
+    ? (data.total > data.runs.length ? `newest ${data.runs.length} of ${data.total} matching runs` : `${data.total} run(s)`)
     : "No runs match.";
   updateCompare();
 }
@@ -135,16 +135,30 @@ function messageView(msg) {
     el("span", { class: "content" }, msg.content), calls);
 }
 
-function callView(call) {
+function callView(call, runId) {
   const tokens = `in ${fmt(call.prompt_tokens)} / out ${fmt(call.completion_tokens)} tokens`;
-  return el("details", { class: "model-call" },
+  const messages = el("div", { class: "messages" }, el("p", { class: "muted" }, "loading the prompt…"));
+  let loaded = false;
+  const box = el("details", { class: "model-call", "data-call-seq": call.seq },
     el("summary", {}, `model call ${call.seq}: ${call.model || "model"} · ${tokens} · ${fmt(call.latency_ms)} ms`,
       call.error ? el("span", { class: "error" }, " " + call.error) : null),
-    el("div", { class: "messages" }, call.messages.map(messageView)),
+    messages,
     call.response ? el("div", { class: "response" }, el("div", { class: "label" }, "response"), messageView(call.response)) : null);
+  box.addEventListener("toggle", async () => {  // a long run's prompts are large: fetch one when it is opened
+    if (!box.open || loaded) return;
+    loaded = true;
+    try {
+      const data = await api(`/api/call?id=${encodeURIComponent(runId)}&seq=${call.seq}`);
+      messages.replaceChildren(...data.messages.map(messageView));
+      box.dataset.loaded = "1";
+    } catch (err) {
+      messages.replaceChildren(el("p", { class: "error" }, err.message));
+    }
+  });
+  return box;
 }
 
-function stepView(step) {
+function stepView(step, runId) {
   return el("div", { class: "step" + (step.decision ? " decision" : "") + (step.error ? " failed" : ""), "data-seq": step.seq },
     el("div", { class: "step-head" },
       el("span", { class: "seq" }, "#" + step.seq),
@@ -154,36 +168,40 @@ function stepView(step) {
       step.reward !== null ? el("span", { class: "badge" }, "reward " + fmt(step.reward)) : null,
       step.error ? el("span", { class: "error" }, step.error) : null),
     step.text ? el("div", { class: "step-text" }, step.text) : null,
-    step.model_calls.map(callView),
+    step.model_calls.map((c) => callView(c, runId)),
     el("details", { class: "raw" }, el("summary", {}, "update"), el("pre", {}, JSON.stringify(step.update, null, 2))));
 }
 
 // -- search tree ------------------------------------------------------------------------
 
-function treeView(nodes) {
-  const kids = new Map();
-  const ids = new Set(nodes.map((n) => n.id));
-  for (const n of nodes) {
-    const parent = ids.has(n.parent_id) ? n.parent_id : null;
-    if (!kids.has(parent)) kids.set(parent, []);
-    kids.get(parent).push(n);
-  }
+// The tree loads one level at a time (/api/tree): a search with 30k nodes sends only what is opened.
+function treeView(runId, roots, total) {
+  const EXPAND_ALL_CAP = 2000;
+  const note = el("span", { class: "muted" });
+  const children = async (n) => {
+    if (n.kids) return n.kids;
+    const data = await api(`/api/tree?id=${encodeURIComponent(runId)}&parent=${n.id}`);
+    n.kids = data.nodes;
+    if (data.total > data.nodes.length) note.textContent = `node #${n.id}: first ${data.nodes.length} of ${data.total} children`;
+    return n.kids;
+  };
   const build = (n) => {
-    const children = kids.get(n.id) || [];
     const classes = ["tree-node", n.chosen && "chosen", n.terminal && "terminal", n.invalid && "invalid"].filter(Boolean);
-    const list = el("ul", { class: "children" }, children.map(build));
-    const open = n.parent_id === null;  // the root starts open; click any node to open or close it
-    list.hidden = !open;
+    const list = el("ul", { class: "children" });
+    list.hidden = true;
     const toggle = el("button", {
-      type: "button", class: "toggle", "aria-expanded": String(open), disabled: children.length === 0,
-      title: children.length ? `${children.length} child node(s)` : "leaf",
-    }, children.length ? (open ? "▾" : "▸") : "·");
-    const flip = () => {
-      if (!children.length) return;
-      list.hidden = !list.hidden;
-      toggle.setAttribute("aria-expanded", String(!list.hidden));
-      toggle.textContent = list.hidden ? "▸" : "▾";
+      type: "button", class: "toggle", "aria-expanded": "false", disabled: n.n_children === 0,
+      title: n.n_children ? `${n.n_children} child node(s)` : "leaf",
+    }, n.n_children ? "▸" : "·");
+    const li = el("li", { class: classes.join(" "), "data-node-id": n.id, "data-root": n.parent_id === null ? "1" : null });
+    li.open = async (show) => {  // open (loading the level if needed) or close this node
+      if (!n.n_children) return;
+      if (show && !n.kids) list.replaceChildren(...(await children(n)).map(build));
+      list.hidden = !show;
+      toggle.setAttribute("aria-expanded", String(show));
+      toggle.textContent = show ? "▾" : "▸";
     };
+    const flip = () => li.open(list.hidden);
     toggle.addEventListener("click", (ev) => { ev.stopPropagation(); flip(); });
     const row = el("div", { class: "node-row", onclick: flip },
       toggle,
@@ -196,41 +214,90 @@ function treeView(nodes) {
       n.chosen ? el("span", { class: "badge chosen-badge" }, "chosen") : null,
       n.terminal ? el("span", { class: "badge" }, "terminal") : null,
       n.invalid ? el("span", { class: "badge error" }, "invalid") : null);
-    return el("li", { class: classes.join(" "), "data-node-id": n.id, "data-root": n.parent_id === null ? "1" : null },
-      row,
+    li.append(row,
       n.observation ? el("div", { class: "observation" }, n.observation) : null,
       n.reason ? el("div", { class: "reason" }, n.reason) : null,
       list);
+    return li;
   };
-  const setAll = (open, onlyChosen) => {
-    for (const li of document.querySelectorAll("#tree li.tree-node")) {
-      const list = li.querySelector(":scope > ul.children");
-      const toggle = li.querySelector(":scope > .node-row > .toggle");
-      if (!list.children.length) continue;
-      const show = onlyChosen ? li.classList.contains("chosen") || li.dataset.root === "1" : open;
-      list.hidden = !show;
-      toggle.setAttribute("aria-expanded", String(show));
-      toggle.textContent = show ? "▾" : "▸";
+  const items = () => [...document.querySelectorAll("#tree li.tree-node")];
+  const expandAll = async () => {  // breadth first, level by level, up to a cap
+    let opened = 0;
+    for (let frontier = items(); frontier.length && opened < EXPAND_ALL_CAP; ) {
+      const next = [];
+      for (const li of frontier) {
+        if (opened >= EXPAND_ALL_CAP) break;
+        await li.open(true);
+        next.push(...li.querySelectorAll(":scope > ul.children > li"));
+        opened += 1;
+      }
+      frontier = next;
+    }
+    if (opened >= EXPAND_ALL_CAP) note.textContent = `opened the first ${EXPAND_ALL_CAP} nodes`;
+  };
+  const collapseAll = () => { for (const li of items()) li.open(false); };
+  const chosenPath = async () => {
+    collapseAll();
+    let level = items().filter((li) => li.dataset.root === "1");
+    while (level.length) {
+      const next = [];
+      for (const li of level) {
+        await li.open(true);
+        next.push(...li.querySelectorAll(":scope > ul.children > li.chosen"));
+      }
+      level = next;
     }
   };
-  return el("section", { class: "panel" },
-    el("h3", {}, `Search tree (${nodes.length} nodes)`),
+  const tree = el("ul", { id: "tree", class: "tree" }, roots.map(build));
+  const panel = el("section", { class: "panel" },
+    el("h3", {}, `Search tree (${total} nodes)`),
     el("div", { class: "toolbar" },
-      el("button", { type: "button", onclick: () => setAll(true) }, "Expand all"),
-      el("button", { type: "button", onclick: () => setAll(false) }, "Collapse all"),
-      el("button", { type: "button", onclick: () => setAll(false, true) }, "Chosen path")),
-    el("ul", { id: "tree", class: "tree" }, (kids.get(null) || []).map(build)));
+      el("button", { type: "button", onclick: expandAll }, "Expand all"),
+      el("button", { type: "button", onclick: collapseAll }, "Collapse all"),
+      el("button", { type: "button", onclick: chosenPath }, "Chosen path"), note),
+    tree);
+  for (const li of tree.children) li.open(true);  // the roots start open; click any node to open or close it
+  return panel;
 }
 
-function pairsView(pairs) {
+function pairsView(pairs, count) {
   return el("section", { class: "panel" },
-    el("h3", {}, `Preference pairs (${pairs.length})`),
+    el("h3", {}, "Preference pairs" + count),
     el("table", { class: "pairs" },
       el("thead", {}, el("tr", {}, ["source", "at node", "chosen", "score", "rejected", "score"].map((h) => el("th", {}, h)))),
       el("tbody", {}, pairs.map((p) => el("tr", {},
         el("td", {}, p.source), el("td", { class: "num" }, fmt(p.node_id)),
         el("td", { class: "good" }, p.chosen), el("td", { class: "num" }, fmt(p.chosen_score)),
         el("td", { class: "bad" }, p.rejected), el("td", { class: "num" }, fmt(p.rejected_score)))))));
+}
+
+function stepsPanel(data) {
+  const runId = data.run.id;
+  const list = el("div", { class: "step-list" }, data.steps.map((st) => stepView(st, runId)));
+  const count = el("span", { class: "muted" });
+  const more = el("button", { type: "button", id: "more-steps" }, "More steps");
+  let shown = data.steps.length;
+  const update = () => {
+    count.textContent = shown < data.steps_total ? `showing ${shown} of ${data.steps_total}` : "";
+    more.hidden = shown >= data.steps_total;
+  };
+  more.addEventListener("click", async () => {
+    more.disabled = true;
+    try {
+      const page = await api(`/api/steps?id=${encodeURIComponent(runId)}&offset=${shown}&limit=${data.page}`);
+      list.append(...page.steps.map((st) => stepView(st, runId)));
+      shown += page.steps.length;
+    } catch (err) {
+      banner(err.message);
+    }
+    more.disabled = false;
+    update();
+  });
+  update();
+  return el("section", { class: "panel", id: "steps" }, el("h3", {}, `Steps (${data.steps_total})`),
+    data.steps_total ? list : el("p", { class: "muted" }, "No steps recorded."),
+    el("div", { class: "toolbar" }, more, count),
+    data.orphan_calls.map((c) => callView(c, runId)));
 }
 
 async function showRun(id) {
@@ -243,16 +310,15 @@ async function showRun(id) {
     return;
   }
   for (const row of document.querySelectorAll("#runs tr.run-row")) row.classList.toggle("current", row.dataset.runId === data.run.id);
+  const note = (shown, total) => (total > shown ? ` (first ${shown} of ${total})` : ` (${total})`);
   detail.replaceChildren(...[
     runHeader(data.run),
     el("section", { class: "panel" }, el("h3", {}, "Task"), el("div", { class: "task" }, data.task_text)),
-    data.search_nodes.length ? treeView(data.search_nodes) : null,
-    data.pairs.length ? pairsView(data.pairs) : null,
-    data.children.length ? el("section", { class: "panel" }, el("h3", {}, `Rollouts (${data.children.length})`),
+    data.tree.length ? treeView(data.run.id, data.tree, data.run.n_nodes) : null,
+    data.pairs.length ? pairsView(data.pairs, note(data.pairs.length, data.pairs_total)) : null,
+    data.children.length ? el("section", { class: "panel" }, el("h3", {}, "Rollouts" + note(data.children.length, data.children_total)),
       el("table", { class: "children-runs" }, el("tbody", {}, data.children.map(runRow)))) : null,
-    el("section", { class: "panel", id: "steps" }, el("h3", {}, `Steps (${data.steps.length})`),
-      data.steps.length ? data.steps.map(stepView) : el("p", { class: "muted" }, "No steps recorded."),
-      data.orphan_calls.map(callView)),
+    stepsPanel(data),
   ].filter(Boolean));  // replaceChildren would print a null as the text "null"
 }
 
@@ -262,7 +328,7 @@ async function showCompare(a, b) {
   const detail = $("#detail");
   let left, right;
   try {
-    [left, right] = await Promise.all([api("/api/run?id=" + encodeURIComponent(a)), api("/api/run?id=" + encodeURIComponent(b))]);
+    [left, right] = await Promise.all([api("/api/turns?id=" + encodeURIComponent(a)), api("/api/turns?id=" + encodeURIComponent(b))]);
   } catch (err) {
     detail.replaceChildren(el("p", { class: "error" }, err.message));
     return;

@@ -25,12 +25,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from trajgraph.export._chat import chat_message, readable_update
-from trajgraph.export._read import RunFilter, effective_outcome
-from trajgraph.store._json import to_jsonable
 from trajgraph.errors import ConfigError, TrajgraphError
+from trajgraph.export._read import RunFilter, count_runs, select_runs
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store
-from trajgraph.trajectory import Run
+from trajgraph.store._json import to_jsonable
+from trajgraph.store._rows import resolve_prompts
+from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
 _STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
@@ -46,45 +47,66 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-_MAX_RUNS = 500
 
 
 class _Reader:
-    """One read-only connection; each request reads in its own read transaction."""
+    """Read-only connections, one per request in flight, each request in its own read transaction.
 
-    def __init__(self, path: str | Path) -> None:
+    Requests never wait for each other: a slow page (a 20k-step run) does not
+    hold up the run list. Idle connections are kept for reuse, up to `keep`.
+    """
+
+    def __init__(self, path: str | Path, keep: int = 8) -> None:
         self.path = Path(path)
-        self.lock = threading.Lock()
-        self.store = self._open()
+        self.keep = keep
+        self._idle: list[tuple[Store, bool]] = [self._open()]  # opened now: a bad file fails at start
+        self._guard = threading.Lock()  # guards the idle list only, never held while reading
 
-    def _open(self) -> Store:
+    def _open(self) -> tuple[Store, bool]:
+        """A read-only store, and whether the file had no tables yet (then read as an empty store)."""
         store = Store(self.path, readonly=True).setup()
         tables = {r[0] for r in store.db.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "runs" in tables:
-            self.empty = False
-            return store
+            return store, False
         store.close()  # a file nobody has written yet: show an empty store until it has tables
-        self.empty = True
-        return Store(":memory:").setup()
+        return Store(":memory:").setup(), True
 
     @contextmanager
     def read(self) -> Iterator[Store]:
-        with self.lock:
-            if self.empty:
-                self.store.close()
-                self.store = self._open()
-            conn = self.store.db.conn
-            conn.execute("BEGIN")
-            try:
-                yield self.store
-            finally:
-                conn.execute("ROLLBACK")
+        with self._guard:
+            item = self._idle.pop() if self._idle else None
+        if item is None or item[1]:
+            if item is not None:
+                item[0].close()
+            item = self._open()
+        conn = item[0].db.conn
+        conn.execute("BEGIN")
+        try:
+            yield item[0]
+        finally:
+            conn.execute("ROLLBACK")
+            with self._guard:
+                if len(self._idle) < self.keep:
+                    self._idle.append(item)
+                    item = None
+            if item is not None:
+                item[0].close()
 
     def close(self) -> None:
-        self.store.close()
+        with self._guard:
+            idle, self._idle = self._idle, []
+        for store, _ in idle:
+            store.close()
 
 
 # -- the JSON API --------------------------------------------------------------------------
+
+_MAX_RUNS = 500  # runs in the list (the newest that match; filters apply first, in SQL)
+_PAGE = 100  # steps per page
+_MAX_PAGE = 1000
+_MAX_LEVEL = 1000  # children of one tree node per request
+_MAX_TURNS = 2000  # turns compared side by side
+_MAX_ROWS = 500  # rollouts and pairs listed on a run's page
 
 
 def _summaries(db: Store, runs: list[Run]) -> list[dict[str, Any]]:
@@ -117,64 +139,149 @@ def _summaries(db: Store, runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def api_runs(db: Store, query: dict[str, str]) -> dict[str, Any]:
+    """The newest `_MAX_RUNS` runs that match, and how many match in all (filters run in SQL, before the cap)."""
     filters = {k: v for k, v in query.items() if k in RunFilter.__dataclass_fields__ and v != ""}
     rf = RunFilter.of(**filters)
-    runs = db.runs(graph=rf.graph, status=rf.status, tag=rf.tag, kind=rf.kind, task=rf.task,
-                   since=rf.since, until=rf.until, limit=_MAX_RUNS)
-    rows = _summaries(db, runs)
-    lo, hi = rf.min_outcome, rf.max_outcome
-    if lo is not None or hi is not None:
-        rows = [r for r in rows if r["outcome"] is not None and (lo is None or r["outcome"] >= lo) and (hi is None or r["outcome"] <= hi)]
+    rows = _summaries(db, select_runs(db, rf, limit=_MAX_RUNS))
     facets = {
         col: [r[col] for r in db.db.query(f"SELECT DISTINCT {col} FROM runs ORDER BY {col}")]
         for col in ("graph", "status", "kind")
     }
     facets["tag"] = [r["tag"] for r in db.db.query("SELECT DISTINCT tag FROM run_tags ORDER BY tag")]
-    return {"runs": rows, "facets": facets, "limit": _MAX_RUNS}
+    return {"runs": rows, "total": count_runs(db, rf), "facets": facets, "limit": _MAX_RUNS}
 
 
 def api_run(db: Store, run_id: str) -> dict[str, Any]:
+    """One run's header: summary, task, the first page of steps, the tree's top level, rollouts, pairs.
+
+    Everything that grows with the run comes in pages: `api_steps` for more steps
+    (model-call prompts through `api_call`), `api_tree` for the children of a node.
+    """
     run = db.run(run_id)
-    steps = db.steps(run.id)
-    calls = db.model_calls(run.id)
-    by_step: dict[int | None, list[dict[str, Any]]] = {}
-    for call in calls:
-        by_step.setdefault(call.step_seq, []).append({
-            "seq": call.seq, "model": call.model, "prompt_tokens": call.prompt_tokens,
-            "completion_tokens": call.completion_tokens, "latency_ms": call.latency_ms, "error": call.error,
-            "messages": [chat_message(m) for m in call.messages or []],
-            "response": None if call.response is None else chat_message(call.response),
-        })
-    step_rows = [{
-        "seq": s.seq, "node": s.node, "lg_step": s.lg_step, "namespace": s.namespace, "latency_ms": s.latency_ms,
-        "started_at": s.started_at, "error": s.error, "reward": s.reward, "interrupted": s.interrupted,
-        "decision": s.action is not None,
-        "text": render_action(s.action) if s.action is not None else render_observation(s.update),
-        "update": readable_update(s.update),
-        "model_calls": by_step.pop(s.seq, []),
-    } for s in steps]
     summary = _summaries(db, [run])[0]
-    summary["outcome"] = effective_outcome(run, steps)
-    nodes = [n.to_dict() for n in db.search_nodes(run.id)]
-    for n in nodes:
-        n["action"] = to_jsonable(n["action"])
-    children = _summaries(db, db.runs(parent_id=run.id, newest_first=False))
-    pairs = [{
-        "source": p.source, "prompt": to_jsonable(p.prompt), "chosen": _side_text(p.chosen), "rejected": _side_text(p.rejected),
-        "chosen_score": p.chosen_score, "rejected_score": p.rejected_score,
-        "node_id": p.node_id, "chosen_node": p.chosen_node, "rejected_node": p.rejected_node,
-    } for p in db.pairs(run_id=run.id)]
+    first = api_steps(db, run.id, 0, _PAGE)
+    summary["outcome"] = run.outcome if run.outcome is not None else summary["outcome"]
+    children = db.runs(parent_id=run.id, newest_first=False, limit=_MAX_ROWS)
+    pair_rows = db.db.query("SELECT * FROM pairs WHERE run_id = ? ORDER BY id LIMIT ?", [run.id, _MAX_ROWS])
+    pairs = []
+    for row in pair_rows:
+        row.pop("id", None)
+        p = PreferencePair(**db._decode("pairs", row))
+        pairs.append({
+            "source": p.source, "prompt": to_jsonable(p.prompt), "chosen": _side_text(p.chosen), "rejected": _side_text(p.rejected),
+            "chosen_score": p.chosen_score, "rejected_score": p.rejected_score,
+            "node_id": p.node_id, "chosen_node": p.chosen_node, "rejected_node": p.rejected_node,
+        })
     return {
         "run": {**summary, "input": to_jsonable(run.input), "output": to_jsonable(run.output),
                 "metadata": to_jsonable(run.metadata), "thread_id": run.thread_id, "fork_step": run.fork_step},
         "task_text": render_task(run.input),
-        "steps": step_rows,
-        "orphan_calls": [c for calls in by_step.values() for c in calls],
-        "turns": [{"action": a, "observation": o} for a, o in steps_to_turns(steps)],
-        "search_nodes": nodes,
-        "children": children,
+        "steps": first["steps"],
+        "steps_total": first["total"],
+        "orphan_calls": first["orphan_calls"],
+        "page": _PAGE,
+        "tree": api_tree(db, run.id, None)["nodes"],
+        "children": _summaries(db, children),
+        "children_total": _count(db, "SELECT COUNT(*) AS n FROM runs WHERE parent_id = ?", [run.id]),
         "pairs": pairs,
+        "pairs_total": _count(db, "SELECT COUNT(*) AS n FROM pairs WHERE run_id = ?", [run.id]),
     }
+
+
+def api_steps(db: Store, run_id: str, offset: int, limit: int) -> dict[str, Any]:
+    """Steps `offset` to `offset + limit` of a run, with their model calls (prompts load on demand)."""
+    run = db.run(run_id)
+    limit = max(1, min(int(limit), _MAX_PAGE))
+    rows = db.db.query('SELECT * FROM steps WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?', [run.id, limit, max(0, int(offset))])
+    steps = [Step(**db._decode("steps", r)) for r in rows]
+    by_step: dict[int | None, list[dict[str, Any]]] = {}
+    if steps:
+        calls = db.db.query("SELECT * FROM model_calls WHERE run_id = ? AND step_seq BETWEEN ? AND ? ORDER BY seq",
+                            [run.id, steps[0].seq, steps[-1].seq])
+        for call in (ModelCall(**db._decode("model_calls", r)) for r in calls):
+            by_step.setdefault(call.step_seq, []).append(_call_summary(call))
+    orphans: list[dict[str, Any]] = []
+    if offset == 0:  # calls attributed to no step, shown after the first page
+        orphans = [_call_summary(ModelCall(**db._decode("model_calls", r))) for r in db.db.query(
+            "SELECT * FROM model_calls WHERE run_id = ? AND step_seq IS NULL ORDER BY seq LIMIT ?", [run.id, _MAX_PAGE])]
+    return {
+        "steps": [{
+            "seq": s.seq, "node": s.node, "lg_step": s.lg_step, "namespace": s.namespace, "latency_ms": s.latency_ms,
+            "started_at": s.started_at, "error": s.error, "reward": s.reward, "interrupted": s.interrupted,
+            "decision": s.action is not None,
+            "text": render_action(s.action) if s.action is not None else render_observation(s.update),
+            "update": readable_update(s.update),
+            "model_calls": by_step.pop(s.seq, []),
+        } for s in steps],
+        "orphan_calls": orphans,
+        "offset": offset,
+        "total": _count(db, "SELECT COUNT(*) AS n FROM steps WHERE run_id = ?", [run.id]),
+    }
+
+
+def _call_summary(call: ModelCall) -> dict[str, Any]:
+    return {
+        "seq": call.seq, "model": call.model, "prompt_tokens": call.prompt_tokens,
+        "completion_tokens": call.completion_tokens, "latency_ms": call.latency_ms, "error": call.error,
+        "response": None if call.response is None else chat_message(call.response),
+    }
+
+
+def api_call(db: Store, run_id: str, seq: int) -> dict[str, Any]:
+    """One model call's whole prompt: its stored messages after the prefix shared with earlier calls."""
+    run = db.run(run_id)
+    chain = db.db.query(  # the call and the calls its prompt builds on (prompt_ref), oldest first
+        "WITH RECURSIVE chain(seq) AS (SELECT ? UNION SELECT m.prompt_ref FROM model_calls m JOIN chain c "
+        "ON m.run_id = ? AND m.seq = c.seq WHERE m.prompt_ref IS NOT NULL) "
+        "SELECT * FROM model_calls WHERE run_id = ? AND seq IN (SELECT seq FROM chain) ORDER BY seq",
+        [int(seq), run.id, run.id],
+    )
+    calls = resolve_prompts([ModelCall(**db._decode("model_calls", r)) for r in chain])
+    call = next((c for c in calls if c.seq == int(seq)), None)
+    if call is None:
+        raise ConfigError(f"run {run.id} has no model call {seq}")
+    return {"seq": call.seq, "messages": [chat_message(m) for m in call.messages or []]}
+
+
+def api_tree(db: Store, run_id: str, parent: int | None) -> dict[str, Any]:
+    """The children of one search-tree node (the roots when `parent` is None), each with its child count."""
+    run = db.run(run_id)
+    where = "n.parent_id IS NULL" if parent is None else "n.parent_id = ?"
+    params: list[Any] = [run.id] + ([] if parent is None else [int(parent)])
+    rows = db.db.query(
+        f"SELECT n.*, (SELECT COUNT(*) FROM search_nodes c WHERE c.run_id = n.run_id AND c.parent_id = n.id) AS n_children "
+        f"FROM search_nodes n WHERE n.run_id = ? AND {where} ORDER BY n.id LIMIT ?", [*params, _MAX_LEVEL])
+    nodes = []
+    for row in rows:
+        n_children = row.pop("n_children")
+        node = SearchNode(**db._decode("search_nodes", row)).to_dict()
+        node["action"] = to_jsonable(node["action"])
+        node["n_children"] = n_children
+        nodes.append(node)
+    total = _count(db, f"SELECT COUNT(*) AS n FROM search_nodes n WHERE n.run_id = ? AND {where}", params)
+    return {"nodes": nodes, "total": total, "parent": parent}
+
+
+def api_turns(db: Store, run_id: str) -> dict[str, Any]:
+    """(action, observation) turns for side-by-side comparison, from the first steps of a long run."""
+    run = db.run(run_id)
+    rows = db.db.query("SELECT * FROM steps WHERE run_id = ? ORDER BY seq LIMIT ?", [run.id, _MAX_TURNS * 4])
+    turns = steps_to_turns([Step(**db._decode("steps", r)) for r in rows])[:_MAX_TURNS]
+    return {"run": _summaries(db, [run])[0], "turns": [{"action": a, "observation": o} for a, o in turns]}
+
+
+def _count(db: Store, sql: str, params: list[Any]) -> int:
+    return int(next(iter(db.db.query(sql, params)))["n"])
+
+
+def _int(query: dict[str, str], name: str, default: Any) -> Any:
+    text = query.get(name, "")
+    if text == "":
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} must be a whole number") from None
 
 
 def _finite(value: Any) -> Any:
@@ -217,10 +324,19 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(HTTPStatus.OK, body, ctype)
         try:
             with self.server.reader.read() as db:
+                run_id = query.get("id", "")
                 if url.path == "/api/runs":
                     data = api_runs(db, query)
                 elif url.path == "/api/run":
-                    data = api_run(db, query.get("id", ""))
+                    data = api_run(db, run_id)
+                elif url.path == "/api/steps":
+                    data = api_steps(db, run_id, _int(query, "offset", 0), _int(query, "limit", _PAGE))
+                elif url.path == "/api/tree":
+                    data = api_tree(db, run_id, _int(query, "parent", None) if query.get("parent", "") != "" else None)
+                elif url.path == "/api/call":
+                    data = api_call(db, run_id, _int(query, "seq", 0))
+                elif url.path == "/api/turns":
+                    data = api_turns(db, run_id)
                 else:
                     return self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page {url.path}"})
         except TrajgraphError as exc:
@@ -296,4 +412,4 @@ def serve(db: str | Path, host: str = "127.0.0.1", port: int = 0, *, open_browse
         server.server_close()
 
 
-__all__ = ["ViewServer", "serve", "api_runs", "api_run"]
+__all__ = ["ViewServer", "serve", "api_runs", "api_run", "api_steps", "api_tree", "api_call", "api_turns"]
