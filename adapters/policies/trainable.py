@@ -195,9 +195,14 @@ def trainable_policy(hidden: int = 128, temperature: float = 1.0, seed: int | No
     """An untrained head: it ranks exactly like `minilm_policy()` until `fit` moves it."""
     import torch
 
+    from safetensors.torch import save
+
     torch.manual_seed(0)  # the first layer's init: the same untrained policy every time
-    card = {"kind": KIND, "name": name, "hidden": hidden, "temperature": temperature, "round": 0}
-    return TrainablePolicy(_head(hidden), card, temperature, seed, encoder)
+    head = _head(hidden)
+    card: dict[str, Any] = {"kind": KIND, "name": name, "hidden": hidden, "temperature": temperature, "round": 0}
+    weights = save({k: v.detach().contiguous() for k, v in head.state_dict().items()})
+    card["hash"] = hashlib.sha256(weights + json.dumps([hidden, temperature]).encode()).hexdigest()
+    return TrainablePolicy(head, card, temperature, seed, encoder)
 
 
 def load_trainable_policy(path: str | Path, temperature: float | None = None, seed: int | None = 0,

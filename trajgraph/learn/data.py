@@ -11,6 +11,13 @@ Two kinds, both over env-loop states (`trajgraph.testing.tiny_env.EnvState`:
   decision node saw.
 - `Preference`: a step-level pair from a search (RRO, Cao et al. 2025; MCTS /
   best-of-n siblings): at one state, `chosen` beat `rejected`.
+- Monte Carlo pairs (`mc_preferences`): every finished trajectory, failed ones
+  too, gives its final outcome to each (state, action) it passed through; where
+  one state was left by different actions, the action whose trajectories ended
+  better on average is preferred (step-level Monte Carlo values, as IPR, Xiong
+  et al. 2024, estimates them for its step-level pairs). Graded outcomes (a
+  partial score) make failed rollouts informative, and a search tree's shared
+  prefixes give many rollouts per state near the root.
 
 A search tree writes the same prefix into many rollouts, so decisions are
 de-duplicated by (state, action) and carry a count.
@@ -183,6 +190,34 @@ def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = No
     return list(out.values())
 
 
+def mc_preferences(store: Store | str | Path, *, margin: float = 0.1, tags: Sequence[str] = (),
+                   tasks: Iterable[str] | None = None) -> list[Preference]:
+    """Pairs (better action, worse action) at states left by several actions, from mean final outcomes.
+
+    A pair needs the two means to differ by at least `margin`."""
+    values: dict[str, tuple[dict[str, Any], str, str | None, dict[str, list[float]]]] = {}
+    with snapshot(store) as db:
+        for run in _runs(db, tags, tasks):
+            steps = db.steps(run.id)
+            outcome = effective_outcome(run, steps)
+            if outcome is None:
+                continue
+            for state, action in run_decisions(run, steps):
+                key = state_key(state)
+                entry = values.setdefault(key, (state, run.id, run.task, {}))
+                entry[3].setdefault(action, []).append(outcome)
+    out = []
+    for state, run_id, task, by_action in values.values():
+        if len(by_action) < 2:
+            continue
+        means = sorted(((sum(v) / len(v), a) for a, v in by_action.items()), reverse=True)
+        best_value, best = means[0]
+        for value, action in means[1:]:
+            if best_value - value >= margin:
+                out.append(Preference(state, best, action, "mc", run_id, task))
+    return out
+
+
 def _side(side: Any) -> str | None:
     if isinstance(side, dict):
         text = _action_text(side.get("action"))
@@ -206,4 +241,4 @@ def _pair_state(search: Run, prompt: Any) -> dict[str, Any] | None:
     return state
 
 
-__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "preferences", "run_decisions", "state_key"]
+__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "preferences", "mc_preferences", "run_decisions", "state_key"]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
-from trajgraph.learn.data import NoTrainingDataError, decisions, preferences
+from trajgraph.learn.data import NoTrainingDataError, decisions, mc_preferences, preferences
 from trajgraph.store import Store
 
 METHODS = ("head", "sft", "dpo", "sft+dpo")
@@ -98,14 +98,17 @@ def train_policy(
 
 def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequence[str], tasks: list[str] | None,
                 success_threshold: float, round: int, name: str | None, seed: int, progress: Callable[[int, int], None] | None,
-                hidden: int = 128, temperature: float | None = None, use_pairs: bool = True, **fit_options: Any) -> TrainResult:
+                hidden: int = 128, temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
+                **fit_options: Any) -> TrainResult:
     trainable, fitting = _adapter("trainable"), _adapter("trainable_fit")
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'temperature', 'use_pairs'}))}")
+        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'temperature', 'use_pairs', 'mc_margin'}))}")
     ds = decisions(store, success_threshold=success_threshold, tags=tags, tasks=tasks)
     ps = preferences(store, tags=tags, tasks=tasks) if use_pairs else []
+    if use_pairs and mc_margin is not None:
+        ps += mc_preferences(store, margin=mc_margin, tags=tags, tasks=tasks)
     if not ds and not ps:
         where = f" with tags {list(tags)}" if tags else ""
         raise NoTrainingDataError(f"{_name(store)}: no successful env-loop runs (outcome >= {success_threshold:g}) and no "

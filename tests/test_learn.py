@@ -1,0 +1,174 @@
+"""Learning from search: the trainable MiniLM policy, train_policy, with_policy and evolve.
+
+The toy task is one deceptive chain (trajgraph.testing): the untrained policy
+(= the MiniLM ranker) walks into it greedily and fails; an MCTS search finds the
+way; the head trained on that search's data then solves it greedily.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trajgraph as tg
+from trajgraph.adapters.policies.trainable import load_trainable_policy, trainable_policy
+from trajgraph.errors import ConfigError
+from trajgraph.learn import NoTrainingDataError, decisions, preferences, train_policy
+from trajgraph.learn.evolve import check_splits, evolve
+from trajgraph.learn.graph import load_policy, with_policy
+from trajgraph.testing.tiny_env import CHAIN_ACTIONS, ChainSuite, ScriptedPolicy
+
+TASK = ChainSuite().tasks("train", 1)[0]
+
+
+def _all_doors(state: dict[str, Any], k: int, rng: Any) -> list[dict[str, str]]:
+    doors = list(CHAIN_ACTIONS)
+    rng.shuffle(doors)
+    return [{"action": a} for a in (doors * k)[:k]]
+
+
+def _greedy_outcome(policy: Any) -> float:
+    graph, _ = TASK.make_graph(policy)
+    return float(graph.invoke(TASK.input)["reward"])
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding one MCTS search of the chain task (it finds the exit)."""
+    path = tmp_path_factory.mktemp("learn") / "search.db"
+    graph, _ = TASK.make_graph(trainable_policy(temperature=0.0))
+    result = tg.search(graph, TASK.input, decision_node="policy", optimizer=tg.MCTS(k=4), outcome=TASK.outcome,
+                       budget=tg.Budget(policy_calls=120), store=str(path), policy=ScriptedPolicy(_all_doors), task=TASK.id,
+                       repeatable=True)
+    assert result.outcome == 1.0
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(searched: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("learn") / "head"
+    train_policy(searched, out, temperature=0.0, name="chain-head")
+    return out
+
+
+def test_store_data_rebuilds_the_states_the_policy_saw(searched: Path) -> None:
+    ds = decisions(searched)
+    assert [d.action for d in sorted(ds, key=lambda d: len(d.state["history"]))] == list(TASK.solution)
+    first = min(ds, key=lambda d: len(d.state["history"]))
+    assert first.state["observation"] == TASK.input["observation"] and first.state["actions"] == list(CHAIN_ACTIONS)
+    assert all(p.chosen != p.rejected and p.source == "mcts" for p in preferences(searched))
+
+
+def test_trained_head_solves_the_chain_the_base_policy_fails(trained: Path) -> None:
+    assert _greedy_outcome(trainable_policy(temperature=0.0)) < 1.0  # the base ranker fails it
+    policy = load_trainable_policy(trained)
+    assert _greedy_outcome(policy) == 1.0
+    card = json.loads((trained / "policy.json").read_text())
+    assert card["data"]["decisions"] == len(TASK.solution) and card["data"]["preferences"] > 0
+    assert card["source_runs"]["count"] >= 1 and card["round"] == 1 and card["metrics"]["train_top1"] == 1.0
+    assert policy.version["hash"] == card["hash"] and policy.name == f"chain-head@{card['hash'][:12]}"
+
+
+def test_a_saved_head_loads_back_identical_and_its_hash_covers_the_weights(trained: Path, tmp_path: Path) -> None:
+    a, b = load_trainable_policy(trained), load_trainable_policy(trained)
+    state = dict(TASK.input)
+    assert a.scores(state) == b.scores(state)
+    copy = tmp_path / "copy"
+    b.head.base_weight.data += 1.0
+    b.save(copy)
+    assert json.loads((copy / "policy.json").read_text())["hash"] != a.version["hash"]
+
+
+def test_untrained_head_ranks_like_the_minilm_policy() -> None:
+    from trajgraph.adapters.policies import minilm_policy
+
+    state = {"task": "take the red key", "observation": "A red key and a blue key.", "actions": ["take red key", "take blue key", "look"], "history": []}
+    base = minilm_policy().scores(state)
+    head = trainable_policy().scores(state)
+    assert head == pytest.approx([s * 10 for s in base], abs=1e-4)
+
+
+def test_train_policy_refuses_what_it_cannot_learn_from(tmp_path: Path) -> None:
+    empty = tg.Store(tmp_path / "empty.db").setup()
+    empty.close()
+    with pytest.raises(NoTrainingDataError, match="no successful env-loop runs"):
+        train_policy(tmp_path / "empty.db", tmp_path / "out")
+    with pytest.raises(ConfigError, match="does not exist"):
+        train_policy(tmp_path / "missing.db", tmp_path / "out")
+    with pytest.raises(ConfigError, match="unknown training method"):
+        train_policy(tmp_path / "empty.db", tmp_path / "out", method="ppo")
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(ConfigError, match="not a trained policy folder"):
+        load_policy(tmp_path / "junk")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_policy(tmp_path / "nowhere")
+
+
+def test_with_policy_records_and_searches_like_any_graph(trained: Path, tmp_path: Path) -> None:
+    base_graph, _ = TASK.make_graph(lambda state: {"action": "jump"})  # the user's own agent: always jumps
+    assert base_graph.invoke(TASK.input)["reward"] == 0.3
+    graph = with_policy(base_graph, trained, decision_node="policy")
+    assert graph.invoke(TASK.input)["reward"] == 1.0
+
+    store = tg.Store(tmp_path / "runs.db")
+    recorded = tg.record(graph, store=store, name="chain", decision_nodes=["policy"])
+    assert recorded.invoke(TASK.input)["reward"] == 1.0
+    store.flush()
+    run = store.runs(kind="record")[0]
+    assert [s.action["action"] for s in store.steps(run.id) if s.action is not None] == list(TASK.solution)
+
+    # the search's candidates come from the trained policy (the graph's own decision node)
+    result = tg.search(graph, TASK.input, decision_node="policy", optimizer=tg.Greedy(), outcome=TASK.outcome,
+                       budget=tg.Budget(policy_calls=20), store=store, repeatable=True)
+    assert result.outcome == 1.0 and result.spent.policy_calls == len(TASK.solution)
+    # ... or from it as policy= on the user's unchanged graph
+    result = tg.search(base_graph, TASK.input, decision_node="policy", optimizer=tg.Greedy(), outcome=TASK.outcome,
+                       budget=tg.Budget(policy_calls=20), policy=load_policy(trained), repeatable=True)
+    assert result.outcome == 1.0
+    optimized = tg.optimize(graph, decision_node="policy", optimizer="best-of-n", outcome=TASK.outcome,
+                            budget=tg.Budget(policy_calls=10), repeatable=True)
+    assert optimized.invoke(TASK.input)["reward"] == 1.0
+
+
+def test_with_policy_refuses_an_unknown_node_or_policy(trained: Path) -> None:
+    graph, _ = TASK.make_graph(lambda state: {"action": "jump"})
+    with pytest.raises(ConfigError, match="not in graph"):
+        with_policy(graph, trained, decision_node="agent")
+    with pytest.raises(ConfigError, match="propose"):
+        with_policy(graph, 42, decision_node="policy")
+
+
+def test_evolve_stores_each_rounds_runs_under_its_policy_version(tmp_path: Path) -> None:
+    suite = ChainSuite(depth=3)
+    train, test = suite.tasks("train", 2), suite.tasks("test", 2)
+    rows: list[Any] = []
+    report = evolve(train, test, store=tmp_path / "evolve.db", out=tmp_path / "out", rounds=1, optimizer="mcts", budget=40,
+                    train_options={"epochs": 5, "min_steps": 50}, on_round=rows.append)
+    assert [r.round for r in report.rounds] == [0, 1] == [r.round for r in rows]
+    assert report.rounds[0].train_search_success is not None and report.rounds[0].decisions
+    assert report.rounds[1].policy == "evolve-r1" and report.rounds[1].policy_hash
+    assert (tmp_path / "out" / "evolve.png").is_file() and (tmp_path / "out" / "policy-r1" / "policy.json").is_file()
+    saved = json.loads((tmp_path / "out" / "evolve.json").read_text())
+    assert [r["test_greedy"] for r in saved["rounds"]] == [r.test_greedy for r in report.rounds]
+
+    store = tg.Store(tmp_path / "evolve.db")
+    trained_hash = json.loads((tmp_path / "out" / "policy-r1" / "policy.json").read_text())["hash"]
+    r0 = store.runs(tag="round:0")
+    r1 = store.runs(tag="round:1")
+    assert r0 and r1
+    assert {r.metadata["policy"]["hash"] for r in r1} == {trained_hash}
+    assert all(r.metadata["policy"]["hash"] != trained_hash for r in r0)
+    assert all(f"policy:evolve-r1@{trained_hash[:12]}" in r.tags for r in r1)
+    # training read only the training split: round 0's train searches, never a test run
+    trained_on = json.loads((tmp_path / "out" / "policy-r1" / "policy.json").read_text())["data"]["tasks"]
+    assert set(trained_on) <= {t.id for t in train}
+    assert {r.task for r in store.runs(tag="split:test")} <= {t.id for t in test}
+
+
+def test_evolve_refuses_overlapping_splits() -> None:
+    tasks = ChainSuite().tasks("train", 3)
+    with pytest.raises(ConfigError, match="shares 1 task"):
+        check_splits(tasks[:2], tasks[1:2] + ChainSuite().tasks("test", 1))
