@@ -128,7 +128,9 @@ class _NoIdeas:
 def test_a_policy_that_proposes_nothing_gives_invalid_candidates_not_a_crash(optimizer):
     result = search(line_graph(), line_start(), decision_node="policy", optimizer=optimizer, policy=_NoIdeas(),
                     budget=Budget(policy_calls=10))
-    assert result.best.invalid and result.outcome is None
+    # no finished valid trajectory: the answer is not an invalid node, and the search says so
+    assert result.status == "unfinished" and not result.best.invalid and not result.best.terminal
+    assert result.outcome is None and "unfinished" in result.finish
     invalid = [n for n in result.space.nodes if n.invalid]
     assert invalid and all("proposed no action" in n.observation for n in invalid)
 
@@ -202,9 +204,9 @@ def test_budget_stops_every_optimizer(optimizer):
                     reward=lambda s: s.get("score", 0.0))
     spent = result.spent
     assert spent.stopped_by == "policy_calls"
-    assert spent.policy_calls - spent.overrun_policy_calls <= 5
-    assert result.best.terminal  # finished greedily past the budget, and says so
-    assert spent.overrun_policy_calls >= 1
+    assert spent.policy_calls <= 5 and spent.overrun_policy_calls == 0  # a bound: no finish past it
+    assert not result.best.terminal and result.status == "unfinished"  # 8 decisions cannot fit in 5 calls
+    assert result.finish.startswith("unfinished: the budget (policy_calls) ran out")
 
 
 def test_budget_stops_on_env_steps_and_tokens_and_rejects_zero():
@@ -260,5 +262,6 @@ def test_se_agent_llm_guided_revision_re_executes_the_revised_plan():
                     policy=never, budget=Budget(policy_calls=40))
     assert result.outcome == 1.0
     assert [n.action["action"] for n in result.best.path()[1:]] == sol
-    assert "LLM" in result.best.reason
+    assert result.best.reason.startswith("revision [llm]")
+    assert result.stats["operators"] == "llm-guided" and result.stats["forms"]["revision"]["llm"] >= 1
     assert prompts and "Trajectory A" in prompts[0] and "jump" in prompts[0]

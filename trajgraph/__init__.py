@@ -16,10 +16,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from trajgraph._hermetic import hermetic as _hermetic
-
-_hermetic()
-
 from trajgraph.search.budget import Budget, Spent  # noqa: E402
 from trajgraph.errors import (  # noqa: E402
     BudgetError,
@@ -33,13 +29,15 @@ from trajgraph.errors import (  # noqa: E402
     StoreError,
     TrajgraphError,
 )
-from trajgraph.search.optimize import SearchResult, asearch, optimize, search  # noqa: E402
+from trajgraph.search.optimize import SearchResult, SearchSettings, asearch, optimize, search  # noqa: E402
 from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
 from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
 from trajgraph.recording.record import record  # noqa: E402
 from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay  # noqa: E402  (eager: a lazy name would lose to the submodule of the same name)
 from trajgraph.search.rollout_value import RolloutValue  # noqa: E402
+from trajgraph.search.scoring import Scorer, as_reward  # noqa: E402
 from trajgraph.search.space import Candidate, Environment, Node, Space  # noqa: E402
+from trajgraph.search.tree import TreeLog  # noqa: E402
 from trajgraph.store import Store  # noqa: E402
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory  # noqa: E402
 
@@ -95,6 +93,7 @@ __all__ = [
     "search",
     "asearch",
     "SearchResult",
+    "SearchSettings",
     "Budget",
     "Spent",
     "Space",
@@ -102,6 +101,7 @@ __all__ = [
     "Candidate",
     "Environment",
     "Optimizer",
+    "TreeLog",
     "Greedy",
     "BestOfN",
     "RRO",
@@ -112,6 +112,8 @@ __all__ = [
     "LiteLLMPolicy",
     "ChatModelPolicy",
     "RolloutValue",
+    "Scorer",
+    "as_reward",
     "LocalRewardModel",
     "LLMJudge",
     "EnvReward",

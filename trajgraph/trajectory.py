@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar
 
 SCHEMA_VERSION = 3  # v2: steps.task_id; v3: model_calls.prompt_ref/prompt_shared
 
-RunStatus = Literal["running", "succeeded", "failed", "interrupted"]
+RunStatus = Literal["running", "succeeded", "failed", "interrupted", "unfinished"]  # unfinished: a search that ended without a finished answer
 RunKind = Literal["record", "replay", "fork", "search", "rollout", "bench"]
 
 T = TypeVar("T")

@@ -47,10 +47,11 @@ def not_an_update(action: Any) -> str:
     made LangGraph raise InvalidUpdateError deep inside every optimizer. Such a
     sample becomes an invalid candidate with this reason instead: trajgraph does
     not guess which key it was meant for."""
-    if action is None or isinstance(action, (str, bytes, int, float, bool, list, tuple)):
+    bare = (str, bytes, int, float, bool, type(None))
+    if isinstance(action, bare) or (isinstance(action, (list, tuple)) and (not action or any(isinstance(a, bare) for a in action))):
         return (f"the policy returned a {type(action).__name__} ({str(action)[:60]!r}), not a state update; "
                 "return a dict such as {'action': ...} or {'messages': [...]}")
-    return ""
+    return ""  # a dict, a Command, a state object, or a list of those (as a node may return)
 
 
 def validate(action: Any, state: dict[str, Any], tools: set[str] | None, actions_key: str | None = "actions") -> tuple[bool, str]:

@@ -1,4 +1,5 @@
-"""Writes a finished search to the store: the tree, its trajectories and its pairs."""
+"""Writes a finished search to the store: the tree, its trajectories and its pairs.
+(`TreeLog`, what optimizers record, is public: trajgraph/search/tree.py.)"""
 
 from __future__ import annotations
 
@@ -6,24 +7,10 @@ import time
 from typing import Any
 
 from trajgraph.render import render_action
-from trajgraph.search.space import Candidate, Node, Space
+from trajgraph.search.space import Space
+from trajgraph.search.tree import Candidate, Node, TreeLog
 from trajgraph.store import Store
 from trajgraph.trajectory import PreferencePair, Run, SearchNode, Step, new_id
-
-
-class TreeLog:
-    """Collects what an optimizer wants remembered beyond the tree itself."""
-
-    def __init__(self) -> None:
-        self.pairs: list[dict[str, Any]] = []
-        self.notes: list[str] = []
-        self.stats: dict[str, Any] = {}
-
-    def pair(self, source: str, at: Node, chosen: Node | Candidate, rejected: Node | Candidate,
-             chosen_score: float | None = None, rejected_score: float | None = None) -> None:
-        """A step-level preference at decision point `at`: chosen beat rejected."""
-        self.pairs.append(dict(source=source, at=at, chosen=chosen, rejected=rejected,
-                               chosen_score=chosen_score, rejected_score=rejected_score))
 
 
 def _action_of(x: Node | Candidate) -> tuple[Any, str, int | None]:

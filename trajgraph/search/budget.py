@@ -1,9 +1,11 @@
 """Budgets: every optimizer stops at policy calls, tokens, wall time or env steps,
 whichever comes first, and reports what it spent. Counted once, in the search
-space, never inside an optimizer."""
+space, never inside an optimizer. A budget is a bound: the greedy finish of an
+unfinished answer is paid from the same budget, never past it."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,33 +23,50 @@ class BudgetExhausted(Exception):
 
 
 LIMITS = ("policy_calls", "tokens", "wall_time_s", "env_steps")  # the resources a Budget can cap
+DEFAULT_POLICY_CALLS = 64  # what `Budget()` allows when no limit is named
+_DEFAULT: Any = object()  # "not given": tells Budget() from Budget(wall_time_s=60)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits for one search. `None` means no limit on that resource.
+    """Limits for one search; `None` means no limit on that resource.
 
-    `finish=True`: if the budget runs out before any trajectory finished, the best
-    partial one is completed greedily (reported as `overrun_policy_calls`), so an
-    optimized agent used as a node always returns a finished state.
+    `Budget()` allows 64 policy calls. A budget that names any limit keeps only the
+    limits it names: `Budget(wall_time_s=60)` has no call cap, `Budget(policy_calls=None)`
+    has no limit at all (open-ended optimizers refuse it).
+
+    `finish=True`: when the search stops with no finished trajectory, its best open
+    one is completed greedily *inside* the budget. Until some trajectory has
+    finished, the search keeps `finish_reserve` policy calls back for that (None:
+    an eighth of `policy_calls`, at least 1); once one has, the reserve is released.
+    If the finish cannot complete within what is left, the search ends `unfinished`
+    and says so (`SearchResult.status`, `SearchResult.finish`).
     """
 
-    policy_calls: int | None = 64
+    policy_calls: int | None = _DEFAULT
     tokens: int | None = None
     wall_time_s: float | None = None
     env_steps: int | None = None
     finish: bool = True
+    finish_reserve: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.policy_calls is _DEFAULT:
+            named = any(getattr(self, f) is not None for f in LIMITS[1:])
+            object.__setattr__(self, "policy_calls", None if named else DEFAULT_POLICY_CALLS)
+        for name in (*LIMITS, "finish_reserve"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise BudgetError(f"Budget({name}={value!r}) is not a finite number; use a positive number or None (no limit)")
+            if value <= 0 and not (name == "finish_reserve" and value == 0):
+                raise BudgetError(f"Budget({name}={value}) allows no work; use a positive number or None")
 
     @property
     def limited(self) -> bool:
         """Whether anything stops a search that would otherwise go on (MCTS, BestOfN(n=None))."""
         return any(getattr(self, f) is not None for f in LIMITS)
-
-    def __post_init__(self) -> None:
-        for name in LIMITS:
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise BudgetError(f"Budget({name}={value}) allows no work; use a positive number or None")
 
 
 @dataclass
@@ -56,7 +75,8 @@ class Spent:
     tokens: int = 0
     env_steps: int = 0
     wall_time_s: float = 0.0
-    overrun_policy_calls: int = 0
+    overrun_policy_calls: int = 0  # calls past Budget.policy_calls; 0 unless a custom driver lifts the bound
+    finish_policy_calls: int = 0  # of policy_calls, spent finishing the answer greedily
     stopped_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,7 +90,8 @@ class BudgetMeter:
     budget: Budget
     spent: Spent = field(default_factory=Spent)
     started: float = field(default_factory=time.perf_counter)
-    unlimited: bool = False  # set while finishing a trajectory past the budget
+    finishing: bool = False  # set while the driver finishes the answer: the reserve is released
+    answered: bool = False  # set by the space once a valid trajectory has finished
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def check(self) -> None:
@@ -79,11 +100,16 @@ class BudgetMeter:
             self.spent.stopped_by = self.spent.stopped_by or reason
             raise BudgetExhausted(reason)
 
+    def reserved(self) -> int:
+        """Policy calls held back for the greedy finish (see `Budget`)."""
+        b = self.budget
+        if self.finishing or self.answered or not b.finish or b.policy_calls is None:
+            return 0
+        return b.finish_reserve if b.finish_reserve is not None else max(1, b.policy_calls // 8)
+
     def exhausted(self) -> str | None:
-        if self.unlimited:
-            return None
         b, s = self.budget, self.spent
-        if b.policy_calls is not None and s.policy_calls >= b.policy_calls:
+        if b.policy_calls is not None and s.policy_calls >= b.policy_calls - self.reserved():
             return "policy_calls"
         if b.tokens is not None and s.tokens >= b.tokens:
             return "tokens"
@@ -93,17 +119,22 @@ class BudgetMeter:
             return "wall_time_s"
         return None
 
+    def time_left(self) -> float | None:
+        """Seconds until the wall-time limit (None: no limit); the driver cancels in-flight calls then."""
+        if self.budget.wall_time_s is None:
+            return None
+        return max(0.0, self.budget.wall_time_s - (time.perf_counter() - self.started))
+
     def reserve_calls(self, k: int) -> int:
         """Claim up to k policy calls; returns how many may be made (>= 1) or raises."""
         with self._lock:
             self.check()
-            if self.unlimited:
-                self.spent.overrun_policy_calls += k
-                self.spent.policy_calls += k
-                return k
-            left = None if self.budget.policy_calls is None else self.budget.policy_calls - self.spent.policy_calls
+            b = self.budget
+            left = None if b.policy_calls is None else b.policy_calls - self.reserved() - self.spent.policy_calls
             n = k if left is None else max(1, min(k, left))
             self.spent.policy_calls += n
+            if self.finishing:
+                self.spent.finish_policy_calls += n
             return n
 
     def add_tokens(self, n: int) -> None:
@@ -116,7 +147,9 @@ class BudgetMeter:
 
     def report(self) -> Spent:
         self.spent.wall_time_s = time.perf_counter() - self.started
+        cap = self.budget.policy_calls
+        self.spent.overrun_policy_calls = 0 if cap is None else max(0, self.spent.policy_calls - cap)
         return self.spent
 
 
-__all__ = ["Budget", "BudgetExhausted", "BudgetMeter", "Spent"]
+__all__ = ["Budget", "BudgetExhausted", "BudgetMeter", "Spent", "DEFAULT_POLICY_CALLS"]

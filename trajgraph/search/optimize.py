@@ -5,33 +5,105 @@ output keys: `invoke` it, `stream` it, or add it as a node of another graph.
 Each call runs the optimizer over the agent's decision points (`trajgraph.search.space`)
 within the budget, records the whole tree in the store, and returns the best
 trajectory's final state. `search`/`asearch` run one search and return the details.
+
+All three take the same settings, defined once (`SearchSettings`): pass them as
+keywords, or build a `SearchSettings` and pass `settings=`.
+
+What the driver guarantees around any optimizer:
+- a budget is a bound: calls stop at `Budget.policy_calls`, tokens, env steps, and
+  at the wall-time limit in-flight calls are cancelled;
+- the answer is a real answer: an invalid or unfinished node never wins over a
+  valid finished one; with none, the best open trajectory is finished greedily
+  inside the budget, and if that cannot complete the search ends `unfinished`
+  (`SearchResult.status`, the run's status in the store) and says how far it got
+  (`SearchResult.finish`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
+import inspect
 import time
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from langgraph.graph import END, START, StateGraph
 
-from trajgraph.search._write import TreeLog, write_search
-from trajgraph.search.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
+from trajgraph._langgraph import compiled_graph, require_nodes
 from trajgraph.errors import BudgetError, ConfigError
-from trajgraph.search.optimizers.base import resolve_optimizer
+from trajgraph.search._write import write_search
+from trajgraph.search.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
+from trajgraph.search.optimizers.base import Optimizer, resolve_optimizer
 from trajgraph.search.policy import as_policy
 from trajgraph.search.space import Environment, Node, Space
+from trajgraph.search.tree import Outcome, TreeLog
 from trajgraph.store import Store
 from trajgraph.trajectory import Run, new_id
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How a search runs; the one definition behind `optimize`, `search` and `asearch`.
+
+    decision_node: the node that chooses actions ("agent" for create_react_agent,
+    "model" for create_agent). optimizer: tg.MCTS() by default; tg.RRO(), tg.SEAgent(),
+    tg.BestOfN(), tg.Greedy(), any `tg.Optimizer`, or a name ("rro", "se-agent", ...).
+    reward: scores unfinished states (a reward model, tg.LLMJudge, tg.RolloutValue(n),
+    or a function of the state; see `as_reward`). outcome(state): final reward of a
+    finished state. budget: tg.Budget (64 policy calls by default). store: a tg.Store
+    or a path. policy: None = the agent's own decision node; or a litellm model string,
+    a chat model, or an object with `propose(state, k)`. environment: state outside
+    the graph that forks by snapshot()/restore(). name, tags: the recorded run's.
+    context, checkpointer: LangGraph's. repeatable: branches one after another, so a
+    fixed seed gives the same search (see `Space.gather`). actions_key: the state key
+    listing admissible actions, checked before an action is tried (None: no check).
+    max_depth: decisions after which a trajectory counts as finished.
+    """
+
+    decision_node: str
+    optimizer: Any = None
+    reward: Any = None
+    outcome: Outcome | None = None
+    budget: Budget | None = None
+    store: Store | str | None = None
+    policy: Any = None
+    environment: Environment | None = None
+    name: str | None = None
+    tags: Sequence[str] = ()
+    context: Any = None
+    checkpointer: Any = None
+    repeatable: bool = False
+    actions_key: str | None = "actions"
+    max_depth: int = 100
+
+    @classmethod
+    def of(cls, settings: SearchSettings | None, options: dict[str, Any]) -> SearchSettings:
+        """`settings` with `options` (keywords) applied on top; unknown keywords refused."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(options) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown search setting {', '.join(unknown)}; the settings are {', '.join(names)}")
+        if settings is not None:
+            return dataclasses.replace(settings, **options)
+        if "decision_node" not in options:
+            raise ConfigError("a search needs decision_node=, the node that chooses actions (e.g. 'agent')")
+        return cls(**options)
 
 
 @dataclass
 class SearchResult:
-    """What one search found and spent."""
+    """What one search found and spent.
+
+    status: "succeeded" when `best` is a valid finished trajectory, "unfinished" when
+    the search (and the greedy finish within the budget) ended without one.
+    finish: how the answer was completed, when the search stopped before one finished.
+    """
 
     best: Node
     state: dict[str, Any]
@@ -42,47 +114,41 @@ class SearchResult:
     run_id: str | None = None
     rollout_ids: list[str] = field(default_factory=list)
     space: Space | None = None
+    status: str = "succeeded"
+    finish: str = ""
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "succeeded"
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready: what `optimize(..., result_key=)` puts in the output and streams."""
+        return {"run_id": self.run_id, "status": self.status, "outcome": self.outcome, "finish": self.finish,
+                "spent": self.spent.to_dict(), "nodes": self.nodes,
+                "stats": {k: v for k, v in self.stats.items() if isinstance(v, (int, float, str, bool))}}
 
 
-async def asearch(
-    graph: Any,
-    input: Any,
-    *,
-    decision_node: str,
-    optimizer: Any = None,
-    reward: Any = None,
-    outcome: Callable[[dict[str, Any]], float | None] | None = None,
-    budget: Budget | None = None,
-    store: Store | str | None = None,
-    policy: Any = None,
-    environment: Environment | None = None,
-    name: str | None = None,
-    task: str | None = None,
-    tags: Sequence[str] = (),
-    context: Any = None,
-    checkpointer: Any = None,
-    metadata: dict[str, Any] | None = None,
-    repeatable: bool = False,
-) -> SearchResult:
+async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: dict[str, Any] | None = None,
+                  settings: SearchSettings | None = None, **options: Any) -> SearchResult:
     """Run one search on one input; record it when a store is given.
 
-    repeatable=True runs an optimizer's branches, and the k samples of the agent's
-    own decision node, one after another instead of concurrently (see
-    `Space.gather`): slower with a remote model, but the same seed then gives the
-    same search.
+    The settings (`SearchSettings`) come as keywords or as `settings=`. task: the task
+    id recorded with the search and its rollouts; metadata: extra run metadata.
     """
-    optimizer = resolve_optimizer(optimizer)
-    meter = BudgetMeter(budget or Budget())
-    if getattr(optimizer, "open_ended", False) and not meter.budget.limited:
+    s = SearchSettings.of(settings, options)
+    optimizer = resolve_optimizer(s.optimizer)
+    budget = s.budget or Budget()
+    if optimizer.open_ended and not budget.limited:
         raise BudgetError(f"{type(optimizer).__name__} searches until the budget is spent, and this Budget has no limit; "
                           f"set {', '.join(LIMITS[:-1])} or {LIMITS[-1]}")
-    space = Space(graph, decision_node, outcome=outcome, reward=reward, policy=as_policy(policy),
-                  environment=environment, meter=meter, context=context, checkpointer=checkpointer, repeatable=repeatable)
-    store = Store(store) if isinstance(store, str) else store
-    graph_name = name or getattr(graph, "name", None) or "graph"
-    run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(tags),
-              metadata={"optimizer": getattr(optimizer, "name", type(optimizer).__name__), "optimizer_config": repr(optimizer),
-                        "budget": repr(meter.budget), **(metadata or {})})
+    meter = BudgetMeter(budget)
+    space = Space(graph, s.decision_node, outcome=s.outcome, reward=s.reward, policy=as_policy(s.policy),
+                  environment=s.environment, meter=meter, context=s.context, checkpointer=s.checkpointer,
+                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth)
+    store = Store(s.store) if isinstance(s.store, str) else s.store
+    graph_name = s.name or getattr(graph, "name", None) or "graph"
+    run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(s.tags),
+              metadata={"optimizer": optimizer.name, "optimizer_config": repr(optimizer), "budget": repr(budget), **(metadata or {})})
     # the store opens its file and commits off the event loop (SQLite blocks): a search served
     # by LangGraph Server must not stall every other request while it writes
     if store is not None:
@@ -90,47 +156,110 @@ async def asearch(
     log = TreeLog()
     best: Node | None = None
     try:
-        root = await space.root(input)
-        try:
-            best = await optimizer.search(space, root, log)
-        except BudgetExhausted:
-            best = space.best_terminal() or _best_frontier(space, root)
-        if not best.terminal and meter.budget.finish:
-            meter.unlimited = True  # finish the chosen trajectory; reported as an overrun
-            best = await space.rollout(best)
+        returned = await _bounded(meter, _explore(optimizer, space, input, log))
+        if not space.nodes:
+            raise BudgetError(f"the budget ({meter.spent.stopped_by}) ran out before the graph reached its first decision point")
+        best = _settle(space, returned)
+        finish = ""
+        if not best.terminal:
+            best, finish = await _finish(space, best, meter) if budget.finish else (best, "not finished: Budget(finish=False)")
+        status = "succeeded" if best.terminal and not best.invalid else "unfinished"
+        log.stats["finish"] = finish
         spent = meter.report()
         result = SearchResult(best=best, state=best.state, outcome=best.outcome, spent=spent, stats=dict(log.stats),
-                              nodes=len(space.nodes), run_id=run.id if store else None, space=space)
+                              nodes=len(space.nodes), run_id=run.id if store else None, space=space, status=status, finish=finish)
     except BaseException as exc:
         if store is not None:
             await asyncio.to_thread(_write, store, space, run, log, best, task, status="failed",
                                     error=f"{type(exc).__name__}: {exc}", meter=meter)
         raise
     if store is not None:
-        result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status="succeeded", meter=meter)
+        result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status=status, meter=meter,
+                                                     error=None if status == "succeeded" else f"unfinished: {finish}")
     return result
 
 
-def search(graph: Any, input: Any, **kwargs: Any) -> SearchResult:
+def search(graph: Any, input: Any, *, task: str | None = None, metadata: dict[str, Any] | None = None,
+           settings: SearchSettings | None = None, **options: Any) -> SearchResult:
     """Synchronous `asearch`."""
-    return _run_sync(asearch(graph, input, **kwargs))
+    return _run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
+
+
+async def _explore(optimizer: Optimizer, space: Space, input: Any, log: TreeLog) -> Node:
+    root = await space.root(input)
+    return await optimizer.search(space, root, log)
+
+
+async def _bounded(meter: BudgetMeter, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None when the budget stopped it. At the wall-time limit the
+    work is cancelled, in-flight policy calls and branches with it (a hanging provider
+    kept a 3-second search running for 140 s before)."""
+    left = meter.time_left()
+    deadline = asyncio.timeout(left)  # timeout(None) never expires
+    try:
+        async with deadline:
+            return await work
+    except BudgetExhausted:
+        return None
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # a TimeoutError of the work's own, not the wall-time limit
+        meter.spent.stopped_by = meter.spent.stopped_by or "wall_time_s"
+        return None
+
+
+def _settle(space: Space, returned: Node | None) -> Node:
+    """The answer: what the optimizer returned if it is a valid finished trajectory,
+    else the best valid finished one in the tree, else the most promising open node."""
+    if returned is not None and returned.terminal and not returned.invalid:
+        return returned
+    found = space.best_terminal()
+    if found is not None:
+        if returned is not None:
+            found.reason = found.reason or f"the optimizer's answer (#{returned.id}) was {'invalid' if returned.invalid else 'unfinished'}"
+        return found
+    open_nodes = [n for n in space.nodes if not n.terminal and not n.invalid]
+    if not open_nodes:
+        return space.nodes[0]
+    return max(open_nodes, key=lambda n: (n.value if n.value is not None else (n.score or 0.0), n.depth, -n.id))
+
+
+async def _finish(space: Space, node: Node, meter: BudgetMeter, *, retries: int = 3) -> tuple[Node, str]:
+    """Finish `node`'s trajectory greedily with what the budget has left (the reserve
+    it kept, see `Budget`); a failed or invalid sample is retried from the same point,
+    at most `retries` times in a row. Returns the node reached and how."""
+    meter.finishing = True
+    start_depth, calls0 = node.depth, meter.spent.policy_calls
+    failures = 0
+
+    async def walk() -> None:
+        nonlocal node, failures
+        while not node.terminal and failures < retries:
+            candidate = (await space.propose(node, 1))[0]
+            child = await space.expand(node, candidate)
+            if child.invalid:
+                failures += 1
+                continue
+            failures = 0
+            child.reason = child.reason or "greedy finish"
+            node = child
+
+    await _bounded(meter, walk())
+    calls = meter.spent.policy_calls - calls0
+    if node.terminal and not node.invalid:
+        return node, f"finished greedily from depth {start_depth} in {calls} policy calls, within the budget"
+    why = f"{retries} invalid samples in a row" if failures >= retries else f"the budget ({meter.spent.stopped_by}) ran out"
+    return node, f"unfinished: {why} at depth {node.depth} after {calls} finishing calls"
 
 
 def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None, task: str | None, *,
            status: str, meter: BudgetMeter, error: str | None = None) -> list[str]:
     ids = write_search(store, space, run, log, best, task)
-    stats = {k: v for k, v in log.stats.items() if not isinstance(v, list)}
+    stats = {k: v for k, v in log.stats.items() if not isinstance(v, (list, dict))}
     store.update_run(run.id, status=status, error=error, ended_at=time.time(),
                      output=None if best is None else best.state, outcome=None if best is None else best.outcome,
                      metadata={**run.metadata, "spent": meter.report().to_dict(), "stats": stats, "nodes": len(space.nodes)})
     return ids
-
-
-def _best_frontier(space: Space, root: Node) -> Node:
-    open_nodes = [n for n in space.nodes if not n.terminal and not n.invalid]
-    if not open_nodes:
-        return root
-    return max(open_nodes, key=lambda n: (n.value if n.value is not None else (n.score or 0.0), n.depth, -n.id))
 
 
 def _run_sync(coro: Any) -> Any:
@@ -142,7 +271,7 @@ def _run_sync(coro: Any) -> Any:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _plain_schema(graph: Any, schema: Any, name: str) -> type:
+def _plain_schema(graph: Any, schema: Any, name: str, extra: str | None = None) -> type:
     """The schema's keys with no reducers: the search returns whole final values."""
     try:
         hints = typing.get_type_hints(schema, include_extras=False)
@@ -151,58 +280,47 @@ def _plain_schema(graph: Any, schema: Any, name: str) -> type:
     if not hints and hasattr(schema, "model_fields"):
         hints = {k: Any for k in schema.model_fields}
     keys = [k for k in hints if k in graph.channels] or [k for k in graph.channels if not k.startswith(("__", "branch:"))]
+    if extra is not None and extra not in keys:
+        keys.append(extra)
     return TypedDict(name, {k: Any for k in keys}, total=False)  # type: ignore[operator]
 
 
-def optimize(
-    graph: Any,
-    *,
-    decision_node: str,
-    optimizer: Any = None,
-    reward: Any = None,
-    outcome: Callable[[dict[str, Any]], float | None] | None = None,
-    budget: Budget | None = None,
-    store: Store | str | None = None,
-    policy: Any = None,
-    environment: Environment | None = None,
-    name: str | None = None,
-    task: Callable[[Any], str | None] | None = None,
-    tags: Sequence[str] = (),
-    repeatable: bool = False,
-) -> Any:
+def optimize(graph: Any, *, task: Callable[[Any], str | None] | None = None, result_key: str | None = None,
+             settings: SearchSettings | None = None, **options: Any) -> Any:
     """Wrap an agent so that every call searches its decision points.
 
-    graph: a compiled graph or a `StateGraph` builder. decision_node: the node that
-    chooses actions ("agent" for create_react_agent, "model" for create_agent).
-    optimizer: tg.MCTS() by default; tg.RRO(), tg.SEAgent(), tg.BestOfN(), tg.Greedy(),
-    or one of their names ("rro", "se-agent", ...) for its defaults.
-    reward: scores unfinished states (a reward model, tg.LLMJudge, tg.RolloutValue(n),
-    or a function of the state). outcome(state): final reward of a finished state.
-    policy: None = the agent's own decision node; or a litellm model string, a chat
-    model, or an object with `propose(state, k)`. repeatable: branches one after
-    another, so a fixed seed gives the same search (see `asearch`).
-    """
-    from langgraph.pregel import Pregel
+    graph: a compiled graph or a `StateGraph` builder; the settings (`SearchSettings`:
+    decision_node, optimizer, reward, outcome, budget, store, policy, ...) come as
+    keywords or as `settings=`. task(state): the task id to record for each call.
 
-    compiled = graph.compile() if isinstance(graph, StateGraph) else graph
-    if not isinstance(compiled, Pregel):
-        raise ConfigError(f"optimize() needs a LangGraph StateGraph or compiled graph, got {type(graph).__name__}")
-    if decision_node not in compiled.nodes:
-        raise ConfigError(f"decision node {decision_node!r} is not in the graph; its nodes are {sorted(n for n in compiled.nodes if not n.startswith('__'))}")
-    agent_name = name or compiled.get_name() or "agent"
-    store = Store(store) if isinstance(store, str) else store
-    kwargs = dict(decision_node=decision_node, optimizer=resolve_optimizer(optimizer), reward=reward, outcome=outcome, budget=budget,
-                  store=store, policy=policy, environment=environment, name=agent_name, tags=tags, repeatable=repeatable)
+    The optimized graph returns the best trajectory's final state, with the agent's
+    own keys. What the search spent and how it ended is reachable two ways, as a
+    LangGraph user would look for it: `result_key="search"` adds that key to the
+    output holding `SearchResult.summary()` (run id, status, outcome, spend), and
+    every call streams the same summary on LangGraph's custom stream
+    (`graph.stream(input, stream_mode="custom")` yields `{"trajgraph_search": {...}}`).
+    """
+    compiled = compiled_graph(graph, "optimize()")
+    s = SearchSettings.of(settings, options)
+    require_nodes(compiled, s.decision_node)
+    agent_name = s.name or compiled.get_name() or "agent"
+    s = dataclasses.replace(s, optimizer=resolve_optimizer(s.optimizer), name=agent_name,
+                            store=Store(s.store) if isinstance(s.store, str) else s.store)
 
     builder: Any = getattr(compiled, "builder", None)
     state_schema = getattr(builder, "state_schema", None)
-    plain: Any = _plain_schema(compiled, state_schema, f"{agent_name}_state") if state_schema else dict
+    plain: Any = _plain_schema(compiled, state_schema, f"{agent_name}_state", result_key) if state_schema else dict
     input_schema = _plain_schema(compiled, builder.input_schema, f"{agent_name}_input") if state_schema else plain
-    output_schema = _plain_schema(compiled, builder.output_schema, f"{agent_name}_output") if state_schema else plain
+    output_schema = _plain_schema(compiled, builder.output_schema, f"{agent_name}_output", result_key) if state_schema else plain
 
     async def run_search(state: dict[str, Any]) -> dict[str, Any]:
-        result = await asearch(compiled, dict(state), task=task(state) if task else None, **kwargs)
-        return dict(result.state)
+        result = await asearch(compiled, dict(state), task=task(state) if task else None, settings=s)
+        summary = result.summary()
+        _stream_custom({"trajgraph_search": summary})
+        out = dict(result.state)
+        if result_key is not None:
+            out[result_key] = summary
+        return out
 
     def run_search_sync(state: dict[str, Any]) -> dict[str, Any]:
         return _run_sync(run_search(state))
@@ -216,4 +334,29 @@ def optimize(
     return wrapper.compile(name=f"optimized_{agent_name}")
 
 
-__all__ = ["optimize", "search", "asearch", "SearchResult"]
+def _stream_custom(chunk: dict[str, Any]) -> None:
+    """Emit on LangGraph's custom stream when running inside a graph (a no-op otherwise)."""
+    from langgraph.config import get_stream_writer
+
+    try:
+        writer = get_stream_writer()
+    except RuntimeError:  # called outside a LangGraph run
+        return
+    writer(chunk)
+
+
+def _with_settings_signature(fn: Callable[..., Any], before: Sequence[inspect.Parameter]) -> None:
+    """help(asearch) and IDEs show every setting, though they are defined once, in SearchSettings."""
+    own = [p for p in inspect.signature(fn).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
+                               default=inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default)
+             for f in dataclasses.fields(SearchSettings)]
+    fn.__signature__ = inspect.Signature([*before, *own[len(before):], *extra])  # type: ignore[attr-defined]
+
+
+for _fn in (asearch, search, optimize):
+    _params = list(inspect.signature(_fn).parameters.values())
+    _with_settings_signature(_fn, _params[:2] if _fn is not optimize else _params[:1])
+
+
+__all__ = ["optimize", "search", "asearch", "SearchResult", "SearchSettings"]

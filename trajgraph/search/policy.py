@@ -73,7 +73,7 @@ def parse_env_action(text: str, state: dict[str, Any]) -> dict[str, str]:
 def _to_openai_messages(messages: Sequence[Any]) -> list[dict[str, Any]]:
     from langchain_core.messages import convert_to_openai_messages
 
-    return convert_to_openai_messages(list(messages))  # type: ignore[return-value]
+    return convert_to_openai_messages(list(messages))
 
 
 def _ai_message(choice_message: Any) -> Any:

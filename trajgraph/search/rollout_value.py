@@ -10,34 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from trajgraph.search.space import Node, Space
+    from trajgraph.search.space import Space
+    from trajgraph.search.tree import Node
 
 
 @dataclass(frozen=True)
 class RolloutValue:
+    """A `Scorer` (trajgraph.search.scoring): pass it as `reward=` to any search."""
+
     n: int = 4
     unknown: float = 0.0  # value of a rollout whose outcome the task does not report
 
-    def bind_space(self, space: Space) -> _Bound:
-        return _Bound(self, space)
+    async def score_nodes(self, space: Space, nodes: Sequence[Node]) -> list[float]:
+        return await space.gather(*(self._value(space, n) for n in nodes))
 
-
-@dataclass
-class _Bound:
-    spec: RolloutValue
-    space: Any
-
-    async def ascore_nodes(self, nodes: Sequence[Node]) -> list[float]:
-        return await self.space.gather(*(self._value(n) for n in nodes))
-
-    async def _value(self, node: Node) -> float:
+    async def _value(self, space: Space, node: Node) -> float:
         if node.terminal:
-            return node.outcome if node.outcome is not None else self.spec.unknown
-        ends = await self.space.gather(*(self.space.rollout(node) for _ in range(self.spec.n)))
-        values = [e.outcome if e.outcome is not None else self.spec.unknown for e in ends]
+            return node.outcome if node.outcome is not None else self.unknown
+        ends = await space.gather(*(space.rollout(node) for _ in range(self.n)))
+        values = [e.outcome if e.outcome is not None else self.unknown for e in ends]
         node.value = sum(values) / len(values)
         return node.value
 

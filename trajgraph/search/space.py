@@ -30,14 +30,15 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
+from trajgraph._langgraph import ainvoke_node, compiled_graph, require_nodes
+from trajgraph.errors import ForkError
+from trajgraph.render import render_action, render_observation, render_task
 from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
-from trajgraph._langgraph import ainvoke_node
-from trajgraph.store._json import canonical_key
-from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
 from trajgraph.search.budget import BudgetMeter
 from trajgraph.search.scoring import Scorer, as_reward
-from trajgraph.errors import ConfigError, ForkError
-from trajgraph.render import render_action, render_observation, render_task
+from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
+from trajgraph.store._json import canonical_key
+
 
 class Space:
     """The decision-point interface over one compiled graph and one task."""
@@ -323,21 +324,16 @@ class _Rejected(Exception):
 
 def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:
     """Compile (or copy) the graph with a checkpointer and a stop before the decision node."""
-    from langgraph.checkpoint.memory import InMemorySaver
-    from langgraph.graph import StateGraph
+    from trajgraph._hermetic import memory_checkpointer
 
-    if isinstance(graph, StateGraph):
-        graph = graph.compile()
-    if not isinstance(graph, Pregel):
-        raise ConfigError(f"optimize() needs a LangGraph StateGraph or compiled graph, got {type(graph).__name__}")
+    compiled: Pregel = compiled_graph(graph, "optimize()")
     from trajgraph.recording.record import _RecordingMixin, _unwrap
 
-    if isinstance(graph, _RecordingMixin):  # search the plain graph; the optimizer records its own tree
-        graph = _unwrap(graph)
-    if decision_node not in graph.nodes:
-        choices = sorted(n for n in graph.nodes if not n.startswith("__"))
-        raise ConfigError(f"decision node {decision_node!r} is not in the graph; its nodes are {choices}")
-    return graph.copy({"checkpointer": checkpointer or InMemorySaver(), "interrupt_before_nodes": [decision_node]})
+    if isinstance(compiled, _RecordingMixin):  # search the plain graph; the optimizer records its own tree
+        compiled = _unwrap(cast(Pregel, compiled))
+    graph = compiled
+    require_nodes(graph, decision_node)
+    return graph.copy({"checkpointer": checkpointer or memory_checkpointer(graph), "interrupt_before_nodes": [decision_node]})
 
 
 __all__ = ["Space", "Node", "Candidate", "Environment", "default_outcome"]

@@ -87,9 +87,39 @@ def default_outcome(state: dict[str, Any]) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+class TreeLog:
+    """What an optimizer records beyond the tree itself; the search driver writes it.
+
+    An optimizer receives one with every search (`search(space, root, log)`), so a
+    custom optimizer records exactly what the built-in ones do:
+
+    - `pair(source, at, chosen, rejected, ...)`: a step-level preference at decision
+      point `at` (chosen beat rejected there). Stored as `PreferencePair` rows with
+      `source` (e.g. "rro", "mcts", or your optimizer's name) and exported for DPO.
+    - `notes`: free-text lines kept with the search run.
+    - `stats`: numbers (and lists of numbers) about the search, e.g.
+      `stats["candidates_per_step"]`; scalar ones are stored in the run's metadata
+      and all of them are returned in `SearchResult.stats`.
+
+    The tree (every `Node` with its score, value, visits, reason) is written from
+    the space itself, so an optimizer only sets `node.reason` to say why it chose.
+    """
+
+    def __init__(self) -> None:
+        self.pairs: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        self.stats: dict[str, Any] = {}
+
+    def pair(self, source: str, at: Node, chosen: Node | Candidate, rejected: Node | Candidate,
+             chosen_score: float | None = None, rejected_score: float | None = None) -> None:
+        """A step-level preference at decision point `at`: chosen beat rejected."""
+        self.pairs.append(dict(source=source, at=at, chosen=chosen, rejected=rejected,
+                               chosen_score=chosen_score, rejected_score=rejected_score))
+
+
 def insert_by_id(nodes: list[Node], node: Node) -> None:
     """Keep a node list in id order (the order nodes were asked for)."""
     bisect.insort(nodes, node, key=lambda n: n.id)
 
 
-__all__ = ["Environment", "Candidate", "Node", "Outcome", "default_outcome", "insert_by_id"]
+__all__ = ["Environment", "Candidate", "Node", "Outcome", "TreeLog", "default_outcome", "insert_by_id"]

@@ -1,25 +1,37 @@
-"""The one search contract: an optimizer is a class with one async method.
+"""The one search contract: an optimizer is a class with a name, a flag and one async method.
 
+    name: str                     # "mcts"; recorded with the search, tags bench rows
+    open_ended: bool              # True when only a budget stops it (a search then refuses
+                                  # a Budget without limits)
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node
 
-It returns the node whose trajectory it chooses (finished when it can). Budget,
-recording and progress live around it (`trajgraph.search.optimize`), not inside it. An
-optimizer that only a budget stops says so with `open_ended = True`, and a search
-then refuses a Budget without limits.
+`search` returns the node whose trajectory it chooses (finished when it can),
+using only `space.propose / expand / score / gather / rollout` and recording
+preferences and numbers in `log` (`tg.TreeLog`). Budget, recording, the greedy
+finish and the final status live around it (`trajgraph.search.optimize`), not
+inside it: an invalid or unfinished node returned while a valid finished one
+exists is replaced by the best finished one.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, runtime_checkable
 
-from trajgraph.search._write import TreeLog
 from trajgraph.errors import ConfigError
 from trajgraph.search.space import Node, Space
+from trajgraph.search.tree import TreeLog
 
 
 @runtime_checkable
 class Optimizer(Protocol):
-    name: str
+    """What `tg.optimize`/`tg.search` accept as `optimizer=` (see the module docstring)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def open_ended(self) -> bool: ...
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node: ...
 
@@ -32,7 +44,14 @@ def at_least(owner: object, minimum: int = 1, **values: int | None) -> None:
             raise ConfigError(f"{type(owner).__name__}({field}={value!r}): use a whole number >= {minimum}")
 
 
-def resolve_optimizer(optimizer: Any) -> Any:
+def finite(owner: object, **values: float | None) -> None:
+    """Refuse NaN and infinities: MCTS(c=nan) ranked every child equal and never stopped."""
+    for field, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            raise ConfigError(f"{type(owner).__name__}({field}={value!r}): use a finite number")
+
+
+def resolve_optimizer(optimizer: Any) -> Optimizer:
     """An optimizer object, or its name ("greedy", "best-of-n", "rro", "mcts",
     "se-agent") for the defaults; None gives MCTS()."""
     from trajgraph.search.optimizers import BY_NAME, MCTS
@@ -43,8 +62,12 @@ def resolve_optimizer(optimizer: Any) -> Any:
         if optimizer not in BY_NAME:
             raise ConfigError(f"unknown optimizer {optimizer!r}; choose from {', '.join(BY_NAME)}")
         return BY_NAME[optimizer]()
-    if not callable(getattr(optimizer, "search", None)):
-        raise ConfigError(f"optimizer {optimizer!r} has no search(space, root, log) method")
+    if not isinstance(optimizer, Optimizer):
+        missing = [m for m in ("name", "open_ended", "search") if not hasattr(optimizer, m)]
+        if "search" in missing:
+            raise ConfigError(f"optimizer {optimizer!r} has no search(space, root, log) method")
+        raise ConfigError(f"optimizer {type(optimizer).__name__} lacks {' and '.join(missing)}; "
+                          "an optimizer declares name: str and open_ended: bool (see tg.Optimizer)")
     return optimizer
 
 
@@ -52,4 +75,4 @@ def success(node: Node, threshold: float) -> bool:
     return node.terminal and node.outcome is not None and node.outcome >= threshold
 
 
-__all__ = ["Optimizer", "at_least", "resolve_optimizer", "success"]
+__all__ = ["Optimizer", "at_least", "finite", "resolve_optimizer", "success"]

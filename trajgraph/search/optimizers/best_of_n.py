@@ -2,30 +2,33 @@
 
 Ranked by final outcome when the task gives one, else by the reward model
 (the "sample n, rerank" baseline, as in DSPy's BestOfN). With `n=None` it
-samples until the budget is spent; it stops early once one trajectory reaches
-`success` when outcomes are known. Emits a pair at the first step where the best
+samples until the budget is spent (leftover budget is what it is for); it stops
+early once one trajectory reaches `success` when outcomes are known. An invalid
+trajectory (a failed call, an inadmissible action) never ranks above a valid one. Emits a pair at the first step where the best
 trajectory and each worse one diverge (same prefix, chosen vs rejected).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from trajgraph.store._json import canonical_key
-from trajgraph.search._write import TreeLog
 from trajgraph.search.budget import BudgetExhausted
-from trajgraph.search.optimizers.base import at_least, success
+from trajgraph.search.optimizers.base import at_least, finite, success
 from trajgraph.search.space import Node, Space
+from trajgraph.search.tree import TreeLog
+from trajgraph.store._json import canonical_key
 
 
 @dataclass(frozen=True)
 class BestOfN:
     n: int | None = None
     success: float = 1.0
-    name: str = "best-of-n"
+    name: ClassVar[str] = "best-of-n"
 
     def __post_init__(self) -> None:
         at_least(self, n=self.n)
+        finite(self, success=self.success)
 
     @property
     def open_ended(self) -> bool:  # samples until the budget is spent
@@ -43,7 +46,8 @@ class BestOfN:
             if not finished:
                 raise
         scores = await space.score(finished)
-        best = max(zip(scores, finished), key=lambda sn: (sn[0], -sn[1].id))[1]
+        # valid finished trajectories first: an invalid branch tied at 0.0 won by its id before
+        best = max(zip(scores, finished), key=lambda sn: (sn[1].terminal and not sn[1].invalid, sn[0], -sn[1].id))[1]
         best.reason = f"best of {len(finished)} by {'outcome' if best.outcome is not None else 'reward'}"
         for other, s in zip(finished, scores):
             if other is not best and s < (best.score or 0.0):

@@ -1,17 +1,20 @@
 """Greedy: the agent as it is. One sample per decision point, taken as is. The
-baseline every claim is measured against."""
+baseline every claim is measured against. It never branches, so leftover budget
+stays unspent."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from trajgraph.search._write import TreeLog
 from trajgraph.search.space import Node, Space
+from trajgraph.search.tree import TreeLog
 
 
 @dataclass(frozen=True)
 class Greedy:
-    name: str = "greedy"
+    name: ClassVar[str] = "greedy"
+    open_ended: ClassVar[bool] = False
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         node = root

@@ -1,25 +1,33 @@
 """MCTS over decision points, as in LATS.
 
 Paper: Zhou et al., "Language Agent Tree Search Unifies Reasoning, Acting, and
-Planning in Language Models" (ICML 2024, arXiv:2310.04406). Each iteration:
-selection by UCT from the root; expansion of the selected decision point with k
-sampled actions; evaluation of each new child (known outcome when finished,
-else the reward model, optionally a simulation to the end); running-mean
-backpropagation to the root. Failed terminals can be turned into reflections
-that later proposals see (`state["reflections"]`). Stops early on success.
+Planning in Language Models" (ICML 2024, arXiv:2310.04406). One iteration is
+the paper's six operations, one method each:
+
+    leaf = select(root)                      # UCT descent to a node worth expanding
+    children = expand(space, leaf)           # k sampled actions, each a real branch
+    values = evaluate(space, children)       # reward model; without one, a simulation each
+    end = simulate(space, best child)        # LATS' rollout to a terminal state
+    backpropagate(node, value)               # running mean up to the root
+    reflect(space, end)                      # a failed terminal becomes a lesson
+
+Reflections reach later proposals as `state["reflections"]`. It stops at the first
+success; otherwise it grows the tree until the budget stops it (open-ended: all
+budget left over is spent on the tree).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from trajgraph.store._json import canonical_key
-from trajgraph.search._write import TreeLog
 from trajgraph.errors import ConfigError
-from trajgraph.search.optimizers.base import at_least, success
+from trajgraph.search.optimizers.base import at_least, finite, success
 from trajgraph.search.space import Node, Space
+from trajgraph.search.tree import TreeLog
+from trajgraph.store._json import canonical_key
 
 
 def uct(child: Node, parent_visits: int, c: float) -> float:
@@ -37,16 +45,66 @@ def backpropagate(node: Node | None, value: float) -> None:
         node = node.parent
 
 
+@dataclass
+class _Progress:
+    """What one search remembers between iterations (not in the tree itself)."""
+
+    expansions: dict[int, int] = field(default_factory=dict)  # node id -> times expanded
+    done: set[int] = field(default_factory=set)  # nodes whose whole subtree is finished
+
+
 @dataclass(frozen=True)
 class MCTS:
     k: int = 3  # actions sampled per expansion
     c: float = 1.0  # exploration weight
-    simulate: bool | None = None  # roll out from the best new child (LATS' simulation step); None: when there is no reward model
-    reflect: Callable[[Node], str] | None = None
+    simulate_best: bool | None = None  # roll out from the best new child after evaluation; None: when there is no reward model
+    reflect_with: Callable[[Node], str] | None = None  # failed terminal -> lesson (LATS' reflection)
     success: float = 1.0
     max_expansions: int = 3  # re-sample a node whose k samples merged into fewer than k distinct actions
-    open_ended = True  # not a field: grows the tree until success or the budget stops it
-    name: str = "mcts"
+    name: ClassVar[str] = "mcts"
+    open_ended: ClassVar[bool] = True  # grows the tree until success or the budget stops it
+
+    def __post_init__(self) -> None:
+        at_least(self, k=self.k, max_expansions=self.max_expansions)
+        finite(self, c=self.c, success=self.success)
+        if self.c < 0:
+            raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
+
+    async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
+        if root.terminal:
+            return root
+        progress = _Progress()
+        while (leaf := self.select(root, progress.expansions, progress.done)) is not None:
+            children = await self.expand(space, leaf, progress)
+            if not children:
+                continue
+            values, ends = await self.evaluate(space, children)
+            valid = [(ch, v) for ch, v in zip(children, values) if not ch.invalid]
+            for child, v in valid:
+                backpropagate(child, v)
+            for child, end in zip(children, ends):
+                if child.invalid:
+                    continue
+                if success(end, self.success):
+                    end.reason = "reached success"
+                    self._pairs(log, leaf, child, valid)
+                    return end
+                self.reflect(space, end)
+            if not valid:
+                continue
+            best, _ = max(valid, key=lambda cv: cv[1])
+            self._pairs(log, leaf, best, valid)
+            if self._simulates_best(space) and not best.terminal:
+                end = await self.simulate(space, best)
+                backpropagate(best, end.outcome if end.outcome is not None else (await space.score([end]))[0])
+                if success(end, self.success):
+                    end.reason = "reached success (simulation)"
+                    return end
+                self.reflect(space, end)
+        log.stats["exhausted"] = True  # every branch finished without success
+        return space.best_terminal() or root
+
+    # -- the six LATS operations ----------------------------------------------------------
 
     def select(self, root: Node, expansions: dict[int, int] | None = None, done: set[int] | None = None) -> Node | None:
         """Descend by UCT to a node to expand: a leaf, or a node still short of k
@@ -68,56 +126,44 @@ class MCTS:
             parent = node
             node = max(live, key=lambda ch: uct(ch, parent.visits, self.c))
 
-    def __post_init__(self) -> None:
-        at_least(self, k=self.k, max_expansions=self.max_expansions)
-        if self.c < 0:
-            raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
+    async def expand(self, space: Space, leaf: Node, progress: _Progress) -> list[Node]:
+        """Sample up to k actions not yet tried at `leaf` and branch on each."""
+        progress.expansions[leaf.id] = progress.expansions.get(leaf.id, 0) + 1
+        known = {canonical_key(ch.action) for ch in leaf.children}
+        want = self.k - len(known) if known else self.k
+        candidates = [c for c in await space.propose(leaf, want) if c.key not in known]
+        if not candidates:
+            return []
+        return list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
 
-    async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
-        if root.terminal:
-            return root
-        expansions: dict[int, int] = {}
-        done: set[int] = set()
-        while (leaf := self.select(root, expansions, done)) is not None:
-            expansions[leaf.id] = expansions.get(leaf.id, 0) + 1
-            known = {canonical_key(ch.action) for ch in leaf.children}
-            candidates = [c for c in await space.propose(leaf, self.k - len(known) if known else self.k) if c.key not in known]
-            if not candidates:
-                continue
-            children = await space.gather(*(space.expand(leaf, c) for c in candidates))
-            simulate = self.simulate if self.simulate is not None else space.reward is None
-            if space.reward is None and simulate:
-                # no value function: each new child is valued by one simulation to the end
-                ends = await space.gather(*(space.rollout(ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
-                scores = [e.outcome if e.outcome is not None else 0.0 for e in ends]
-                for ch, s in zip(children, scores):
-                    ch.score = s
-            else:
-                ends, scores = list(children), await space.score(children)
-            for child, s in zip(children, scores):
+    async def evaluate(self, space: Space, children: list[Node]) -> tuple[list[float], list[Node]]:
+        """(value of each child, the node its value was read at). With a reward model:
+        its score (outcome at terminals). Without one, LATS' fallback: one simulation
+        from each child, valued by the outcome it ends with."""
+        if space.reward is not None or self.simulate_best is False:
+            for child in children:
                 if child.invalid:
                     child.reason = child.reason or "invalid action"
-                    continue
-                backpropagate(child, s)
-            valid = [(ch, s) for ch, s in zip(children, scores) if not ch.invalid]
-            for child, end in zip(children, ends):
-                if not child.invalid and success(end, self.success):
-                    end.reason = "reached success"
-                    self._pairs(log, leaf, child, valid)
-                    return end
-                if end.terminal and not child.invalid and self.reflect is not None:
-                    space.reflections.append(self.reflect(end))
-            if valid:
-                best, _ = max(valid, key=lambda cs: cs[1])
-                self._pairs(log, leaf, best, valid)
-                if simulate and space.reward is not None and not best.terminal:
-                    end = await space.rollout(best)
-                    value = end.outcome if end.outcome is not None else (await space.score([end]))[0]
-                    backpropagate(best, value)
-                    if success(end, self.success):
-                        return end
-        log.stats["exhausted"] = True
-        return space.best_terminal() or root
+            return await space.score(children), list(children)
+        ends = await space.gather(*(self.simulate(space, ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
+        values = [e.outcome if e.outcome is not None else 0.0 for e in ends]
+        for child, v in zip(children, values):
+            child.score = v
+            if child.invalid:
+                child.reason = child.reason or "invalid action"
+        return values, ends
+
+    async def simulate(self, space: Space, node: Node) -> Node:
+        """Finish the trajectory from `node` with the policy's first sample at each step."""
+        return await space.rollout(node)
+
+    def reflect(self, space: Space, end: Node) -> None:
+        """A finished trajectory below success becomes a lesson later proposals see."""
+        if end.terminal and not end.invalid and self.reflect_with is not None:
+            space.reflections.append(self.reflect_with(end))
+
+    def _simulates_best(self, space: Space) -> bool:
+        return bool(self.simulate_best) and space.reward is not None
 
     @staticmethod
     def _pairs(log: TreeLog, at: Node, best: Node, scored: list[tuple[Node, float]]) -> None:

@@ -14,20 +14,34 @@ trajectories evolves for G generations through three operators:
 - refinement: select by reward while keeping diversity (distinct trajectories
   only); the LLM form also summarises the population into guidance.
 
+Which form runs is stated, not guessed: with `llm=` (a litellm model string or a
+LangChain chat model) each operator runs the paper's LLM-guided form, and falls
+back to the structural form only when the LLM gives no usable plan; without one,
+the structural forms run. Each member's `reason` starts with its operator and
+form ("revision [llm]", "recombination [structural]"), and the search's stats
+name the forms (`stats["operators"]`) and count how often each ran
+(`stats["forms"]`).
+
 Every member is a real trajectory executed through the graph; following a known
 action costs no policy call, which is why the structural forms suit small models.
+
+Leftover budget (`anytime=True`, the default): after the paper's `generations`,
+evolution goes on, one generation at a time, until a member reaches `success`,
+the budget stops it, or a generation finds nothing new. It is then open-ended
+(a budget with a limit is required). `anytime=False` is the paper's fixed G
+generations.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from trajgraph.store._json import canonical_key
-from trajgraph.search._write import TreeLog
-from trajgraph.search.optimizers.base import at_least, success
+from trajgraph.search.optimizers.base import at_least, finite, success
 from trajgraph.search.space import Node, Space
+from trajgraph.search.tree import TreeLog
+from trajgraph.store._json import canonical_key
 
 _VOLATILE_STATE = ("history", "messages", "action", "reflections", "score")
 
@@ -60,42 +74,62 @@ class SEAgent:
     llm: Any = None  # litellm model string or LangChain chat model: turns on the LLM-guided forms
     success: float = 1.0
     seed: int = 0
-    name: str = "se-agent"
+    anytime: bool = True  # evolve past `generations` while the budget lasts (False: the paper's G)
+    name: ClassVar[str] = "se-agent"
 
     def __post_init__(self) -> None:
         at_least(self, population=self.population)
         at_least(self, 0, generations=self.generations)
+        finite(self, success=self.success)
+
+    @property
+    def open_ended(self) -> bool:  # anytime: only success, the budget or stagnation stop it
+        return self.anytime
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         rng = random.Random(self.seed)
+        forms: dict[str, dict[str, int]] = {op: {"llm": 0, "structural": 0} for op in ("revision", "recombination", "refinement")}
+        log.stats["operators"] = "llm-guided" if self.llm is not None else "structural"
+        log.stats["forms"] = forms
         members = await space.gather(*(space.rollout(root) for _ in range(self.population)))
         log.stats["generations"] = 0
-        for generation in range(self.generations):
+        seen = {canonical_key(actions_of(m)) for m in members}
+        generation = 0
+        while generation < self.generations or self.anytime:
             done = [m for m in members if success(m, self.success)]
             if done:
                 return done[0]
             await space.score(members)
-            offspring = [await self.revise(space, m) for m in members]
+            offspring = [await self.revise(space, m, forms) for m in members]
             order = sorted(members, key=lambda m: -(m.score or 0.0))
             for a, b in zip(order, order[1:] + order[:1]):
                 if a is not b:
-                    offspring.append(await self.recombine(space, a, b, rng))
-            members = await self.refine(space, members + offspring)
-            log.stats["generations"] = generation + 1
+                    offspring.append(await self.recombine(space, a, b, rng, forms))
+            members = await self.refine(space, members + offspring, forms)
+            generation += 1
+            log.stats["generations"] = generation
             for m in members:
                 origin = m.reason.split(" [survived", 1)[0] or "initial rollout"
-                m.reason = f"{origin} [survived generation {generation + 1}]"
-        return max(members, key=lambda m: (m.outcome if m.outcome is not None else -1.0, m.score or 0.0))
+                m.reason = f"{origin} [survived generation {generation}]"
+            new = {canonical_key(actions_of(o)) for o in offspring} - seen
+            seen |= new
+            if generation >= self.generations and not new:
+                log.stats["stagnated"] = True  # nothing new this generation: more would repeat it
+                break
+        return max(members, key=lambda m: (not m.invalid, m.outcome if m.outcome is not None else -1.0, m.score or 0.0))
 
     # -- revision ---------------------------------------------------------------------
 
-    async def revise(self, space: Space, member: Node) -> Node:
+    async def revise(self, space: Space, member: Node, forms: dict[str, dict[str, int]] | None = None) -> Node:
+        forms = forms if forms is not None else _no_forms()
         if self.llm is not None:
             plan = await _llm_plan(self.llm, "revise", space, [member])
             if plan:
+                forms["revision"]["llm"] += 1
                 child = await follow(space, member.path()[0], plan)
-                child.reason = "revision (LLM critique and revised plan)"
+                child.reason = "revision [llm]: LLM critique and revised plan"
                 return child
+        forms["revision"]["structural"] += 1
         path = member.path()
         scores = await space.score(path[1:]) if len(path) > 1 else []
         values = [path[0].score or 0.0, *scores]
@@ -108,18 +142,22 @@ class SEAgent:
             return member
         child = await space.expand(parent, others[0])
         end = child if child.terminal else await space.rollout(child)
-        end.reason = f"revision: re-branched at step {critical} with {others[0].text!r}"
+        end.reason = f"revision [structural]: re-branched at step {critical} with {others[0].text!r}"
         return end
 
     # -- recombination -----------------------------------------------------------------
 
-    async def recombine(self, space: Space, a: Node, b: Node, rng: random.Random) -> Node:
+    async def recombine(self, space: Space, a: Node, b: Node, rng: random.Random,
+                        forms: dict[str, dict[str, int]] | None = None) -> Node:
+        forms = forms if forms is not None else _no_forms()
         if self.llm is not None:
             plan = await _llm_plan(self.llm, "recombine", space, [a, b])
             if plan:
+                forms["recombination"]["llm"] += 1
                 child = await follow(space, a.path()[0], plan)
-                child.reason = "recombination (LLM merged plans)"
+                child.reason = "recombination [llm]: LLM merged plans"
                 return child
+        forms["recombination"]["structural"] += 1
         pa, pb = a.path(), b.path()
         keys_b = {state_key(n): j for j, n in enumerate(pb[:-1])}
         shared = [(i, keys_b[state_key(n)]) for i, n in enumerate(pa[:-1]) if not n.terminal and state_key(n) in keys_b]
@@ -132,24 +170,32 @@ class SEAgent:
             i = j = rng.randint(0, max(0, min(len(pa), len(pb)) - 2))
             how = f"at equal depth {i}"
         child = await follow(space, pa[i], actions_of(pb[-1])[j:])
-        child.reason = f"recombination: prefix of #{a.id} + suffix of #{b.id} {how}"
+        child.reason = f"recombination [structural]: prefix of #{a.id} + suffix of #{b.id} {how}"
         return child
 
     # -- refinement ----------------------------------------------------------------------
 
-    async def refine(self, space: Space, candidates: list[Node]) -> list[Node]:
+    async def refine(self, space: Space, candidates: list[Node], forms: dict[str, dict[str, int]] | None = None) -> list[Node]:
+        """Select by reward, keeping only distinct trajectories (invalid ones last); the
+        LLM form also writes the population's lesson into `space.reflections`."""
+        forms = forms if forms is not None else _no_forms()
         await space.score(candidates)
         distinct: dict[str, Node] = {}
         for m in candidates:
             key = canonical_key(actions_of(m))
             if key not in distinct or (m.score or 0.0) > (distinct[key].score or 0.0):
                 distinct[key] = m
-        ranked = sorted(distinct.values(), key=lambda m: (-(m.outcome if m.outcome is not None else -1.0), -(m.score or 0.0), m.id))
-        if self.llm is not None:
-            guidance = await _llm_text(self.llm, _summary_prompt(space, ranked))
-            if guidance:
-                space.reflections.append(guidance)
+        ranked = sorted(distinct.values(),
+                        key=lambda m: (m.invalid, -(m.outcome if m.outcome is not None else -1.0), -(m.score or 0.0), m.id))
+        guidance = await _llm_text(self.llm, _summary_prompt(space, ranked)) if self.llm is not None else ""
+        if guidance:
+            space.reflections.append(guidance)
+        forms["refinement"]["llm" if guidance else "structural"] += 1
         return ranked[: self.population]
+
+
+def _no_forms() -> dict[str, dict[str, int]]:
+    return {op: {"llm": 0, "structural": 0} for op in ("revision", "recombination", "refinement")}
 
 
 def _trajectory_text(node: Node) -> str:
