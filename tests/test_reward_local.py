@@ -146,7 +146,7 @@ class _Gate:
 
     def __init__(self, batcher: _Batcher, n: int) -> None:
         self.batcher, self.n, self.first = batcher, n, True
-        self.run = batcher._run
+        self.run = batcher._forward()
         self.sizes: list[int] = []
 
     def __call__(self, batch: list) -> list[float]:
@@ -206,7 +206,7 @@ def test_asyncio_callers_share_batches(model_dir: Path) -> None:
 def test_large_requests_are_split_into_length_sorted_batches(model_dir: Path) -> None:
     rm = LocalRewardModel(model_dir, device="cpu", batch_size=8)
     sizes: list[list[int]] = []
-    real = rm._batcher._run
+    real = rm._batcher._forward()
     rm._batcher._run = lambda batch: (sizes.append([len(e.ids) for e in batch]), real(batch))[1]
     batch = items(20, long=2)
     scores = rm.score(batch)
@@ -230,15 +230,36 @@ def test_worker_errors_reach_every_caller_and_the_worker_recovers(model_dir: Pat
     assert len(rm.score(items(3))) == 3
 
 
-def test_idle_worker_thread_exits_and_restarts(model_dir: Path) -> None:
+def test_scoring_thread_persists_between_calls_and_stops_with_the_model(model_dir: Path) -> None:
+    import gc
+
     rm = LocalRewardModel(model_dir, device="cpu")
-    rm._batcher.idle_s = 0.05
     rm.score(items(2))
-    deadline = time.monotonic() + 10
-    while rm._batcher._worker is not None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert rm._batcher._worker is None
+    worker = rm._batcher._worker
+    assert worker is not None and worker.is_alive() and worker.daemon
+    time.sleep(2.5)  # longer than the old 2-second idle exit
+    assert rm._batcher._worker is worker and worker.is_alive()
     assert len(rm.score(items(2))) == 2
+    assert rm._batcher._worker is worker  # the same thread served the second call: no restart
+    batcher = rm._batcher
+    del rm
+    gc.collect()
+    worker.join(10)
+    assert not worker.is_alive()  # dropping the model ends its thread: nothing left behind
+    with pytest.raises(ConfigError, match="closed"):
+        batcher.submit([])
+
+
+def test_close_stops_the_thread_and_later_calls_say_so(model_dir: Path) -> None:
+    rm = LocalRewardModel(model_dir, device="cpu")
+    rm.score(items(1))
+    worker = rm._batcher._worker
+    assert worker is not None
+    rm.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    with pytest.raises(ConfigError, match="closed; load it again"):
+        rm.score(items(1))
 
 
 # -- light import, no network, GPU ------------------------------------------------------------

@@ -235,7 +235,11 @@ def load(path: Path, max_length: int | None = None) -> Loaded:
 
 
 def cpu_has_bf16() -> bool:
-    """Does this CPU multiply bf16 natively (AVX512-BF16 or AMX)? Emulated bf16 is slower than fp32."""
+    """Does this CPU multiply bf16 natively (AVX512-BF16 or AMX)?
+
+    A hint only: `fast="auto"` times the paths instead (bf16 with AVX512-BF16
+    but no AMX measured both slower and faster than fp32 on one EPYC).
+    """
     try:
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except AttributeError:  # pragma: no cover - a torch without these probes
@@ -281,15 +285,20 @@ def freeze(net: RewardNet, n_layers: int) -> None:
 
 
 def quantize_int8(net: RewardNet) -> RewardNet:
-    """Dynamic int8 quantization of the encoder's Linear layers (CPU); the head stays fp32."""
+    """A dynamic-int8 copy of `net`: the encoder's Linear layers quantized (CPU), the head shared, fp32.
+
+    `net` itself is left as it was (`fast="auto"` compares both).
+    """
     try:
         from torch.ao.quantization import quantize_dynamic
     except ImportError:  # pragma: no cover - future torch without the eager API
         raise ConfigError("fast='int8' needs torch.ao.quantization.quantize_dynamic, absent in this torch; use fast=None") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch deprecates the eager API in favour of torchao
-        net.encoder = quantize_dynamic(net.encoder, {nn.Linear}, dtype=torch.qint8)
-    return net
+        encoder = quantize_dynamic(net.encoder, {nn.Linear}, dtype=torch.qint8)  # a quantized copy
+    out = RewardNet(encoder, net.head.in_features, net.token_types)
+    out.head = net.head
+    return out.eval()
 
 
 __all__ = [

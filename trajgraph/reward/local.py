@@ -3,23 +3,31 @@
 CUDA when present (bf16 weights, `torch.inference_mode`), CPU fp32 otherwise.
 Faster CPU paths, chosen with `fast=`:
 
-- "bf16": bf16 weights and activations, for CPUs with bf16 dot products
-  (AVX512-BF16 or AMX: Zen 4, Sapphire Rapids and later). About 2.5-3x fp32 on
-  such a CPU, and it ranks items as fp32 does (Spearman >= 0.999 in the tests).
-  Elsewhere it still works, emulated and slower than fp32.
+- "auto": measure. Every path below is built and timed on one small probe
+  batch at load; those that rank the batch as fp32 does (Spearman >= 0.98)
+  compete, fp32 included, and the fastest wins, so auto is never slower than
+  fp32 as measured on the machine it runs on. The probe takes about a second
+  and is done once per process for a given model (`rm.probe` says what it
+  measured). See `_paths.py`.
+- "bf16": bf16 weights and activations. Ranks items as fp32 does (Spearman
+  >= 0.999). Fast with AMX (Sapphire Rapids and later); with AVX512-BF16 alone
+  (Zen 4) it measured both above and below fp32, and emulated elsewhere it is slower.
 - "int8": dynamic int8 quantization of the encoder's Linear layers (fbgemm,
-  VNNI). About as fast as bf16 and works on any x86 CPU, but coarser: each
-  activation tensor gets one scale per batch, so a score shifts with its
-  batch-mates, and a trained reward model, which separates near-identical
-  prefixes by small feature differences, ranks only roughly as fp32 does
-  (Spearman ~0.93-0.94 measured). Use it where bf16 is emulated and speed wins.
-- "auto": "bf16" where the CPU has bf16 instructions, else plain fp32.
+  VNNI). Works on any x86 CPU, but coarser: each activation tensor gets one
+  scale per batch, so a score shifts with its batch-mates, and a trained reward
+  model, which separates near-identical prefixes by small feature differences,
+  ranks only roughly as fp32 does (Spearman 0.68-0.94 measured).
+- "onnx-int8": the same model exported to ONNX (from its own safetensors, no
+  download) with int8 weights, run by ONNX Runtime; same caveat as "int8".
+  Needs `pip install 'trajgraph[onnx]'`; the export is cached on disk (`_onnx.py`).
+- None or "fp32": plain fp32.
 
 Concurrent callers (threads, or coroutines through `ascore`) are coalesced: each
 call puts its items on a queue, one worker thread drains everything queued,
 sorts it by length, runs it in batches padded to the longest item of each batch,
 and hands every caller its own scores. Several searches in one process thus share
-batches instead of taking turns with small ones.
+batches instead of taking turns with small ones. The worker lives as long as the
+model (a daemon thread, no idle exit: restarting it cost the next call 11%).
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
@@ -35,7 +44,7 @@ from typing import Any
 from trajgraph.errors import ConfigError
 from trajgraph.reward.base import Formatter, RewardItem
 
-_FAST = (None, "auto", "bf16", "int8")
+_FAST = (None, "auto", "fp32", "bf16", "int8", "onnx-int8")
 
 
 class LocalRewardModel:
@@ -62,7 +71,7 @@ class LocalRewardModel:
             raise ConfigError(f"fast={fast!r}: choose one of {list(_FAST)}")
         import torch
 
-        from trajgraph.reward import _net
+        from trajgraph.reward import _net, _paths
 
         self.path = Path(path)
         loaded = _net.load(self.path, max_length)  # raises RewardModelError naming what is missing
@@ -70,22 +79,26 @@ class LocalRewardModel:
         self.config: dict[str, Any] = loaded.config
         self._encoder = loaded.encoder
         self._pad_id = loaded.pad_id
+        self.probe: _paths.Probe | None = None  # what fast="auto" measured
         net = loaded.net
         if self.device.type == "cuda":
             # bf16 end to end: the encoder is tiny and the card's tensor cores want bf16.
-            net = net.to(self.device, dtype=torch.bfloat16)
+            net = net.to(self.device, dtype=torch.bfloat16).eval()
+            run = _paths.torch_runner(net, self._pad_id, self.device)
             self.fast: str | None = None  # the CPU options do not apply: bf16 already is the fast path
+        elif fast == "auto":
+            self.probe, run, net = _paths.choose(net, self._pad_id, self._encoder, self.path)
+            self.fast = None if self.probe.chosen == "fp32" else self.probe.chosen
         else:
-            if fast == "auto":
-                fast = "bf16" if _net.cpu_has_bf16() else None
-            if fast == "bf16":
-                net = net.to(dtype=torch.bfloat16)
-            elif fast == "int8":
-                net = _net.quantize_int8(net)
-            self.fast = fast
-        self._net = net.eval()
+            path_name = fast or "fp32"
+            run, net = _paths.build(path_name, net, self._pad_id, self.path, self._encoder.max_length)
+            self.fast = None if path_name == "fp32" else path_name
+        self._net = net  # the torch module that runs (None on ONNX Runtime)
+        self._run = run
         self.batch_size = int(batch_size or (512 if self.device.type == "cuda" else 32))
-        self._batcher = _Batcher(self._forward, self.batch_size)
+        self._batcher = _Batcher(weakref.WeakMethod(self._forward), self.batch_size)
+        # the worker thread holds the batcher, not the model: a dropped model stops its thread
+        weakref.finalize(self, self._batcher.close)
 
     # -- what callers use -----------------------------------------------------------
 
@@ -128,14 +141,12 @@ class LocalRewardModel:
 
     # -- the worker's side ------------------------------------------------------------
 
+    def close(self) -> None:
+        """Stop the scoring thread now (it also stops when the model is garbage-collected)."""
+        self._batcher.close()
+
     def _forward(self, batch: list[Any]) -> list[float]:
-        import torch
-
-        from trajgraph.reward import _net
-
-        with torch.inference_mode():
-            inputs = _net.collate(batch, self._pad_id, self.device)
-            return self._net(**inputs).tolist()
+        return self._run(batch)
 
 
 def _sigmoid(x: float) -> float:
@@ -148,22 +159,25 @@ class _Batcher:
 
     The worker drains *everything* queued while it was busy, so under load the
     batches fill up by themselves, and a lone caller pays only a thread hand-off.
-    It exits after `idle_s` without work (a dropped model leaves no thread behind)
-    and is restarted by the next submit.
+    It is started by the first submit and waits, without a timeout, until
+    `close()`; the model closes it when it is garbage-collected. `run` may be a
+    `weakref.WeakMethod`, so the thread does not keep the model alive.
     """
 
-    def __init__(self, run: Callable[[list[Any]], list[float]], batch_size: int, idle_s: float = 2.0) -> None:
+    def __init__(self, run: Callable[[list[Any]], list[float]] | weakref.WeakMethod[Any], batch_size: int) -> None:
         self._run = run
         self.batch_size = batch_size
-        self.idle_s = idle_s
         self._cv = threading.Condition()
         self._queue: list[tuple[list[Any], Future[list[float]]]] = []
         self._worker: threading.Thread | None = None
+        self._closed = False
         self.batches = 0  # forward passes run, for tests and benchmarks
 
     def submit(self, encoded: list[Any]) -> Future[list[float]]:
         future: Future[list[float]] = Future()
         with self._cv:
+            if self._closed:
+                raise ConfigError("this LocalRewardModel was closed; load it again to score")
             self._queue.append((encoded, future))
             if self._worker is None:
                 self._worker = threading.Thread(target=self._loop, name="trajgraph-reward", daemon=True)
@@ -171,25 +185,40 @@ class _Batcher:
             self._cv.notify()
         return future
 
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
     def _loop(self) -> None:
         while True:
             with self._cv:
-                if not self._queue:
-                    self._cv.wait(self.idle_s)
-                if not self._queue:
+                while not self._queue and not self._closed:
+                    self._cv.wait()
+                if not self._queue:  # closed, nothing left to serve
                     self._worker = None
                     return
                 work, self._queue = self._queue, []
             self._serve(work)
+
+    def _forward(self) -> Callable[[list[Any]], list[float]]:
+        run = self._run
+        if isinstance(run, weakref.WeakMethod):
+            target = run()
+            if target is None:
+                raise ConfigError("the LocalRewardModel behind this queue is gone; load it again to score")
+            return target  # type: ignore[no-any-return]
+        return run
 
     def _serve(self, work: list[tuple[list[Any], Future[list[float]]]]) -> None:
         flat = [(r, j) for r, (encoded, _) in enumerate(work) for j in range(len(encoded))]
         flat.sort(key=lambda rj: len(work[rj[0]][0][rj[1]].ids))  # similar lengths share a batch: less padding
         results: list[list[float]] = [[0.0] * len(encoded) for encoded, _ in work]
         try:
+            run = self._forward()
             for start in range(0, len(flat), self.batch_size):
                 chunk = flat[start : start + self.batch_size]
-                out = self._run([work[r][0][j] for r, j in chunk])
+                out = run([work[r][0][j] for r, j in chunk])
                 self.batches += 1
                 for (r, j), value in zip(chunk, out):
                     results[r][j] = value
@@ -197,6 +226,8 @@ class _Batcher:
             for _, future in work:
                 _settle(future, exc=exc)
             return
+        finally:
+            run = None  # type: ignore[assignment]  # no strong reference to the model between batches
         for (_, future), values in zip(work, results):
             _settle(future, values)
 
