@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 
-import trajgraph  # noqa: F401  (hermetic environment: no network)
+import trajgraph.testing  # noqa: F401  (the test kit applies the offline defaults; `import trajgraph` changes nothing)
 from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
     MiniLM,
     SimulatedPolicy,

@@ -23,7 +23,7 @@ import statistics
 import time
 from typing import Any
 
-import trajgraph  # noqa: F401  (hermetic environment: no network)
+import trajgraph.testing  # noqa: F401  (the test kit applies the offline defaults; `import trajgraph` changes nothing)
 from trajgraph.adapters.policies import PolicyStats, SimulatedPolicy, minilm_policy, register_smollm2, smollm2_policy
 from trajgraph.adapters.policies.choice_task import choice_states
 

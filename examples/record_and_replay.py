@@ -9,7 +9,7 @@ then look at the same file from the shell:
 
     trajgraph runs --db example-runs.db
     trajgraph show RUN --db example-runs.db
-    trajgraph replay RUN --db example-runs.db      # imports the graph from the run's graph_path
+    trajgraph replay RUN --db example-runs.db --graph examples/record_and_replay.py:build_agent
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ SCRIPT = [[fake_tool_call("add", a=19, b=23)], [fake_tool_call("multiply", a=42,
 
 
 def build_agent():  # noqa: ANN201 - a compiled LangGraph graph
-    """A zero-argument factory, so `trajgraph replay` can rebuild the graph from its path."""
+    """A zero-argument factory, so `trajgraph replay --graph file.py:build_agent` can rebuild the graph."""
     return react_calculator_agent(ScriptedToolModel(script=SCRIPT))
 
 

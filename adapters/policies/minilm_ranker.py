@@ -45,8 +45,8 @@ class MiniLM:
         from transformers import AutoModel, AutoTokenizer
 
         path = str(path or model_dir())
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, use_safetensors=True).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=True).eval()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
         self.max_length = max_length

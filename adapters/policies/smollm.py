@@ -64,8 +64,8 @@ def _convert(gguf: Path, dest: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -136,8 +136,8 @@ class SmolLM2:
         if not _is_current(dest, gguf):
             _convert(gguf, dest)
             source = "gguf"
-        model = AutoModelForCausalLM.from_pretrained(str(dest), use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(dest))
+        model = AutoModelForCausalLM.from_pretrained(str(dest), use_safetensors=True, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(dest), local_files_only=True)
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         return cls(model, tokenizer, source, time.perf_counter() - start)
 

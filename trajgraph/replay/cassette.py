@@ -21,6 +21,7 @@ the stored steps (the divergence, `diff`) is trajgraph/_diff.py.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import sys
@@ -41,6 +42,7 @@ from trajgraph.store._json import canonical
 from trajgraph.store._rows import unreadable
 from trajgraph.recording._nested import nested_graph_nodes
 from trajgraph.store._writer import writer_for
+from trajgraph._hermetic import memory_checkpointer
 from trajgraph.errors import ReplayError, StoreError, TrajgraphError
 from trajgraph.recording.record import instrument, recorder_session
 from trajgraph.store import Store
@@ -231,6 +233,17 @@ def fork(store: Store | str, run_id: str, graph: Any = None, *, at: int, action:
     return replay(store, run_id, graph, fork_at=at, action=action, tags=tags, import_recorded=import_recorded)
 
 
+async def areplay(store: Store | str, run_id: str, graph: Any = None, **kwargs: Any) -> ReplayResult:
+    """`replay` for async code: it reads the store, re-runs the graph and writes the new run in a worker
+    thread, so an event loop (a LangGraph Server, a notebook) goes on serving meanwhile."""
+    return await asyncio.to_thread(replay, store, run_id, graph, **kwargs)
+
+
+async def afork(store: Store | str, run_id: str, graph: Any = None, *, at: int, **kwargs: Any) -> ReplayResult:
+    """`fork` for async code, off the event loop like `areplay`."""
+    return await asyncio.to_thread(replay, store, run_id, graph, fork_at=at, **kwargs)
+
+
 def _inside(step: Step, tasks: set[str]) -> bool:
     return bool(tasks) and any(task in tasks for _, task in ns_parts(step.namespace))
 
@@ -264,9 +277,7 @@ def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[
     """Run the instrumented graph on the recorded input, then on each recorded resume."""
     resumes = list(original.metadata.get("resumes") or [])
     if resumes and not graph.checkpointer:
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        graph = Pregel.copy(graph, {"checkpointer": InMemorySaver()})
+        graph = Pregel.copy(graph, {"checkpointer": memory_checkpointer(graph)})  # strict: revives no named code
     config = RunnableConfig()
     if graph.checkpointer:  # a thread of its own: never continue one of the user's threads
         config = RunnableConfig(configurable={"thread_id": f"trajgraph-{run.kind}-{run.id}"})
