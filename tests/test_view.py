@@ -26,7 +26,7 @@ from tests._export_store import SEARCH_TASK, Facts, build_store
 
 import trajgraph as tg
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
-from trajgraph.trajectory import Run, Step, new_id
+from trajgraph.trajectory import Run, SearchNode, Step, new_id
 from trajgraph.view.server import ViewServer
 
 PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
@@ -378,3 +378,95 @@ def test_a_store_first_written_after_the_server_started(tmp_path: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# -- scale: filters before the cap, pages, levels on demand, no global lock ------------------
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ViewServer]:
+    """520 runs (the 12 oldest succeed, two of them only by their final env step) and one run with
+    20k steps and a 30k-node search tree."""
+    path = tmp_path_factory.mktemp("big") / "big.db"
+    with tg.Store(path) as store:
+        runs = [Run(id=f"r{i:04d}", graph="g", status="succeeded", started_at=1000.0 + i,
+                    outcome=None if i in (3, 7) else (1.0 if i < 12 else 0.0)) for i in range(520)]
+        steps = [Step(run_id=f"r{i:04d}", seq=0, node="env", update={"done": True, "reward": 1.0}) for i in (3, 7)]
+        store.write(runs=runs, steps=steps)
+        store.write(runs=[Run(id="huge", graph="g", kind="search", status="succeeded", started_at=0.0)])
+        store.write(steps=[Step(run_id="huge", seq=i, node="policy" if i % 2 == 0 else "env",
+                                action={"action": f"move {i}"} if i % 2 == 0 else None, update={"observation": f"room {i}"})
+                           for i in range(20_000)])
+        # a root, 30 children, then 29,969 nodes spread under them: a level is at most a few thousand
+        nodes = [SearchNode(run_id="huge", id=0, visits=1)]
+        nodes += [SearchNode(run_id="huge", id=i, parent_id=0, depth=1, action_text=f"a{i}", chosen=i == 1) for i in range(1, 31)]
+        nodes += [SearchNode(run_id="huge", id=i, parent_id=1 + i % 30, depth=2, action_text=f"b{i}") for i in range(31, 30_000)]
+        store.write(search_nodes=nodes)
+    srv = ViewServer(path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def test_filters_apply_before_the_run_cap(big: ViewServer) -> None:
+    everything = api(big, "/api/runs")
+    assert len(everything["runs"]) == everything["limit"] == 500 and everything["total"] == 521
+    winners = api(big, "/api/runs?min_outcome=1")  # all 12 are older than the newest 500
+    assert sorted(r["id"] for r in winners["runs"]) == [f"r{i:04d}" for i in range(12)] and winners["total"] == 12
+    assert {r["id"]: r["outcome"] for r in winners["runs"]}["r0003"] == 1.0  # from the final env step
+    losers = api(big, "/api/runs?max_outcome=0.5&graph=g")
+    assert losers["total"] == 508 and len(losers["runs"]) == 500 and "r0519" in {r["id"] for r in losers["runs"]}
+
+
+def test_a_huge_run_comes_in_pages(big: ViewServer) -> None:
+    status, _, body = get(big, "/api/run?id=huge")
+    assert status == 200 and len(body) < 200_000  # the whole run would be tens of MB
+    head = json.loads(body)
+    assert head["steps_total"] == 20_000 and [s["seq"] for s in head["steps"]] == list(range(head["page"]))
+    assert head["run"]["n_nodes"] == 30_000 and [n["id"] for n in head["tree"]] == [0] and head["tree"][0]["n_children"] == 30
+    page = api(big, "/api/steps?id=huge&offset=19950&limit=100")
+    assert [s["seq"] for s in page["steps"]] == list(range(19_950, 20_000)) and page["steps"][0]["text"] == "move 19950"
+    level = api(big, "/api/tree?id=huge&parent=0")
+    assert [n["id"] for n in level["nodes"]] == list(range(1, 31)) and level["nodes"][0]["n_children"] == 998
+    deep = api(big, "/api/tree?id=huge&parent=1")
+    assert deep["total"] == 998 and len(deep["nodes"]) == 998 and all(n["parent_id"] == 1 for n in deep["nodes"])
+    status, _, body = get(big, "/api/steps?id=huge&offset=x")
+    assert status == 400 and "offset='x'" in json.loads(body)["error"]
+
+
+def test_requests_do_not_wait_for_each_other(big: ViewServer) -> None:
+    """A request still reading (held open here) does not block another one: no lock around the store."""
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_reader() -> None:
+        with big.reader.read() as db:
+            db.run("huge")
+            entered.set()
+            release.wait(30)
+
+    held = threading.Thread(target=slow_reader)
+    held.start()
+    try:
+        assert entered.wait(10)
+        results: list[int] = []
+        fast = threading.Thread(target=lambda: results.append(get(big, "/api/steps?id=huge&limit=5")[0]))
+        fast.start()
+        fast.join(10)
+        assert results == [200]  # answered while the other read is still open
+    finally:
+        release.set()
+        held.join(10)
+
+
+def test_page_loads_more_steps_and_opens_levels(big: ViewServer, browser: Browser) -> None:
+    browser.call("Page.navigate", url=big.url + "#run=huge")
+    browser.wait("document.querySelectorAll('#steps .step').length === 100")
+    browser.js("document.querySelector('#more-steps').click()")
+    browser.wait("document.querySelectorAll('#steps .step').length === 200")
+    assert browser.js("document.querySelectorAll('#steps .step')[199].dataset.seq") == "199"
+    browser.wait("document.querySelectorAll('#tree li.tree-node').length === 31")  # the root opens its 30 children
+    browser.js("document.querySelector(\"#tree li[data-node-id='1'] > .node-row > .toggle\").click()")
+    browser.wait("document.querySelectorAll('#tree li.tree-node').length === 31 + 998")

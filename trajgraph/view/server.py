@@ -248,15 +248,19 @@ def api_tree(db: Store, run_id: str, parent: int | None) -> dict[str, Any]:
     run = db.run(run_id)
     where = "n.parent_id IS NULL" if parent is None else "n.parent_id = ?"
     params: list[Any] = [run.id] + ([] if parent is None else [int(parent)])
-    rows = db.db.query(
-        f"SELECT n.*, (SELECT COUNT(*) FROM search_nodes c WHERE c.run_id = n.run_id AND c.parent_id = n.id) AS n_children "
-        f"FROM search_nodes n WHERE n.run_id = ? AND {where} ORDER BY n.id LIMIT ?", [*params, _MAX_LEVEL])
+    rows = list(db.db.query(f"SELECT * FROM search_nodes n WHERE n.run_id = ? AND {where} ORDER BY n.id LIMIT ?", [*params, _MAX_LEVEL]))
+    ids = [r["id"] for r in rows]
+    counts: dict[int, int] = {}
+    if ids:  # one grouped count over the run's nodes (a correlated count per node scanned them once per node)
+        marks = ",".join("?" * len(ids))
+        counts = {r["parent_id"]: r["n"] for r in db.db.query(
+            f"SELECT parent_id, COUNT(*) AS n FROM search_nodes WHERE run_id = ? AND parent_id IN ({marks}) GROUP BY parent_id",
+            [run.id, *ids])}
     nodes = []
     for row in rows:
-        n_children = row.pop("n_children")
         node = SearchNode(**db._decode("search_nodes", row)).to_dict()
         node["action"] = to_jsonable(node["action"])
-        node["n_children"] = n_children
+        node["n_children"] = counts.get(row["id"], 0)
         nodes.append(node)
     total = _count(db, f"SELECT COUNT(*) AS n FROM search_nodes n WHERE n.run_id = ? AND {where}", params)
     return {"nodes": nodes, "total": total, "parent": parent}
