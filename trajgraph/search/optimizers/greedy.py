@@ -21,5 +21,5 @@ class Greedy:
         while not node.terminal:
             candidate = (await space.propose(node, 1))[0]
             node = await space.expand(node, candidate)
-            node.reason = "greedy: the policy's only sample"
+            node.reason = node.reason or "greedy: the policy's only sample"  # an invalid one keeps its why
         return node
