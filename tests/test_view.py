@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests._export_store import SEARCH_TASK, Facts, build_store
 
 import trajgraph as tg
+from tests._export_store import SEARCH_TASK, Facts, build_store
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 from trajgraph.trajectory import Run, SearchNode, Step, new_id
 from trajgraph.view.server import ViewServer

@@ -16,24 +16,23 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, get_args, get_type_hints
 
 import typer
+from typer import Abort
 from typer.core import TyperGroup
 
 from trajgraph.errors import BudgetError, ConfigError, ReplayError, RewardModelError, RunNotFoundError, StoreError, TrajgraphError
 from trajgraph.export._read import RunFilter
 from trajgraph.trajectory import RunKind, RunStatus
 
-from typer import Abort
-
 try:  # typer >= 0.24 vendors click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older typer on real click
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment,no-redef]
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[assignment]
 
 # Bad input: the same command with other input would work (arguments, a run id, the store or model given,
 # a path). Everything else (an environment that cannot fork, a full disk while writing an output, a bug) is
@@ -72,23 +71,23 @@ def describe(exc: BaseException) -> str:
 class OneLineErrors(TyperGroup):
     """The root group: every error of every subcommand ends here as one line and an exit code."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, windows_expand_args: bool = True, **extra: Any) -> Any:
         if not standalone_mode:  # a caller that wants the exceptions
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
             code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0  # typer.Exit(n) comes back as n
         except NoArgsIsHelpError as exc:  # `trajgraph` or `trajgraph export` alone: the help, as asked
             exc.show()
             code = 0
         except BrokenPipeError:  # `trajgraph runs | head`: the reader left; say nothing more
-            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
+            sys.stdout = open(os.devnull, "w")
             code = 1
         except Abort:
             print("error: aborted", file=sys.stderr)
             code = 1
-        except Exception as exc:  # noqa: BLE001 - the contract: one line, never a traceback
+        except Exception as exc:
             if os.environ.get("TRAJGRAPH_DEBUG") and not isinstance(exc, (TrajgraphError, ClickException)):
                 raise
             print(f"error: {describe(exc)}", file=sys.stderr)

@@ -30,7 +30,7 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=max(console.width, 160))
 
 
-def _when(ts: Optional[float]) -> str:
+def _when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -39,7 +39,7 @@ def _short(text: Any, width: int = 60) -> str:
     return s if len(s) <= width else s[: width - 1] + "…"
 
 
-def _num(x: Optional[float], fmt: str = "{:.3g}") -> str:
+def _num(x: float | None, fmt: str = "{:.3g}") -> str:
     return "" if x is None else fmt.format(x)
 
 
