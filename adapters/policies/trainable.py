@@ -47,22 +47,33 @@ N_SCALARS = 8
 BASE_TEMPERATURE = 0.1  # the base policy's sampling temperature: its scores / 0.1 are its logits
 
 
-def _head(hidden: int) -> Any:
+FEATURES = ("full", "scalars")
+
+
+def _head(hidden: int, features: str = "full") -> Any:
     import torch
 
+    if features not in FEATURES:
+        raise ConfigError(f"features must be one of {', '.join(FEATURES)}, got {features!r}")
+
     class Head(torch.nn.Module):
-        """(B, 4, 384) embeddings + (B, S) scalars + (B,) base score -> (B,) score."""
+        """(B, 384) command + (B, 3, 384) context embeddings + (B, S) scalars -> (B,) score.
+
+        features="scalars" reads only the scalars (a few hundred weights: less to
+        overfit when the store holds a few dozen episodes)."""
 
         def __init__(self) -> None:
             super().__init__()
+            self.full = features == "full"
             self.base_weight = torch.nn.Parameter(torch.tensor(1.0 / BASE_TEMPERATURE))
-            self.mlp = torch.nn.Sequential(torch.nn.Linear(4 * DIM + N_SCALARS, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
+            width = 4 * DIM + N_SCALARS if self.full else N_SCALARS
+            self.mlp = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
             torch.nn.init.zeros_(self.mlp[2].weight)  # untrained head == base policy
             torch.nn.init.zeros_(self.mlp[2].bias)
 
         def forward(self, cmd: Any, ctx: Any, scalars: Any) -> Any:
             # cmd: (B, 384); ctx: (B, 3, 384) next instruction, observation, last action
-            x = torch.cat([cmd, cmd.unsqueeze(1).mul(ctx).flatten(1), scalars], dim=-1)
+            x = torch.cat([cmd, cmd.unsqueeze(1).mul(ctx).flatten(1), scalars], dim=-1) if self.full else scalars
             return self.base_weight * scalars[:, 0] + self.mlp(x).squeeze(-1)
 
     return Head()
@@ -182,7 +193,7 @@ class TrainablePolicy(SeededPolicy):
 def content_hash(weights: Path, card: Mapping[str, Any]) -> str:
     """sha256 over the weight bytes and the settings that change behaviour (not metrics or dates)."""
     h = hashlib.sha256(weights.read_bytes())
-    h.update(json.dumps({k: card.get(k) for k in ("kind", "hidden", "temperature")}, sort_keys=True).encode())
+    h.update(json.dumps({k: card.get(k) for k in ("kind", "hidden", "features", "temperature")}, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -191,17 +202,17 @@ def is_policy_folder(path: str | Path) -> bool:
 
 
 def trainable_policy(hidden: int = 128, temperature: float = 1.0, seed: int | None = 0, name: str = "minilm-head",
-                     encoder: MiniLM | None = None) -> TrainablePolicy:
+                     encoder: MiniLM | None = None, features: str = "full") -> TrainablePolicy:
     """An untrained head: it ranks exactly like `minilm_policy()` until `fit` moves it."""
     import torch
 
     from safetensors.torch import save
 
     torch.manual_seed(0)  # the first layer's init: the same untrained policy every time
-    head = _head(hidden)
-    card: dict[str, Any] = {"kind": KIND, "name": name, "hidden": hidden, "temperature": temperature, "round": 0}
+    head = _head(hidden, features)
+    card: dict[str, Any] = {"kind": KIND, "name": name, "hidden": hidden, "features": features, "temperature": temperature, "round": 0}
     weights = save({k: v.detach().contiguous() for k, v in head.state_dict().items()})
-    card["hash"] = hashlib.sha256(weights + json.dumps([hidden, temperature]).encode()).hexdigest()
+    card["hash"] = hashlib.sha256(weights + json.dumps([hidden, features, temperature]).encode()).hexdigest()
     return TrainablePolicy(head, card, temperature, seed, encoder)
 
 
@@ -219,7 +230,7 @@ def load_trainable_policy(path: str | Path, temperature: float | None = None, se
         raise ConfigError(f"{path / CARD}: not valid JSON ({exc})") from None
     if card.get("kind") != KIND:
         raise ConfigError(f"{path}: holds a {card.get('kind')!r} model, not a {KIND!r} policy")
-    head = _head(int(card["hidden"]))
+    head = _head(int(card["hidden"]), str(card.get("features", "full")))
     try:
         head.load_state_dict(load_file(str(path / WEIGHTS)))
     except (RuntimeError, KeyError) as exc:

@@ -103,17 +103,34 @@ def _policy_view(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_decisions(run: Run, steps: Sequence[Step]) -> list[tuple[dict[str, Any], str]]:
-    """(state the decision node saw, action it took) for every decision step of an env-loop run."""
-    state: dict[str, Any] = dict(to_jsonable(run.input) or {}) if isinstance(to_jsonable(run.input), dict) else {}
-    out = []
+def run_decisions(run: Run, steps: Sequence[Step], *, trim_loops: bool = False) -> list[tuple[dict[str, Any], str]]:
+    """(state the decision node saw, action it took) for every decision step of an env-loop run.
+
+    trim_loops: drop the decisions of any stretch that came back to a situation
+    (observation, admissible actions, score) seen before on the same run: on a
+    successful run they are detours (go east / go west, take / put back), and
+    cloning them teaches the loop. The decision that leaves the loop stays."""
+    data = to_jsonable(run.input)
+    state: dict[str, Any] = dict(data) if isinstance(data, dict) else {}
+    out: list[tuple[dict[str, Any], str]] = []
+    seen = {_situation(state): 0}
     for step in steps:
         if step.action is not None:
             action = _action_text(step.action)
             if action is not None and state.get("actions"):
                 out.append((_policy_view(state), action))
         _apply(state, step.update)
+        if trim_loops and step.action is None:
+            here = _situation(state)
+            if here in seen:
+                del out[seen[here]:]  # back where we were: the decisions since were a detour
+            seen = {k: v for k, v in seen.items() if v <= len(out)}
+            seen.setdefault(here, len(out))
     return out
+
+
+def _situation(state: Mapping[str, Any]) -> str:
+    return json.dumps([str(state.get("observation") or ""), list(state.get("actions") or []), state.get("score")], default=str)
 
 
 def _runs(db: Store, tags: Sequence[str], tasks: Iterable[str] | None) -> list[Run]:
@@ -140,10 +157,11 @@ def _runs(db: Store, tags: Sequence[str], tasks: Iterable[str] | None) -> list[R
 
 
 def decisions(store: Store | str | Path, *, success_threshold: float = 1.0, tags: Sequence[str] = (),
-              tasks: Iterable[str] | None = None) -> list[Decision]:
+              tasks: Iterable[str] | None = None, trim_loops: bool = True) -> list[Decision]:
     """De-duplicated decisions of every run whose outcome reaches `success_threshold`.
 
-    `tags`: only runs (or rollouts of searches) carrying all of them; `tasks`: only these task ids."""
+    `tags`: only runs (or rollouts of searches) carrying all of them; `tasks`: only these task ids;
+    `trim_loops`: leave out detours that came back to where they started (see `run_decisions`)."""
     seen: dict[tuple[str, str], Decision] = {}
     with snapshot(store) as db:
         for run in _runs(db, tags, tasks):
@@ -151,7 +169,7 @@ def decisions(store: Store | str | Path, *, success_threshold: float = 1.0, tags
             outcome = effective_outcome(run, steps)
             if outcome is None or outcome < success_threshold:
                 continue
-            for state, action in run_decisions(run, steps):
+            for state, action in run_decisions(run, steps, trim_loops=trim_loops):
                 key = (state_key(state), action)
                 old = seen.get(key)
                 seen[key] = Decision(state, action, run.id, run.task, 1) if old is None else \

@@ -98,13 +98,13 @@ def train_policy(
 
 def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequence[str], tasks: list[str] | None,
                 success_threshold: float, round: int, name: str | None, seed: int, progress: Callable[[int, int], None] | None,
-                hidden: int = 128, temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
+                hidden: int = 128, features: str = "full", temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
                 **fit_options: Any) -> TrainResult:
     trainable, fitting = _adapter("trainable"), _adapter("trainable_fit")
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'temperature', 'use_pairs', 'mc_margin'}))}")
+        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin'}))}")
     ds = decisions(store, success_threshold=success_threshold, tags=tags, tasks=tasks)
     ps = preferences(store, tags=tags, tasks=tasks) if use_pairs else []
     if use_pairs and mc_margin is not None:
@@ -118,12 +118,12 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
     elif base is not None:
         policy = base
     else:
-        policy = trainable.trainable_policy(hidden=hidden, temperature=1.0 if temperature is None else temperature, seed=seed)
+        policy = trainable.trainable_policy(hidden=hidden, features=features, temperature=1.0 if temperature is None else temperature, seed=seed)
     parent = policy.card.get("hash")
     report = fitting.fit(policy, ds, ps, fitting.FitConfig(seed=seed, **fit_options), progress=progress)
     runs = {d.run_id for d in ds} | {p.run_id for p in ps}
     policy.card = {
-        **{k: v for k, v in policy.card.items() if k in ("kind", "hidden", "temperature")},
+        **{k: v for k, v in policy.card.items() if k in ("kind", "hidden", "features", "temperature")},
         "temperature": policy.temperature if temperature is None else temperature,
         "name": name or f"minilm-head-r{round}",
         "round": round,
