@@ -22,10 +22,13 @@ malformed input gets one message naming the expected input, not a KeyError.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import operator
 from collections.abc import Callable
 from typing import Annotated, Any, TypedDict
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from trajgraph.graphs._inputs import ExpectedInput, expect_input
@@ -143,14 +146,22 @@ def cliffwalking_graph(config: Any = None) -> Any:
     return expect_input(graph, toytext_input("cliffwalking", task.input, task.make_graph.mdp.next.shape[0]))
 
 
+@functools.lru_cache(maxsize=8)
+def _textworld_task(seed: int) -> Any:
+    from trajgraph.adapters.textworld_env import textworld_task
+
+    return textworld_task(seed=seed)  # generates (or reads from its cache) the game: seconds, once per seed
+
+
 def textworld_graph(config: Any = None) -> Any:
     """A generated tw-simple game (configurable: seed, default 1) played by its walkthrough.
 
     The reset node starts the game, so the input may be `{}` (or the task's input).
+    Each call gives a graph with its own game engine (the engine lives outside the graph state).
     """
-    from trajgraph.adapters.textworld_env import TextWorldState, textworld_task
+    from trajgraph.adapters.textworld_env import TextWorldState
 
-    task = textworld_task(seed=int(_configurable(config).get("seed", 1)))
+    task = _textworld_task(int(_configurable(config).get("seed", 1)))
     assert task.oracle is not None
     graph = task.make_graph(oracle_policy(task.oracle))[0]
     spec = ExpectedInput(graph="textworld", optional={k: object for k in TextWorldState.__annotations__}, example={},
@@ -158,5 +169,22 @@ def textworld_graph(config: Any = None) -> Any:
     return expect_input(graph, spec)
 
 
+# LangGraph Server calls a graph factory on its event loop, for every request: these build the graph
+# in a worker thread instead (a TextWorld game is generated or read from disk; gymnasium is imported).
+
+
+def _off_the_loop(factory: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    async def serve(config: RunnableConfig) -> Any:
+        return await asyncio.to_thread(factory, config)
+
+    serve.__name__ = serve.__qualname__ = factory.__name__.removesuffix("_graph")
+    serve.__doc__ = f"`{factory.__name__}` built off the event loop (what langgraph.json serves)."
+    return serve
+
+
+frozenlake = _off_the_loop(frozenlake_graph)
+cliffwalking = _off_the_loop(cliffwalking_graph)
+textworld = _off_the_loop(textworld_graph)
+
 __all__ = ["EnvState", "env_loop_graph", "env_loop", "oracle_policy", "toytext_input", "frozenlake_graph",
-           "cliffwalking_graph", "textworld_graph"]
+           "cliffwalking_graph", "textworld_graph", "frozenlake", "cliffwalking", "textworld"]
