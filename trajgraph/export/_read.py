@@ -131,11 +131,19 @@ _OUTCOME_SQL = (
 
 
 def select_runs(db: Store, rf: RunFilter, *, limit: int | None = None, offset: int = 0, newest_first: bool = True) -> list[Run]:
-    """Runs matching every filter, outcome bounds included, in SQL: the filter applies before `limit`.
+    """Runs matching every filter, outcome bounds included, applied before `limit`.
 
     For listings (the CLI's `runs`, the viewer) that show the newest N of possibly
-    many matches; `RunFilter.runs` reads every match for exports.
+    many matches; `RunFilter.runs` reads every match for exports. On SQLite the
+    whole filter is one query; another backend filters outcomes here, then slices.
     """
+    if rf.min_outcome is None and rf.max_outcome is None:
+        runs = db.runs(graph=rf.graph, status=rf.status, tag=rf.tag, kind=rf.kind, task=rf.task, since=rf.since,
+                       until=rf.until, newest_first=newest_first, limit=None if limit is None else limit + offset)
+        return runs[offset:]
+    if not _sqlite(db):
+        runs = rf.runs(db)[:: -1 if newest_first else 1]
+        return runs[offset:] if limit is None else runs[offset:offset + limit]
     where, params = _where(rf)
     sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
@@ -146,9 +154,15 @@ def select_runs(db: Store, rf: RunFilter, *, limit: int | None = None, offset: i
 
 def count_runs(db: Store, rf: RunFilter) -> int:
     """How many runs match (for "showing N of M")."""
+    if not _sqlite(db):
+        return len(select_runs(db, rf))
     where, params = _where(rf)
     sql = "SELECT COUNT(*) AS n FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     return int(db._query(sql, params)[0]["n"])
+
+
+def _sqlite(db: Store) -> bool:
+    return type(db) is Store  # the SQLite store itself; a server backend subclasses it with its own SQL dialect
 
 
 def _where(rf: RunFilter) -> tuple[list[str], list[Any]]:
