@@ -212,11 +212,11 @@ def _progress() -> Progress:
 
 def _print_table(report: Any, title: str) -> None:
     table = Table(title=f"{title}: {report.suite}, policy {report.policy}, reward {report.reward}, budget {report.budget} policy calls/task")
-    for col in ("optimizer", "success", "95% CI", "mean score", "policy calls", "cand./step", "env steps", "wall s"):
+    for col in ("optimizer", "success", "95% CI", "mean score", "calls spent", "overrun", "unfinished", "cand./step", "env steps", "wall s"):
         table.add_column(col, justify="right" if col != "optimizer" else "left")
     for s in report.summaries:
         table.add_row(s.optimizer, f"{s.success_rate:.0%} ({round(s.success_rate * s.tasks)}/{s.tasks})", f"{s.ci_low:.0%}–{s.ci_high:.0%}",
-                      f"{s.mean_score:.2f}", f"{s.policy_calls:.1f}", f"{s.candidates_per_step:.2f}", f"{s.env_steps:.1f}", f"{s.wall_s:.2f}")
+                      f"{s.mean_score:.2f}", f"{s.policy_calls:.1f}", f"{s.overrun_policy_calls:.1f}", str(s.unfinished), f"{s.candidates_per_step:.2f}", f"{s.env_steps:.1f}", f"{s.wall_s:.2f}")
     out_console.print(table)
 
 

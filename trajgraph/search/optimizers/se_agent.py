@@ -27,7 +27,8 @@ action costs no policy call, which is why the structural forms suit small models
 
 Leftover budget (`anytime=True`, the default): after the paper's `generations`,
 evolution goes on, one generation at a time, until a member reaches `success`,
-the budget stops it, or a generation finds nothing new. It is then open-ended
+the budget stops it, or a generation neither finds a new trajectory nor spends a
+policy call (the next one would repeat it). It is then open-ended
 (a budget with a limit is required). `anytime=False` is the paper's fixed G
 generations.
 """
@@ -99,6 +100,7 @@ class SEAgent:
             done = [m for m in members if success(m, self.success)]
             if done:
                 return done[0]
+            calls_before = space.meter.spent.policy_calls
             await space.score(members)
             offspring = [await self.revise(space, m, forms) for m in members]
             order = sorted(members, key=lambda m: -(m.score or 0.0))
@@ -113,8 +115,8 @@ class SEAgent:
                 m.reason = f"{origin} [survived generation {generation}]"
             new = {canonical_key(actions_of(o)) for o in offspring} - seen
             seen |= new
-            if generation >= self.generations and not new:
-                log.stats["stagnated"] = True  # nothing new this generation: more would repeat it
+            if generation >= self.generations and not new and space.meter.spent.policy_calls == calls_before:
+                log.stats["stagnated"] = True  # nothing new and no call spent: the next would repeat this one
                 break
         return max(members, key=lambda m: (not m.invalid, m.outcome if m.outcome is not None else -1.0, m.score or 0.0))
 
