@@ -136,8 +136,8 @@ def make_reward(kind: str, *, train: Any = None) -> Any:
 
 
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
-        reward: str, skill: float, seed: int, db: Path, out: Path, workers: int, title: str = "trajgraph bench",
-        repeatable: bool | None = None) -> dict:
+        reward: str, skill: float, seed: int, db: Path | str, out: Path, workers: int, title: str = "trajgraph bench",
+        repeatable: bool | None = None, executor: Any = None) -> dict:
     from trajgraph import bench
 
     # in-process policies are seeded, so branches run in order and the table repeats;
@@ -169,6 +169,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
             job = prog.add_task("explore (train split)", total=len(train_set) * 2)
             asyncio.run(bench.run_bench(train_set, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget,
                                         store=store, concurrency=workers, tags=("train",), graph_name=suite, repeatable=repeatable,
+                                        executor=executor,
                                         on_result=lambda r: prog.advance(job)))
         rm_dir = out / "reward-model"
         # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores
@@ -182,7 +183,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
         results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
                                               concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
-                                              graph_name=suite, repeatable=repeatable))
+                                              graph_name=suite, repeatable=repeatable, executor=executor))
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
@@ -242,11 +243,30 @@ def bench_cmd(
     repeatable: Optional[bool] = typer.Option(None, "--repeatable/--concurrent-branches",  # noqa: UP045 (typer reads it)
                                     help="branches of a search in order (same seed, same table) or concurrently; "
                                          "default: in order for offline policies, concurrently with --model"),
+    executor: str = typer.Option("local", help="where searches run: local (this process) or ray (one Ray actor per worker)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (auto, host:port); "  # noqa: UP045
+                                              "default: a local Ray"),
 ) -> None:
     """Compare optimizers at equal policy-call budgets on a task suite; write OUT/bench.json and bench.png (OUT: bench-out)."""
     folder = output(out_arg, out, what="output folder", default="bench-out", folder=True)
+    runner = make_executor(executor, ray_address, workers)  # before anything is written: a bad cluster writes nothing
     run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed,
-        Path(db) if db else folder / "bench.db", folder, workers, repeatable=repeatable)
+        db if db else folder / "bench.db", folder, workers, repeatable=repeatable, executor=runner)
+
+
+def make_executor(kind: str, address: str | None, workers: int) -> Any:
+    """None for the local executor; a connected `RayExecutor` for `ray` (adapters/ray_executor.py)."""
+    if kind == "local":
+        if address:
+            raise ConfigError("--ray-address needs --executor ray")
+        return None
+    if kind != "ray":
+        raise ConfigError(f"unknown executor {kind!r}; choose local or ray")
+    from trajgraph.adapters.ray_executor import RayExecutor
+
+    runner = RayExecutor(workers=workers, address=address)
+    runner.connect()
+    return runner
 
 
 @app.command("demo")

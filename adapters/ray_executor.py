@@ -1,0 +1,264 @@
+"""`RayExecutor`: a bench's searches (task × optimizer) fanned out to async Ray actors (extra `trajgraph[ray]`).
+
+    from trajgraph.adapters.ray_executor import RayExecutor
+    results = asyncio.run(bench.run_bench(tasks, ["rro", "mcts"], policy_for=..., store=store,
+                                          executor=RayExecutor(workers=8, address="auto")))
+    # or: trajgraph bench --executor ray --ray-address auto --workers 8 --db postgresql://...
+
+The unit of distribution is a whole search. Its branches stay inside its
+worker, on LangGraph's in-memory checkpointer: a branch is a checkpoint put
+plus a few node steps (about a millisecond), and a Postgres checkpoint put
+costs ~250 times an in-memory one, so shipping branches across machines would
+cost more than running them. Each actor runs `per_worker` searches at a time;
+the driver keeps at most `workers × per_worker` in flight (bounded
+concurrency), and hands the next job to whichever actor frees up first.
+
+Where rows go:
+- a shared PostgreSQL store: each worker opens the same store and writes its
+  searches there itself (the store's writes are transactions, safe from many
+  processes);
+- a local SQLite file (or no store): a worker writes into a `RowCapture` and
+  ships the rows back with the result; the driver writes each search whole,
+  in one transaction. SQLite's WAL does not work over a network file system,
+  so workers on other machines must not open the file.
+
+A worker that dies mid-search (SIGKILL, a lost node): Ray restarts the actor
+(`max_restarts=-1`); the driver does not let Ray retry the call blindly
+(`max_task_retries=0`) but marks what the lost attempt left in a shared store
+(its search run, still `running`) as `interrupted`, then queues the job again
+for the next free worker. A shipped search is all-or-nothing, so a lost worker
+leaves nothing in a SQLite store. In repeatable mode the table is the same as
+with the local executor: each search depends only on its own task and seed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from trajgraph.errors import ConfigError, TrajgraphError
+from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
+
+Search = Callable[..., Awaitable[Any]]  # search(task, optimizer_name, *, store) -> TaskResult
+_LOST_SLACK_S = 60.0  # clock skew allowed between the driver and a worker when finding a lost attempt's runs
+
+
+class ExecutorError(TrajgraphError):
+    """A job failed on every attempt (its workers kept dying)."""
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise ConfigError(f"the Ray executor needs the ray extra ({exc.name} is missing); pip install 'trajgraph[ray]'") from None
+    return ray
+
+
+def connect(address: str | None = None, **init_kwargs: Any) -> Any:
+    """`ray`, initialised: joined to the cluster at `address` ('auto', 'host:port', 'ray://host:port'),
+    or a local instance when None. No cluster there: one ConfigError line, quickly."""
+    ray = import_ray()
+    if address not in (None, "", "auto", "local"):
+        _reachable(address)  # even when this process already has a Ray: the address given must answer
+    if ray.is_initialized():
+        return ray
+    try:
+        ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False, **init_kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ConfigError(f"no Ray cluster at {address}: {' '.join(str(exc).split())[:200]}; "
+                          "start one with `ray start --head`, or leave out --ray-address for a local one") from None
+    return ray
+
+
+def _reachable(address: str) -> None:
+    """Ray waits a minute or more for a GCS that is not there; a plain TCP connect says so in seconds."""
+    hostport = address.split("://", 1)[-1].rsplit("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r}: give auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster at {address}: cannot connect ({exc.strerror or exc}); "
+                          "start one with `ray start --head`, or leave out --ray-address for a local one") from None
+
+
+class RowCapture:
+    """A write-only stand-in for a store inside a worker: collects a search's rows to ship them whole."""
+
+    path = "<shipped to the driver>"
+
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.lists: dict[str, list[Any]] = {"steps": [], "model_calls": [], "search_nodes": [], "pairs": []}
+
+    def write(self, *, runs: Sequence[Run] = (), run_updates: Sequence[tuple[str, dict[str, Any]]] = (),
+              steps: Sequence[Step] = (), model_calls: Sequence[ModelCall] = (), search_nodes: Sequence[SearchNode] = (),
+              pairs: Sequence[PreferencePair] = ()) -> None:
+        for run in runs:
+            self.runs[run.id] = run
+        for run_id, fields in run_updates:  # a run's later updates fold into the run itself
+            if run_id in self.runs:
+                self.runs[run_id] = self.runs[run_id].replace(**fields)
+        for name, items in (("steps", steps), ("model_calls", model_calls), ("search_nodes", search_nodes), ("pairs", pairs)):
+            self.lists[name].extend(items)
+
+    def add_run(self, run: Run) -> None:
+        self.write(runs=[run])
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        self.write(run_updates=[(run_id, fields)])
+
+    def flush(self) -> None:
+        pass
+
+    def rows(self) -> dict[str, list[Any]]:
+        """Everything, for one `store.write(**rows)` (runs in the order written: parents first)."""
+        return {"runs": list(self.runs.values()), **{k: list(v) for k, v in self.lists.items()}}
+
+
+def _store_spec(store: Any) -> tuple[str, str | None] | None:
+    """(url, schema) when workers can open the store themselves (a server store), else None (ship rows)."""
+    url = getattr(store, "url", None)
+    if isinstance(url, str) and "://" in url:
+        return url, getattr(store, "schema", None)
+    return None
+
+
+def _worker_class(ray: Any, num_cpus: float) -> Any:
+    @ray.remote(num_cpus=num_cpus, max_restarts=-1, max_task_retries=0)
+    class SearchWorker:
+        """One worker process: runs whole searches on its own event loop."""
+
+        def __init__(self, search: Search, store_spec: tuple[str, str | None] | None) -> None:
+            self.search = search
+            self.store: Any = None
+            if store_spec is not None:
+                url, schema = store_spec
+                if schema is not None:
+                    from trajgraph.adapters.postgres import PostgresStore
+
+                    self.store = PostgresStore(url, schema=schema)
+                else:
+                    from trajgraph.store import open_store
+
+                    self.store = open_store(url)
+
+        def pid(self) -> int:
+            return os.getpid()
+
+        async def run(self, task: Any, name: str) -> tuple[Any, dict[str, list[Any]] | None]:
+            if self.store is not None:
+                result = await self.search(task, name, store=self.store)
+                await asyncio.to_thread(self.store.flush)
+                return result, None
+            capture = RowCapture()
+            result = await self.search(task, name, store=capture)
+            return result, capture.rows()
+
+    return SearchWorker
+
+
+class RayExecutor:
+    """Run searches on `workers` Ray actors, `per_worker` at a time each; see the module docstring."""
+
+    def __init__(self, workers: int = 2, *, address: str | None = None, per_worker: int = 1, num_cpus: float = 1.0,
+                 max_attempts: int = 3, on_start: Callable[[int, int], None] | None = None,
+                 init_kwargs: dict[str, Any] | None = None) -> None:
+        if workers < 1 or per_worker < 1:
+            raise ConfigError(f"workers and per_worker must be at least 1, got {workers} and {per_worker}")
+        self.workers, self.per_worker, self.num_cpus = workers, per_worker, num_cpus
+        self.address, self.max_attempts = address, max(1, max_attempts)
+        self.on_start = on_start  # (job index, worker pid) when a job is handed out: progress, or a test's chaos hook
+        self.init_kwargs = dict(init_kwargs or {})
+        self.ray: Any = None
+        self.lost: list[tuple[int, str]] = []  # (job index, why) for every attempt a dead worker took with it
+
+    def connect(self) -> Any:
+        """Join (or start) Ray now: call before any work to fail early on a bad address."""
+        if self.ray is None:
+            self.ray = connect(self.address, **self.init_kwargs)
+        return self.ray
+
+    async def map(self, search: Search, jobs: Sequence[tuple[Any, str]], *, store: Any = None,
+                  on_result: Callable[[Any], None] | None = None) -> list[Any]:
+        """Every job's result, in job order; rows land in `store` (written there by workers, or shipped)."""
+        ray = self.connect()
+        spec = _store_spec(store)
+        worker_cls = _worker_class(ray, self.num_cpus)
+        search_ref = ray.put(search)  # sent once, not with every job
+        actors = [worker_cls.remote(search_ref, spec) for _ in range(min(self.workers, max(1, len(jobs))))]
+        queue = collections.deque(range(len(jobs)))
+        results: list[Any] = [None] * len(jobs)
+        attempts = [0] * len(jobs)
+        dead = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
+
+        async def drive(actor: Any) -> None:
+            pid: int | None = None
+            while queue:
+                i = queue.popleft()
+                task, name = jobs[i]
+                attempts[i] += 1
+                started = time.time()
+                try:
+                    if self.on_start is not None:
+                        pid = pid if pid is not None else await actor.pid.remote()
+                        self.on_start(i, pid)
+                    result, rows = await actor.run.remote(task, name)
+                except dead as exc:
+                    pid = None  # the actor restarts as a new process
+                    why = f"{type(exc).__name__} on attempt {attempts[i]}"
+                    self.lost.append((i, why))
+                    if spec is not None:
+                        await asyncio.to_thread(_mark_lost, store, task, name, started, why)
+                    if attempts[i] >= self.max_attempts:
+                        raise ExecutorError(f"search {getattr(task, 'id', task)} × {name}: every attempt's worker died "
+                                            f"({attempts[i]} tries); see the Ray logs") from None
+                    queue.appendleft(i)  # first in line for the next free worker (another one: this one is restarting)
+                    if not await _back(ray, actor):
+                        return  # this actor is gone for good; the others carry on
+                    continue
+                if rows is not None and store is not None:
+                    await asyncio.to_thread(store.write, **rows)  # the whole search in one transaction
+                results[i] = result
+                if on_result is not None:
+                    on_result(result)
+
+        try:
+            await asyncio.gather(*(drive(a) for a in actors for _ in range(self.per_worker)))
+        finally:
+            for actor in actors:
+                ray.kill(actor, no_restart=True)
+        if queue:
+            raise ExecutorError(f"{len(queue)} search(es) not run: every Ray worker died for good; see the Ray logs")
+        return results
+
+
+async def _back(ray: Any, actor: Any, patience_s: float = 120.0) -> bool:
+    """Wait until a restarting actor answers again; False when it will not come back."""
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        try:
+            await actor.pid.remote()
+            return True
+        except ray.exceptions.ActorDiedError:
+            return False
+        except (ray.exceptions.ActorUnavailableError, ray.exceptions.RayActorError):
+            await asyncio.sleep(0.2)
+    return False
+
+
+def _mark_lost(store: Any, task: Any, name: str, started: float, why: str) -> None:
+    """A dead worker's search run stays `running` in a shared store: mark it, so nothing half-written looks live."""
+    for run in store.runs(kind="search", status="running", task=getattr(task, "id", None), tag=name, since=started - _LOST_SLACK_S):
+        store.update_run(run.id, status="interrupted", ended_at=time.time(),
+                         error=f"worker lost mid-search ({why}); the search ran again on another worker")
+
+
+__all__ = ["RayExecutor", "RowCapture", "ExecutorError", "connect", "import_ray"]
