@@ -210,7 +210,8 @@ def test_langgraph_json_graphs_load_and_run(tw_cache, monkeypatch):
     }
     assert set(inputs) <= set(spec["graphs"])  # all of them, served: tests/test_langgraph_server.py
     for name in inputs:
-        path, attr = spec["graphs"][name].split(":")
+        entry = spec["graphs"][name]
+        path, attr = (entry["path"] if isinstance(entry, dict) else entry).split(":")
         module_spec = importlib.util.spec_from_file_location(f"lg_{name}", root / path)
         module = importlib.util.module_from_spec(module_spec)
         module_spec.loader.exec_module(module)

@@ -138,6 +138,15 @@ def test_langgraph_json_lists_the_graphs_this_test_runs() -> None:
     assert set(json.loads((ROOT / "langgraph.json").read_text())["graphs"]) == set(INPUTS)
 
 
+def test_each_graph_documents_the_input_this_test_sends(server: Server) -> None:
+    """langgraph.json's descriptions (shown by the API and Studio) end with the example input."""
+    assistants = server.http.post("/assistants/search", json={"limit": 50}).json()
+    documented = {a["graph_id"]: a["description"] for a in assistants}
+    assert set(documented) == set(INPUTS)
+    for name, description in documented.items():
+        assert json.loads(description.rpartition("Input: ")[2]) == INPUTS[name], name
+
+
 def test_every_graph_answers_through_runs_wait(server: Server) -> None:
     answers = {name: server.wait(name, input) for name, input in INPUTS.items()}
     for name in ("frozenlake", "cliffwalking", "textworld"):  # played by their oracles: the optimum
