@@ -194,3 +194,17 @@ def test_python_m_entry_point_and_no_arguments_help() -> None:
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
     proc = subprocess.run([sys.executable, "-m", "trajgraph.cli", "export"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "sft" in proc.stdout + proc.stderr
+
+
+def test_listing_filters_on_a_server_backend(postgres) -> None:
+    """`runs` on Postgres: the same selection (outcome bounds before the limit) without SQLite's SQL."""
+    from trajgraph.export._read import RunFilter, count_runs, select_runs
+
+    store = postgres.store()
+    store.write(runs=[Run(id=f"p{i}", graph="g", status="succeeded", started_at=float(i), outcome=1.0 if i < 2 else 0.0)
+                      for i in range(6)])
+    store.write(runs=[Run(id="env", graph="g", status="succeeded", started_at=0.5)],
+                steps=[Step(run_id="env", seq=0, node="env", update={"done": True, "reward": 1.0})])
+    winners = RunFilter.of(min_outcome=1)
+    assert [r.id for r in select_runs(store, winners, limit=2)] == ["p1", "env"] and count_runs(store, winners) == 3
+    assert [r.id for r in select_runs(store, RunFilter.of(graph="g"), limit=2)] == ["p5", "p4"]
