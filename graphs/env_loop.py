@@ -26,7 +26,7 @@ import asyncio
 import functools
 import operator
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
@@ -68,11 +68,11 @@ def env_loop_graph(
     `name` is the compiled graph's name in `env_loop`; the builder itself has none.
     """
     del name  # a StateGraph has no name; kept so env_loop_graph(env, policy, "name") reads as before
-    g = StateGraph(state_schema)
-    g.add_node("policy", policy_node)
-    g.add_node("env", env_node)
+    g: StateGraph[Any, Any, Any, Any] = StateGraph(state_schema)
+    g.add_node("policy", cast(Any, policy_node))  # a plain (state) -> update function; its state type is the schema's
+    g.add_node("env", cast(Any, env_node))
     if reset_node is not None:
-        g.add_node("reset", reset_node)
+        g.add_node("reset", cast(Any, reset_node))
         g.add_edge(START, "reset")
         g.add_conditional_edges("reset", _route, ["policy", END])
     else:

@@ -24,24 +24,20 @@ from pathlib import Path
 from typing import Annotated, Any, TypedDict
 
 import pytest
+from blockbuster.blockbuster import BlockingError, blockbuster_ctx  # the dev extra; setup.sh installs it
+from langchain_core.messages import AIMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command, interrupt
 
-blockbuster = pytest.importorskip("blockbuster")  # in the dev extra; setup.sh installs it
-
-import trajgraph as tg  # noqa: E402
-from langchain_core.messages import AIMessage  # noqa: E402
-from langgraph.checkpoint.memory import InMemorySaver  # noqa: E402
-from langgraph.graph import END, START, StateGraph  # noqa: E402
-from langgraph.types import Command, interrupt  # noqa: E402
-
-from trajgraph.testing import ScriptedToolModel, deceptive_chain_graph, fake_tool_call, react_calculator_agent  # noqa: E402
-from trajgraph.testing.tiny_env import chain_start  # noqa: E402
+import trajgraph as tg
+from trajgraph.testing import ScriptedToolModel, deceptive_chain_graph, react_calculator_agent
+from trajgraph.testing.tiny_env import chain_start
 
 
 @contextlib.contextmanager
 def no_blocking() -> Iterator[list[str]]:
     """blockbuster with every check on; yields the list of blocking calls it caught (also those swallowed)."""
-    from blockbuster.blockbuster import BlockingError, blockbuster_ctx
-
     caught: list[str] = []
     original = BlockingError.__init__
 
@@ -60,8 +56,6 @@ def no_blocking() -> Iterator[list[str]]:
 def test_the_guard_catches_a_blocking_sqlite_call(tmp_path: Path) -> None:
     """The guard itself: a SQLite statement on the loop's thread is caught (so a pass below means something)."""
     import sqlite3
-
-    from blockbuster.blockbuster import BlockingError
 
     async def blocking() -> None:
         sqlite3.connect(str(tmp_path / "x.db")).execute("SELECT 1")

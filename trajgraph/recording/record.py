@@ -128,20 +128,20 @@ class _RecordingMixin:
 
     async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
         # start and finish off the event loop: a resume reads the store, the end waits for the writer
-        config, session = await asyncio.to_thread(_start, self, input, config)
+        run_config, session = await asyncio.to_thread(_start, self, input, config)
         if session is None:
-            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+            async for chunk in super().astream(input, run_config, **kwargs):  # type: ignore[misc]
                 yield chunk
             return
         tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
         try:
-            async for chunk in super().astream(input, config, **kwargs):  # type: ignore[misc]
+            async for chunk in super().astream(input, run_config, **kwargs):  # type: ignore[misc]
                 tracker.see(chunk)
                 yield chunk
         except BaseException as exc:
-            await asyncio.to_thread(session.finish, self, config, tracker, exc=exc)
+            await asyncio.to_thread(session.finish, self, run_config, tracker, exc=exc)
             raise
-        await asyncio.to_thread(session.finish, self, config, tracker)
+        await asyncio.to_thread(session.finish, self, run_config, tracker)
 
 
 @dataclass
