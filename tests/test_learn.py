@@ -172,3 +172,26 @@ def test_evolve_refuses_overlapping_splits() -> None:
     tasks = ChainSuite().tasks("train", 3)
     with pytest.raises(ConfigError, match="shares 1 task"):
         check_splits(tasks[:2], tasks[1:2] + ChainSuite().tasks("test", 1))
+
+
+def test_cli_train_policy_and_evolve(searched: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trajgraph.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["train", "policy", str(tmp_path / "head"), "--db", str(searched), "--epochs", "5"])
+    assert ok.exit_code == 0, ok.output
+    assert "saved" in ok.output and (tmp_path / "head" / "policy.json").is_file()
+
+    tg.Store(tmp_path / "empty.db").setup().close()
+    bad = runner.invoke(app, ["train", "policy", str(tmp_path / "h2"), "--db", str(tmp_path / "empty.db")])
+    assert bad.exit_code == 2 and "no successful env-loop runs" in bad.output and bad.output.count("\n") == 1
+    missing = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--policy", str(tmp_path / "nowhere"), "--train-tasks", "1", "--tasks", "1"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+    res = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--suite", "chain", "--train-tasks", "2", "--tasks", "2", "--rounds", "1",
+                              "--optimizer", "mcts", "--budget", "30", "--epochs", "3", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert "round 0: policy minilm-head@" in res.output and "round 1: policy chain-r1@" in res.output
+    assert (tmp_path / "ev" / "evolve.png").is_file() and (tmp_path / "ev" / "evolve.db").is_file()

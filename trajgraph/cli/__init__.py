@@ -34,7 +34,7 @@ _COMMAND_MODULES: tuple[tuple[str, str | None], ...] = (
     ("trajgraph.cli.export", "export"),  # export sft / dpo / prm / spans
     ("trajgraph.cli.view", None),  # view
     ("trajgraph.cli.bench", None),  # bench, demo
-    ("trajgraph.cli.learn", "learn"),  # learn ... (policy training rounds)
+    ("trajgraph.cli.learn", None),  # train policy, evolve
     ("trajgraph.cli.stores", "store"),  # store copy / prune (between SQLite and PostgreSQL; retention)
 )
 
