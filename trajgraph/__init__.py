@@ -57,6 +57,12 @@ _LAZY = {
     "prm_dataset": "trajgraph.export",
     "write_dataset": "trajgraph.export",
     "export_spans": "trajgraph.export.otel",
+    "train_policy": "trajgraph.learn",
+    "evolve": "trajgraph.learn",
+    "with_policy": "trajgraph.learn",
+    "load_policy": "trajgraph.learn",
+    "TrainablePolicy": "trajgraph.adapters.policies.trainable",
+    "trainable_policy": "trajgraph.adapters.policies.trainable",
 }
 
 
@@ -126,6 +132,13 @@ __all__ = [
     "prm_dataset",
     "write_dataset",
     "export_spans",
+    # learning from search
+    "train_policy",
+    "evolve",
+    "with_policy",
+    "load_policy",
+    "TrainablePolicy",
+    "trainable_policy",
     # errors
     "TrajgraphError",
     "StoreError",

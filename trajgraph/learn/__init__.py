@@ -12,7 +12,10 @@ into the graph, and repeat in rounds (search -> train -> evaluate).
 Heavy dependencies (torch, transformers, trl, peft) load where they are used.
 """
 
-from trajgraph.learn.data import Decision, NoTrainingDataError, Preference, decisions, preferences
+from trajgraph.learn.data import Decision, NoTrainingDataError, Preference, decisions, mc_preferences, preferences
+from trajgraph.learn.evolve import EvolveReport, RoundResult, evolve
+from trajgraph.learn.graph import load_policy, policy_version, with_policy
 from trajgraph.learn.train import METHODS, TrainResult, train_policy
 
-__all__ = ["train_policy", "TrainResult", "METHODS", "Decision", "Preference", "decisions", "preferences", "NoTrainingDataError"]
+__all__ = ["train_policy", "TrainResult", "METHODS", "evolve", "EvolveReport", "RoundResult", "with_policy", "load_policy",
+           "policy_version", "Decision", "Preference", "decisions", "preferences", "mc_preferences", "NoTrainingDataError"]
