@@ -9,6 +9,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from trajgraph.recording._instrument import ns_parts
+from trajgraph.store._redact import is_secret_name
 from trajgraph.trajectory import ModelCall
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ class ModelCallRecorder(RunHandler):
             "messages": prompt,
             "ref": ref,
             "shared": shared,
-            "params": {k: v for k, v in params.items() if isinstance(v, (str, int, float, bool)) and k != "_type"},
+            # a credential passed as a call parameter (model.invoke(..., api_key=...)) is never stored
+            "params": {k: v for k, v in params.items()
+                       if isinstance(v, (str, int, float, bool)) and k != "_type" and not is_secret_name(k)},
             "model": model,
             "step_seq": self._step_of(metadata or {}),
         }

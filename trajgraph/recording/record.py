@@ -31,6 +31,7 @@ from trajgraph.recording._instrument import KEY as _KEY
 from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
 from trajgraph.recording._nested import NestedSteps, nested_graph_nodes
 from trajgraph.store import Store
+from trajgraph.store._redact import Redactor
 from trajgraph.store._writer import Writer, writer_for
 from trajgraph.trajectory import Run, new_id
 
@@ -306,6 +307,7 @@ def record(
     graph_path: str | None = None,
     task: Callable[[Any], str | None] | None = None,
     checkpointer: Any = None,
+    redact: Redactor | None | str = "store",
 ) -> Pregel:
     """Wrap a compiled graph so that every run lands in `store`, step by step.
 
@@ -315,12 +317,19 @@ def record(
     `task(input) -> str` names the task of a run, for splits and pairing.
     `graph_path` ("module:attr") lets `trajgraph replay` re-import the graph.
     `checkpointer` replaces the graph's own (needed for interrupts and resume).
+    `redact(text) -> text` rewrites everything this recording writes (default:
+    the store's, `redact_secrets`; None keeps values as they are; see
+    trajgraph/store/_redact.py); credentials passed as model-call parameters
+    are never stored whatever it is.
     Rows are written by a background thread; reads through `store` see them at
     once, other readers within about 50 ms, or after `store.flush()`.
     """
     if not isinstance(graph, Pregel):  # a builder too: recording wraps what the user compiled
         raise GraphError(f"record() needs a compiled LangGraph graph, got {type(graph).__name__}; call .compile() first")
-    store = Store(store) if not isinstance(store, Store) else store
+    if not isinstance(store, Store):
+        store = Store(store) if redact == "store" else Store(store, redact=cast(Any, redact))
+    elif redact != "store" and redact is not store.redact:  # the same file, through a writer that redacts so
+        store = Store(store.path, readonly=store.readonly, redact=cast(Any, redact))
     store.setup()
     if isinstance(graph, _RecordingMixin):
         graph = _unwrap(graph)

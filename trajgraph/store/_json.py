@@ -57,13 +57,15 @@ def _unescape(key: str) -> str:
     return key[1:] if key[:1] == _ESCAPE and key.lstrip(_ESCAPE) in TAGS else key
 
 
-def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
+def to_jsonable(value: Any, memo: dict[int, Any] | None = None, escape: bool = False) -> Any:
     """Turn a state value into plain JSON types; see the module docstring for the marked forms.
 
     `memo` (id -> JSON form) lets one batch of rows encode each message once:
     a conversation's messages reappear in every later model call's input. The
     caller keeps the encoded objects alive while the memo lives, so ids stay unique.
     Raises RecursionError on a cycle or extreme nesting (`dumps` falls back then).
+    `escape=True` (what the store writes) escapes user keys that read as tags; without
+    it the result is a JSON view for display and export, and to_jsonable of it is itself.
     """
     kind = type(value)  # exact-type fast paths first: this runs for every value of every recorded row
     if kind is str or kind is int or kind is bool or value is None:
@@ -72,11 +74,11 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
         out = {}
         for k, v in value.items():
             if type(k) is not str:
-                return _pairs(value, memo)
-            out[_escape(k) if k[:1] in "_~" else k] = to_jsonable(v, memo)
+                return _pairs(value, memo, escape)
+            out[_escape(k) if escape and k[:1] in "_~" else k] = to_jsonable(v, memo, escape)
         return out
     if kind is list:
-        return [to_jsonable(v, memo) for v in value]
+        return [to_jsonable(v, memo, escape) for v in value]
     if kind is float:
         return value if math.isfinite(value) else {_FLOAT: repr(value)}
     if isinstance(value, BaseMessage):  # before the ABC checks below: messages are most of what is left
@@ -95,33 +97,33 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
     if isinstance(value, float):
         return to_jsonable(float(value))
     if isinstance(value, Mapping):
-        return to_jsonable(dict(value.items()), memo)
+        return to_jsonable(dict(value.items()), memo, escape)
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v, memo) for v in value]
+        return [to_jsonable(v, memo, escape) for v in value]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {_BYTES: base64.b64encode(bytes(value)).decode("ascii")}
     # langgraph control objects: keep their fields, not their class
     cls = type(value).__name__
     try:
         if cls == "Send":
-            return {_SEND: {"node": value.node, "arg": to_jsonable(value.arg, memo)}}
+            return {_SEND: {"node": value.node, "arg": to_jsonable(value.arg, memo, escape)}}
         if cls == "Command":
             return {
                 _COMMAND: {
-                    "update": to_jsonable(value.update, memo),
-                    "goto": to_jsonable(value.goto, memo),
-                    "resume": to_jsonable(value.resume, memo),
+                    "update": to_jsonable(value.update, memo, escape),
+                    "goto": to_jsonable(value.goto, memo, escape),
+                    "resume": to_jsonable(value.resume, memo, escape),
                 }
             }
         if _is_array(value):
             if not value.shape:  # a numpy scalar
-                return to_jsonable(value.item(), memo)
+                return to_jsonable(value.item(), memo, escape)
             return {_ARRAY: {"type": f"{type(value).__module__}.{cls}", "dtype": str(value.dtype),
-                             "shape": list(value.shape), "data": to_jsonable(value.tolist(), memo)}}
+                             "shape": list(value.shape), "data": to_jsonable(value.tolist(), memo, escape)}}
         if hasattr(value, "model_dump") and callable(value.model_dump):
-            return to_jsonable(value.model_dump(mode="json"), memo)
+            return to_jsonable(value.model_dump(mode="json"), memo, escape)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return to_jsonable(dataclasses.asdict(value), memo)
+            return to_jsonable(dataclasses.asdict(value), memo, escape)
     except RecursionError:
         raise
     except Exception:  # a model_dump or property that raises: the repr below still says what it was
@@ -129,9 +131,9 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None) -> Any:
     return {_OBJ: safe_repr(value)}
 
 
-def _pairs(value: dict[Any, Any], memo: dict[int, Any] | None) -> dict[str, Any]:
+def _pairs(value: dict[Any, Any], memo: dict[int, Any] | None, escape: bool) -> dict[str, Any]:
     """A dict with a non-string key: JSON would turn 1 into "1" (and drop one of 1 and "1")."""
-    return {_DICT: [[to_jsonable(k, memo), to_jsonable(v, memo)] for k, v in value.items()]}
+    return {_DICT: [[to_jsonable(k, memo), to_jsonable(v, memo, escape)] for k, v in value.items()]}
 
 
 def _is_array(value: Any) -> bool:
@@ -291,7 +293,7 @@ def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:
     encoded take the fallback form; their siblings are stored as usual.
     """
     try:
-        return _encode(to_jsonable(value, memo))
+        return _encode(to_jsonable(value, memo, True))
     except (RecursionError, ValueError, TypeError) as exc:
         if type(value) is dict and all(type(k) is str for k in value):
             return _ENCODER.encode({_escape(k): _part(v, memo) for k, v in value.items()})
@@ -300,7 +302,7 @@ def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:
 
 def _part(value: Any, memo: dict[int, Any] | None) -> Any:
     try:
-        data = to_jsonable(value, memo)
+        data = to_jsonable(value, memo, True)
         _encode(data)  # too deep for a JSON reader?
         return data
     except (RecursionError, ValueError, TypeError) as exc:
@@ -338,7 +340,7 @@ def _flat_json(value: Any) -> str:
             stack.append([iter(list(v.items()) if is_map else list(v)), is_map, id(v), True])
             return
         try:
-            parts.append(_ENCODER.encode(to_jsonable(v)))
+            parts.append(_ENCODER.encode(to_jsonable(v, None, True)))
         except Exception:  # a leaf with a cycle or deep nesting of its own
             parts.append(_ENCODER.encode({_OBJ: safe_repr(v)}))
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from trajgraph.store._json import dumps, loads
+from trajgraph.store._redact import Redactor, redact_secrets
 from trajgraph.trajectory import ModelCall
 
 JSON_FIELDS = {
@@ -29,8 +30,13 @@ def row_of(item: Any) -> dict[str, Any]:
     return dict(item.__dict__)  # the dataclass's fields (frozen dataclasses without slots keep them here)
 
 
-def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) -> dict[str, Any]:
-    """A row as SQLite stores it; `memo` lets rows of one batch share encoded messages."""
+TEXT_FIELDS = ("error", "observation", "action_text", "reason")  # plain text that may quote a secret
+
+
+def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
+           redact: Redactor | None = redact_secrets) -> dict[str, Any]:
+    """A row as the store keeps it; `memo` lets rows of one batch share encoded messages.
+    `redact` (trajgraph/store/_redact.py) rewrites every JSON text and plain text column."""
     out = dict(row)
     if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
         out["messages"] = out["messages"][out["prompt_shared"] :]  # the rest is stored with call prompt_ref
@@ -45,6 +51,12 @@ def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None) 
                 out[f] = dumps(value or {}, memo)
             else:
                 out[f] = None if value is None else dumps(value, memo)
+            if redact is not None and isinstance(out[f], str) and f != "tags":
+                out[f] = redact(out[f])
+    if redact is not None:
+        for f in TEXT_FIELDS:
+            if isinstance(out.get(f), str):
+                out[f] = redact(out[f])
     for f in BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = int(bool(out[f]))
     return out

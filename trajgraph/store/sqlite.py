@@ -30,6 +30,7 @@ import sqlite_utils
 
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
+from trajgraph.store._redact import Redactor, redact_secrets
 from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.trajectory import (
@@ -58,9 +59,12 @@ class Store:
             cls = backend_class(path) or cls
         return object.__new__(cls)
 
-    def __init__(self, path: str | Path = "trajgraph.db", *, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path = "trajgraph.db", *, readonly: bool = False,
+                 redact: Redactor | None = redact_secrets) -> None:
         self.path = Path(path)
         self.readonly = readonly
+        # applied to every text written (trajgraph/store/_redact.py); None writes values as they are
+        self.redact = redact
         self._lock = threading.RLock()
         self._db: sqlite_utils.Database | None = None
         self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
@@ -257,17 +261,16 @@ class Store:
     def _update_run(self, conn: sqlite3.Connection, run_id: str, fields: dict[str, Any], memo: dict[int, Any] | None = None) -> None:
         if not fields:
             return
-        row = encode("runs", dict(fields), memo)
+        row = encode("runs", dict(fields), memo, self.redact)
         sets = ", ".join(f'"{k}"=?' for k in row)
         conn.execute(f"UPDATE runs SET {sets} WHERE id=?", [*row.values(), run_id])
         if "tags" in fields:
             _replace_tags(conn, {run_id: fields["tags"]})
 
-    @staticmethod
     def _insert_many(
-        conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool, memo: dict[int, Any] | None = None
+        self, conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]], replace: bool, memo: dict[int, Any] | None = None
     ) -> None:
-        rows = [encode(table, r, memo) for r in rows]
+        rows = [encode(table, r, memo, self.redact) for r in rows]
         if table == "pairs":
             for r in rows:
                 r.pop("id", None)

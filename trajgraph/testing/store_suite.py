@@ -212,8 +212,8 @@ def check_trajectory_json_roundtrip(make_store: MakeStore) -> None:
     )
     traj = store.trajectory("r1")
     text = json.dumps(canonical(traj.to_dict()))
-    # the JSON round trip: to_jsonable on the way out (tags user keys that look like tags), from_jsonable back
-    back = Trajectory.from_dict(from_jsonable(json.loads(json.dumps(to_jsonable(traj.to_dict()), default=_fail_on_object))))
+    # the JSON round trip: to_jsonable(escape=True) on the way out (escapes user keys that look like tags), from_jsonable back
+    back = Trajectory.from_dict(from_jsonable(json.loads(json.dumps(to_jsonable(traj.to_dict(), escape=True), default=_fail_on_object))))
     assert json.dumps(canonical(back.to_dict())) == text
     assert back.run.id == "r1" and len(back.steps) == 1 and len(back.model_calls) == 1 and len(back.actions) == 1
 
