@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from trajgraph.errors import ConfigError
-from trajgraph.reward import LocalRewardModel, RewardItem, init_model
-from trajgraph.reward import _net, _onnx, _paths
+from trajgraph.reward import LocalRewardModel, RewardItem, _net, _onnx, _paths, init_model
 from trajgraph.reward.metrics import spearman
 
 
@@ -49,8 +48,18 @@ def items(n: int) -> list[RewardItem]:
 # -- fast="auto" ----------------------------------------------------------------------------
 
 
+def test_auto_leaves_onnx_out_until_the_model_was_exported(model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRAJGRAPH_CACHE", str(tmp_path / "empty"))
+    _paths._choices.clear()
+    rm = LocalRewardModel(model_dir, device="cpu", fast="auto")
+    assert rm.probe is not None and set(rm.probe.items_per_s) == {"fp32", "bf16", "int8"}
+    assert not (tmp_path / "empty").exists()  # auto exported nothing, wrote nothing
+    _paths._choices.clear()
+
+
 def test_auto_measures_every_path_and_keeps_one_that_ranks_like_fp32(model_dir: Path) -> None:
     _paths._choices.clear()
+    LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")  # exported once: now ONNX Runtime competes too
     rm = LocalRewardModel(model_dir, device="cpu", fast="auto")
     probe = rm.probe
     assert probe is not None
@@ -157,7 +166,7 @@ def test_cpu_info_names_the_cpu_and_its_flags() -> None:
 def test_onnx_export_scores_like_torch_fp32(model_dir: Path, tmp_path: Path) -> None:
     loaded = _net.load(model_dir)
     path = tmp_path / "model.onnx"
-    path.write_bytes(_onnx.export(loaded.net))
+    _onnx.export(loaded.net, path)
     run = _onnx.session_runner(path, threads=1)
     batch = loaded.encoder.encode(items(24))
     import torch
@@ -203,7 +212,7 @@ def test_onnx_quantization_leaves_the_root_logger_alone(model_dir: Path, tmp_pat
     handlers, filters = list(root.handlers), list(root.filters)
     loaded = _net.load(model_dir)
     src = tmp_path / "m.onnx"
-    src.write_bytes(_onnx.export(loaded.net))
+    _onnx.export(loaded.net, src)
     _onnx.quantize(src, tmp_path / "m8.onnx")
     assert (tmp_path / "m8.onnx").stat().st_size < src.stat().st_size / 2  # int8 weights: a quarter of fp32's bytes
     assert root.handlers == handlers and root.filters == filters

@@ -15,7 +15,6 @@ Needs the `onnx` extra: `pip install 'trajgraph[onnx]'` (onnxruntime + onnx).
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import tempfile
@@ -60,25 +59,37 @@ def model_key(model_dir: Path, max_length: int) -> str:
     return h.hexdigest()[:32]
 
 
+def cached_int8(model_dir: Path, max_length: int) -> Path | None:
+    """Where this model's int8 graph lies if it was exported before (`fast="auto"` times it only then)."""
+    if not available():
+        return None
+    path = _int8_path(model_dir, max_length)
+    return path if path.is_file() else None
+
+
+def _int8_path(model_dir: Path, max_length: int) -> Path:
+    return cache_root() / "onnx" / model_key(model_dir, max_length) / "model-int8.onnx"
+
+
 def int8_model(net: Any, model_dir: Path, max_length: int) -> Path:
     """The int8 ONNX graph of `net` (fp32, CPU), from the cache or exported and quantized now."""
     if not available():
         raise ConfigError("fast='onnx-int8' needs onnxruntime and onnx: pip install 'trajgraph[onnx]'")
-    out = cache_root() / "onnx" / model_key(model_dir, max_length) / "model-int8.onnx"
+    out = _int8_path(model_dir, max_length)
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         fp32 = Path(tmp) / "model.onnx"
-        fp32.write_bytes(export(net))
+        export(net, fp32)
         int8 = Path(tmp) / "model-int8.onnx"
         quantize(fp32, int8)
         os.replace(int8, out)  # atomic: a concurrent loader sees the whole file or none
     return out
 
 
-def export(net: Any) -> bytes:
-    """Trace `net` (a RewardNet, fp32 on CPU) to ONNX bytes; batch and sequence axes stay dynamic."""
+def export(net: Any, path: Path) -> None:
+    """Trace `net` (a RewardNet, fp32 on CPU) to an ONNX file; batch and sequence axes stay dynamic."""
     import torch
 
     example = {
@@ -87,18 +98,16 @@ def export(net: Any) -> bytes:
         "token_type_ids": torch.zeros(2, 3, dtype=torch.long),
     }
     axes = {name: {0: "batch", 1: "tokens"} for name in INPUTS} | {"logits": {0: "batch"}}
-    buf = io.BytesIO()
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated, and says so per call
             # dynamo=False: the TorchScript exporter needs no onnxscript and traces this small net in ~3 s.
             torch.onnx.export(
-                net.eval(), tuple(example[name] for name in INPUTS), buf, input_names=list(INPUTS),
+                net.eval(), tuple(example[name] for name in INPUTS), str(path), input_names=list(INPUTS),
                 output_names=["logits"], dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )
     except Exception as exc:  # the exporter raises many types; the user needs one line
         raise RewardModelError(f"cannot export the reward model to ONNX with torch {torch.__version__} ({exc}); use fast=None") from None
-    return buf.getvalue()
 
 
 def quantize(src: Path, dst: Path) -> None:

@@ -11,7 +11,10 @@ activation scale per batch blurs the small feature differences that separate
 near-identical prefixes: Spearman 0.68-0.94 measured); bf16 passes (>= 0.999).
 
 The probe costs about a second; its answer is kept per process, per model file
-and settings, so loading the same model again does not time it again.
+and settings, so loading the same model again does not time it again. ONNX
+Runtime int8 is a candidate once the model has been exported (loading it once
+with `fast="onnx-int8"` does that, and the export is cached on disk): exporting
+takes a few seconds, longer than the whole probe.
 """
 
 from __future__ import annotations
@@ -107,7 +110,9 @@ def choose(net: Any, pad_id: int, encoder: Any, model_dir: Path) -> tuple[Probe,
     with _lock:  # two models loading at once measure one at a time: each would slow the other's probe
         probe = _choices.get(key)
         if probe is None:
-            candidates = [p for p in PATHS if p != "onnx-int8" or _onnx.available()]
+            # ONNX Runtime competes once the model was exported (fast="onnx-int8" did it): an export
+            # takes seconds, more than the whole probe, and is worth it only to those who asked for it
+            candidates = [p for p in PATHS if p != "onnx-int8" or _onnx.cached_int8(model_dir, encoder.max_length)]
             probe = measure(net, pad_id, encoder, model_dir, candidates)
             _choices[key] = probe
     run, module = build(probe.chosen, net, pad_id, model_dir, encoder.max_length)

@@ -8,7 +8,7 @@ Faster CPU paths, chosen with `fast=`:
   compete, fp32 included, and the fastest wins, so auto is never slower than
   fp32 as measured on the machine it runs on. The probe takes about a second
   and is done once per process for a given model (`rm.probe` says what it
-  measured). See `_paths.py`.
+  measured). "onnx-int8" competes once the model was exported. See `_paths.py`.
 - "bf16": bf16 weights and activations. Ranks items as fp32 does (Spearman
   >= 0.999). Fast with AMX (Sapphire Rapids and later); with AVX512-BF16 alone
   (Zen 4) it measured both above and below fp32, and emulated elsewhere it is slower.
@@ -207,7 +207,7 @@ class _Batcher:
             target = run()
             if target is None:
                 raise ConfigError("the LocalRewardModel behind this queue is gone; load it again to score")
-            return target  # type: ignore[no-any-return]
+            return target
         return run
 
     def _serve(self, work: list[tuple[list[Any], Future[list[float]]]]) -> None:

@@ -224,6 +224,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
                 {"params": list(net.head.parameters()), "lr": head_lr},
             ],
             weight_decay=0.01,
+            **_fit.adam_options(dev),  # fused: one kernel for all parameters (the default loops over tensors on CPU)
         )
         rng = random.Random(seed)
         total = len(_fit.plan(train_set, batch_size, random.Random(0), encode)) * epochs
