@@ -81,6 +81,7 @@ def one_line(code: int, stderr: str, expect_code: int, *words: str) -> str:
     (["bench", "--skill", "7"], ["--skill"]),
     (["bench", "--tasks", "0"], ["--tasks"]),
     (["view", "--port", "70000"], ["--port"]),
+    (["view", "--db", "postgresql://nobody@nowhere/db"], ["the viewer reads SQLite files", "store copy"]),
     (["reward", "train", "rm", "--epochs", "0"], ["epochs=0", "at least 1"]),
     (["reward", "train", "rm", "--val-fraction", "0.95"], ["val_fraction=0.95"]),
     (["replay", "ab_1"], ["Missing option '--graph'"]),
@@ -88,7 +89,7 @@ def one_line(code: int, stderr: str, expect_code: int, *words: str) -> str:
 def test_bad_input_is_one_line_and_exit_2(db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str],
                                           words: list[str]) -> None:
     monkeypatch.chdir(tmp_path)  # relative outputs land in the test's folder
-    code, _, err = invoke(*args, *(["--db", str(db)] if args[0] not in ("nosuchcommand", "bench") else []))
+    code, _, err = invoke(*args, *(["--db", str(db)] if args[0] not in ("nosuchcommand", "bench") and "--db" not in args else []))
     one_line(code, err, 2, *words)
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "rm").exists()  # refused before any work
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from trajgraph.cli._common import DEFAULT_DB, Db, open_db
+from trajgraph.cli._common import DEFAULT_DB, Db, fail, open_db
 
 app = typer.Typer()
 
@@ -21,8 +21,12 @@ def view(
     """A local, read-only web page: runs, steps with model calls, search trees, comparisons."""
     from trajgraph.view.server import serve
 
-    open_db(db).close()  # the same checks as every command: a missing, foreign or too-new file is one line
-    serve(db, host, port, open_browser=open_browser)
+    if "://" in db and not db.startswith("sqlite:///"):
+        fail(f"{db.split('://')[0]}:// store: the viewer reads SQLite files; copy the runs into one first "
+             "(trajgraph store copy URL runs.db) and view that")
+    path = db.removeprefix("sqlite:///")
+    open_db(path).close()  # the same checks as every command: a missing, foreign or too-new file is one line
+    serve(path, host, port, open_browser=open_browser)
 
 
 __all__ = ["app"]
