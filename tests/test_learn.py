@@ -19,7 +19,11 @@ from trajgraph.errors import ConfigError
 from trajgraph.learn import NoTrainingDataError, decisions, preferences, train_policy
 from trajgraph.learn.evolve import check_splits, evolve
 from trajgraph.learn.graph import load_policy, with_policy
-from trajgraph.testing.tiny_env import CHAIN_ACTIONS, ChainSuite, ScriptedPolicy
+try:  # the chain suite is moving from the test kit to trajgraph.adapters.chain (issue 9)
+    from trajgraph.adapters.chain import ChainSuite
+except ImportError:
+    from trajgraph.testing.tiny_env import ChainSuite  # type: ignore[attr-defined,no-redef]
+from trajgraph.testing.tiny_env import CHAIN_ACTIONS, ScriptedPolicy
 
 TASK = ChainSuite().tasks("train", 1)[0]
 
@@ -195,3 +199,24 @@ def test_cli_train_policy_and_evolve(searched: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert "round 0: policy minilm-head@" in res.output and "round 1: policy chain-r1@" in res.output
     assert (tmp_path / "ev" / "evolve.png").is_file() and (tmp_path / "ev" / "evolve.db").is_file()
+
+
+def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
+    from trajgraph.adapters.policies import minilm_policy
+    from trajgraph.learn.demo import LearningSettings, learning_round
+
+    suite = ChainSuite(depth=3)
+    test = suite.tasks("test", 2)
+    base = minilm_policy(seed=0)
+    store = tg.Store(tmp_path / "demo.db")
+
+    def once() -> Any:
+        return learning_round(suite, test, base_for=lambda task: base.view(), reward=None, budget=30, store=store, out=tmp_path / "out",
+                              seed=0, workers=1, graph_name="chain",
+                              settings=LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3))
+
+    first = once()
+    assert first.names == ["greedy · trained", "best-of-n · trained", "greedy · base argmax", "greedy · trained argmax"]
+    assert sorted({r.optimizer for r in first.results}) == sorted(first.names) and len(first.results) == 4 * len(test)
+    assert first.card["data"]["tasks"] and not set(first.card["data"]["tasks"]) & {t.id for t in test}
+    assert [(r.optimizer, r.outcome, r.policy_calls) for r in once().results] == [(r.optimizer, r.outcome, r.policy_calls) for r in first.results]
