@@ -137,7 +137,7 @@ def make_reward(kind: str, *, train: Any = None) -> Any:
 
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
         reward: str, skill: float, seed: int, db: Path | str, out: Path, workers: int, title: str = "trajgraph bench",
-        repeatable: bool | None = None, executor: Any = None) -> dict:
+        repeatable: bool | None = None, executor: Any = None, learn_round: bool = False) -> dict:
     from trajgraph import bench
 
     # in-process policies are seeded, so branches run in order and the table repeats;
@@ -184,6 +184,11 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
                                               concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
                                               graph_name=suite, repeatable=repeatable, executor=executor))
+    if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
+        from trajgraph.learn.demo import demo_rows
+
+        names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
+                                   budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite)
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
@@ -279,7 +284,8 @@ def demo_cmd(
     folder = output(out_arg, out, what="output folder", default="demo-out", folder=True)
     cfg = dict(DEMO)
     run(cfg["suite"], cfg["tasks"], cfg["train_tasks"], cfg["optimizers"], cfg["budget"], cfg["policy"], model,
-        cfg["reward"], cfg["skill"], cfg["seed"], folder / "demo.db", folder, os.cpu_count() or 2, title="trajgraph demo")
+        cfg["reward"], cfg["skill"], cfg["seed"], folder / "demo.db", folder, os.cpu_count() or 2, title="trajgraph demo",
+        learn_round=model is None)
 
 
 __all__ = ["app", "run"]
