@@ -74,6 +74,45 @@ def require_nodes(graph: Pregel, names: Any, what: str = "decision node") -> Non
         raise GraphError(f"{what} {shown} not in graph; its nodes are {sorted(n for n in graph.nodes if not n.startswith('__'))}")
 
 
+def _node_call(graph: Pregel, name: str, state: Mapping[str, Any], config: RunnableConfig, context: Any) -> tuple[Any, Any, RunnableConfig]:
+    from langgraph._internal._constants import CONFIG_KEY_RUNTIME
+    from langgraph.runtime import Runtime
+
+    node = graph.nodes[name]
+    channels = node.channels
+    value: Any = {c: state[c] for c in channels if c in state} if isinstance(channels, list) else state.get(channels)
+    if node.mapper is not None:
+        value = node.mapper(value)
+    configurable = {**config.get("configurable", {}), CONFIG_KEY_RUNTIME: Runtime(context=context, store=graph.store)}
+    return node.bound, value, cast(RunnableConfig, {**config, "configurable": configurable})
+
+
+def invoke_node(graph: Pregel, name: str, state: Mapping[str, Any], config: RunnableConfig, context: Any = None) -> Any:
+    """`ainvoke_node` in the calling thread (no executor hop): for graphs whose nodes are all sync."""
+    bound, value, cfg = _node_call(graph, name, state, config, context)
+    return bound.invoke(value, cfg)
+
+
+def sync_nodes(graph: Pregel) -> bool:
+    """Whether every node of `graph` can run synchronously (a plain function, a ToolNode, a
+    sync subgraph), so the graph can be stepped with `stream`/`update_state` in the calling
+    thread instead of LangGraph's async path, which sends each sync node to a thread pool."""
+    import inspect
+
+    from langgraph._internal._runnable import RunnableCallable, RunnableSeq
+
+    def ok(r: Any) -> bool:
+        if isinstance(r, RunnableCallable):
+            return r.func is not None and not inspect.iscoroutinefunction(r.func)
+        if isinstance(r, RunnableSeq):
+            return all(ok(step) for step in r.steps)
+        if isinstance(r, Pregel):
+            return sync_nodes(r)
+        return False  # unknown: keep the async path
+
+    return all(ok(bound) for name, bound in node_runnables(graph).items() if not name.startswith("__"))
+
+
 async def ainvoke_node(graph: Pregel, name: str, state: Mapping[str, Any], config: RunnableConfig, context: Any = None) -> Any:
     """Run node `name` once on `state` as LangGraph would inside a step, without writing its output.
 
@@ -100,6 +139,8 @@ __all__ = [
     "compiled_fields",
     "retype",
     "ainvoke_node",
+    "invoke_node",
+    "sync_nodes",
     "compiled_graph",
     "require_nodes",
 ]

@@ -167,6 +167,10 @@ class MiniLMPolicy(SeededPolicy):
         rng = self.seeds.rng(state)  # here, not in the thread: see StateSeeds
         return [{"action": a} for a in await asyncio.to_thread(self._choose, state, k, rng)]
 
+    def propose_inline(self, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
+        """`propose` in the calling thread: what a repeatable (inline) search uses, no thread hop."""
+        return [{"action": a} for a in self._choose(state, k, self.seeds.rng(state))]
+
     def __repr__(self) -> str:
         return self.name
 

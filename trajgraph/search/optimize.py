@@ -63,7 +63,12 @@ class SearchSettings:
     context, checkpointer: LangGraph's. repeatable: branches one after another, so a
     fixed seed gives the same search (see `Space.gather`). actions_key: the state key
     listing admissible actions, checked before an action is tried (None: no check).
-    max_depth: decisions after which a trajectory counts as finished.
+    max_depth: decisions after which a trajectory counts as finished. inline: step the
+    graph and an in-process policy (its `propose_inline(state, k)`) in the calling
+    thread, with no thread-pool hop per node; None (default) does so for repeatable
+    searches of sync graphs on trajgraph's own checkpointer. Inline steps block the
+    event loop and are not cancelled mid-step at the wall-time limit (the limit is
+    checked between steps).
     """
 
     decision_node: str
@@ -81,6 +86,7 @@ class SearchSettings:
     repeatable: bool = False
     actions_key: str | None = "actions"
     max_depth: int = 100
+    inline: bool | None = None
 
     @classmethod
     def of(cls, settings: SearchSettings | None, options: dict[str, Any]) -> SearchSettings:
@@ -144,7 +150,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     meter = BudgetMeter(budget)
     space = Space(graph, s.decision_node, outcome=s.outcome, reward=s.reward, policy=as_policy(s.policy),
                   environment=s.environment, meter=meter, context=s.context, checkpointer=s.checkpointer,
-                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth)
+                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=s.inline)
     store = Store(s.store) if isinstance(s.store, str) else s.store
     graph_name = s.name or getattr(graph, "name", None) or "graph"
     run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(s.tags),
