@@ -11,26 +11,19 @@ already there is skipped, what changed is replaced, nothing is doubled.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 import typer
 
 from trajgraph.cli._common import DEFAULT_DB, Db, open_db, print_json, run_filters
-from trajgraph.errors import ConfigError
-from trajgraph.export._read import RunFilter
+from trajgraph.export._read import RunFilter, parse_age
 
 app = typer.Typer(help="Copy runs between stores (SQLite, PostgreSQL) and prune old ones.", no_args_is_help=True)
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
 
 def duration(text: str) -> float:
-    """'90m', '12h', '30d', '2w' (or plain seconds) as seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if not m:
-        raise ConfigError(f"--older-than {text!r}: give an age such as 90m, 12h, 30d or 2w")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    """'90m', '12h', '30d', '2w' (or plain seconds) as seconds: the same age parser as --since."""
+    return parse_age("--older-than", text)
 
 
 @app.command("copy")

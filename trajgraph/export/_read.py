@@ -201,8 +201,16 @@ def as_number(name: str, value: Any) -> float | None:
         raise ConfigError(f"{name}={value!r} must be a number") from None
 
 
-_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_age(name: str, value: Any) -> float:
+    """A length of time in seconds: '90m', '12h', '30d', '2w', or plain seconds (the one age parser)."""
+    age = _AGE.fullmatch(str(value).strip())
+    if age is None:
+        raise ConfigError(f"{name} {value!r}: give an age such as 90m, 12h, 30d or 2w (or seconds)")
+    return float(age.group(1)) * _UNITS[age.group(2)]
 
 
 def parse_time(name: str, value: Any) -> float | None:
@@ -216,8 +224,8 @@ def parse_time(name: str, value: Any) -> float | None:
     if isinstance(value, str):
         text = value.strip()
         age = _AGE.fullmatch(text)
-        if age:
-            return time.time() - float(age.group(1)) * _UNITS[age.group(2)]
+        if age and age.group(2):  # with a unit it is an age; a bare number is a timestamp
+            return time.time() - parse_age(name, text)
         try:
             return float(text)
         except ValueError:
@@ -242,4 +250,4 @@ def effective_outcome(run: Run, steps: Sequence[Step]) -> float | None:
     return None
 
 
-__all__ = ["snapshot", "RunFilter", "select_runs", "count_runs", "parse_time", "effective_outcome", "as_number"]
+__all__ = ["snapshot", "RunFilter", "select_runs", "count_runs", "parse_age", "parse_time", "effective_outcome", "as_number"]
