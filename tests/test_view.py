@@ -462,6 +462,11 @@ def test_requests_do_not_wait_for_each_other(big: ViewServer) -> None:
 
 
 def test_page_loads_more_steps_and_opens_levels(big: ViewServer, browser: Browser) -> None:
+    browser.call("Page.navigate", url=big.url)
+    browser.wait("document.querySelector('#runs-note')?.textContent === 'newest 500 of 521 matching runs'")
+    browser.js("{ const f = document.querySelector('#filters [name=min_outcome]'); f.value = '1';"
+               " f.dispatchEvent(new Event('change', {bubbles: true})); }")
+    browser.wait("document.querySelectorAll('#runs tbody tr.run-row').length === 12")
     browser.call("Page.navigate", url=big.url + "#run=huge")
     browser.wait("document.querySelectorAll('#steps .step').length === 100")
     browser.js("document.querySelector('#more-steps').click()")
