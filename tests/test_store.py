@@ -277,9 +277,14 @@ def test_sigkill_mid_run_keeps_every_committed_step(db_path: Path, tmp_path: Pat
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    store = Store(db_path).setup()  # opens (integrity check passes) and stays writable
+    (seen_ro,) = Store(db_path, readonly=True).runs()  # read-only: reported interrupted, not written
+    assert seen_ro.status == "interrupted" and f"pid {proc.pid}" in (seen_ro.error or "")
+    raw = sqlite3.connect(db_path).execute("SELECT status FROM runs").fetchone()[0]
+    assert raw == "running"
+    store = Store(db_path).setup()  # opens (integrity check passes), stays writable, and writes down the death
     (run,) = store.runs()
-    assert run.status == "running"  # it never finished
+    assert run.status == "interrupted" and "ended without finishing" in (run.error or "")  # was 'running' forever
+    assert sqlite3.connect(db_path).execute("SELECT status FROM runs").fetchone()[0] == "interrupted"
     steps = store.steps(run.id)
     assert len(steps) >= seen
     assert [s.seq for s in steps] == list(range(len(steps)))  # no hole: batches commit whole

@@ -26,6 +26,7 @@ from langgraph.types import Command
 
 from trajgraph._langgraph import RESUMING_KEY, compiled_fields, node_runnables, node_subgraphs, require_nodes, retype, with_node_runnables
 from trajgraph.errors import GraphError
+from trajgraph.recording import _signals
 from trajgraph.recording._callbacks import ModelCallRecorder
 from trajgraph.recording._instrument import KEY as _KEY
 from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
@@ -173,6 +174,17 @@ class _Session:
             if exc is None:
                 raise
             exc.add_note(f"trajgraph: also, the run's rows were not all stored: {store_error}")
+        finally:
+            _signals.leave(self)
+        if isinstance(exc, _signals.Terminated):  # SIGTERM: end the other open runs too, then die as SIGTERM would
+            for other in _signals.others():
+                other.recorder.writer.put("run_update", (other.run.id, {"status": "interrupted", "error": fields["error"]}))
+                try:
+                    other.recorder.writer.flush(timeout=5, raise_errors=False)
+                except Exception:  # noqa: BLE001 - the process ends now; its death is still detected on the next open
+                    pass
+                _signals.leave(other)
+            _signals.die_by_sigterm()
 
 
 def _pending(graph: Any, config: RunnableConfig) -> bool:
@@ -231,7 +243,9 @@ def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[Runnab
     )
     if resuming and next_seq:
         recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
-    return _attach(config, configurable, recorder), _Session(run, recorder)
+    session = _Session(run, recorder)
+    _signals.enter(session)  # SIGTERM now ends this run as interrupted (main thread, default handler only)
+    return _attach(config, configurable, recorder), session
 
 
 def _tags(*groups: Any) -> tuple[str, ...]:

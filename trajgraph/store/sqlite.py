@@ -17,6 +17,7 @@ returns whole prompts).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -30,6 +31,7 @@ import sqlite_utils
 
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
+from trajgraph.store._liveness import died_message, gone, this_process
 from trajgraph.store._redact import Redactor, redact_secrets
 from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
@@ -109,7 +111,29 @@ class Store:
                 conn.close()
                 raise
             self._db = sqlite_utils.Database(conn)
+        if not self.readonly:
+            self.mark_interrupted()
         return self
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark `running` runs whose process has died (trajgraph/store/_liveness.py) as interrupted;
+        returns their ids. Runs on open; reads report such runs as interrupted even when read-only."""
+        with self._lock:
+            rows = list(self.db.query("SELECT id, metadata FROM runs WHERE status = 'running'"))
+        dead = []
+        for row in rows:
+            try:
+                process = json.loads(row["metadata"] or "{}").get("process")
+            except (ValueError, AttributeError):
+                continue
+            if gone(process):
+                dead.append((row["id"], {"status": "interrupted", "error": died_message(process)}))
+        if dead:
+            try:
+                self.write(run_updates=dead)
+            except StoreError:  # a store we cannot write: reads still say interrupted
+                pass
+        return [run_id for run_id, _ in dead]
 
     def _permission_problem(self) -> StoreError | None:
         """SQLite says "unable to open database file" when a WAL store's folder is read-only
@@ -211,6 +235,11 @@ class Store:
                 _replace_tags(conn, {r.id: r.tags for r in runs})
             for run_id, fields in run_updates:
                 self._update_run(conn, run_id, fields, memo)
+            running = [r.id for r in runs if r.status == "running"] + [i for i, f in run_updates if f.get("status") == "running"]
+            if running:  # whose process writes them: a run whose process died reads as interrupted
+                me = json.dumps(this_process())
+                conn.executemany("UPDATE runs SET metadata = json_set(metadata, '$.process', json(?)) WHERE id = ?",
+                                 [(me, run_id) for run_id in running])
             for table, items in (
                 ("steps", steps),
                 ("model_calls", model_calls),
@@ -405,6 +434,8 @@ class Store:
         data = self._decode("runs", row)
         data["tags"] = tuple(data.get("tags") or ())
         data["metadata"] = data.get("metadata") or {}
+        if data.get("status") == "running" and isinstance(data["metadata"], dict) and gone(data["metadata"].get("process")):
+            data["status"], data["error"] = "interrupted", died_message(data["metadata"]["process"])
         return Run(**data)
 
     def step_counts(self, run_ids: Sequence[str]) -> dict[str, int]:

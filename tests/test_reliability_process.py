@@ -1,0 +1,100 @@
+"""Runs survive their process (issue 11, item 2): SIGTERM ends a recorded run as interrupted with its
+rows flushed; a run whose process was killed (SIGKILL) reads as interrupted, not running forever."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+import trajgraph as tg
+from trajgraph.errors import StoreError
+from trajgraph.store import Store
+
+_SLOW = """
+import sys, time
+import trajgraph as tg
+from typing import TypedDict
+from langgraph.graph import StateGraph, START, END
+
+class S(TypedDict):
+    i: int
+
+def tick(state):
+    time.sleep(0.004)
+    return {"i": state["i"] + 1}
+
+g = StateGraph(S)
+g.add_node("tick", tick)
+g.add_edge(START, "tick")
+g.add_conditional_edges("tick", lambda s: END if s["i"] >= 100000 else "tick", ["tick", END])
+graph = tg.record(g.compile(), store=tg.Store(sys.argv[1]), name="slow")
+graph.invoke({"i": 0}, {"recursion_limit": 10**6})
+"""
+
+
+def _start_recorder(tmp_path: Path, db: Path) -> subprocess.Popen[bytes]:
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW)
+    proc = subprocess.Popen([sys.executable, str(script), str(db)], stderr=subprocess.PIPE)
+    seen, deadline = 0, time.time() + 60
+    while seen < 50 and time.time() < deadline:
+        time.sleep(0.2)
+        try:
+            seen = Store(db, readonly=True).count("steps") if db.exists() else 0
+        except StoreError:
+            seen = 0  # schema not created yet
+    assert seen >= 50, "the recorder never committed steps"
+    return proc
+
+
+def test_sigterm_mid_recording_ends_the_run_interrupted_with_its_rows(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    proc = _start_recorder(tmp_path, db)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGTERM  # it still dies as SIGTERM says
+    raw = Store(db, readonly=True)
+    (run,) = raw.runs()
+    assert run.status == "interrupted" and "Terminated: SIGTERM" in (run.error or "")  # written by the run itself
+    steps = raw.steps(run.id)
+    assert [s.seq for s in steps] == list(range(len(steps)))  # every step up to the signal, flushed
+    assert steps[-1].error is not None and "SIGTERM" in steps[-1].error  # the step it interrupted, as on Ctrl-C
+
+
+def test_sigkill_mid_recording_is_noticed_on_the_next_open(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    proc = _start_recorder(tmp_path, db)
+    proc.kill()
+    proc.wait(30)
+    (run,) = Store(db).runs()
+    assert run.status == "interrupted" and f"pid {proc.pid}" in (run.error or "")
+
+
+class S(TypedDict):
+    seen: Any
+
+
+def test_sigterm_handler_only_during_a_recorded_invoke_and_never_over_a_users(store: Store) -> None:
+    g = StateGraph(S)
+    g.add_node("look", lambda s: {"seen": signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL})
+    g.add_edge(START, "look")
+    g.add_edge("look", END)
+    graph = tg.record(g.compile(), store=store)
+    assert graph.invoke({"seen": None})["seen"] is True  # ours while the run is recorded
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and the default again after
+
+    def mine(signum: int, frame: Any) -> None:
+        pass
+
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert graph.invoke({"seen": None})["seen"] is True
+        assert signal.getsignal(signal.SIGTERM) is mine  # a user's handler is left in place
+    finally:
+        signal.signal(signal.SIGTERM, previous)
