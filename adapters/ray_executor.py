@@ -153,6 +153,11 @@ def _worker_class(ray: Any, num_cpus: float) -> Any:
         def pid(self) -> int:
             return os.getpid()
 
+        def node(self) -> str:
+            import ray
+
+            return str(ray.get_runtime_context().get_node_id())
+
         async def run(self, task: Any, name: str) -> tuple[Any, dict[str, list[Any]] | None]:
             if self.store is not None:
                 result = await self.search(task, name, store=self.store)
@@ -179,6 +184,8 @@ class RayExecutor:
         self.init_kwargs = dict(init_kwargs or {})
         self.ray: Any = None
         self.lost: list[tuple[int, str]] = []  # (job index, why) for every attempt a dead worker took with it
+        self.startup_s = 0.0  # the last map's time to start its actors (a process and imports each)
+        self.nodes: set[str] = set()  # the Ray nodes its actors ran on
 
     def connect(self) -> Any:
         """Join (or start) Ray now: call before any work to fail early on a bad address."""
@@ -193,7 +200,10 @@ class RayExecutor:
         spec = _store_spec(store)
         worker_cls = _worker_class(ray, self.num_cpus)
         search_ref = ray.put(search)  # sent once, not with every job
+        t0 = time.perf_counter()
         actors = [worker_cls.remote(search_ref, spec) for _ in range(min(self.workers, max(1, len(jobs))))]
+        self.nodes = set(await asyncio.gather(*(a.node.remote() for a in actors)))  # every actor up (and where)
+        self.startup_s = time.perf_counter() - t0
         queue = collections.deque(range(len(jobs)))
         results: list[Any] = [None] * len(jobs)
         attempts = [0] * len(jobs)

@@ -144,3 +144,15 @@ def test_bad_store_urls_are_one_line_exit_2(tmp_path: Path, postgres: Postgres) 
         conn.execute("UPDATE _trajgraph_meta SET value = %s WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
     err = _cli("runs", "--db", f"{postgres.url}&options=-csearch_path%3D{store.schema}", code=2)
     assert "newer than this trajgraph" in err and err.count("\n") == 1, err
+
+
+def test_exports_read_a_postgres_store(tmp_path: Path, postgres: Postgres) -> None:
+    """`trajgraph export … --db postgresql://…` reads through the store's API (the SQLite snapshot does not apply)."""
+    store = postgres.store()
+    _fill(store, time.time())
+    url = f"{postgres.url}&options=-csearch_path%3D{store.schema}"
+    _cli("export", "dpo", "--db", url, str(tmp_path / "dpo.jsonl"))
+    rows = [json.loads(line) for line in (tmp_path / "dpo.jsonl").read_text().splitlines()]
+    assert len(rows) == 1 and rows[0]["chosen"] and rows[0]["rejected"]
+    _cli("export", "spans", "--db", url, str(tmp_path / "spans.jsonl"))
+    assert len((tmp_path / "spans.jsonl").read_text().splitlines()) >= 6  # a span per run at least

@@ -19,6 +19,7 @@ from typing import Any, get_args
 
 from trajgraph.errors import ConfigError, StoreError
 from trajgraph.store import Store
+from trajgraph.store._backends import scheme_of
 from trajgraph.trajectory import Run, RunKind, RunStatus, Step
 
 _STATUSES = get_args(RunStatus)
@@ -36,6 +37,15 @@ def snapshot(store: Store | str | Path) -> Iterator[Store]:
     """
     if isinstance(store, Store):
         store.flush()  # rows this program recorded but the background writer has not committed yet
+    if (type(store) is not Store and isinstance(store, Store)) or (isinstance(store, str) and scheme_of(store)):
+        # a server store (postgresql://): read through its own API, each query at the latest commit
+        server = store if isinstance(store, Store) else Store(store, readonly=True)
+        try:
+            yield server.setup()
+        finally:
+            if server is not store:
+                server.close()
+        return
     path = store.path if isinstance(store, Store) else Path(store)
     ro = Store(path, readonly=True)
     ro.setup()  # one-line StoreError for a missing, foreign, corrupt or too-new file
