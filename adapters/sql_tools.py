@@ -12,8 +12,8 @@ names as whole words), 0.0 when it does not, None while the agent is still calli
 
 The database and the questions with their answers are adapters/_sql_data.py.
 `make_graph` takes a LangChain chat model (not a policy node): the model call is the
-decision. `noisy_sql_model` is a scripted, seeded tool-calling model for tests and
-offline demos that sometimes queries the wrong table.
+decision. `noisy_sql_model` is a scripted, seeded tool-calling model
+(`ScriptedChatModel`) for tests and offline demos that sometimes queries the wrong table.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ from __future__ import annotations
 import random
 import re
 import sqlite3
+import threading
+import uuid
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import ConfigDict, PrivateAttr
 
 from trajgraph.adapters._sql_data import (
     MAX_ROWS,
@@ -140,8 +148,56 @@ class SqlSuite:
 # -- a scripted noisy model ------------------------------------------------------------
 
 
-def noisy_sql_model(skill: float = 0.7, seed: int = 0, db_seed: int = 0, explore: float = 0.5) -> Any:
-    """A seeded FakeToolModel that plays the suite like a fallible agent.
+class ScriptedChatModel(BaseChatModel):
+    """A seeded chat model whose reply `respond(messages, rng)` computes: a string (an answer) or
+    a tool call dict ({"name", "args"}). `bind_tools` keeps it as it is (the function knows the
+    tools); token usage is reported as word counts. An offline stand-in for an LLM (the test kit
+    has its own fakes; the library does not import the test kit)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    respond: Callable[[list[BaseMessage], random.Random], Any]
+    seed: int = 0
+    calls: int = 0
+    _rng: Any = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-chat-model"
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        return self
+
+    def _reply(self, messages: list[BaseMessage]) -> ChatResult:
+        with self._lock:  # one seeded stream of replies, whichever thread asks
+            if self._rng is None:
+                self._rng = random.Random(self.seed)
+            self.calls += 1
+            item = self.respond(messages, self._rng)
+        if isinstance(item, dict):
+            message = AIMessage(content="", tool_calls=[{**item, "id": f"call_{uuid.uuid4().hex[:8]}", "type": "tool_call"}])
+        else:
+            message = AIMessage(content=str(item))
+        prompt = sum(len(str(m.content).split()) for m in messages)
+        out = len(str(message.content).split()) + 3 * len(message.tool_calls)
+        message.usage_metadata = {"input_tokens": prompt, "output_tokens": out, "total_tokens": prompt + out}
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        return self._reply(messages)
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
+                         **kwargs: Any) -> ChatResult:
+        return self._reply(messages)
+
+
+def _tool_call(name: str, **args: Any) -> dict[str, Any]:
+    return {"name": name, "args": args}
+
+
+def noisy_sql_model(skill: float = 0.7, seed: int = 0, db_seed: int = 0, explore: float = 0.5) -> ScriptedChatModel:
+    """A seeded scripted model that plays the suite like a fallible agent.
 
     It may look first (list_tables / describe_table, probability `explore`), then runs
     the gold query with probability `skill`, else a plausible wrong one (wrong table,
@@ -149,10 +205,6 @@ def noisy_sql_model(skill: float = 0.7, seed: int = 0, db_seed: int = 0, explore
     table (an error, after which it retries with the gold query). After a result it
     answers "The answer is <first cell>." Unknown questions get "I don't know.".
     """
-    from langchain_core.messages import HumanMessage, ToolMessage
-
-    from trajgraph.testing import FakeToolModel, fake_tool_call
-
     by_text = {q.text: q for q in questions(db_seed)}
 
     def respond(messages: list, rng: random.Random) -> Any:
@@ -164,25 +216,25 @@ def noisy_sql_model(skill: float = 0.7, seed: int = 0, db_seed: int = 0, explore
         last = messages[-1]
         if not tools:
             if rng.random() < explore:
-                return fake_tool_call("list_tables")
+                return _tool_call("list_tables")
         elif isinstance(last, ToolMessage) and last.name == "run_sql":
-            if last.content.startswith("Error"):
-                return fake_tool_call("run_sql", query=q.sql)
-            rows = last.content.splitlines()
+            if str(last.content).startswith("Error"):
+                return _tool_call("run_sql", query=q.sql)
+            rows = str(last.content).splitlines()
             value = rows[1].split(" | ")[0] if len(rows) > 1 else "unknown"
             return f"The answer is {value}."
         elif isinstance(last, ToolMessage) and last.name == "list_tables" and rng.random() < explore / 2:
-            table = re.search(r"FROM (\w+)", q.sql).group(1)
-            return fake_tool_call("describe_table", table=table)
+            table = re.search(r"FROM (\w+)", q.sql).group(1)  # type: ignore[union-attr]
+            return _tool_call("describe_table", table=table)
         u = rng.random()
         if u < skill:
-            return fake_tool_call("run_sql", query=q.sql)
+            return _tool_call("run_sql", query=q.sql)
         if u < skill + (1 - skill) / 3:
-            return fake_tool_call("run_sql", query=re.sub(r"FROM \w+", "FROM staff", q.sql, count=1))
-        return fake_tool_call("run_sql", query=q.wrong_sql)
+            return _tool_call("run_sql", query=re.sub(r"FROM \w+", "FROM staff", q.sql, count=1))
+        return _tool_call("run_sql", query=q.wrong_sql)
 
-    return FakeToolModel(respond=respond, seed=seed)
+    return ScriptedChatModel(respond=respond, seed=seed)
 
 
 __all__ = ["SqlDatabase", "Question", "SqlSuite", "build_database", "default_database", "sql_tools", "sql_agent",
-           "questions", "sql_task", "answer_matches", "noisy_sql_model", "format_rows", "SYSTEM_PROMPT"]
+           "questions", "sql_task", "answer_matches", "noisy_sql_model", "ScriptedChatModel", "format_rows", "SYSTEM_PROMPT"]

@@ -11,6 +11,9 @@ otherwise it is an object with `snapshot() -> Any` and `restore(snap) -> None`
 (TextWorld: the game engine lives outside the graph, and a search must restore the
 engine to a decision point's snapshot before branching from it).
 
+Every suite's tasks keep the `Task` protocol (what `TaskSpec` holds), so a
+search or a benchmark runs any of them the same way.
+
 Splits. `Suite.tasks(split, n, seed)` draws n tasks from the split with `seed`;
 the "train" and "test" pools of a suite never share a task.
 """
@@ -49,12 +52,40 @@ class TaskSpec:
     oracle: Callable[[dict], str] | None = None
 
 
+class Task(Protocol):
+    """The one contract every suite's tasks keep (TextWorld, toy-text, SQL: `TaskSpec`; the chain: `ChainTask`).
+
+    A search or `trajgraph bench` needs nothing else: the input, the decision node,
+    a graph built around a policy, the outcome of a finished state, a step bound
+    and, when known, the best reward reachable. (An `oracle` is optional.)
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def input(self) -> dict: ...
+
+    @property
+    def decision_node(self) -> str: ...
+
+    @property
+    def max_steps(self) -> int: ...
+
+    @property
+    def optimum(self) -> float | None: ...
+
+    def make_graph(self, policy: Any, /) -> tuple[Any, Any]: ...
+
+    def outcome(self, state: dict, /) -> float | None: ...
+
+
 class Suite(Protocol):
     """A family of tasks with disjoint train/test pools."""
 
     name: str
 
-    def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]: ...
+    def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> Sequence[Task]: ...
 
 
 def check_split(split: str) -> None:
@@ -89,4 +120,4 @@ def seed_pool(split: str, n: int, seed: int) -> list[int]:
     return [base + s for s in random.Random(seed).sample(range(1_000_000), n)] if seed else [base + i for i in range(n)]
 
 
-__all__ = ["TaskSpec", "Suite", "SPLITS", "check_split", "sample_pool", "split_pool", "seed_pool"]
+__all__ = ["TaskSpec", "Task", "Suite", "SPLITS", "check_split", "sample_pool", "split_pool", "seed_pool"]

@@ -41,7 +41,6 @@ from trajgraph.adapters.tasks import TaskSpec, seed_pool
 from trajgraph.errors import ConfigError, ForkError
 from trajgraph.graphs.env_loop import EnvState, env_loop
 
-
 # -- the environment ------------------------------------------------------------------
 
 

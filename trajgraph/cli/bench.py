@@ -27,7 +27,7 @@ console = Console(stderr=True)
 out_console = Console(width=None if Console().is_terminal else 140)
 
 SUITES = {
-    "chain": ("trajgraph.testing.tiny_env", "ChainSuite", None),
+    "chain": ("trajgraph.adapters.chain", "ChainSuite", None),
     "frozenlake": ("trajgraph.adapters.gym_toytext", "FrozenLakeSuite", "gym"),
     "cliffwalking": ("trajgraph.adapters.gym_toytext", "CliffWalkingSuite", "gym"),
     "taxi": ("trajgraph.adapters.gym_toytext", "TaxiSuite", "gym"),
@@ -70,14 +70,14 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
     if name not in POLICIES:
         raise ConfigError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)} or give --model")
     if name == "simulated":
+        from trajgraph.adapters.chain import ChainTask, NoisyOracle
         from trajgraph.adapters.policies import SimulatedPolicy
-        from trajgraph.testing.tiny_env import NoisyOracle
 
         def for_task(task: Any) -> Any:
             task_seed = seed + zlib.crc32(task.id.encode())
             if getattr(task, "oracle", None) is None:
                 raise ConfigError(f"task {task.id} has no oracle; the simulated policy needs one")
-            if type(task).__name__ == "ChainTask":
+            if isinstance(task, ChainTask):
                 return NoisyOracle(task, skill=skill, seed=task_seed)
             return SimulatedPolicy(skill=skill, oracle=task.oracle, seed=task_seed)
 
