@@ -220,3 +220,22 @@ def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
     assert sorted({r.optimizer for r in first.results}) == sorted(first.names) and len(first.results) == 4 * len(test)
     assert first.card["data"]["tasks"] and not set(first.card["data"]["tasks"]) & {t.id for t in test}
     assert [(r.optimizer, r.outcome, r.policy_calls) for r in once().results] == [(r.optimizer, r.outcome, r.policy_calls) for r in first.results]
+
+
+def test_detours_are_found_and_trimmed_from_successes() -> None:
+    from trajgraph.learn.data import run_decisions, run_detours
+    from trajgraph.trajectory import Run, Step
+
+    moves = ["A", "B"]
+    run = Run(id="r", input={"task": "reach C", "observation": "in A", "actions": moves, "history": []})
+    script = [("e", "in B"), ("w", "in A"), ("n", "in C")]
+    steps = []
+    for i, (action, obs) in enumerate(script):
+        steps.append(Step(run_id="r", seq=2 * i, node="policy", update={"action": action}, action={"action": action}))
+        steps.append(Step(run_id="r", seq=2 * i + 1, node="env", update={"observation": obs, "actions": moves,
+                                                                          "history": [{"action": action, "observation": obs}]}))
+    assert [a for _, a in run_decisions(run, steps)] == ["e", "w", "n"]
+    kept = run_decisions(run, steps, trim_loops=True)
+    assert [a for _, a in kept] == ["n"] and len(kept[0][0]["history"]) == 2
+    loops = run_detours(run, steps)
+    assert [(s["observation"], a) for s, a in loops] == [("in A", "e")]

@@ -110,9 +110,20 @@ def run_decisions(run: Run, steps: Sequence[Step], *, trim_loops: bool = False) 
     (observation, admissible actions, score) seen before on the same run: on a
     successful run they are detours (go east / go west, take / put back), and
     cloning them teaches the loop. The decision that leaves the loop stays."""
+    return _walk(run, steps, trim_loops)[0]
+
+
+def run_detours(run: Run, steps: Sequence[Step]) -> list[tuple[dict[str, Any], str]]:
+    """The first decision of every stretch that led back to a situation seen before: an action
+    that made no progress at all (in a deterministic environment, a wasted step, whatever the outcome)."""
+    return _walk(run, steps, True)[1]
+
+
+def _walk(run: Run, steps: Sequence[Step], trim: bool) -> tuple[list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]]:
     data = to_jsonable(run.input)
     state: dict[str, Any] = dict(data) if isinstance(data, dict) else {}
     out: list[tuple[dict[str, Any], str]] = []
+    loops: list[tuple[dict[str, Any], str]] = []
     seen = {_situation(state): 0}
     for step in steps:
         if step.action is not None:
@@ -120,13 +131,15 @@ def run_decisions(run: Run, steps: Sequence[Step], *, trim_loops: bool = False) 
             if action is not None and state.get("actions"):
                 out.append((_policy_view(state), action))
         _apply(state, step.update)
-        if trim_loops and step.action is None:
+        if trim and step.action is None:
             here = _situation(state)
             if here in seen:
+                if seen[here] < len(out):
+                    loops.append(out[seen[here]])
                 del out[seen[here]:]  # back where we were: the decisions since were a detour
             seen = {k: v for k, v in seen.items() if v <= len(out)}
             seen.setdefault(here, len(out))
-    return out
+    return out, loops
 
 
 def _situation(state: Mapping[str, Any]) -> str:
@@ -208,6 +221,17 @@ def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = No
     return list(out.values())
 
 
+def detours(store: Store | str | Path, *, tags: Sequence[str] = (), tasks: Iterable[str] | None = None) -> list[Decision]:
+    """Decisions that led straight back to where they started, from every finished run (see `run_detours`):
+    negatives for unlikelihood training (Welleck et al. 2019), plentiful in failed runs that loop."""
+    seen: dict[tuple[str, str], Decision] = {}
+    with snapshot(store) as db:
+        for run in _runs(db, tags, tasks):
+            for state, action in run_detours(run, db.steps(run.id)):
+                seen.setdefault((state_key(state), action), Decision(state, action, run.id, run.task))
+    return list(seen.values())
+
+
 def mc_preferences(store: Store | str | Path, *, margin: float = 0.1, tags: Sequence[str] = (),
                    tasks: Iterable[str] | None = None) -> list[Preference]:
     """Pairs (better action, worse action) at states left by several actions, from mean final outcomes.
@@ -259,4 +283,4 @@ def _pair_state(search: Run, prompt: Any) -> dict[str, Any] | None:
     return state
 
 
-__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "preferences", "mc_preferences", "run_decisions", "state_key"]
+__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "detours", "preferences", "mc_preferences", "run_detours", "run_decisions", "state_key"]

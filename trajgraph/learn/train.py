@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
-from trajgraph.learn.data import NoTrainingDataError, decisions, mc_preferences, preferences
+from trajgraph.learn.data import NoTrainingDataError, decisions, detours, mc_preferences, preferences
 from trajgraph.store import Store
 
 METHODS = ("head", "sft", "dpo", "sft+dpo")
@@ -99,16 +99,17 @@ def train_policy(
 def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequence[str], tasks: list[str] | None,
                 success_threshold: float, round: int, name: str | None, seed: int, progress: Callable[[int, int], None] | None,
                 hidden: int = 128, features: str = "full", temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
-                **fit_options: Any) -> TrainResult:
+                use_detours: bool = True, **fit_options: Any) -> TrainResult:
     trainable, fitting = _adapter("trainable"), _adapter("trainable_fit")
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin'}))}")
+        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin', 'use_detours'}))}")
     ds = decisions(store, success_threshold=success_threshold, tags=tags, tasks=tasks)
     ps = preferences(store, tags=tags, tasks=tasks) if use_pairs else []
     if use_pairs and mc_margin is not None:
         ps += mc_preferences(store, margin=mc_margin, tags=tags, tasks=tasks)
+    ns = detours(store, tags=tags, tasks=tasks) if use_detours else []
     if not ds and not ps:
         where = f" with tags {list(tags)}" if tags else ""
         raise NoTrainingDataError(f"{_name(store)}: no successful env-loop runs (outcome >= {success_threshold:g}) and no "
@@ -120,16 +121,17 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
     else:
         policy = trainable.trainable_policy(hidden=hidden, features=features, temperature=1.0 if temperature is None else temperature, seed=seed)
     parent = policy.card.get("hash")
-    report = fitting.fit(policy, ds, ps, fitting.FitConfig(seed=seed, **fit_options), progress=progress)
-    runs = {d.run_id for d in ds} | {p.run_id for p in ps}
+    report = fitting.fit(policy, ds, ps, fitting.FitConfig(seed=seed, **fit_options), progress=progress, detours=ns)
+    runs = {d.run_id for d in ds} | {p.run_id for p in ps} | {n.run_id for n in ns}
     policy.card = {
         **{k: v for k, v in policy.card.items() if k in ("kind", "hidden", "features", "temperature")},
         "temperature": policy.temperature if temperature is None else temperature,
         "name": name or f"minilm-head-r{round}",
         "round": round,
         "parent": parent,
-        "data": {"decisions": report.decisions, "preferences": report.preferences, "train_tasks": report.train_tasks,
-                 "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ps]})[:50],
+        "data": {"decisions": report.decisions, "preferences": report.preferences, "detours": report.detours,
+                 "train_tasks": report.train_tasks,
+                 "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ps, *ns]})[:50],
                  "success_threshold": success_threshold, "tags": list(tags)},
         "source_runs": source_summary(runs),
         "fit": {"epochs": report.epochs_run, "best_epoch": report.best_epoch, "seconds": round_(report.seconds),
