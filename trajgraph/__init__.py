@@ -21,6 +21,7 @@ from trajgraph.errors import (  # noqa: E402
     BudgetError,
     ConfigError,
     ForkError,
+    InputError,
     NotAStoreError,
     ReplayError,
     RewardModelError,
@@ -149,5 +150,6 @@ __all__ = [
     "ForkError",
     "BudgetError",
     "ConfigError",
+    "InputError",
     "RewardModelError",
 ]
