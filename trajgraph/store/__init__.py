@@ -10,6 +10,7 @@
 
 from pathlib import Path
 
+from trajgraph.store._redact import redact_secrets
 from trajgraph.store.sqlite import Store
 
 
@@ -20,4 +21,4 @@ def open_store(target: str | Path, *, readonly: bool = False) -> Store:
     return Store(target, readonly=readonly)
 
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "open_store", "redact_secrets"]
