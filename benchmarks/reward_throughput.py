@@ -1,17 +1,25 @@
 """Reward model throughput: items scored per second, by sequence length, batch size,
-number of concurrent callers and numeric path (CPU fp32 / bf16 / int8; CUDA bf16).
+number of concurrent callers and numeric path (CPU fp32 / bf16 / int8 / ONNX Runtime
+int8, and what `fast="auto"` picked; CUDA bf16).
 
 Every item is long enough to fill the model's window, so each one is exactly
 `tokens` tokens after (left) truncation; timing goes through the public
 `LocalRewardModel.score`, tokenization and the batching queue included. With 8
 callers, eight threads call `score(batch)` at once and the queue coalesces them.
 
+The paths of one cell are timed in turns, `--repeats` rounds (the order rotates
+each round), and each cell reports the median and best round: on a shared
+machine the load changes from second to second, and turns spread it over all
+paths alike. The CPU's model and flags, torch's CPU capability and the load
+average are printed and saved with every table. `rho` is each path's Spearman
+rank correlation with fp32 over the item pool (what `auto` checks on its probe).
+
 On CUDA the table also shows the share of the card's bf16 matmul rate (measured
 here, 8192^3 matmuls) that the encoder reaches, counting 2 FLOP per weight per
 token plus attention. Targets (issue 4): >= 40 items/s at ~100 tokens on the
 2-core CPU; >= 50,000 items/s at 128 tokens on an H100.
 
-Run: python benchmarks/reward_throughput.py [--model rm/] [--seconds 2] [--quick]
+Run: python benchmarks/reward_throughput.py [--model rm/] [--seconds 1.5] [--repeats 3] [--quick]
 """
 
 from __future__ import annotations
@@ -102,73 +110,98 @@ def cuda_bf16_peak() -> float:
     return 2.0 * n**3 * reps / (time.perf_counter() - t0)
 
 
+CPU_PATHS = ("fp32", "bf16", "int8", "onnx-int8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, help="reward model directory (default: an untrained MiniLM-L6 model)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="measuring window per cell")
-    parser.add_argument("--quick", action="store_true", help="fewer cells (for a smoke run)")
+    parser.add_argument("--seconds", type=float, default=1.5, help="measuring window per cell and round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds per cell (paths take turns)")
+    parser.add_argument("--quick", action="store_true", help="only the issue's cell: batch 64 x 100 tokens, one caller")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
 
     import torch
 
+    from trajgraph.reward import _paths
+    from trajgraph.reward.metrics import spearman
+
     tmp = tempfile.TemporaryDirectory()
+    os.environ.setdefault("TRAJGRAPH_CACHE", str(Path(tmp.name) / "cache"))  # the ONNX export, thrown away after
     model_dir = args.model or init_model(Path(tmp.name) / "rm", max_length=256)
     cuda = torch.cuda.is_available() and args.device != "cpu"
+    cpu = _paths.cpu_info()
+    print(f"CPU: {cpu['cpu']}; flags: {' '.join(cpu['flags'])}; torch {torch.__version__} capability {cpu['torch_capability']}, "
+          f"{cpu['threads']} threads; load average {os.getloadavg()[0]:.2f}", flush=True)
     if cuda:
-        lengths, batches, modes = [64, 128, 256], [32, 256, 1024, 4096], [None]
+        cells, modes = [(t, b, 1) for t in (64, 128, 256) for b in (32, 256, 1024, 4096)], [None]
+    elif args.quick:
+        cells, modes = [(100, 64, 1)], [*CPU_PATHS, "auto"]
     else:
-        lengths, batches, modes = [64, 100, 128, 256], [1, 8, 32], [None, "bf16", "int8"]
-    if args.quick:
-        lengths, batches = [100 if not cuda else 128], batches[-2:]
+        cells = [(t, b, c) for t in (64, 100, 128, 256) for b, c in ((1, 1), (8, 1), (8, 8), (32, 1), (64, 1))]
+        modes = [*CPU_PATHS, "auto"]
     peak = cuda_bf16_peak() if cuda else None
     load_before = os.getloadavg()
     rows: list[dict[str, Any]] = []
-    for tokens in lengths:
+    picks: dict[int, str] = {}
+    for tokens in sorted({t for t, _, _ in cells}):
+        bs = 4096 if cuda else 64
+        models = {}
         for fast in modes:
-            bs = max(batches) if cuda else 32
-            rm = LocalRewardModel(model_dir, device="cuda" if cuda else "cpu", fast=fast, max_length=tokens, batch_size=bs)
-            pool = make_items(8192 if cuda else 512, tokens)
-            assert all(len(rm.tokens(item)) == tokens for item in pool[:50])
-            for batch in batches:
-                for callers in (1, 8):
-                    rate = measure(rm, batch, callers, args.seconds, pool)
-                    row: dict[str, Any] = {
-                        "device": "cuda" if cuda else "cpu",
-                        "path": "bf16" if cuda else (fast or "fp32"),
-                        "tokens": tokens,
-                        "batch": batch,
-                        "callers": callers,
-                        "items_per_s": round(rate, 1),
-                    }
-                    if peak:
-                        row["share_of_bf16_peak"] = round(rate * flops_per_item(rm, tokens) / peak, 3)
-                    rows.append(row)
-                    print(row, flush=True)
+            name = "bf16" if cuda else (fast or "fp32")
+            t0 = time.perf_counter()
+            models[name] = LocalRewardModel(model_dir, device="cuda" if cuda else "cpu", fast=None if fast == "fp32" else fast,
+                                            max_length=tokens, batch_size=bs)
+            if name == "auto":
+                probe = models[name].probe
+                assert probe is not None
+                picks[tokens] = probe.chosen
+                print(f"{tokens} tokens: {probe.describe()}; load {time.perf_counter() - t0:.2f}s", flush=True)
+        pool = make_items(8192 if cuda else 512, tokens)
+        first = next(iter(models.values()))
+        assert all(len(first.tokens(item)) == tokens for item in pool[:50])
+        reference = models["fp32"].logits(pool[:256]) if "fp32" in models else None
+        rho = {name: spearman(reference, m.logits(pool[:256])) if reference else None for name, m in models.items()}
+        for t, batch, callers in cells:
+            if t != tokens:
+                continue
+            rates: dict[str, list[float]] = {name: [] for name in models}
+            names = list(models)
+            for r in range(args.repeats):
+                for name in names[r % len(names):] + names[: r % len(names)]:
+                    rates[name].append(measure(models[name], batch, callers, args.seconds, pool))
+            for name, got in rates.items():
+                row: dict[str, Any] = {
+                    "device": "cuda" if cuda else "cpu",
+                    "path": f"auto={picks[tokens]}" if name == "auto" else name,
+                    "tokens": tokens,
+                    "batch": batch,
+                    "callers": callers,
+                    "items_per_s": round(statistics.median(got), 1),
+                    "best": round(max(got), 1),
+                    "rho": None if rho[name] is None else round(rho[name], 4),
+                }
+                if peak:
+                    row["share_of_bf16_peak"] = round(statistics.median(got) * flops_per_item(models[name], tokens) / peak, 3)
+                rows.append(row)
+                print(row, flush=True)
+        for m in models.values():
+            m.close()
     load_after = os.getloadavg()
-    best = {}
-    for r in rows:
-        key = (r["path"], r["tokens"])
-        best[key] = max(best.get(key, 0.0), r["items_per_s"])
     extra = {
         "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cpu_bf16": _cpu_bf16(),
+        "cpu": cpu,
+        "auto_picked": {str(t): p for t, p in picks.items()},
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "bf16_matmul_peak_tflops": round(peak / 1e12, 1) if peak else None,
         "load_average_before_after": [round(load_before[0], 2), round(load_after[0], 2)],
-        "best_items_per_s": {f"{p}@{t}": v for (p, t), v in best.items()},
-        "note": "CPU cells are noisy when other processes share the 2 cores; see load_average_before_after",
-        "median_items_per_s": round(statistics.median(r["items_per_s"] for r in rows), 1),
+        "repeats": args.repeats,
+        "seconds_per_round": args.seconds,
+        "note": "items_per_s is the median of the rounds; CPU cells are noisy when other processes share the cores",
     }
-    emit("reward_throughput", "Reward model throughput (items/s)", rows, extra)
+    emit("reward_throughput", f"Reward model throughput (items/s) on {cpu['cpu']} [{' '.join(cpu['flags'])}]", rows, extra)
     print({k: v for k, v in extra.items() if k != "note"})
-
-
-def _cpu_bf16() -> bool:
-    from trajgraph.reward._net import cpu_has_bf16
-
-    return cpu_has_bf16()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""Reward-model training time, before and after the two speed-ups of issue 12 (item 5):
+
+- "before": torch's default (for-loop) AdamW on CPU, every pass through the whole encoder;
+- "after":  fused AdamW, and what frozen layers compute kept per item for the run
+            (`trajgraph/reward/_fit.py`, `FrozenPrefix`), so the probe, each epoch and each
+            evaluation run only the trainable layers.
+
+Both train the same model from the same data and seed; the table shows wall seconds per
+phase and the validation AUC of each epoch (equal before and after: the speed-ups change
+no result). The data: `--db` (a store; `--groups N` keeps its first N tasks, 8 by default:
+the demo trains on the exploration of 8 TextWorld games), else a generated deceptive-chain
+store. The CPU model, flags and load average are printed and saved with the table.
+
+Run: python benchmarks/reward_training.py [--db runs.db] [--groups 8] [--freeze 0 4] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _table import emit
+
+import trajgraph as tg
+from trajgraph.reward import Dataset, _fit, build_dataset, train
+
+
+def chain_store(path: Path) -> tg.Store:
+    from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
+
+    store = tg.Store(path)
+    for s in range(10):
+        graph = tg.record(deceptive_chain_graph(depth=3, skill=0.5, trap=0.3, seed=s), store=store, task=lambda st: st["task"])
+        for _ in range(20):
+            graph.invoke(chain_start(f"chain-{s}"))
+    for run in store.runs():
+        store.update_run(run.id, outcome=run.output["reward"])
+    return store
+
+
+def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_length: int) -> dict[str, Any]:
+    real_options, real_of = _fit.adam_options, _fit.FrozenPrefix.of
+    if variant == "before":
+        _fit.adam_options = lambda dev: {}  # type: ignore[assignment]  # torch's default AdamW
+        _fit.FrozenPrefix.of = classmethod(lambda cls, *a: None)  # type: ignore[assignment,method-assign]
+    try:
+        t0 = time.perf_counter()
+        report = train(data, out, epochs=epochs, freeze_layers=freeze, max_length=max_length, seed=0, patience=epochs, progress=False)
+        seconds = time.perf_counter() - t0
+    finally:
+        _fit.adam_options, _fit.FrozenPrefix.of = real_options, real_of  # type: ignore[method-assign]
+    by_epoch = {e.epoch: e for e in report.epochs}
+    return {
+        "variant": variant,
+        "freeze_layers": freeze,
+        "train_items": report.n_train,
+        "val_items": report.n_val,
+        "total_s": round(seconds, 1),
+        "probe_s": round(by_epoch[0].seconds, 1) if 0 in by_epoch else None,
+        "epoch_s": [round(by_epoch[e].seconds, 1) for e in sorted(by_epoch) if e > 0],
+        "val_auc": [None if by_epoch[e].val_auc is None else round(by_epoch[e].val_auc, 4) for e in sorted(by_epoch)],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", type=Path, help="a store to train on (default: a generated deceptive-chain store)")
+    parser.add_argument("--groups", type=int, default=8, help="keep the store's first N tasks (0: all)")
+    parser.add_argument("--freeze", type=int, nargs="+", default=[0, 4], help="freeze_layers settings to compare")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=128)
+    args = parser.parse_args()
+
+    import torch
+
+    from trajgraph.reward._paths import cpu_info
+
+    cpu = cpu_info()
+    tmp = tempfile.TemporaryDirectory()
+    store = tg.Store(args.db, readonly=True) if args.db else chain_store(Path(tmp.name) / "chain.db")
+    data = build_dataset(store, "auto")
+    if args.groups:
+        data = data.subset(data.groups[: args.groups])
+    print(f"CPU: {cpu['cpu']}; flags: {' '.join(cpu['flags'])}; torch {torch.__version__}, {cpu['threads']} threads; "
+          f"{len(data.examples)} examples, {len(data.pairs)} pairs, {len(data.groups)} tasks; load {os.getloadavg()[0]:.2f}", flush=True)
+    load_before = os.getloadavg()
+    rows = []
+    for freeze in args.freeze:
+        for variant in ("before", "after"):
+            rows.append(run(data, Path(tmp.name) / f"rm-{variant}-{freeze}", variant, freeze, args.epochs, args.max_length))
+            print(rows[-1], flush=True)
+    extra = {"cpu": cpu, "torch": torch.__version__, "epochs": args.epochs, "max_length": args.max_length,
+             "data": str(args.db or "generated chain store"), "groups": args.groups,
+             "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
+    emit("reward_training", f"Reward-model training seconds on {cpu['cpu']} [{' '.join(cpu['flags'])}]", rows, extra)
+
+
+if __name__ == "__main__":
+    main()
