@@ -19,6 +19,7 @@ from trajgraph.errors import ConfigError
 from trajgraph.learn import NoTrainingDataError, decisions, preferences, train_policy
 from trajgraph.learn.evolve import check_splits, evolve
 from trajgraph.learn.graph import load_policy, with_policy
+
 try:  # the chain suite is moving from the test kit to trajgraph.adapters.chain (issue 9)
     from trajgraph.adapters.chain import ChainSuite
 except ImportError:

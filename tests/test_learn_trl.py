@@ -17,6 +17,7 @@ import pytest
 import trajgraph as tg
 from trajgraph.learn import NoTrainingDataError, train_policy
 from trajgraph.learn.graph import load_policy
+
 try:  # the chain suite is moving from the test kit to trajgraph.adapters.chain (issue 9)
     from trajgraph.adapters.chain import ChainSuite
 except ImportError:

@@ -68,8 +68,10 @@ def _head(hidden: int, features: str = "full") -> Any:
             self.base_weight = torch.nn.Parameter(torch.tensor(1.0 / BASE_TEMPERATURE))
             width = 4 * DIM + N_SCALARS if self.full else N_SCALARS
             self.mlp = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
-            torch.nn.init.zeros_(self.mlp[2].weight)  # untrained head == base policy
-            torch.nn.init.zeros_(self.mlp[2].bias)
+            last = self.mlp[2]
+            assert isinstance(last, torch.nn.Linear)
+            torch.nn.init.zeros_(last.weight)  # untrained head == base policy
+            torch.nn.init.zeros_(last.bias)
 
         def forward(self, cmd: Any, ctx: Any, scalars: Any) -> Any:
             # cmd: (B, 384); ctx: (B, 3, 384) next instruction, observation, last action
@@ -205,7 +207,6 @@ def trainable_policy(hidden: int = 128, temperature: float = 1.0, seed: int | No
                      encoder: MiniLM | None = None, features: str = "full") -> TrainablePolicy:
     """An untrained head: it ranks exactly like `minilm_policy()` until `fit` moves it."""
     import torch
-
     from safetensors.torch import save
 
     torch.manual_seed(0)  # the first layer's init: the same untrained policy every time

@@ -96,7 +96,7 @@ def load_lm_policy(path: str | Path, mode: str = "rank", temperature: float = 0.
     start = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(path))
-    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # type: ignore[arg-type]  # transformers types .to() narrowly
     card = json.loads((path / CARD).read_text()) if (path / CARD).is_file() else {"name": path.name}
     return LMPolicy(SmolLM2(model, tokenizer, str(path), time.perf_counter() - start), card, mode, temperature, seed, window)
 

@@ -76,7 +76,10 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     ]
     results: list[Any] = []
     for label, optimizer, pol in runs:
-        done = asyncio.run(bench.run_bench(test, [optimizer], policy_for=lambda task, p=pol: p.view(), reward=reward, budget=budget,
+        def view(task: Any, p: Any = pol) -> Any:
+            return p.view()
+
+        done = asyncio.run(bench.run_bench(test, [optimizer], policy_for=view, reward=reward, budget=budget,
                                            store=store, concurrency=workers, tags=("test", "learn"), graph_name=graph_name,
                                            repeatable=True, on_result=tick(f"learning round: {label} on {len(test)} test games", len(test))))
         stamp(store, [r.run_id for r in done], round=1 if pol is not base_argmax else 0, version=policy_version(pol), split="test")

@@ -64,11 +64,11 @@ def base_model_dir(base: str | Path | None) -> Path:
 def _rows(store: Store | str | Path, kind: str, tags: Sequence[str], tasks: list[str] | None, success_threshold: float) -> list[dict[str, Any]]:
     from trajgraph.export import dpo_dataset, sft_dataset
 
-    filters = {"tag": tags[0]} if tags else {}
+    tag = tags[0] if tags else None
     if kind == "sft":
-        rows = sft_dataset(store, success_threshold=success_threshold, **filters)
+        rows = sft_dataset(store, success_threshold=success_threshold, tag=tag)
     else:
-        rows = dpo_dataset(store, trajectory_pairs=False, **filters)
+        rows = dpo_dataset(store, trajectory_pairs=False, tag=tag)
     wanted = set(tasks) if tasks is not None else None
     return [r for r in rows if wanted is None or r.get("task") in wanted]
 
@@ -135,7 +135,7 @@ def train_lm(
             columns = ("messages",) if stage == "sft" else ("prompt", "chosen", "rejected")
             dataset = datasets.Dataset.from_list([{c: r[c] for c in columns} for r in rows])
             peft_config = _lora(lora_r) if lora else None
-            common = dict(cuda=cuda, max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed)
+            common: dict[str, Any] = dict(cuda=cuda, max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed)
             if stage == "sft":
                 args = _config(trl.SFTConfig, Path(scratch) / stage, **common)
                 trainer = trl.SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config)

@@ -131,7 +131,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
         "parent": parent,
         "data": {"decisions": report.decisions, "preferences": report.preferences, "detours": report.detours,
                  "train_tasks": report.train_tasks,
-                 "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ps, *ns]})[:50],
+                 "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ns]} | {str(p.task) for p in ps})[:50],
                  "success_threshold": success_threshold, "tags": list(tags)},
         "source_runs": source_summary(runs),
         "fit": {"epochs": report.epochs_run, "best_epoch": report.best_epoch, "seconds": round_(report.seconds),
