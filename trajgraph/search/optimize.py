@@ -35,7 +35,7 @@ from langgraph.graph import END, START, StateGraph
 
 from trajgraph._langgraph import compiled_graph, require_nodes
 from trajgraph.errors import BudgetError, ConfigError
-from trajgraph.search._write import write_search
+from trajgraph.search._write import SearchRecorder, write_search
 from trajgraph.search.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
 from trajgraph.search.optimizers.base import Optimizer, resolve_optimizer
 from trajgraph.search.policy import as_policy
@@ -157,8 +157,10 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
               metadata={"optimizer": optimizer.name, "optimizer_config": repr(optimizer), "budget": repr(budget), **(metadata or {})})
     # the store opens its file and commits off the event loop (SQLite blocks): a search served
     # by LangGraph Server must not stall every other request while it writes
+    recorder: SearchRecorder | None = None
     if store is not None:
         await asyncio.to_thread(store.add_run, run)
+        recorder = space.on_node = SearchRecorder(store, run, s.decision_node, task)  # the tree as it grows
     log = TreeLog()
     best: Node | None = None
     try:
@@ -177,11 +179,12 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     except BaseException as exc:
         if store is not None:
             await asyncio.to_thread(_write, store, space, run, log, best, task, status="failed",
-                                    error=f"{type(exc).__name__}: {exc}", meter=meter)
+                                    error=f"{type(exc).__name__}: {exc}", meter=meter, recorder=recorder)
         raise
     if store is not None:
         result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status=status, meter=meter,
-                                                     error=None if status == "succeeded" else f"unfinished: {finish}")
+                                                     error=None if status == "succeeded" else f"unfinished: {finish}",
+                                                     recorder=recorder)
     return result
 
 
@@ -259,8 +262,8 @@ async def _finish(space: Space, node: Node, meter: BudgetMeter, *, retries: int 
 
 
 def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None, task: str | None, *,
-           status: str, meter: BudgetMeter, error: str | None = None) -> list[str]:
-    ids = write_search(store, space, run, log, best, task)
+           status: str, meter: BudgetMeter, error: str | None = None, recorder: SearchRecorder | None = None) -> list[str]:
+    ids = write_search(store, space, run, log, best, task, recorder)
     stats = {k: v for k, v in log.stats.items() if not isinstance(v, (list, dict))}
     store.update_run(run.id, status=status, error=error, ended_at=time.time(),
                      output=None if best is None else best.state, outcome=None if best is None else best.outcome,

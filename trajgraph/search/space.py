@@ -24,7 +24,7 @@ import asyncio
 import inspect
 import itertools
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from langchain_core.runnables import RunnableConfig
@@ -90,6 +90,7 @@ class Space:
         self._sem = asyncio.Semaphore(concurrency)
         self.nodes: list[Node] = []
         self.reflections: list[str] = []  # lessons from failed trajectories, shown to policies
+        self.on_node: Callable[[Node], None] | None = None  # called once per node, when it is complete
         self.task_text = ""
         self.tools = tool_names(self.graph)
 
@@ -105,6 +106,7 @@ class Space:
         root = self._node(checkpoint, node_id=next(self._ids), parent=None, action=None, steps=steps, snapshot=snap)
         if root.terminal:
             self.meter.answered = True
+        self._done(root)
         return root
 
     async def propose(self, node: Node, k: int) -> list[Candidate]:
@@ -168,6 +170,7 @@ class Space:
         if child.terminal and not child.invalid:
             self.meter.answered = True  # a real answer exists: the finish reserve is released
         insert_by_id(node.children, child)
+        self._done(child)
         return child
 
     def expand_failed(self, node: Node, node_id: int, failed: Failed, text: str) -> Node:
@@ -177,7 +180,12 @@ class Space:
                      reason=failed.error)
         insert_by_id(node.children, child)
         insert_by_id(self.nodes, child)
+        self._done(child)
         return child
+
+    def _done(self, node: Node) -> None:
+        if self.on_node is not None:  # e.g. streamed to the store as the search goes
+            self.on_node(node)
 
     async def score(self, nodes: Sequence[Node], reward: Scorer | None = None) -> list[float]:
         """Known outcomes for finished nodes; the reward for the rest (batched).
