@@ -82,10 +82,11 @@ def test_sft_trains_smollm2_into_a_folder_that_loads_as_a_policy(store_path: Pat
 def test_dpo_trains_on_the_searchs_pairs(store_path: Path, tmp_path: Path) -> None:
     pairs = tg.Store(store_path).pairs()
     assert pairs
-    result = train_policy(store_path, tmp_path / "dpo", method="dpo", **SETTINGS)
+    result = train_policy(store_path, tmp_path / "dpo", method="dpo", lora=True, lora_r=4, **SETTINGS)  # LoRA, merged on save
     card = _check_folder(result.path, "dpo")
     assert card["data"]["dpo"] == len(tg.dpo_dataset(store_path, trajectory_pairs=False))
     assert card["metrics"]["dpo"]["steps"] == 2 and "last_rewards_accuracies" in card["metrics"]["dpo"]
+    assert card["lora"] == {"r": 4} and not (result.path / "adapter_config.json").exists()  # adapters merged into the weights
     policy = load_policy(result.path)
     import asyncio
 
