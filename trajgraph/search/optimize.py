@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import inspect
 import time
@@ -66,8 +67,9 @@ class SearchSettings:
     max_depth: decisions after which a trajectory counts as finished. inline: step the
     graph and an in-process policy (its `propose_inline(state, k)`) in the calling
     thread, with no thread-pool hop per node; None (default) does so for repeatable
-    searches of sync graphs on trajgraph's own checkpointer. Inline steps block the
-    event loop and are not cancelled mid-step at the wall-time limit (the limit is
+    searches of sync graphs on trajgraph's own checkpointer, when the search runs on an
+    event loop of its own (`search()`, an optimized agent's `invoke`), never when `asearch`
+    is awaited on another (a server's). Inline steps block the event loop and are not cancelled mid-step at the wall-time limit (the limit is
     checked between steps).
     """
 
@@ -150,7 +152,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     meter = BudgetMeter(budget)
     space = Space(graph, s.decision_node, outcome=s.outcome, reward=s.reward, policy=as_policy(s.policy),
                   environment=s.environment, meter=meter, context=s.context, checkpointer=s.checkpointer,
-                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=s.inline)
+                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=_inline(s.inline))
     store = Store(s.store) if isinstance(s.store, str) else s.store
     graph_name = s.name or getattr(graph, "name", None) or "graph"
     run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(s.tags),
@@ -271,13 +273,29 @@ def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None
     return ids
 
 
+# Set inside the event loop that `search()` (or an optimized agent's sync call) starts for itself.
+_OWN_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("trajgraph_own_loop", default=False)
+
+
+def _inline(setting: bool | None) -> bool | None:
+    """`inline=None` lets the space step sync graphs inline only on a loop the search started
+    itself: awaited on someone else's loop (a LangGraph Server, a notebook), each inline step
+    would block everything else that loop serves."""
+    return setting if setting is not None or _OWN_LOOP.get() else False
+
+
+async def _owning(coro: Awaitable[T]) -> T:
+    _OWN_LOOP.set(True)
+    return await coro
+
+
 def _run_sync(coro: Any) -> Any:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return asyncio.run(_owning(coro))
     with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside a running loop
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(asyncio.run, _owning(coro)).result()
 
 
 def _plain_schema(graph: Any, schema: Any, name: str, extra: str | None = None) -> type:
