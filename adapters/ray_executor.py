@@ -90,13 +90,20 @@ def _reachable(address: str) -> None:
 
 
 class RowCapture:
-    """A write-only stand-in for a store inside a worker: collects a search's rows to ship them whole."""
+    """A write-only stand-in for a store inside a worker: collects a search's rows to ship them whole.
+
+    Rows written again under the same key (the search streams its tree as it grows, then writes the
+    final tree over it) replace the earlier ones, as they would in a store.
+    """
 
     path = "<shipped to the driver>"
+    readonly = False
 
     def __init__(self) -> None:
+        self._writer: Any = None  # the store's write-behind writer (trajgraph/store/_writer.py), once used
         self.runs: dict[str, Run] = {}
-        self.lists: dict[str, list[Any]] = {"steps": [], "model_calls": [], "search_nodes": [], "pairs": []}
+        self.keyed: dict[str, dict[tuple[str, int], Any]] = {"steps": {}, "model_calls": {}, "search_nodes": {}}
+        self.pairs: list[PreferencePair] = []
 
     def write(self, *, runs: Sequence[Run] = (), run_updates: Sequence[tuple[str, dict[str, Any]]] = (),
               steps: Sequence[Step] = (), model_calls: Sequence[ModelCall] = (), search_nodes: Sequence[SearchNode] = (),
@@ -106,8 +113,13 @@ class RowCapture:
         for run_id, fields in run_updates:  # a run's later updates fold into the run itself
             if run_id in self.runs:
                 self.runs[run_id] = self.runs[run_id].replace(**fields)
-        for name, items in (("steps", steps), ("model_calls", model_calls), ("search_nodes", search_nodes), ("pairs", pairs)):
-            self.lists[name].extend(items)
+        for step in steps:
+            self.keyed["steps"][(step.run_id, step.seq)] = step
+        for call in model_calls:
+            self.keyed["model_calls"][(call.run_id, call.seq)] = call
+        for node in search_nodes:
+            self.keyed["search_nodes"][(node.run_id, node.id)] = node
+        self.pairs.extend(pairs)
 
     def add_run(self, run: Run) -> None:
         self.write(runs=[run])
@@ -115,12 +127,14 @@ class RowCapture:
     def update_run(self, run_id: str, **fields: Any) -> None:
         self.write(run_updates=[(run_id, fields)])
 
-    def flush(self) -> None:
-        pass
+    def flush(self, *args: Any, **kwargs: Any) -> None:
+        if self._writer is not None:
+            self._writer.flush(*args, **kwargs)
 
     def rows(self) -> dict[str, list[Any]]:
-        """Everything, for one `store.write(**rows)` (runs in the order written: parents first)."""
-        return {"runs": list(self.runs.values()), **{k: list(v) for k, v in self.lists.items()}}
+        """Everything, for one `store.write(**rows)` (runs in the order first written: parents first)."""
+        self.flush()
+        return {"runs": list(self.runs.values()), **{k: list(v.values()) for k, v in self.keyed.items()}, "pairs": list(self.pairs)}
 
 
 def _store_spec(store: Any) -> tuple[str, str | None] | None:
@@ -136,8 +150,7 @@ def _worker_class(ray: Any, num_cpus: float) -> Any:
     class SearchWorker:
         """One worker process: runs whole searches on its own event loop."""
 
-        def __init__(self, search: Search, store_spec: tuple[str, str | None] | None) -> None:
-            self.search = search
+        def __init__(self, store_spec: tuple[str, str | None] | None) -> None:
             self.store: Any = None
             if store_spec is not None:
                 url, schema = store_spec
@@ -158,13 +171,13 @@ def _worker_class(ray: Any, num_cpus: float) -> Any:
 
             return str(ray.get_runtime_context().get_node_id())
 
-        async def run(self, task: Any, name: str) -> tuple[Any, dict[str, list[Any]] | None]:
+        async def run(self, search: Search, task: Any, name: str) -> tuple[Any, dict[str, list[Any]] | None]:
             if self.store is not None:
-                result = await self.search(task, name, store=self.store)
+                result = await search(task, name, store=self.store)
                 await asyncio.to_thread(self.store.flush)
                 return result, None
             capture = RowCapture()
-            result = await self.search(task, name, store=capture)
+            result = await search(task, name, store=capture)
             return result, capture.rows()
 
     return SearchWorker
@@ -199,9 +212,11 @@ class RayExecutor:
         ray = self.connect()
         spec = _store_spec(store)
         worker_cls = _worker_class(ray, self.num_cpus)
-        search_ref = ray.put(search)  # sent once, not with every job
+        # put once, resolved with every call: a restarted actor needs no constructor argument from the
+        # object store (ray #53727), and each call still finds the search in its node's object store
+        search_ref = ray.put(search)
         t0 = time.perf_counter()
-        actors = [worker_cls.remote(search_ref, spec) for _ in range(min(self.workers, max(1, len(jobs))))]
+        actors = [worker_cls.remote(spec) for _ in range(min(self.workers, max(1, len(jobs))))]
         self.nodes = set(await asyncio.gather(*(a.node.remote() for a in actors)))  # every actor up (and where)
         self.startup_s = time.perf_counter() - t0
         queue = collections.deque(range(len(jobs)))
@@ -220,7 +235,7 @@ class RayExecutor:
                     if self.on_start is not None:
                         pid = pid if pid is not None else await actor.pid.remote()
                         self.on_start(i, pid)
-                    result, rows = await actor.run.remote(task, name)
+                    result, rows = await actor.run.remote(search_ref, task, name)
                 except dead as exc:
                     pid = None  # the actor restarts as a new process
                     why = f"{type(exc).__name__} on attempt {attempts[i]}"

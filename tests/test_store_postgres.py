@@ -4,6 +4,8 @@ concurrent setup, bad configuration as one line, dropped connections, recording 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -242,3 +244,23 @@ def test_recording_a_graph_into_postgres(postgres: Postgres, scripted_model: Any
     agent.invoke({"messages": [("user", "what is 1+2 then *?")]})
     (run,) = store.runs(graph="calc")
     assert run.status == "succeeded" and len(store.steps(run.id)) == 5 and store.model_calls(run.id)
+
+
+def _start_run_and_die(url: str, schema: str) -> None:
+    PostgresStore(url, schema=schema).setup().write(runs=[Run(id="doomed", status="running")])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_run_whose_process_was_killed_reads_interrupted(postgres: Postgres) -> None:
+    """As on SQLite: a `running` run is stamped with its process; once that process is gone it reads, and on the
+    next writable open is written, as interrupted."""
+    store = postgres.store()
+    child = multiprocessing.get_context("fork").Process(target=_start_run_and_die, args=(postgres.url, store.schema))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    run = store.run("doomed")
+    assert run.status == "interrupted" and "ended without finishing" in (run.error or "")
+    assert _sql(store, "SELECT status FROM runs WHERE id = 'doomed'") == [("running",)]  # a read changes nothing ...
+    PostgresStore(postgres.url, schema=store.schema).setup()
+    assert _sql(store, "SELECT status FROM runs WHERE id = 'doomed'") == [("interrupted",)]  # ... the next open writes it

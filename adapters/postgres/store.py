@@ -18,6 +18,7 @@ accepts it; every method that touches the database is its own.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -36,6 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from trajgraph.adapters.postgres import _schema
 from trajgraph.errors import ConfigError, RunNotFoundError, StoreError
 from trajgraph.store import _rows
+from trajgraph.store._liveness import died_message, gone, this_process
 from trajgraph.store._rows import JSON_FIELDS, encode, resolve_prompts, row_of
 from trajgraph.store.sqlite import Store
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
@@ -93,7 +95,7 @@ class PostgresStore(Store):
             if not schema.replace("_", "").isalnum():
                 raise ConfigError(f"schema {schema!r}: use letters, digits and _ only")
             params["options"] = (str(params.get("options") or "") + f" -c search_path={schema}").strip()
-        self._conninfo = make_conninfo(**params)
+        self._conninfo = make_conninfo("", **params)
         self._lock = threading.RLock()
         self._pool: ConnectionPool | None = None
         self._finalizer: Any = None
@@ -141,7 +143,24 @@ class PostgresStore(Store):
             # a store dropped unclosed: close its pool, but never from one of the pool's own threads
             # (the garbage collector may run there, and a pool cannot join the thread it runs on)
             self._finalizer = weakref.finalize(self, _release, self._pool)
+        if not self.readonly:
+            self.mark_interrupted()
         return self
+
+    def mark_interrupted(self) -> list[str]:
+        """Mark `running` runs whose process died on this host as interrupted (as the SQLite store does on open)."""
+        rows = self._query("SELECT id, metadata FROM runs WHERE status = 'running'")
+        dead = []
+        for row in rows:
+            try:
+                process = json.loads(row["metadata"] or "{}").get("process")
+            except (ValueError, AttributeError):
+                continue
+            if gone(process):
+                dead.append((row["id"], {"status": "interrupted", "error": died_message(process)}))
+        if dead:
+            self.write(run_updates=dead)
+        return [run_id for run_id, _ in dead]
 
     @property
     def db(self) -> Any:  # the SQLite store's sqlite-utils handle: there is none here
@@ -370,6 +389,9 @@ def _operations(
     """The statements of one batch, every row encoded (once, before any row lock is taken)."""
     memo: dict[int, Any] = {}
     ops: list[tuple[Any, list[list[Any]]]] = []
+    if any(r.status == "running" for r in runs):  # whose process writes it: if that process dies, it reads as interrupted
+        me = this_process()
+        runs = [r.replace(metadata={**r.metadata, "process": me}) if r.status == "running" else r for r in runs]
     if runs:
         ops.append(_upsert("runs", [encode("runs", row_of(r), memo) for r in runs]))
         ops.extend(_tag_ops({r.id: r.tags for r in runs}))
