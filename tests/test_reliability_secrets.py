@@ -83,5 +83,7 @@ def test_default_patterns() -> None:
     assert redact_secrets("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG ok") == "AWS_SECRET_ACCESS_KEY=[REDACTED] ok"
     assert redact_secrets("ghp_" + "a" * 36 + " and xoxb-1234567890-abc") == "[REDACTED] and [REDACTED]"
     assert redact_secrets("the skeleton key-ring sk-short") == "the skeleton key-ring sk-short"  # no false alarm
+    assert redact_secrets("curl -H 'Authorization: Bearer abc.DEF-ghi_123'") == "curl -H 'Authorization: Bearer [REDACTED]'"
+    assert redact_secrets('{"auth": "Basic dXNlcjpwYXNz"}') == '{"auth": "Basic [REDACTED]"}'
     assert [n for n in ("api_key", "openai_api_key", "max_tokens", "access_token", "top_p") if is_secret_name(n)] == [
         "api_key", "openai_api_key", "access_token"]

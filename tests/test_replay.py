@@ -327,3 +327,50 @@ def test_replay_argument_errors(store: Store, tmp_path) -> None:
     script.write_text("from trajgraph.testing.tiny_env import deceptive_chain_graph\ngraph = deceptive_chain_graph()\n")
     assert load_graph(f"{script}:graph").get_name() == "deceptive_chain"
     assert len(store.runs()) == 1  # refused replays created no run
+
+
+def test_a_different_final_output_is_a_divergence_even_when_every_step_matches(store: Store, db_path) -> None:
+    import sqlite3
+
+    tg.record(deceptive_chain_graph(depth=2), store=store).invoke(chain_start())
+    run_id = store.runs()[0].id
+    assert replay(store, run_id, deceptive_chain_graph(depth=2)).matched
+    conn = sqlite3.connect(db_path)  # the recording says the run ended elsewhere
+    conn.execute("UPDATE runs SET output = json_set(output, '$.score', 99) WHERE id = ?", (run_id,))
+    conn.commit()
+    conn.close()
+    result = replay(store, run_id, deceptive_chain_graph(depth=2))
+    assert not result.matched and result.divergence is not None
+    assert result.divergence.seq is None and result.divergence.reason == "output differs"
+    assert result.divergence.expected["score"] == 99 and result.divergence.got["score"] != 99
+    assert store.run(result.run_id).metadata["replay"]["divergence"]["reason"] == "output differs"
+
+
+def test_a_failed_recorded_decision_step_is_run_again_not_answered(store: Store) -> None:
+    """The cassette answers only usable steps: a decision step that raised has no answer to give."""
+
+    class S(TypedDict):
+        xs: Annotated[list, operator.add]
+
+    def build(attempts: list[int]) -> Any:
+        def decide(state: S) -> dict:
+            attempts.append(1)
+            if len(attempts) == 1:
+                raise TimeoutError("provider timed out")
+            return {"xs": ["chosen"]}
+
+        g = StateGraph(S)
+        g.add_node("decide", decide)
+        g.add_edge(START, "decide")
+        return g.compile(checkpointer=InMemorySaver())
+
+    graph = tg.record(build([]), store=store, decision_nodes=["decide"])
+    config = {"configurable": {"thread_id": "t"}}
+    with pytest.raises(TimeoutError):
+        graph.invoke({"xs": []}, config)
+    graph.invoke(None, config)
+    run_id = store.runs()[0].id
+    attempts: list[int] = []
+    result = replay(store, run_id, build(attempts))
+    assert len(attempts) == 1  # the failed step ran again (and failed again); the retry was answered
+    assert result.matched and result.answered == 1 and result.output == {"xs": ["chosen"]}
