@@ -4,8 +4,8 @@ A CPU flag does not say which path is fastest: on an AMD EPYC with AVX512-BF16
 but no AMX, bf16 measured once slower and once faster than fp32 under the
 same torch, depending on what else ran. So `auto` builds every candidate,
 runs each on one small probe batch, keeps those that rank the batch as fp32
-does (Spearman >= `AGREEMENT` against fp32's logits), and takes the fastest of
-them, fp32 included, so it is never slower than fp32 as measured. Dynamic int8
+does (Spearman >= `AGREEMENT` against fp32's logits), times them in turns, and
+takes the fastest, fp32 included, so it is never slower than fp32 as measured. Dynamic int8
 (torch or ONNX Runtime) usually fails the rank check on a trained model (one
 activation scale per batch blurs the small feature differences that separate
 near-identical prefixes: Spearman 0.68-0.94 measured); bf16 passes (>= 0.999).
@@ -44,16 +44,17 @@ class Probe:
     """What `fast="auto"` measured: items/s and rank agreement per path, and the path chosen."""
 
     chosen: str
-    items_per_s: dict[str, float]
-    spearman: dict[str, float]
+    items_per_s: dict[str, float]  # the paths that agree with fp32 (the others are not timed)
+    spearman: dict[str, float]  # every path built
     unavailable: dict[str, str] = field(default_factory=dict)  # path -> why it could not be built
     seconds: float = 0.0
     batch: tuple[int, int] = (PROBE_ITEMS, PROBE_TOKENS)  # items x tokens
 
     def describe(self) -> str:
         parts = [
-            f"{p} {self.items_per_s[p]:.0f}/s rho={self.spearman[p]:.3f}" + (" *" if p == self.chosen else "")
-            for p in self.items_per_s
+            (f"{p} {self.items_per_s[p]:.0f}/s" if p in self.items_per_s else f"{p} not timed")
+            + f" rho={self.spearman[p]:.3f}" + (" *" if p == self.chosen else "")
+            for p in self.spearman
         ]
         return f"auto chose {self.chosen} ({'; '.join(parts)}; probe {self.seconds:.2f}s)"
 
@@ -120,7 +121,8 @@ def choose(net: Any, pad_id: int, encoder: Any, model_dir: Path) -> tuple[Probe,
 
 
 def measure(net: Any, pad_id: int, encoder: Any, model_dir: Path, candidates: list[str]) -> Probe:
-    """Time each candidate on one probe batch (interleaved, best of a few), check its ranking against fp32."""
+    """Check each candidate's ranking against fp32 on one probe batch, then time those that agree
+    (interleaved, best of a few): a path that ranks differently is never timed, it cannot win."""
     from trajgraph.reward.metrics import spearman
 
     t_start = time.perf_counter()
@@ -133,18 +135,18 @@ def measure(net: Any, pad_id: int, encoder: Any, model_dir: Path, candidates: li
         except Exception as exc:  # a path this machine cannot run is skipped, and the probe says why
             unavailable[path] = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
     outputs = {path: run(batch) for path, run in runners.items()}  # also the warm-up: kernels chosen, caches filled
-    best = dict.fromkeys(runners, math.inf)
-    order = list(runners)
+    rho = {path: 1.0 if path == "fp32" else spearman(outputs["fp32"], out) for path, out in outputs.items()}
+    timed = [path for path in runners if rho[path] >= AGREEMENT]
+    best = dict.fromkeys(timed, math.inf)
     for rep in range(PROBE_REPEATS):
-        for path in order[rep % len(order) :] + order[: rep % len(order)]:  # rotate: no path always runs first
+        for path in timed[rep % len(timed) :] + timed[: rep % len(timed)]:  # rotate: no path always runs first
             t0 = time.perf_counter()
             runners[path](batch)
             best[path] = min(best[path], time.perf_counter() - t0)
     rates = {path: len(batch) / t for path, t in best.items()}
-    rho = {path: 1.0 if path == "fp32" else spearman(outputs["fp32"], out) for path, out in outputs.items()}
     chosen = "fp32"
-    for path in runners:
-        if path != "fp32" and rho[path] >= AGREEMENT and rates[path] >= MARGIN * rates["fp32"] and rates[path] > rates[chosen]:
+    for path in timed:
+        if path != "fp32" and rates[path] >= MARGIN * rates["fp32"] and rates[path] > rates[chosen]:
             chosen = path
     return Probe(chosen, rates, rho, unavailable, time.perf_counter() - t_start, (len(batch), max(len(e.ids) for e in batch)))
 
