@@ -5,7 +5,7 @@ Every reward answers `score(items) -> list[float]` (and `ascore`) over
 is better, roughly in [0, 1].
 
     rm = tg.reward.train("runs.db", "rm/")          # fit on recorded trajectories
-    rm = tg.LocalRewardModel("rm/")                  # load; CUDA bf16 or CPU (fast="int8")
+    rm = tg.LocalRewardModel("rm/")                  # load; CUDA bf16, or CPU (fast="auto": measured)
 
 Importing this package does not import torch or transformers; they load when a
 model is trained or loaded.
