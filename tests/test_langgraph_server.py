@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,9 @@ INPUTS: dict[str, dict[str, Any]] = {
     "recorded": ASK,
     "optimized": ASK,
 }
-# what every run must leave on the wire and, for the served agents, in the store
 OFFLINE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",  # trajgraph's offline defaults, as its CLI sets them
+    "HF_HUB_OFFLINE": "1",
     "LANGGRAPH_CLI_NO_ANALYTICS": "1",  # the CLI posts usage data otherwise
     "LANGGRAPH_NO_VERSION_CHECK": "true",  # the server asks PyPI for a newer langgraph-api otherwise
     "LANGSMITH_TRACING": "false",
@@ -100,7 +102,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = folder / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(cli), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port)],
+            [str(cli), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port), "--n-jobs-per-worker", "4"],
             cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     running = Server(f"http://127.0.0.1:{port}", folder, log)
@@ -148,7 +150,8 @@ def test_each_graph_documents_the_input_this_test_sends(server: Server) -> None:
 
 
 def test_every_graph_answers_through_runs_wait(server: Server) -> None:
-    answers = {name: server.wait(name, input) for name, input in INPUTS.items()}
+    with ThreadPoolExecutor(4) as pool:  # the server runs 4 at a time (--n-jobs-per-worker)
+        answers = dict(zip(INPUTS, pool.map(lambda name: server.wait(name, INPUTS[name]), INPUTS)))
     for name in ("frozenlake", "cliffwalking", "textworld"):  # played by their oracles: the optimum
         assert answers[name].get("done") is True and answers[name].get("reward") == 1.0, (name, answers[name])
     for name in ("sql_react", "recorded", "optimized"):
@@ -180,8 +183,9 @@ def test_every_graph_answers_through_runs_wait(server: Server) -> None:
 
 def test_every_graph_streams(server: Server) -> None:
     before = {kind: len(_store(server).runs(kind=kind)) for kind in ("record", "search")}
-    for name, input in INPUTS.items():
-        events = server.stream(name, input)
+    with ThreadPoolExecutor(4) as pool:
+        streamed = dict(zip(INPUTS, pool.map(lambda name: server.stream(name, INPUTS[name]), INPUTS)))
+    for name, events in streamed.items():
         kinds = [event for event, _ in events]
         assert kinds[0] == "metadata" and "error" not in kinds, (name, events[-1:], server.tail())
         final = [data for event, data in events if event == "values"][-1]
@@ -197,14 +201,21 @@ def test_every_graph_streams(server: Server) -> None:
     assert len(searches) == before["search"] + 2 and all(len(store.search_nodes(s.id)) > 1 for s in searches)
 
 
-@pytest.mark.parametrize("name", sorted(INPUTS))
-def test_a_malformed_input_gets_one_line_naming_the_expected_input(server: Server, name: str) -> None:
-    answer = server.wait(name, {"foo": 1})
-    error = answer["__error__"]
-    assert error["error"] == "InputError", (name, answer)
-    message = error["message"]
-    assert "\n" not in message and message.startswith(f"{name if name in ('frozenlake', 'cliffwalking', 'textworld') else 'sql_react'}:")
-    assert ("missing key" in message or "unknown key 'foo'" in message) and "expects" in message, message
-    if name == "recorded":  # the recorded agent keeps the refused call, as a failed run with the message
-        failed = _store(server).runs(kind="record", status="failed")
-        assert [r.error for r in failed] == [f"InputError: {message}"]
+MALFORMED = [(name, bad) for name in sorted(INPUTS) for bad in ({}, {"foo": 1}) if INPUTS[name] != bad]  # textworld takes {}
+
+
+def test_an_empty_or_malformed_input_gets_one_line_naming_the_expected_input(server: Server) -> None:
+    with ThreadPoolExecutor(4) as pool:  # the server runs 4 at a time (--n-jobs-per-worker)
+        answers = list(pool.map(lambda case: server.wait(*case), MALFORMED))
+    assert len(answers) == 11
+    for (name, bad), answer in zip(MALFORMED, answers):
+        error = answer.get("__error__") or {}
+        assert error.get("error") == "InputError", (name, bad, answer)
+        message = error["message"]
+        graph = name if name in ("frozenlake", "cliffwalking", "textworld") else "sql_react"
+        assert "\n" not in message and message.startswith(f"{graph}: "), message
+        assert ("missing key" in message or "unknown key 'foo'" in message) and "it expects" in message, message
+    # the recorded agent keeps each refused call, as a failed run with the message
+    failed = sorted(r.error for r in _store(server).runs(kind="record", status="failed"))
+    refused = sorted(f"InputError: {a['__error__']['message']}" for (name, _), a in zip(MALFORMED, answers) if name == "recorded")
+    assert len(refused) == 2 and failed == refused
