@@ -240,3 +240,15 @@ def test_detours_are_found_and_trimmed_from_successes() -> None:
     assert [a for _, a in kept] == ["n"] and len(kept[0][0]["history"]) == 2
     loops = run_detours(run, steps)
     assert [(s["observation"], a) for s, a in loops] == [("in A", "e")]
+
+    # "commands": the observation is feedback, the admissible actions are the state: a look-around is a no-op
+    look = [("look", "a room"), ("n", "in C")]
+    steps = [s for i, (action, obs) in enumerate(look) for s in (
+        Step(run_id="r", seq=2 * i, node="policy", update={"action": action}, action={"action": action}),
+        Step(run_id="r", seq=2 * i + 1, node="env", update={"observation": obs, "actions": moves if action == "look" else ["C"],
+                                                            "history": [{"action": action, "observation": obs}]}))]
+    assert [a for _, a in run_decisions(run, steps, trim_loops=True)] == ["look", "n"]
+    assert [a for _, a in run_decisions(run, steps, trim_loops=True, situation="commands")] == ["n"]
+    assert [a for _, a in run_detours(run, steps, situation="commands")] == ["look"]
+    with pytest.raises(ConfigError, match="situation"):
+        run_detours(run, steps, situation="room")

@@ -37,6 +37,7 @@ def train_policy_cmd(
     seed: int = 0,
     epochs: Annotated[int, typer.Option(help="head: passes over the data (at least --min-steps steps).")] = 30,
     features: Annotated[str, typer.Option(help="head: full (embeddings + scalars) or scalars.")] = "full",
+    situation: Annotated[str, typer.Option(help="head: what makes two states the same when trimming loops: observation or commands (text games).")] = "observation",
     max_steps: Annotated[int, typer.Option(help="TRL: optimizer steps.")] = 50,
     batch_size: Annotated[int, typer.Option(help="TRL: per-device batch size.")] = 2,
     max_length: Annotated[int, typer.Option(help="TRL: tokens per example.")] = 512,
@@ -50,7 +51,7 @@ def train_policy_cmd(
     store = open_db(db)
     options: dict[str, Any]
     if method == "head":
-        options = {"epochs": epochs, "features": features, **({"lr": lr} if lr is not None else {})}
+        options = {"epochs": epochs, "features": features, "situation": situation, **({"lr": lr} if lr is not None else {})}
     else:
         options = {"max_steps": max_steps, "batch_size": batch_size, "max_length": max_length, "lora": lora,
                    **({"lr": lr} if lr is not None else {})}
@@ -82,6 +83,7 @@ def evolve_cmd(
     reward_model: Annotated[str | None, typer.Option(help="Reward model folder for the search (trajgraph reward train).")] = None,
     retrain_reward: Annotated[bool, typer.Option(help="Train a fresh reward model on the store after each round.")] = False,
     epochs: Annotated[int, typer.Option(help="Head training passes per round.")] = 30,
+    situation: Annotated[str, typer.Option(help="observation, or commands for text games (see train policy).")] = "observation",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="Searches in flight at once.")] = os.cpu_count() or 2,
 ) -> None:
@@ -120,7 +122,7 @@ def evolve_cmd(
 
         report = evolve(train, test, store=store, out=folder, policy=policy, rounds=rounds, optimizer=optimizer, budget=budget,
                         reward=reward, retrain_reward=retrain_reward, name=suite, seed=seed, workers=workers,
-                        train_options={"epochs": epochs}, on_round=on_round, progress=bar)
+                        train_options={"epochs": epochs, "situation": situation}, on_round=on_round, progress=bar)
     summary = Table(title=f"evolve: {suite}, {optimizer} at {budget} calls/task, stopped by {report.stopped}")
     for col in ("round", "policy", "test greedy", f"test {optimizer}"):
         summary.add_column(col, justify="right" if col != "policy" else "left")

@@ -103,28 +103,41 @@ def _policy_view(state: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_decisions(run: Run, steps: Sequence[Step], *, trim_loops: bool = False) -> list[tuple[dict[str, Any], str]]:
+SITUATIONS = ("observation", "commands")
+
+
+def run_decisions(run: Run, steps: Sequence[Step], *, trim_loops: bool = False,
+                  situation: str = "observation") -> list[tuple[dict[str, Any], str]]:
     """(state the decision node saw, action it took) for every decision step of an env-loop run.
 
     trim_loops: drop the decisions of any stretch that came back to a situation
     (observation, admissible actions, score) seen before on the same run: on a
     successful run they are detours (go east / go west, take / put back), and
-    cloning them teaches the loop. The decision that leaves the loop stays."""
-    return _walk(run, steps, trim_loops)[0]
+    cloning them teaches the loop. The decision that leaves the loop stays.
+
+    situation: what counts as "the same situation". "observation": the observation,
+    the admissible actions and the score (environments with a fixed action set:
+    the observation is the state). "commands": the admissible actions and the
+    score only, for text games whose observation is feedback on the last command
+    while the admissible commands reflect the world (TextWorld: an `examine`,
+    an open/close or a take/put pair then shows as the no-progress loop it is)."""
+    return _walk(run, steps, trim_loops, situation)[0]
 
 
-def run_detours(run: Run, steps: Sequence[Step]) -> list[tuple[dict[str, Any], str]]:
+def run_detours(run: Run, steps: Sequence[Step], situation: str = "observation") -> list[tuple[dict[str, Any], str]]:
     """The first decision of every stretch that led back to a situation seen before: an action
     that made no progress at all (in a deterministic environment, a wasted step, whatever the outcome)."""
-    return _walk(run, steps, True)[1]
+    return _walk(run, steps, True, situation)[1]
 
 
-def _walk(run: Run, steps: Sequence[Step], trim: bool) -> tuple[list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]]:
+def _walk(run: Run, steps: Sequence[Step], trim: bool, situation: str) -> tuple[list[tuple[dict[str, Any], str]], list[tuple[dict[str, Any], str]]]:
     data = to_jsonable(run.input)
     state: dict[str, Any] = dict(data) if isinstance(data, dict) else {}
     out: list[tuple[dict[str, Any], str]] = []
     loops: list[tuple[dict[str, Any], str]] = []
-    seen = {_situation(state): 0}
+    if situation not in SITUATIONS:
+        raise ConfigError(f"situation must be one of {', '.join(SITUATIONS)}, got {situation!r}")
+    seen = {_situation(state, situation): 0}
     for step in steps:
         if step.action is not None:
             action = _action_text(step.action)
@@ -132,7 +145,7 @@ def _walk(run: Run, steps: Sequence[Step], trim: bool) -> tuple[list[tuple[dict[
                 out.append((_policy_view(state), action))
         _apply(state, step.update)
         if trim and step.action is None:
-            here = _situation(state)
+            here = _situation(state, situation)
             if here in seen:
                 if seen[here] < len(out):
                     loops.append(out[seen[here]])
@@ -142,8 +155,9 @@ def _walk(run: Run, steps: Sequence[Step], trim: bool) -> tuple[list[tuple[dict[
     return out, loops
 
 
-def _situation(state: Mapping[str, Any]) -> str:
-    return json.dumps([str(state.get("observation") or ""), list(state.get("actions") or []), state.get("score")], default=str)
+def _situation(state: Mapping[str, Any], situation: str) -> str:
+    observation = str(state.get("observation") or "") if situation == "observation" else ""
+    return json.dumps([observation, sorted(str(a) for a in state.get("actions") or []), state.get("score")], default=str)
 
 
 def _runs(db: Store, tags: Sequence[str], tasks: Iterable[str] | None) -> list[Run]:
@@ -170,7 +184,7 @@ def _runs(db: Store, tags: Sequence[str], tasks: Iterable[str] | None) -> list[R
 
 
 def decisions(store: Store | str | Path, *, success_threshold: float = 1.0, tags: Sequence[str] = (),
-              tasks: Iterable[str] | None = None, trim_loops: bool = True) -> list[Decision]:
+              tasks: Iterable[str] | None = None, trim_loops: bool = True, situation: str = "observation") -> list[Decision]:
     """De-duplicated decisions of every run whose outcome reaches `success_threshold`.
 
     `tags`: only runs (or rollouts of searches) carrying all of them; `tasks`: only these task ids;
@@ -182,7 +196,7 @@ def decisions(store: Store | str | Path, *, success_threshold: float = 1.0, tags
             outcome = effective_outcome(run, steps)
             if outcome is None or outcome < success_threshold:
                 continue
-            for state, action in run_decisions(run, steps, trim_loops=trim_loops):
+            for state, action in run_decisions(run, steps, trim_loops=trim_loops, situation=situation):
                 key = (state_key(state), action)
                 old = seen.get(key)
                 seen[key] = Decision(state, action, run.id, run.task, 1) if old is None else \
@@ -221,13 +235,14 @@ def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = No
     return list(out.values())
 
 
-def detours(store: Store | str | Path, *, tags: Sequence[str] = (), tasks: Iterable[str] | None = None) -> list[Decision]:
+def detours(store: Store | str | Path, *, tags: Sequence[str] = (), tasks: Iterable[str] | None = None,
+            situation: str = "observation") -> list[Decision]:
     """Decisions that led straight back to where they started, from every finished run (see `run_detours`):
     negatives for unlikelihood training (Welleck et al. 2019), plentiful in failed runs that loop."""
     seen: dict[tuple[str, str], Decision] = {}
     with snapshot(store) as db:
         for run in _runs(db, tags, tasks):
-            for state, action in run_detours(run, db.steps(run.id)):
+            for state, action in run_detours(run, db.steps(run.id), situation):
                 seen.setdefault((state_key(state), action), Decision(state, action, run.id, run.task))
     return list(seen.values())
 

@@ -33,6 +33,7 @@ class LearningSettings:
     epochs: int = 30
     features: str = "full"
     temperature: float = 1.0  # the trained head's sampling temperature (1.0: its learned distribution)
+    situation: str = "commands"  # TextWorld: the admissible commands are the state (see trajgraph.learn.data.run_decisions)
 
 
 @dataclass
@@ -63,7 +64,7 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     folder = out / "policy-r1"
     train_ids = [t.id for t in train] + [r.task for r in store.runs(tag="train") if r.task]
     trained = train_policy(store, folder, tasks=sorted(set(train_ids) - {t.id for t in test}), round=1, seed=seed, name="minilm-head-r1",
-                           epochs=s.epochs, features=s.features, temperature=s.temperature)
+                           epochs=s.epochs, features=s.features, temperature=s.temperature, situation=s.situation)
     policy = load_trainable_policy(folder, seed=seed)
     argmax = load_trainable_policy(folder, temperature=0.0, seed=seed)
     base_argmax = minilm_policy(temperature=0.0, seed=seed)

@@ -99,17 +99,17 @@ def train_policy(
 def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequence[str], tasks: list[str] | None,
                 success_threshold: float, round: int, name: str | None, seed: int, progress: Callable[[int, int], None] | None,
                 hidden: int = 128, features: str = "full", temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
-                use_detours: bool = True, **fit_options: Any) -> TrainResult:
+                use_detours: bool = True, situation: str = "observation", **fit_options: Any) -> TrainResult:
     trainable, fitting = _adapter("trainable"), _adapter("trainable_fit")
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin', 'use_detours'}))}")
-    ds = decisions(store, success_threshold=success_threshold, tags=tags, tasks=tasks)
+        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin', 'use_detours', 'situation'}))}")
+    ds = decisions(store, success_threshold=success_threshold, tags=tags, tasks=tasks, situation=situation)
     ps = preferences(store, tags=tags, tasks=tasks) if use_pairs else []
     if use_pairs and mc_margin is not None:
         ps += mc_preferences(store, margin=mc_margin, tags=tags, tasks=tasks)
-    ns = detours(store, tags=tags, tasks=tasks) if use_detours else []
+    ns = detours(store, tags=tags, tasks=tasks, situation=situation) if use_detours else []
     if not ds and not ps:
         where = f" with tags {list(tags)}" if tags else ""
         raise NoTrainingDataError(f"{_name(store)}: no successful env-loop runs (outcome >= {success_threshold:g}) and no "
@@ -132,7 +132,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
         "data": {"decisions": report.decisions, "preferences": report.preferences, "detours": report.detours,
                  "train_tasks": report.train_tasks,
                  "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ns]} | {str(p.task) for p in ps})[:50],
-                 "success_threshold": success_threshold, "tags": list(tags)},
+                 "success_threshold": success_threshold, "tags": list(tags), "situation": situation},
         "source_runs": source_summary(runs),
         "fit": {"epochs": report.epochs_run, "best_epoch": report.best_epoch, "seconds": round_(report.seconds),
                 **{k: v for k, v in fitting.FitConfig(seed=seed, **fit_options).__dict__.items()}},
