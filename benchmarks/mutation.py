@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # name -> (module to mutate, tests that cover it)
 MODULES: dict[str, tuple[str, list[str]]] = {
-    "replay": ("trajgraph/replay/cassette.py", ["tests/test_replay.py"]),
+    "replay": ("trajgraph/replay/cassette.py", ["tests/test_replay.py", "tests/test_nested_graphs.py"]),
     "diff": ("trajgraph/replay/diff.py", ["tests/test_replay.py"]),
     "writer": ("trajgraph/store/_writer.py", ["tests/test_reliability_writes.py", "tests/test_record.py"]),
     "rows": ("trajgraph/store/_rows.py", ["tests/test_store.py", "tests/test_reliability_store.py"]),

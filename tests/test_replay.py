@@ -132,8 +132,9 @@ def test_fork_at_step_n_with_a_substituted_action(store: Store, calculator_scrip
     run_id = _record_react(store, model)
     forker = ScriptedToolModel(script=["forked answer"])
     action = {"messages": [AIMessage(content="", tool_calls=[fake_tool_call("add", a=10, b=20)])]}
-    result = replay(store, run_id, react_calculator_agent(forker), fork_at=2, action=action)
+    result = fork(store, run_id, react_calculator_agent(forker), at=2, action=action, tags=["mine"])
     assert result.kind == "fork" and result.fork_step == 2 and result.status == "succeeded"
+    assert store.run(result.run_id).tags == ("mine",)
     assert forker.calls == 1  # steps 0-1 came from the record, step 2 was substituted, step 4 ran live
     child = store.run(result.run_id)
     assert (child.kind, child.parent_id, child.fork_step) == ("fork", run_id, 2)
@@ -299,6 +300,11 @@ def test_replay_imports_the_recorded_graph_inside_the_project_when_named(store: 
     result = replay(store, run_id, import_recorded="mygraph.py:graph")
     assert result.matched and store.run(result.run_id).graph_path == "mygraph.py:graph"
     assert replay(store, run_id, "mygraph.py:graph").matched  # a spec string the caller gives
+    (tmp_path / "mygraphmod.py").write_text((tmp_path / "mygraph.py").read_text())  # a module name, not loaded yet
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tg.record(load_graph("mygraph.py:graph"), store=store, graph_path="mygraphmod:graph").invoke(chain_start())
+    named = next(r.id for r in store.runs() if r.graph_path == "mygraphmod:graph")
+    assert replay(store, named, import_recorded="mygraphmod:graph").matched
 
 
 def test_replay_argument_errors(store: Store, tmp_path) -> None:
