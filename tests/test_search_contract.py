@@ -145,7 +145,7 @@ def test_mcts_runs_the_lats_phases_and_reflects_on_failed_trajectories():
     wrong = {p: [a for a in ("left", "right", "up") if a != r][0] for p, r in enumerate(sol)}
     policy = Recording({p: [wrong[p], "jump", sol[p]] for p in range(3)})
     mcts = tg.MCTS(k=3, reflect_with=lambda end: f"avoid {end.action_text}")
-    for phase in ("select", "expand", "evaluate", "simulate", "reflect"):
+    for phase in ("select", "expand", "evaluate", "simulate", "backpropagate", "reflect"):
         assert inspect.iscoroutinefunction(getattr(mcts, phase)) or callable(getattr(mcts, phase))
     result = tg.search(deceptive_chain_graph(depth=3, seed=5), chain_start(), decision_node="policy", optimizer=mcts,
                        policy=policy, budget=tg.Budget(policy_calls=60), repeatable=True)

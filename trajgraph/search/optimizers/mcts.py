@@ -81,7 +81,7 @@ class MCTS:
             values, ends = await self.evaluate(space, children)
             valid = [(ch, v) for ch, v in zip(children, values) if not ch.invalid]
             for child, v in valid:
-                backpropagate(child, v)
+                self.backpropagate(child, v)
             for child, end in zip(children, ends):
                 if child.invalid:
                     continue
@@ -96,7 +96,7 @@ class MCTS:
             self._pairs(log, leaf, best, valid)
             if self._simulates_best(space) and not best.terminal:
                 end = await self.simulate(space, best)
-                backpropagate(best, end.outcome if end.outcome is not None else (await space.score([end]))[0])
+                self.backpropagate(best, end.outcome if end.outcome is not None else (await space.score([end]))[0])
                 if success(end, self.success):
                     end.reason = "reached success (simulation)"
                     return end
@@ -156,6 +156,11 @@ class MCTS:
     async def simulate(self, space: Space, node: Node) -> Node:
         """Finish the trajectory from `node` with the policy's first sample at each step."""
         return await space.rollout(node)
+
+    @staticmethod
+    def backpropagate(node: Node | None, value: float) -> None:
+        """Running mean of every value seen below each ancestor (`backpropagate` above)."""
+        backpropagate(node, value)
 
     def reflect(self, space: Space, end: Node) -> None:
         """A finished trajectory below success becomes a lesson later proposals see."""
