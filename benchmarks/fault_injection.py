@@ -40,12 +40,12 @@ from typing import Any, TypedDict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import trajgraph.testing  # noqa: E402,F401  (offline defaults, as the test kit applies them)
-from _table import emit  # noqa: E402
-from langgraph.graph import END, START, StateGraph  # noqa: E402
+from _table import emit
+from langgraph.graph import END, START, StateGraph
 
-import trajgraph as tg  # noqa: E402
-from trajgraph.errors import TrajgraphError  # noqa: E402
+import trajgraph as tg
+import trajgraph.testing
+from trajgraph.errors import TrajgraphError
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, Any]
@@ -109,7 +109,7 @@ def hostile_values(tmp: Path) -> Row:
         except TrajgraphError:
             clear += 1
             continue
-        except Exception:  # noqa: BLE001 - counted
+        except Exception:
             tb += 1
             continue
         (run,) = store.runs(graph=name)
@@ -134,7 +134,7 @@ def _same(a: Any, b: Any) -> bool:
         if isinstance(b, list) and b and isinstance(b[0], float):
             return len(a) == len(b) and all((x == y) or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
         return bool(a == b)
-    except Exception:  # noqa: BLE001 - a cycle or deep nesting compares by failing
+    except Exception:
         return False
 
 
@@ -171,7 +171,7 @@ def full_disk(tmp: Path) -> Row:
                 acknowledged.append(f"r{i}")
             except TrajgraphError as exc:
                 clear += int(_typed(exc) and "full" in str(exc) and "cannot rollback" not in str(exc))
-            except Exception:  # noqa: BLE001 - counted
+            except Exception:
                 tb += 1
         for name in acknowledged:
             runs = store.runs(graph=name)
@@ -196,7 +196,7 @@ def read_only_store(tmp: Path) -> Row:
             tg.record(chain(case), store=store).invoke({"n": 0})
         except TrajgraphError as exc:
             clear += int(_typed(exc) and "readonly" in str(exc))
-        except Exception:  # noqa: BLE001 - counted
+        except Exception:
             tb += 1
     # a WAL store in a read-only folder: a permissions problem, not "corrupt"
     folder = tmp / "rofolder"
@@ -210,7 +210,7 @@ def read_only_store(tmp: Path) -> Row:
             tg.Store(folder / "runs.db").setup()
         except TrajgraphError as exc:
             clear += int(_typed(exc) and "permissions" in str(exc) and "corrupt" not in str(exc))
-        except Exception:  # noqa: BLE001 - counted
+        except Exception:
             tb += 1
         cli = subprocess.run([sys.executable, "-m", "trajgraph.cli", "runs", "--db", str(folder / "runs.db")],
                              capture_output=True, text=True)
@@ -363,7 +363,7 @@ def providers(tmp: Path) -> Row:
             notes.append(f"{policy.name}: '{result.status}' in {took:.1f}s")
         except TrajgraphError:
             clear += 1
-        except Exception as exc:  # noqa: BLE001 - counted
+        except Exception as exc:
             tb += 1
             notes.append(f"{policy.name}: {type(exc).__name__}")
     # a recorded agent whose model raises: the run ends failed with the cause, rows kept
@@ -403,13 +403,13 @@ def payload_store(tmp: Path) -> Row:
     for named in (f"{payload}:graph", "os:abort", "payload.py:graph"):
         tg.record(deceptive_chain_graph(depth=2), store=store, graph_path=named).invoke(chain_start())
         run_id = store.runs()[0].id
-        for call in (lambda: tg.replay(store, run_id), lambda: tg.replay(store, run_id, import_recorded=named)):
+        for kwargs in ({}, {"import_recorded": named}):
             tried += 1
             try:
-                call()
+                tg.replay(store, run_id, **kwargs)
             except TrajgraphError as exc:
                 clear += int(_typed(exc))
-            except BaseException:  # noqa: BLE001 - counted
+            except BaseException:
                 tb += 1
         tried += 1
         cli = subprocess.run([sys.executable, "-m", "trajgraph.cli", "replay", run_id, "--db", str(db)],
@@ -434,7 +434,7 @@ def payload_store(tmp: Path) -> Row:
             clear += 1  # read, the pickles marked unreadable
         except TrajgraphError:
             clear += 1
-        except Exception:  # noqa: BLE001 - counted
+        except Exception:
             tb += 1
     tried += 1
     crafted = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
@@ -486,7 +486,7 @@ def main() -> None:
             sub.mkdir()
             try:
                 rows.append(step(sub))
-            except Exception as exc:  # noqa: BLE001 - a scenario that breaks the harness is a row too
+            except Exception as exc:
                 rows.append(row(name, 1, 0, 1, note=f"harness: {type(exc).__name__}: {exc}"[:120]))
     totals = row("total", *(sum(r[c] for r in rows) for c in ("tried", "clear error", "traceback", "rows lost", "code executed")))
     emit("fault_injection", "Fault injection (issue 11): target 0 in traceback, rows lost, code executed", [*rows, totals])

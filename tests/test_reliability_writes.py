@@ -143,14 +143,15 @@ def test_read_only_store_raises_at_the_end_of_invoke(tmp_path: Path) -> None:
 
 def test_a_failing_store_makes_the_process_fail_not_exit_0(tmp_path: Path) -> None:
     script = tmp_path / "rec.py"
+    here = str(Path(__file__).parent)
     script.write_text(
         "import sys\n"
-        "sys.path.insert(0, %r)\n"
+        f"sys.path.insert(0, {here!r})\n"
         "from test_reliability_writes import chain\n"
         "import trajgraph as tg\n"
         "store = tg.Store(sys.argv[1]).setup()\n"
         "store.db.conn.execute('PRAGMA query_only = ON')\n"
-        "tg.record(chain(1), store=store).invoke({'log': []})\n" % str(Path(__file__).parent)
+        "tg.record(chain(1), store=store).invoke({'log': []})\n"
     )
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "x.db")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "StoreError" in proc.stderr and "readonly" in proc.stderr

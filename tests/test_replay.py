@@ -14,10 +14,10 @@ from langgraph.prebuilt import create_react_agent
 from langgraph.types import Command, Send, interrupt
 
 import trajgraph as tg
-from trajgraph.store._json import canonical
 from trajgraph.errors import ReplayError, RunNotFoundError
 from trajgraph.replay import diff, fork, load_graph, replay
 from trajgraph.store import Store
+from trajgraph.store._json import canonical
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph, env_loop_graph
 
@@ -51,7 +51,7 @@ def test_cassette_replay_reproduces_react_run_without_calling_the_model(store: S
     assert diff(store, run_id, result.run_id).identical
 
 
-def _react_with(add_impl) -> Any:  # noqa: ANN001
+def _react_with(add_impl) -> Any:
     @tool
     def add(a: float, b: float) -> float:
         """Add two numbers."""

@@ -181,7 +181,7 @@ class _Session:
                 other.recorder.writer.put("run_update", (other.run.id, {"status": "interrupted", "error": fields["error"]}))
                 try:
                     other.recorder.writer.flush(timeout=5, raise_errors=False)
-                except Exception:  # noqa: BLE001 - the process ends now; its death is still detected on the next open
+                except Exception:  # the process ends now; its death is still detected on the next open
                     pass
                 _signals.leave(other)
             _signals.die_by_sigterm()

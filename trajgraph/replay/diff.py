@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from trajgraph.recording._instrument import StepKey, step_keys
-from trajgraph.store._json import canonical, canonical_key
 from trajgraph.store import Store
+from trajgraph.store._json import canonical, canonical_key
 from trajgraph.trajectory import Step
 
 

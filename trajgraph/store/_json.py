@@ -29,7 +29,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import BaseMessage
 
@@ -144,7 +144,7 @@ def safe_repr(value: Any, limit: int = 10_000) -> str:
     """`repr(value)`, or a description when its `__repr__` raises (never an exception)."""
     try:
         text = repr(value)
-    except BaseException as exc:  # noqa: BLE001 - a user's __repr__ may raise anything
+    except BaseException as exc:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         text = f"<{type(value).__module__}.{type(value).__qualname__} object; repr raised {type(exc).__name__}>"
@@ -318,7 +318,7 @@ def _reason(exc: BaseException) -> str:
 def unstored(value: Any, reason: str) -> dict[str, Any]:
     """The marked fallback form: the reason, and the whole value as JSON text written without recursion."""
     text = _flat_json(value)
-    if '"%s":true' % _CYCLE in text:
+    if f'"{_CYCLE}":true' in text:
         reason = "the value contains itself (a cycle); marked where it closes"
     return {_UNSTORED: {"reason": reason[:500], "type": f"{type(value).__module__}.{type(value).__qualname__}", "json": text}}
 
@@ -333,7 +333,7 @@ def _flat_json(value: Any) -> str:
         is_map = isinstance(v, Mapping)
         if is_map or isinstance(v, (list, tuple, set, frozenset)):
             if id(v) in on_path:
-                parts.append('{"%s":true}' % _CYCLE)
+                parts.append(f'{{"{_CYCLE}":true}}')
                 return
             on_path.add(id(v))
             parts.append("{" if is_map else "[")
@@ -357,7 +357,7 @@ def _flat_json(value: Any) -> str:
             parts.append(",")
         top[3] = False
         if top[1]:
-            key, item = item
+            key, item = cast(tuple[Any, Any], item)
             parts.append(_ENCODER.encode(key if isinstance(key, str) else safe_repr(key)) + ":")
         open_(item)
     return "".join(parts)

@@ -29,12 +29,12 @@ from typing import Any
 
 import sqlite_utils
 
+from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
 from trajgraph.store._liveness import died_message, gone, this_process
 from trajgraph.store._redact import Redactor, redact_secrets
 from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
-from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
     ModelCall,

@@ -22,8 +22,8 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from trajgraph.store._json import canonical, from_jsonable, to_jsonable
 from trajgraph.errors import RunNotFoundError, StoreError
+from trajgraph.store._json import canonical, from_jsonable, to_jsonable
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 MakeStore = Callable[[], Any]
@@ -174,7 +174,7 @@ def check_write_is_atomic(make_store: MakeStore) -> None:
     store.write(runs=[_run("r1")])
     try:  # the second step points at a run that does not exist: the whole batch must fail
         store.write(steps=[Step(run_id="r1", seq=0, node="a"), Step(run_id="ghost", seq=0, node="a")])
-    except Exception:  # noqa: BLE001 - any backend error type is fine; what matters is that nothing landed
+    except Exception:
         pass
     else:
         raise AssertionError("a step of an unknown run was accepted")
@@ -284,7 +284,7 @@ def check_concurrent_writers(make_store: MakeStore) -> None:
             store.write(runs=[_run(f"t{i}", started_at=time.time())])
             for seq in range(0, n_steps, 5):
                 store.write(steps=[Step(run_id=f"t{i}", seq=s, node="n", update={"i": i, "s": s}) for s in range(seq, seq + 5)])
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
