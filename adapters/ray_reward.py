@@ -63,7 +63,7 @@ class _RewardActor:
             items = [item for batch, _ in work for item in batch]
             try:
                 scores = await asyncio.to_thread(self.model.score, items)  # the forward pass, off the event loop
-            except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the error
+            except BaseException as exc:
                 for _, fut in work:
                     if not fut.done():
                         fut.set_exception(exc)
