@@ -50,7 +50,7 @@ def main(out: Path) -> None:
           f"val AUC {best.val_auc:.3f}" if best and best.val_auc is not None else "trained (no validation set)")
 
     # 4. Score prefixes of an unseen task, then let the model guide MCTS there.
-    rm = LocalRewardModel(out / "rm", fast="auto")  # bf16 on CPUs with bf16 instructions, else fp32
+    rm = LocalRewardModel(out / "rm", fast="auto")  # the fastest CPU path that ranks like fp32, measured at load
     task = "chain-20\nroom 0: three doors and a ledge"
     for turns in [(("left", "room 1: three doors and a ledge"),), (("left", "the floor gives way"),),
                   (("jump", "you jump to a ledge with a few coins; no way on"),)]:
