@@ -66,3 +66,30 @@ def test_kill_9_mid_search_leaves_the_tree_so_far_and_an_interrupted_run(tmp_pat
     for rollout in store.runs(kind="rollout", parent_id=search.id):
         steps = store.steps(rollout.id)
         assert steps and steps[-1].reward == rollout.outcome  # each streamed rollout is whole
+
+
+def test_sigterm_mid_search_writes_the_tree_and_ends_the_run_interrupted(tmp_path: Path):
+    db = tmp_path / "runs.db"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.format(root=str(Path(__file__).resolve().parents[1]), db=str(db)))
+    child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and child.poll() is None:
+            time.sleep(0.3)
+            if db.exists():
+                searches = tg.Store(db).runs(kind="search")
+                if searches and len(tg.Store(db).search_nodes(searches[0].id)) >= 10:
+                    break
+        assert child.poll() is None, child.stdout.read().decode() if child.stdout else ""
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(60) == -signal.SIGTERM  # it still dies by SIGTERM, after saving
+    finally:
+        if child.poll() is None:
+            child.kill()
+    store = tg.Store(db)
+    (search,) = store.runs(kind="search")
+    assert search.status == "interrupted" and search.error.startswith("interrupted: the search was stopped")
+    assert search.metadata["spent"]["policy_calls"] > 0  # the search's own final write, not a liveness guess
+    nodes = store.search_nodes(search.id)
+    assert len(nodes) >= 10 and any(n.visits for n in nodes)  # final values (visits), not only streamed rows

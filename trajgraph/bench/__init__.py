@@ -27,7 +27,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 from trajgraph.search.budget import Budget
-from trajgraph.search.optimize import asearch
+from trajgraph.search.optimize import _OWN_LOOP, asearch
 from trajgraph.search.optimizers import BY_NAME
 from trajgraph.store import Store
 
@@ -144,6 +144,9 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
                                    tags=tags, graph_name=graph_name, repeatable=repeatable)
         jobs = [(t, name) for name in optimizers for t in tasks]
         return list(await executor.map(search, jobs, store=store, on_result=on_result))
+    # a bench owns its event loop (asyncio.run(run_bench(...))): repeatable searches of sync
+    # graphs may then step inline, without a thread hop per node (SearchSettings.inline)
+    _OWN_LOOP.set(True)
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def one(task: Any, name: str) -> TaskResult:

@@ -36,6 +36,7 @@ from langgraph.graph import END, START, StateGraph
 
 from trajgraph._langgraph import compiled_graph, require_nodes
 from trajgraph.errors import BudgetError, ConfigError
+from trajgraph.recording import _signals
 from trajgraph.search._write import SearchRecorder, write_search
 from trajgraph.search.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
 from trajgraph.search.optimizers.base import Optimizer, resolve_optimizer
@@ -163,6 +164,8 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     if store is not None:
         await asyncio.to_thread(store.add_run, run)
         recorder = space.on_node = SearchRecorder(store, run, s.decision_node, task)  # the tree as it grows
+        session = _Session(run, recorder)
+        _signals.enter(session)  # SIGTERM now stops the search like Ctrl-C (main thread, default handler only)
     log = TreeLog()
     best: Node | None = None
     try:
@@ -180,20 +183,41 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
                               nodes=len(space.nodes), run_id=run.id if store else None, space=space, status=status, finish=finish)
     except BaseException as exc:
         if store is not None:
-            await asyncio.to_thread(_write, store, space, run, log, best, task, status="failed",
-                                    error=f"{type(exc).__name__}: {exc}", meter=meter, recorder=recorder)
+            stopped = isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError))  # Ctrl-C, SIGTERM, a cancelled task
+            why = "interrupted: the search was stopped (Ctrl-C, SIGTERM or a cancelled task)" if stopped else f"{type(exc).__name__}: {exc}"
+            try:
+                await asyncio.shield(asyncio.to_thread(_write, store, space, run, log, best, task, status="interrupted" if stopped else "failed",
+                                                       error=why, meter=meter, recorder=recorder))
+            finally:
+                _signals.leave(session)
         raise
     if store is not None:
-        result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status=status, meter=meter,
-                                                     error=None if status == "succeeded" else f"unfinished: {finish}",
-                                                     recorder=recorder)
+        try:
+            result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status=status, meter=meter,
+                                                         error=None if status == "succeeded" else f"unfinished: {finish}",
+                                                         recorder=recorder)
+        finally:
+            _signals.leave(session)
     return result
 
 
 def search(graph: Any, input: Any, *, task: str | None = None, metadata: dict[str, Any] | None = None,
            settings: SearchSettings | None = None, **options: Any) -> SearchResult:
-    """Synchronous `asearch`."""
-    return _run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
+    """Synchronous `asearch`. A SIGTERM during a recorded search ends it like Ctrl-C (its
+    tree written, the run `interrupted`), then the process ends by SIGTERM as it would have."""
+    try:
+        return _run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
+    except _signals.Terminated:
+        _signals.die_by_sigterm()
+        raise
+
+
+@dataclass
+class _Session:
+    """What trajgraph/recording/_signals.py needs of an open run to end it on SIGTERM."""
+
+    run: Run
+    recorder: SearchRecorder
 
 
 async def _explore(optimizer: Optimizer, space: Space, input: Any, log: TreeLog) -> Node:
