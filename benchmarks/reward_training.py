@@ -5,8 +5,8 @@
             (`trajgraph/reward/_fit.py`, `FrozenPrefix`), so the probe, each epoch and each
             evaluation run only the trainable layers.
 
-Both train the same model from the same data and seed; the table shows wall seconds per
-phase and the validation AUC of each epoch (equal before and after: the speed-ups change
+Both train the same model from the same data and seed; the table shows wall seconds (total
+and per phase), the process's CPU seconds, and the validation AUC of each epoch (equal before and after: the speed-ups change
 no result). The data: `--db` (a store; `--groups N` keeps its first N tasks, 8 by default:
 the demo trains on the exploration of 8 TextWorld games), else a generated deceptive-chain
 store. The CPU model, flags and load average are printed and saved with the table.
@@ -48,9 +48,9 @@ def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_le
         _fit.adam_options = lambda dev: {}  # type: ignore[assignment]  # torch's default AdamW
         _fit.FrozenPrefix.of = classmethod(lambda cls, *a: None)  # type: ignore[assignment,method-assign]
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         report = train(data, out, epochs=epochs, freeze_layers=freeze, max_length=max_length, seed=0, patience=epochs, progress=False)
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     finally:
         _fit.adam_options, _fit.FrozenPrefix.of = real_options, real_of  # type: ignore[method-assign]
     by_epoch = {e.epoch: e for e in report.epochs}
@@ -60,6 +60,7 @@ def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_le
         "train_items": report.n_train,
         "val_items": report.n_val,
         "total_s": round(seconds, 1),
+        "cpu_s": round(cpu_seconds, 1),  # this process's CPU time: less moved than wall time by other processes
         "probe_s": round(by_epoch[0].seconds, 1) if 0 in by_epoch else None,
         "epoch_s": [round(by_epoch[e].seconds, 1) for e in sorted(by_epoch) if e > 0],
         "val_auc": [None if by_epoch[e].val_auc is None else round(by_epoch[e].val_auc, 4) for e in sorted(by_epoch)],
