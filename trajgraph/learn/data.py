@@ -201,7 +201,7 @@ def decisions(store: Store | str | Path, *, success_threshold: float = 1.0, tags
                 old = seen.get(key)
                 seen[key] = Decision(state, action, run.id, run.task, 1) if old is None else \
                     Decision(old.state, old.action, old.run_id, old.task, old.count + 1)
-    return list(seen.values())
+    return _in_content_order(seen)
 
 
 def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = None, tags: Sequence[str] = (),
@@ -232,7 +232,7 @@ def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = No
                 continue
             key = (state_key(state), chosen, rejected)
             out.setdefault(key, Preference(state, chosen, rejected, pair.source, pair.run_id, pair.task))
-    return list(out.values())
+    return _in_content_order(out)
 
 
 def detours(store: Store | str | Path, *, tags: Sequence[str] = (), tasks: Iterable[str] | None = None,
@@ -244,7 +244,7 @@ def detours(store: Store | str | Path, *, tags: Sequence[str] = (), tasks: Itera
         for run in _runs(db, tags, tasks):
             for state, action in run_detours(run, db.steps(run.id), situation):
                 seen.setdefault((state_key(state), action), Decision(state, action, run.id, run.task))
-    return list(seen.values())
+    return _in_content_order(seen)
 
 
 def mc_preferences(store: Store | str | Path, *, margin: float = 0.1, tags: Sequence[str] = (),
@@ -272,7 +272,13 @@ def mc_preferences(store: Store | str | Path, *, margin: float = 0.1, tags: Sequ
         for value, action in means[1:]:
             if best_value - value >= margin:
                 out.append(Preference(state, best, action, "mc", run_id, task))
-    return out
+    return sorted(out, key=lambda p: (str(p.task), state_key(p.state), p.chosen, p.rejected))
+
+
+def _in_content_order(items: dict[Any, Any]) -> list[Any]:
+    """Values ordered by task and content, not by when their runs were stored: a search's rollouts
+    share one start time and random ids, and training must see the same data in the same order every time."""
+    return [items[k] for k in sorted(items, key=lambda k: (str(items[k].task), k))]
 
 
 def _side(side: Any) -> str | None:
