@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # name -> (module to mutate, tests that cover it)
 MODULES: dict[str, tuple[str, list[str]]] = {
     "replay": ("trajgraph/replay/cassette.py", ["tests/test_replay.py", "tests/test_nested_graphs.py"]),
-    "diff": ("trajgraph/replay/diff.py", ["tests/test_replay.py"]),
+    "diff": ("trajgraph/replay/diff.py", ["tests/test_replay.py", "tests/test_cli_runs.py"]),
     "writer": ("trajgraph/store/_writer.py", ["tests/test_reliability_writes.py", "tests/test_record.py"]),
     "rows": ("trajgraph/store/_rows.py", ["tests/test_store.py", "tests/test_reliability_store.py"]),
     "json": ("trajgraph/store/_json.py", ["tests/test_store.py", "tests/test_reliability_writes.py", "tests/test_reliability_store.py"]),
@@ -92,7 +92,8 @@ def run_one(dest: Path, name: str, max_children: int, timeout_s: int) -> dict[st
     alive = counts.get("survived", 0) + counts.get("no tests", 0)
     return {"module": module, "mutants": sum(counts.values()), "killed": killed, "survived": counts.get("survived", 0),
             "no tests": counts.get("no tests", 0), "score": killed / (killed + alive) if killed + alive else float("nan"),
-            "seconds": round(took), "survivors": survivors, "error": "" if proc.returncode == 0 else proc.stderr[-800:]}
+            "seconds": round(took), "survivors": survivors,
+            "error": "" if proc.returncode == 0 and killed + alive else (proc.stdout + proc.stderr)[-800:]}
 
 
 def main() -> None:

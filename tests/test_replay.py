@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import uuid
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -300,11 +301,12 @@ def test_replay_imports_the_recorded_graph_inside_the_project_when_named(store: 
     result = replay(store, run_id, import_recorded="mygraph.py:graph")
     assert result.matched and store.run(result.run_id).graph_path == "mygraph.py:graph"
     assert replay(store, run_id, "mygraph.py:graph").matched  # a spec string the caller gives
-    (tmp_path / "mygraphmod.py").write_text((tmp_path / "mygraph.py").read_text())  # a module name, not loaded yet
+    module = f"tg_graph_{uuid.uuid4().hex}"  # a module name, not loaded yet (unique: a rerun must not find the last one)
+    (tmp_path / f"{module}.py").write_text((tmp_path / "mygraph.py").read_text())
     monkeypatch.syspath_prepend(str(tmp_path))
-    tg.record(load_graph("mygraph.py:graph"), store=store, graph_path="mygraphmod:graph").invoke(chain_start())
-    named = next(r.id for r in store.runs() if r.graph_path == "mygraphmod:graph")
-    assert replay(store, named, import_recorded="mygraphmod:graph").matched
+    tg.record(load_graph("mygraph.py:graph"), store=store, graph_path=f"{module}:graph").invoke(chain_start())
+    named = next(r.id for r in store.runs() if r.graph_path == f"{module}:graph")
+    assert replay(store, named, import_recorded=f"{module}:graph").matched
 
 
 def test_replay_argument_errors(store: Store, tmp_path) -> None:
