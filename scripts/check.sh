@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 $PY -m ruff check trajgraph graphs adapters tests
-$PY -m mypy
+bash scripts/mypy.sh  # mypy over the installed layout (graphs/, adapters/ as trajgraph.graphs/.adapters)
 
 MIN=.langgraph-min
 if [ ! -d "$MIN/langgraph" ]; then
