@@ -209,7 +209,7 @@ def test_replay_of_send_and_subgraph_run_matches_across_fresh_task_ids(store: St
     assert len({s.namespace for s in leaves}) == 3 and all(s.namespace.startswith("work:") for s in leaves)
 
 
-def _hitl_graph() -> Any:
+def _hitl_graph(checkpointer: bool = True) -> Any:
     class S(TypedDict):
         xs: Annotated[list, operator.add]
 
@@ -218,7 +218,7 @@ def _hitl_graph() -> Any:
     g.add_node("policy", lambda s: {"xs": [f"decided:{s['xs'][-1]}"]})
     g.add_edge(START, "ask")
     g.add_edge("ask", "policy")
-    return g.compile(checkpointer=InMemorySaver())
+    return g.compile(checkpointer=InMemorySaver() if checkpointer else None)
 
 
 def test_replay_of_an_interrupted_and_resumed_run_resumes_the_same_way(store: Store) -> None:
@@ -382,3 +382,31 @@ def test_a_failed_recorded_decision_step_is_run_again_not_answered(store: Store)
     result = replay(store, run_id, build(attempts))
     assert len(attempts) == 1  # the failed step ran again (and failed again); the retry was answered
     assert result.matched and result.answered == 1 and result.output == {"xs": ["chosen"]}
+
+
+def test_replay_gives_a_graph_without_a_checkpointer_one_to_apply_recorded_resumes(store: Store) -> None:
+    graph = tg.record(_hitl_graph(checkpointer=False), store=store, checkpointer=InMemorySaver())
+    config = {"configurable": {"thread_id": "x"}}
+    graph.invoke({"xs": []}, config)
+    graph.invoke(Command(resume="yes"), config)
+    run_id = store.runs()[0].id
+    result = replay(str(store.path), run_id, _hitl_graph(checkpointer=False))  # a store given by path, too
+    assert result.matched and result.status == "succeeded" and result.output == {"xs": ["yes", "decided:yes"]}
+    assert [s.interrupted for s in store.steps(result.run_id)] == [True, False, False]
+
+
+def test_replay_of_a_run_left_at_an_interrupt_ends_interrupted_without_the_marker(store: Store) -> None:
+    tg.record(_hitl_graph(), store=store).invoke({"xs": []}, {"configurable": {"thread_id": "y"}})
+    (run,) = store.runs()
+    assert run.status == "interrupted"
+    result = replay(store, run.id, _hitl_graph())
+    assert result.status == "interrupted" and result.output == {"xs": []} and result.matched
+
+
+def test_a_decision_step_with_no_recorded_answer_is_a_divergence(store: Store) -> None:
+    tg.record(deceptive_chain_graph(depth=2, skill=1.0, trap=0.0), store=store).invoke(chain_start())
+    run_id = store.runs()[0].id
+    result = replay(store, run_id, deceptive_chain_graph(depth=3, skill=1.0, trap=0.0))  # one more decision to make
+    assert not result.matched and result.status == "failed"
+    assert "has no recorded answer" in result.error and "live=True" in result.error
+    assert replay(store, run_id, deceptive_chain_graph(depth=3, skill=1.0, trap=0.0), live=True).status == "succeeded"
