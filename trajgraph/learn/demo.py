@@ -32,7 +32,7 @@ class LearningSettings:
     search: str = "rro"  # the search measured on top of the trained policy
     epochs: int = 30
     features: str = "full"
-    temperature: float = 1.0  # the trained head's sampling temperature (1.0: its learned distribution)
+    temperature: float = 0.3  # the trained head's sampling temperature (see trainable.TRAINED_TEMPERATURE)
     situation: str = "commands"  # TextWorld: the admissible commands are the state (see trajgraph.learn.data.run_decisions)
 
 

@@ -119,13 +119,13 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
     elif base is not None:
         policy = base
     else:
-        policy = trainable.trainable_policy(hidden=hidden, features=features, temperature=1.0 if temperature is None else temperature, seed=seed)
+        policy = trainable.trainable_policy(hidden=hidden, features=features, seed=seed)
     parent = policy.card.get("hash")
     report = fitting.fit(policy, ds, ps, fitting.FitConfig(seed=seed, **fit_options), progress=progress, detours=ns)
     runs = {d.run_id for d in ds} | {p.run_id for p in ps} | {n.run_id for n in ns}
     policy.card = {
         **{k: v for k, v in policy.card.items() if k in ("kind", "hidden", "features", "temperature")},
-        "temperature": policy.temperature if temperature is None else temperature,
+        "temperature": trainable.TRAINED_TEMPERATURE if temperature is None else temperature,
         "name": name or f"minilm-head-r{round}",
         "round": round,
         "parent": parent,
@@ -139,8 +139,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
         "metrics": report.metrics,
         "created_at": time.time(),
     }
-    if temperature is not None:
-        policy.temperature = temperature
+    policy.temperature = policy.card["temperature"]
     policy.save(out)
     return TrainResult(path=out, method="head", card=json.loads((out / trainable.CARD).read_text()))
 
