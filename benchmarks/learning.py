@@ -6,14 +6,15 @@ training games with the base MiniLM policy (temperature 0.1), the head is
 trained on every training-split run, then on the test games:
 
 - greedy with the base policy at its sampling temperature 0.1 (the demo's row)
-  and with the trained head at its own (1.0: its learned distribution; an
-  untrained head at 1.0 samples exactly like the base at 0.1);
+  and with the trained head at each of `--temperatures` (1.0: its fitted
+  distribution, where an untrained head samples exactly like the base at 0.1;
+  0.3: what trained heads use by default);
 - greedy at argmax (temperature 0) for both, so a gain from training is not
   mistaken for one from a lower temperature;
 - best-of-n at the same budget on top of each.
 
 Searches run with repeatable=True: the same table every run (given the same store).
-Run: python benchmarks/learning.py [--train-games 80] [--tasks 20] [--situation commands]
+Run: python benchmarks/learning.py [--train-games 80] [--tasks 20] [--situation commands] [--temperatures 1,0.3]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100)
     ap.add_argument("--situation", default="commands")
     ap.add_argument("--features", default="full")
+    ap.add_argument("--temperatures", default="1,0.3", help="sampling temperatures of the trained head to measure")
     ap.add_argument("--work", default="learning-out", help="folder for the store and the trained head (reused if present)")
     args = ap.parse_args()
 
@@ -58,10 +60,11 @@ def main() -> None:
     t0 = time.time()
     card = train_policy(store, work / "head", tasks=[t.id for t in train], situation=args.situation, features=args.features).card
     trained_s = time.time() - t0
-    policies = {
-        "base T=0.1": base, "trained T=1": load_trainable_policy(work / "head"),
-        "base argmax": minilm_policy(temperature=0.0, seed=0), "trained argmax": load_trainable_policy(work / "head", temperature=0.0),
-    }
+    policies = {"base T=0.1": base}
+    for t in (float(x) for x in args.temperatures.split(",")):
+        policies[f"trained T={t:g}"] = load_trainable_policy(work / "head", temperature=t)
+    policies.update({"base argmax": minilm_policy(temperature=0.0, seed=0),
+                     "trained argmax": load_trainable_policy(work / "head", temperature=0.0)})
     rows = []
     for label, policy in policies.items():
         for optimizer in ("greedy", "best-of-n") if "argmax" not in label else ("greedy",):
