@@ -226,7 +226,7 @@ def _wrong_variants(sql: str) -> list[str]:
 def questions(seed: int = 0) -> tuple[Question, ...]:
     """The suite's questions with their exact answers on the database of `seed`."""
     db = database(seed)
-    out = []
+    out: list[Question] = []
     for text, sql in _templates():
         answer = _answer(db, sql)
         if answer is None:

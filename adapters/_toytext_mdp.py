@@ -17,6 +17,7 @@ from trajgraph.errors import ConfigError
 try:
     import gymnasium as gym
     import numpy as np
+    from gymnasium.envs.toy_text.taxi import TaxiEnv
 except ImportError as e:  # the optional extra
     raise ConfigError("gym toy-text tasks need gymnasium: pip install 'trajgraph[gym]'") from e
 
@@ -69,7 +70,9 @@ def cliffwalking_mdp() -> ToyMDP:
 @lru_cache(maxsize=1)
 def taxi_mdp() -> ToyMDP:
     env = gym.make("Taxi-v4")
-    desc = tuple(b"".join(row).decode() for row in env.unwrapped.desc)
+    taxi = env.unwrapped
+    assert isinstance(taxi, TaxiEnv)  # what Taxi-v4 registers; the map rows live on it
+    desc = tuple(b"".join(row).decode() for row in taxi.desc)
     return _tables(env, "taxi", TAXI_ACTIONS, 21.0, desc)
 
 

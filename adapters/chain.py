@@ -52,7 +52,7 @@ class ChainSuite:
         out = []
         for i in range(n):
             s = offset + seed * 1000 + i
-            out.append(ChainTask(id=f"chain-{split}-{s}", input=chain_start(f"chain-{s}"), decision_node="policy",
+            out.append(ChainTask(id=f"chain-{split}-{s}", input=dict(chain_start(f"chain-{s}")), decision_node="policy",
                                  solution=tuple(chain_solution(s, self.depth)), max_steps=self.depth))
         return out
 

@@ -161,6 +161,12 @@ class TextWorldEnv:
             objective=objective,
         )
 
+    def _engine_layers(self) -> tuple[Any, Any, Any]:
+        """StateTracking, Inform7Data and JerichoEnv: what engine forking reads and writes (all found when fork='engine')."""
+        t, i7, jericho = self._tracking, self._inform7, self._jericho
+        assert t is not None and i7 is not None and jericho is not None, "engine forking on a wrapper stack without them"
+        return t, i7, jericho
+
     def reset(self) -> Frame:
         state = self._env.reset()
         self._shared, self._prefix = False, ()
@@ -172,7 +178,8 @@ class TextWorldEnv:
         if self.frame is None:
             raise ForkError(f"{self.gamefile}: call reset() before step()")
         if self._shared:
-            self._tracking._game_progression = _copy_progression(self._tracking._game_progression)
+            t = self._engine_layers()[0]
+            t._game_progression = _copy_progression(t._game_progression)
             self._shared = False
         state, _, _ = self._env.step(command)
         self._prefix += (command,)
@@ -185,10 +192,10 @@ class TextWorldEnv:
         if self.fork == "replay":
             return Snapshot(self.gamefile, self.frame, self._prefix)
         self._shared = True
-        t, i7 = self._tracking, self._inform7
+        t, i7, jericho = self._engine_layers()
         return Snapshot(
             self.gamefile, self.frame, self._prefix,
-            engine=self._jericho._jericho.get_state(),
+            engine=jericho._jericho.get_state(),
             tracking=tuple(getattr(t, k) for k in self._TRACKED),
             inform7=(i7._prev_state, list(i7._tracked_infos)),
             wrapper_states=tuple((i, x.__dict__["state"]) for i, x in enumerate(self._layers) if "state" in x.__dict__),
@@ -205,11 +212,12 @@ class TextWorldEnv:
             for command in snap.prefix:
                 self.step(command)
             return
-        self._jericho._jericho.set_state(snap.engine)
+        t, i7, jericho = self._engine_layers()
+        jericho._jericho.set_state(snap.engine)
         for k, v in zip(self._TRACKED, snap.tracking):
-            setattr(self._tracking, k, v)
-        self._inform7._prev_state, tracked = snap.inform7
-        self._inform7._tracked_infos = list(tracked)
+            setattr(t, k, v)
+        i7._prev_state, tracked = snap.inform7
+        i7._tracked_infos = list(tracked)
         for i, st in snap.wrapper_states:
             self._layers[i].__dict__["state"] = st
         self._shared = True

@@ -127,23 +127,23 @@ def frozenlake_graph(config: Any = None) -> Any:
     Input: the task's start state, `trajgraph.adapters.gym_toytext.frozenlake_task(4).input`
     (e.g. {"pos": 0, "task": ..., "observation": ..., "actions": [...], "history": []}).
     """
-    from trajgraph.adapters.gym_toytext import frozenlake_task
+    from trajgraph.adapters.gym_toytext import frozenlake_task, value_iteration
 
     cfg = _configurable(config)
     task = frozenlake_task(int(cfg.get("size", 4)), seed=cfg.get("seed"))
     assert task.oracle is not None
     graph = task.make_graph(oracle_policy(task.oracle))[0]
-    return expect_input(graph, toytext_input("frozenlake", task.input, task.make_graph.mdp.next.shape[0]))
+    return expect_input(graph, toytext_input("frozenlake", task.input, value_iteration(task).mdp.next.shape[0]))
 
 
 def cliffwalking_graph(config: Any = None) -> Any:
     """CliffWalking from the standard start, played by value iteration. Input: `cliffwalking_task().input`."""
-    from trajgraph.adapters.gym_toytext import cliffwalking_task
+    from trajgraph.adapters.gym_toytext import cliffwalking_task, value_iteration
 
     task = cliffwalking_task()
     assert task.oracle is not None
     graph = task.make_graph(oracle_policy(task.oracle))[0]
-    return expect_input(graph, toytext_input("cliffwalking", task.input, task.make_graph.mdp.next.shape[0]))
+    return expect_input(graph, toytext_input("cliffwalking", task.input, value_iteration(task).mdp.next.shape[0]))
 
 
 @functools.lru_cache(maxsize=8)

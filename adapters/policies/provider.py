@@ -18,10 +18,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from trajgraph.errors import ConfigError
 
 from .smollm import MODEL_NAME, PROVIDER, Completion, SmolLM2, smollm2
+
+if TYPE_CHECKING:  # litellm is imported on first registration, not with this module
+    import httpx
+    from litellm.llms.custom_httpx.http_handler import AsyncHTTPHandler, HTTPHandler
+    from litellm.types.llms.openai import ChatCompletionUsageBlock
+    from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
 _register_lock = threading.Lock()
 
@@ -55,6 +63,13 @@ def _logprobs(model: SmolLM2, c: Completion) -> dict[str, Any]:
     return {"content": content}
 
 
+@runtime_checkable
+class _ServesModel(Protocol):
+    """The handler register_smollm2 puts in litellm's provider map: it serves `model` (None: the shared one)."""
+
+    model: SmolLM2 | None
+
+
 def _provider_class() -> type:
     """The CustomLLM subclass, built on first registration so importing this module does not import litellm."""
     from litellm import CustomLLM
@@ -86,7 +101,8 @@ def _provider_class() -> type:
                 top_logprobs=top,
             )
 
-        def _response(self, model: str, model_response: Any, completions: list[Completion], prompt_tokens: int, p: dict[str, Any]) -> Any:
+        def _response(self, model: str, model_response: ModelResponse, completions: list[Completion], prompt_tokens: int,
+                      p: dict[str, Any]) -> ModelResponse:
             want_logprobs = bool(p.get("logprobs")) or bool(p.get("top_logprobs"))
             choices = []
             for i, c in enumerate(completions):
@@ -96,36 +112,51 @@ def _provider_class() -> type:
                 )
             completion_tokens = sum(len(c.token_ids) for c in completions)
             model_response.choices = choices
-            model_response.usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens)
+            usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens)
+            model_response.usage = usage  # type: ignore[attr-defined]  # a pydantic extra: ModelResponse sets it, never declares it
             model_response.model = model
             model_response.created = int(time.time())
             return model_response
 
-        def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: Any,
-                       print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, **kwargs: Any) -> Any:
+        # litellm's CustomLLM signatures; litellm passes every argument by keyword, **kwargs takes ones it adds later
+        def completion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: ModelResponse,
+                       print_verbose: Callable, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, acompletion: Any = None,
+                       litellm_params: Any = None, logger_fn: Any = None, headers: Any = None, timeout: float | httpx.Timeout | None = None,
+                       client: HTTPHandler | None = None, **kwargs: Any) -> ModelResponse:
             completions, prompt_tokens = self._run(messages, optional_params)
             return self._response(model, model_response, completions, prompt_tokens, optional_params)
 
-        async def acompletion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: Any,
-                              print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, **kwargs: Any) -> Any:
+        async def acompletion(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: ModelResponse,
+                              print_verbose: Callable, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict,
+                              acompletion: Any = None, litellm_params: Any = None, logger_fn: Any = None, headers: Any = None,
+                              timeout: float | httpx.Timeout | None = None, client: AsyncHTTPHandler | None = None,
+                              **kwargs: Any) -> ModelResponse:
             # the forward pass holds the GIL only in short stretches; a thread keeps the event loop free
             completions, prompt_tokens = await asyncio.to_thread(self._run, messages, optional_params)
             return self._response(model, model_response, completions, prompt_tokens, optional_params)
 
-        def _chunks(self, completions: list[Completion], prompt_tokens: int) -> Iterator[dict[str, Any]]:
+        def _chunks(self, completions: list[Completion], prompt_tokens: int) -> Iterator[GenericStreamingChunk]:
             # generation is not incremental here: the reply arrives as one chunk per choice
             completion_tokens = sum(len(c.token_ids) for c in completions)
             for i, c in enumerate(completions):
                 last = i == len(completions) - 1
-                usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+                usage: ChatCompletionUsageBlock = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
                 yield {"text": c.text, "is_finished": last, "finish_reason": c.finish_reason, "usage": usage if last else None, "index": i, "tool_use": None}
 
-        def streaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: Any,
-                      print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, **kwargs: Any) -> Iterator[Any]:
+        def streaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: ModelResponse,
+                      print_verbose: Callable, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, acompletion: Any = None,
+                      litellm_params: Any = None, logger_fn: Any = None, headers: Any = None, timeout: float | httpx.Timeout | None = None,
+                      client: HTTPHandler | None = None, **kwargs: Any) -> Iterator[GenericStreamingChunk]:
             yield from self._chunks(*self._run(messages, optional_params))
 
-        async def astreaming(self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: Any,
-                             print_verbose: Any, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, **kwargs: Any) -> AsyncIterator[Any]:
+        # an async generator, as litellm's docs write it; CustomLLM annotates `async def -> AsyncIterator`, which reads
+        # as a coroutine returning an iterator, and litellm iterates what the call returns without awaiting it
+        async def astreaming(  # type: ignore[override]
+            self, model: str, messages: list, api_base: str, custom_prompt_dict: dict, model_response: ModelResponse,
+            print_verbose: Callable, encoding: Any, api_key: Any, logging_obj: Any, optional_params: dict, acompletion: Any = None,
+            litellm_params: Any = None, logger_fn: Any = None, headers: Any = None, timeout: float | httpx.Timeout | None = None,
+            client: AsyncHTTPHandler | None = None, **kwargs: Any,
+        ) -> AsyncIterator[GenericStreamingChunk]:
             for chunk in self._chunks(*(await asyncio.to_thread(self._run, messages, optional_params))):
                 yield chunk
 
@@ -145,8 +176,12 @@ def register_smollm2(model: SmolLM2 | None = None) -> str:
     with _register_lock:
         for item in litellm.custom_provider_map:
             if item.get("provider") == PROVIDER:
+                handler = item["custom_handler"]
                 if model is not None:
-                    item["custom_handler"].model = model
+                    if not isinstance(handler, _ServesModel):
+                        raise ConfigError(f"litellm provider {PROVIDER!r} is registered with another handler ({type(handler).__name__}); "
+                                          "remove it from litellm.custom_provider_map to serve SmolLM2 under that name")
+                    handler.model = model
                 break
         else:
             litellm.custom_provider_map.append({"provider": PROVIDER, "custom_handler": _provider_class()(model)})

@@ -138,7 +138,8 @@ class SmolLM2:
             source = "gguf"
         model = AutoModelForCausalLM.from_pretrained(str(dest), use_safetensors=True, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(str(dest), local_files_only=True)
-        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        # transformers declares to() as @wraps(torch.nn.Module.to), which typeshed types as an unbound function
+        model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # type: ignore[arg-type]
         return cls(model, tokenizer, source, time.perf_counter() - start)
 
     @property
