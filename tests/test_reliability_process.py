@@ -98,3 +98,18 @@ def test_sigterm_handler_only_during_a_recorded_invoke_and_never_over_a_users(st
         assert signal.getsignal(signal.SIGTERM) is mine  # a user's handler is left in place
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_the_process_stamp_lives_exactly_while_the_run_runs(store: Store) -> None:
+    import os
+
+    from trajgraph.trajectory import Run
+
+    store.write(runs=[Run(id="a", graph="g", metadata={"who": "me"})])
+    assert store.run("a").metadata["process"]["pid"] == os.getpid() and store.run("a").status == "running"
+    store.write(run_updates=[("a", {"status": "succeeded"})])
+    assert store.run("a").metadata == {"who": "me"}  # finished: nothing of the process is left
+    store.write(run_updates=[("a", {"status": "running"})])  # resumed
+    assert store.run("a").metadata["process"]["pid"] == os.getpid()
+    store.write(run_updates=[("a", {"status": "interrupted"})])
+    assert "process" not in store.run("a").metadata

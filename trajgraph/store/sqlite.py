@@ -240,6 +240,9 @@ class Store:
                 me = json.dumps(this_process())
                 conn.executemany("UPDATE runs SET metadata = json_set(metadata, '$.process', json(?)) WHERE id = ?",
                                  [(me, run_id) for run_id in running])
+            ended = [(i,) for i, f in run_updates if f.get("status") not in (None, "running")]
+            if ended:  # no process is running them any more
+                conn.executemany("UPDATE runs SET metadata = json_remove(metadata, '$.process') WHERE id = ?", ended)
             for table, items in (
                 ("steps", steps),
                 ("model_calls", model_calls),
