@@ -188,13 +188,14 @@ class RayExecutor:
 
     def __init__(self, workers: int = 2, *, address: str | None = None, per_worker: int = 1, num_cpus: float = 1.0,
                  max_attempts: int = 3, on_start: Callable[[int, int], None] | None = None,
-                 init_kwargs: dict[str, Any] | None = None) -> None:
+                 init_kwargs: dict[str, Any] | None = None, start_timeout_s: float = 300.0) -> None:
         if workers < 1 or per_worker < 1:
             raise ConfigError(f"workers and per_worker must be at least 1, got {workers} and {per_worker}")
         self.workers, self.per_worker, self.num_cpus = workers, per_worker, num_cpus
         self.address, self.max_attempts = address, max(1, max_attempts)
         self.on_start = on_start  # (job index, worker pid) when a job is handed out: progress, or a test's chaos hook
         self.init_kwargs = dict(init_kwargs or {})
+        self.start_timeout_s = start_timeout_s  # no worker at all started by then: the cluster has no room
         self.ray: Any = None
         self.lost: list[tuple[int, str]] = []  # (job index, why) for every attempt a dead worker took with it
         self.startup_s = 0.0  # the last map's time to start its actors (a process and imports each)
@@ -209,6 +210,8 @@ class RayExecutor:
     async def map(self, search: Search, jobs: Sequence[tuple[Any, str]], *, store: Any = None,
                   on_result: Callable[[Any], None] | None = None) -> list[Any]:
         """Every job's result, in job order; rows land in `store` (written there by workers, or shipped)."""
+        if not jobs:
+            return []
         ray = self.connect()
         spec = _store_spec(store)
         worker_cls = _worker_class(ray, self.num_cpus)
@@ -217,15 +220,41 @@ class RayExecutor:
         search_ref = ray.put(search)
         t0 = time.perf_counter()
         actors = [worker_cls.remote(spec) for _ in range(min(self.workers, max(1, len(jobs))))]
-        self.nodes = set(await asyncio.gather(*(a.node.remote() for a in actors)))  # every actor up (and where)
-        self.startup_s = time.perf_counter() - t0
         queue = collections.deque(range(len(jobs)))
         results: list[Any] = [None] * len(jobs)
         attempts = [0] * len(jobs)
+        left = [len(jobs)]
+        all_done, first_up = asyncio.Event(), asyncio.Event()
+        self.nodes = set()
         dead = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
+
+        async def up(actor: Any) -> bool:
+            """Wait for this actor to start, or for the work to be done without it (a cluster with fewer
+            free CPUs than workers leaves some actors pending; the others take every job)."""
+            ready = asyncio.ensure_future(_node_of(actor))
+            done = asyncio.ensure_future(all_done.wait())
+            await asyncio.wait({ready, done}, return_when=asyncio.FIRST_COMPLETED)
+            done.cancel()
+            if not ready.done():
+                ready.cancel()
+                return False
+            self.nodes.add(ready.result())
+            if not first_up.is_set():
+                self.startup_s = time.perf_counter() - t0
+                first_up.set()
+            return True
+
+        async def watchdog() -> None:
+            try:
+                await asyncio.wait_for(first_up.wait(), self.start_timeout_s)
+            except TimeoutError:
+                raise ExecutorError(f"no Ray worker started in {self.start_timeout_s:g} s: the cluster has no free "
+                                    f"{self.num_cpus:g} CPU for one (see `ray status`)") from None
 
         async def drive(actor: Any) -> None:
             pid: int | None = None
+            if not await up(actor):
+                return
             while queue:
                 i = queue.popleft()
                 task, name = jobs[i]
@@ -252,17 +281,24 @@ class RayExecutor:
                 if rows is not None and store is not None:
                     await asyncio.to_thread(store.write, **rows)  # the whole search in one transaction
                 results[i] = result
+                left[0] -= 1
+                if not left[0]:
+                    all_done.set()
                 if on_result is not None:
                     on_result(result)
 
         try:
-            await asyncio.gather(*(drive(a) for a in actors for _ in range(self.per_worker)))
+            await asyncio.gather(watchdog(), *(drive(a) for a in actors for _ in range(self.per_worker)))
         finally:
             for actor in actors:
                 ray.kill(actor, no_restart=True)
         if queue:
             raise ExecutorError(f"{len(queue)} search(es) not run: every Ray worker died for good; see the Ray logs")
         return results
+
+
+async def _node_of(actor: Any) -> str:
+    return str(await actor.node.remote())
 
 
 async def _back(ray: Any, actor: Any, patience_s: float = 120.0) -> bool:

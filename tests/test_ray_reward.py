@@ -65,3 +65,24 @@ def test_remote_reward_pickles_as_its_handle(ray_local: Any, reward: RemoteRewar
 def test_a_bad_model_folder_fails_at_start(ray_local: Any, tmp_path: Path) -> None:
     with pytest.raises(Exception, match="reward model"):
         shared_reward(str(tmp_path / "missing"), device="cpu")
+
+
+def test_searches_on_ray_with_the_shared_actor_match_the_local_model(ray_local: Any, rm_dir: Path, reward: RemoteReward) -> None:
+    """Optimizers do not change: MCTS scored by the shared actor from Ray workers gives the table that the
+    in-process model gives (repeatable mode; CPU scores are deterministic). The session's Ray has 2 CPUs and
+    the actor holds one, so one of the two workers never starts: the other takes every search."""
+    from trajgraph import bench
+    from trajgraph.adapters.ray_executor import RayExecutor
+    from trajgraph.cli.bench import load_suite, policy_factory
+
+    tasks = load_suite("chain").tasks("test", 2, 0)
+    policy_for = policy_factory("simulated", model=None, skill=0.6, seed=0)[0]
+
+    def table(reward_obj: Any, executor: Any) -> list[tuple[Any, ...]]:
+        results = asyncio.run(bench.run_bench(tasks, ["mcts"], policy_for=policy_for, reward=reward_obj, budget=12,
+                                              repeatable=True, executor=executor))
+        return [(r.task, r.outcome, r.policy_calls, r.env_steps, r.decisions) for r in results]
+
+    ray_local.get(reward.actor.reset_stats.remote())
+    assert table(reward, RayExecutor(workers=2)) == table(LocalRewardModel(rm_dir, device="cpu"), None)
+    assert reward.stats()["items"] > 0  # the workers' searches did score through the actor

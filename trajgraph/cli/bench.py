@@ -178,6 +178,10 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         return rw.LocalRewardModel(rm_dir)
 
     reward_obj = make_reward(reward, train=train_rm)
+    if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
+        from trajgraph.adapters.ray_reward import shared_reward
+
+        reward_obj = shared_reward(str(reward_obj.path))
     results: list[Any] = []
     with _progress() as prog:
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
