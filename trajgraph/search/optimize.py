@@ -175,7 +175,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
         best = _settle(space, returned)
         finish = ""
         if not best.terminal:
-            best, finish = await _finish(space, best, meter) if budget.finish else (best, "not finished: Budget(finish=False)")
+            best, finish = await _finish(space, best, meter) if budget.finish else (best, "unfinished: Budget(finish=False) skips the greedy finish")
         status = "succeeded" if best.terminal and not best.invalid else "unfinished"
         log.stats["finish"] = finish
         spent = meter.report()
@@ -194,7 +194,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     if store is not None:
         try:
             result.rollout_ids = await asyncio.to_thread(_write, store, space, run, log, best, task, status=status, meter=meter,
-                                                         error=None if status == "succeeded" else f"unfinished: {finish}",
+                                                         error=None if status == "succeeded" else finish,
                                                          recorder=recorder)
         finally:
             _signals.leave(session)
@@ -283,8 +283,10 @@ async def _finish(space: Space, node: Node, meter: BudgetMeter, *, retries: int 
     calls = meter.spent.policy_calls - calls0
     if node.terminal and not node.invalid:
         return node, f"finished greedily from depth {start_depth} in {calls} policy calls, within the budget"
-    why = f"{retries} invalid samples in a row" if failures >= retries else f"the budget ({meter.spent.stopped_by}) ran out"
-    return node, f"unfinished: {why} at depth {node.depth} after {calls} finishing calls"
+    if failures >= retries:
+        return node, f"unfinished: {retries} invalid samples in a row at depth {node.depth} after {calls} finishing calls"
+    hint = "; hold more calls back for it with Budget(finish_reserve=N)" if meter.spent.stopped_by == "policy_calls" else ""
+    return node, f"unfinished: the budget ({meter.spent.stopped_by}) ran out at depth {node.depth} after {calls} finishing calls{hint}"
 
 
 def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None, task: str | None, *,
