@@ -74,6 +74,9 @@ def test_trained_head_solves_the_chain_the_base_policy_fails(trained: Path) -> N
     card = json.loads((trained / "policy.json").read_text())
     assert card["data"]["decisions"] == len(TASK.solution) and card["data"]["preferences"] > 0
     assert card["source_runs"]["count"] >= 1 and card["round"] == 1 and card["metrics"]["train_top1"] == 1.0
+    cov = card["coverage"]
+    assert cov["tasks"] == cov["tasks_solved"] == 1 and cov["successful_runs"] >= 1 and cov["runs"] > cov["successful_runs"]
+    assert set(cov["actions_by_verb"]) == set(CHAIN_ACTIONS) and cov["actions"] == 4
     assert policy.version["hash"] == card["hash"] and policy.name == f"chain-head@{card['hash'][:12]}"
 
 

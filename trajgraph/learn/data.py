@@ -275,6 +275,39 @@ def mc_preferences(store: Store | str | Path, *, margin: float = 0.1, tags: Sequ
     return sorted(out, key=lambda p: (str(p.task), state_key(p.state), p.chosen, p.rejected))
 
 
+def coverage(store: Store | str | Path, *, tags: Sequence[str] = (), tasks: Iterable[str] | None = None,
+             success_threshold: float = 1.0, situation: str = "observation") -> dict[str, Any]:
+    """What the stored trajectories cover: distinct tasks, situations and actions, overall and on
+    successful runs, and actions by verb (the first word: the kind of subgoal in a text game)."""
+    from collections import Counter
+
+    runs = succeeded = 0
+    task_ids: set[str | None] = set()
+    won: set[str | None] = set()
+    states: set[str] = set()
+    actions: set[str] = set()
+    verbs: Counter[str] = Counter()
+    with snapshot(store) as db:
+        for run in _runs(db, tags, tasks):
+            steps = db.steps(run.id)
+            pairs = run_decisions(run, steps)
+            if not pairs:
+                continue
+            runs += 1
+            task_ids.add(run.task)
+            outcome = effective_outcome(run, steps)
+            if outcome is not None and outcome >= success_threshold:
+                succeeded += 1
+                won.add(run.task)
+            for state, action in pairs:
+                states.add(_situation(state, situation))
+                if action not in actions:
+                    verbs[action.split(" ", 1)[0]] += 1
+                actions.add(action)
+    return {"runs": runs, "successful_runs": succeeded, "tasks": len(task_ids), "tasks_solved": len(won),
+            "situations": len(states), "actions": len(actions), "actions_by_verb": dict(verbs.most_common())}
+
+
 def _in_content_order(items: dict[Any, Any]) -> list[Any]:
     """Values ordered by task and content, not by when their runs were stored: a search's rollouts
     share one start time and random ids, and training must see the same data in the same order every time."""
@@ -304,4 +337,4 @@ def _pair_state(search: Run, prompt: Any) -> dict[str, Any] | None:
     return state
 
 
-__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "detours", "preferences", "mc_preferences", "run_detours", "run_decisions", "state_key"]
+__all__ = ["Decision", "Preference", "NoTrainingDataError", "decisions", "detours", "preferences", "mc_preferences", "run_detours", "coverage", "run_decisions", "state_key"]

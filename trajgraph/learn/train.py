@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
-from trajgraph.learn.data import NoTrainingDataError, decisions, detours, mc_preferences, preferences
+from trajgraph.learn.data import NoTrainingDataError, coverage, decisions, detours, mc_preferences, preferences
 from trajgraph.store import Store
 
 METHODS = ("head", "sft", "dpo", "sft+dpo")
@@ -134,6 +134,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
                  "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ns]} | {str(p.task) for p in ps})[:50],
                  "success_threshold": success_threshold, "tags": list(tags), "situation": situation},
         "source_runs": source_summary(runs),
+        "coverage": coverage(store, tags=tags, tasks=tasks, success_threshold=success_threshold, situation=situation),
         "fit": {"epochs": report.epochs_run, "best_epoch": report.best_epoch, "seconds": round_(report.seconds),
                 **{k: v for k, v in fitting.FitConfig(seed=seed, **fit_options).__dict__.items()}},
         "metrics": report.metrics,
