@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import random
 import time
-
-import pytest
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from langchain_core.runnables import RunnableConfig
 
 import trajgraph as tg

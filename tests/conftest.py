@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from tests._services import postgres, ray_local  # noqa: F401  (session services: a throwaway PostgreSQL, one local Ray)
 from trajgraph.store import Store
 from trajgraph.testing import ScriptedToolModel, fake_tool_call
 from trajgraph.trajectory import Run, Step
-from tests._services import postgres, ray_local  # noqa: F401  (session services: a throwaway PostgreSQL, one local Ray)
 
 
 @pytest.fixture(autouse=True)

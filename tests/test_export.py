@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import trajgraph as tg
+from tests._export_store import CHAIN_DEPTH, SEARCH_TASK, Facts, build_store
 from trajgraph.errors import ConfigError, StoreError
 from trajgraph.export import (
     DPO_COLUMNS,
@@ -29,7 +30,6 @@ from trajgraph.export import (
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 from trajgraph.trajectory import Run, SearchNode, Step, new_id
 
-from tests._export_store import CHAIN_DEPTH, SEARCH_TASK, Facts, build_store
 
 @pytest.fixture(scope="module")
 def facts(tmp_path_factory: pytest.TempPathFactory) -> Facts:

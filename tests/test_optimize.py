@@ -8,8 +8,8 @@ import pytest
 from langgraph.graph import END, START, StateGraph
 
 import trajgraph as tg
-from trajgraph.search.budget import Budget
 from trajgraph.errors import ConfigError, ForkError
+from trajgraph.search.budget import Budget
 from trajgraph.search.optimize import optimize, search
 from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 from trajgraph.search.policy import LiteLLMPolicy

@@ -8,9 +8,9 @@ import math
 import pytest
 
 from tests._search_helpers import SequencePolicy, line_graph, line_start
+from trajgraph.errors import BudgetError, ConfigError
 from trajgraph.search._write import TreeLog
 from trajgraph.search.budget import Budget, BudgetMeter
-from trajgraph.errors import BudgetError, ConfigError
 from trajgraph.search.optimize import optimize, search
 from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 from trajgraph.search.optimizers.mcts import backpropagate, uct

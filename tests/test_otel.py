@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from tests._export_store import SEARCH_TASK, Facts, build_store
 
 import trajgraph as tg
+from tests._export_store import SEARCH_TASK, Facts, build_store
 from trajgraph.errors import ConfigError
 from trajgraph.export.otel import _exporter, export_spans
 

@@ -31,7 +31,8 @@ from trajgraph.adapters.policies.choice_task import choice_states
 from trajgraph.errors import ConfigError
 from trajgraph.testing.tiny_env import CHAIN_ACTIONS, chain_env_node, chain_solution, chain_start, env_loop_graph
 
-import torch  # noqa: E402
+# isort: split
+import torch  # after trajgraph.adapters.policies, which sets OMP_WAIT_POLICY before torch reads it
 
 NETWORK_ATTEMPTS: list[object] = []
 

@@ -13,7 +13,7 @@ MODULES = {"reward", "export"}  # namespaces on purpose: tg.reward.train(...), t
 
 
 def test_every_public_name_resolves_and_only_namespaces_are_modules() -> None:
-    import trajgraph.export  # noqa: F401  (a submodule import must not shadow a same-named function)
+    import trajgraph.export  # a submodule import must not shadow a same-named function
     import trajgraph.replay  # noqa: F401
 
     for name in tg.__all__:

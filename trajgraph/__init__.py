@@ -16,8 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from trajgraph.search.budget import Budget, Spent  # noqa: E402
-from trajgraph.errors import (  # noqa: E402
+from trajgraph.errors import (
     BudgetError,
     ConfigError,
     ForkError,
@@ -30,17 +29,18 @@ from trajgraph.errors import (  # noqa: E402
     StoreError,
     TrajgraphError,
 )
-from trajgraph.search.optimize import SearchResult, SearchSettings, asearch, optimize, search  # noqa: E402
-from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent  # noqa: E402
-from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy  # noqa: E402
-from trajgraph.recording.record import record  # noqa: E402
-from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay  # noqa: E402  (eager: a lazy name would lose to the submodule of the same name)
-from trajgraph.search.rollout_value import RolloutValue  # noqa: E402
-from trajgraph.search.scoring import Scorer, as_reward  # noqa: E402
-from trajgraph.search.space import Candidate, Environment, Node, Space  # noqa: E402
-from trajgraph.search.tree import TreeLog  # noqa: E402
-from trajgraph.store import Store  # noqa: E402
-from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory  # noqa: E402
+from trajgraph.recording.record import record
+from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay  # eager: a lazy name would lose to the submodule
+from trajgraph.search.budget import Budget, Spent
+from trajgraph.search.optimize import SearchResult, SearchSettings, asearch, optimize, search
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent
+from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy
+from trajgraph.search.rollout_value import RolloutValue
+from trajgraph.search.scoring import Scorer, as_reward
+from trajgraph.search.space import Candidate, Environment, Node, Space
+from trajgraph.search.tree import TreeLog
+from trajgraph.store import Store
+from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 __version__ = "0.1.0"
 

@@ -22,8 +22,6 @@ from trajgraph.export.datasets import (
 )
 from trajgraph.export.otel import JsonFileSpanExporter, export_spans
 
-
-
 __all__ = [
     "sft_dataset",
     "dpo_dataset",

@@ -10,8 +10,8 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from trajgraph.store._json import to_jsonable
 from trajgraph.render import render_task, steps_to_turns
+from trajgraph.store._json import to_jsonable
 from trajgraph.trajectory import ModelCall, Run, Step
 
 _ROLES = {"human": "user", "ai": "assistant", "AIMessageChunk": "assistant", "system": "system", "tool": "tool", "function": "tool"}

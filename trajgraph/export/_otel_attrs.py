@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from trajgraph.export._chat import chat_message, readable_update
-from trajgraph.store._json import to_jsonable
 from trajgraph.render import render_action
+from trajgraph.store._json import to_jsonable
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
 
 _MAX_VALUE = 32_000  # characters kept of one input/output value: backends truncate or reject beyond

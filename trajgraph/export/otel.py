@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from trajgraph.export._read import RunFilter, snapshot
+from trajgraph.errors import ConfigError
 from trajgraph.export._otel_attrs import (
     model_call_attrs,
     run_attrs,
@@ -34,7 +34,7 @@ from trajgraph.export._otel_attrs import (
     tool_call_index,
     tool_results,
 )
-from trajgraph.errors import ConfigError
+from trajgraph.export._read import RunFilter, snapshot
 from trajgraph.store import Store
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
 

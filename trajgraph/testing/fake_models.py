@@ -40,7 +40,7 @@ class ScriptedToolModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted-tool-model"
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:  # noqa: ARG002
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
         return self  # the script already knows which tools to call
 
     def _next(self, messages: list[BaseMessage]) -> AIMessage:
