@@ -255,3 +255,17 @@ def test_detours_are_found_and_trimmed_from_successes() -> None:
     assert [a for _, a in run_detours(run, steps, situation="commands")] == ["look"]
     with pytest.raises(ConfigError, match="situation"):
         run_detours(run, steps, situation="room")
+
+
+def test_a_missing_extra_is_one_line_naming_it(searched: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from typer.testing import CliRunner
+
+    from trajgraph.cli import app
+
+    monkeypatch.setitem(sys.modules, "trl", None)  # as if the learn extra were not installed: `import trl` fails
+    with pytest.raises(ConfigError, match=r"needs trl.*pip install 'trajgraph\[learn\]'"):
+        train_policy(searched, tmp_path / "sft", method="sft")
+    res = CliRunner().invoke(app, ["train", "policy", str(tmp_path / "sft"), "--db", str(searched), "--method", "sft"])
+    assert res.exit_code == 2 and "trajgraph[learn]" in res.output and res.output.count("\n") == 1
