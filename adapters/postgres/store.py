@@ -293,8 +293,8 @@ class PostgresStore(Store):
         """One run by id, or by a unique prefix of its id (as the CLI accepts)."""
         rows = self._query("SELECT * FROM runs WHERE id = %s", [run_id])
         if not rows and run_id:
-            prefix = run_id.replace("%", "").replace("\\", "")
-            rows = self._query("SELECT * FROM runs WHERE id LIKE %s LIMIT 2", [prefix + "%"])
+            # compared as text, not LIKE: '_' and '%' in what the user typed are characters, not patterns
+            rows = self._query("SELECT * FROM runs WHERE left(id, length(%s)) = %s LIMIT 2", [run_id, run_id])
             if len(rows) > 1:
                 raise RunNotFoundError(f"run id prefix {run_id!r} matches several runs in {self.path}; give more characters")
         if not rows:

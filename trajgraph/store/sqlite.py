@@ -307,8 +307,10 @@ class Store:
             for r in rows:
                 r.pop("id", None)
         cols = list(rows[0])
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        sql = f'{verb} INTO {table} ({", ".join(chr(34) + c + chr(34) for c in cols)}) VALUES ({", ".join("?" * len(cols))})'
+        names = ", ".join(f'"{c}"' for c in cols)
+        sql = f'INSERT INTO {table} ({names}) VALUES ({", ".join("?" * len(cols))})'
+        if replace:  # an upsert, not INSERT OR REPLACE: that deletes the old row, and ON DELETE CASCADE its children
+            sql += " ON CONFLICT DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in cols)
         conn.executemany(sql, [[r[c] for c in cols] for r in rows])
 
     # -- reads -------------------------------------------------------------------

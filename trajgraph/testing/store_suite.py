@@ -169,6 +169,31 @@ def check_run_updates_and_tags(make_store: MakeStore) -> None:
     assert store.run("r1").status == "succeeded" and store.count("runs") == 1
 
 
+def check_rewriting_a_run_keeps_its_rows(make_store: MakeStore) -> None:
+    """Writing a run again (a status change, new metadata) updates it; its steps, calls, nodes and pairs stay."""
+    store = make_store()
+    store.write(runs=[_run("r1"), _run("r2", parent_id="r1")], steps=[Step(run_id="r1", seq=0, node="a"), Step(run_id="r1", seq=1, node="b")],
+                search_nodes=[SearchNode(run_id="r1", id=0)], pairs=[PreferencePair(run_id="r1", source="rro", prompt={"task": "t"})])
+    store.write(runs=[store.run("r1").replace(status="succeeded", metadata={"again": True})])
+    assert store.run("r1").status == "succeeded" and store.run("r1").metadata == {"again": True}
+    assert [s.node for s in store.steps("r1")] == ["a", "b"]
+    assert len(store.search_nodes("r1")) == 1 and len(store.pairs(run_id="r1")) == 1
+    assert store.run("r2").parent_id == "r1" and store.count("runs") == 2
+    store.write(steps=[Step(run_id="r1", seq=1, node="b2")])  # a step written again replaces that step only
+    assert [s.node for s in store.steps("r1")] == ["a", "b2"]
+
+
+def check_run_id_prefix_is_literal(make_store: MakeStore) -> None:
+    store = make_store()
+    store.write(runs=[_run("abX123")])
+    for wildcard in ("ab_", "ab%", "a_X"):
+        try:
+            store.run(wildcard)
+        except RunNotFoundError:
+            continue
+        raise AssertionError(f"run({wildcard!r}) matched as a pattern")
+
+
 def check_write_is_atomic(make_store: MakeStore) -> None:
     store = make_store()
     store.write(runs=[_run("r1")])
@@ -336,6 +361,8 @@ CHECKS: list[Callable[[MakeStore], None]] = [
     check_run_filters,
     check_run_lookup_by_prefix,
     check_run_updates_and_tags,
+    check_rewriting_a_run_keeps_its_rows,
+    check_run_id_prefix_is_literal,
     check_write_is_atomic,
     check_search_nodes_and_pairs,
     check_trajectory_json_roundtrip,
