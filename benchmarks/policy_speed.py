@@ -15,6 +15,8 @@ import statistics
 import tempfile
 import time
 
+from _table import emit
+
 import trajgraph.testing  # noqa: F401  (the test kit applies the offline defaults; `import trajgraph` changes nothing)
 from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
     MiniLM,
@@ -25,8 +27,6 @@ from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
     register_smollm2,
 )
 from trajgraph.adapters.policies.choice_task import choice_states
-
-from _table import emit
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:

@@ -45,9 +45,9 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    from trajgraph.adapters.chain import ChainSuite, NoisyOracle
     from trajgraph.adapters.gym_toytext import FrozenLakeSuite
     from trajgraph.adapters.policies import SimulatedPolicy
-    from trajgraph.adapters.chain import ChainSuite, NoisyOracle
 
     cases = [("chain (depth 5), noisy oracle", ChainSuite(5), lambda t: NoisyOracle(t, skill=0.6, seed=zlib.crc32(t.id.encode())), 32),
              ("frozenlake 4x4, simulated policy", FrozenLakeSuite(size=4),

@@ -28,7 +28,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)  # create_react_a
 SCRIPT = [[fake_tool_call("add", a=19, b=23)], [fake_tool_call("multiply", a=42, b=1)], "The answer is 42."]
 
 
-def build_agent():  # noqa: ANN201 - a compiled LangGraph graph
+def build_agent():
     """A zero-argument factory, so `trajgraph replay --graph file.py:build_agent` can rebuild the graph."""
     return react_calculator_agent(ScriptedToolModel(script=SCRIPT))
 

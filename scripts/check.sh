@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Static checks and the oldest-LangGraph job, run by .ci/run before the tests.
-#   ruff and mypy over the library, graphs/ and adapters/;
+#   ruff over every Python file in the repository, mypy over the library, graphs/ and adapters/;
 #   the LangGraph seam (trajgraph/_langgraph.py) and the suites that lean on it, against the
 #   oldest LangGraph the project supports (installed beside the venv, shadowing the newest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
-$PY -m ruff check trajgraph graphs adapters tests
+$PY -m ruff check .  # the library, graphs/, adapters/, tests/, benchmarks/, examples/ (what .gitignore leaves)
 bash scripts/mypy.sh  # mypy over the installed layout (graphs/, adapters/ as trajgraph.graphs/.adapters)
 
 # the oldest releases pyproject.toml allows; langgraph-checkpoint 4.0.1 is the first whose JsonPlusSerializer
