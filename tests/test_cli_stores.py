@@ -156,3 +156,15 @@ def test_exports_read_a_postgres_store(tmp_path: Path, postgres: Postgres) -> No
     assert len(rows) == 1 and rows[0]["chosen"] and rows[0]["rejected"]
     _cli("export", "spans", "--db", url, str(tmp_path / "spans.jsonl"))
     assert len((tmp_path / "spans.jsonl").read_text().splitlines()) >= 6  # a span per run at least
+
+
+def test_bench_never_prints_a_store_password(postgres: Postgres, tmp_path: Path) -> None:
+    store = postgres.store()
+    # the throwaway server trusts local connections, so a password in the URL is accepted and ignored
+    url = postgres.url.replace("postgresql:///", "postgresql://postgres:s3cret-pw@/") + f"&options=-csearch_path%3D{store.schema}"
+    result = CliRunner().invoke(app, ["bench", "--suite", "chain", "--tasks", "1", "--train-tasks", "1", "--optimizers", "greedy",
+                                      "--budget", "8", "--out", str(tmp_path / "b"), "--db", url])
+    assert result.exit_code == 0, (result.output, result.stderr)
+    assert "s3cret-pw" not in result.output + result.stderr
+    assert "postgres:***@" in result.output  # the store is still named
+    assert len(store.runs(kind="search")) == 1

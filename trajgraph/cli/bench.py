@@ -203,8 +203,9 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
     png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget (policy {model or policy}, reward {reward})")
     _print_table(report, title)
-    out_console.print(f"\nstore:  {db}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
-    out_console.print(f"next:   trajgraph runs --db {db} --kind search   ·   trajgraph show RUN --db {db} --tree")
+    shown = store.path  # a server URL without its password
+    out_console.print(f"\nstore:  {shown}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
+    out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
     return data
 
 
