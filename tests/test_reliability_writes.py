@@ -180,3 +180,39 @@ def test_wal_store_in_a_read_only_folder_is_a_permissions_problem(tmp_path: Path
     finally:
         subprocess.run(undo, check=True)
     assert sqlite3.connect(folder / "runs.db").execute("PRAGMA quick_check").fetchone() == ("ok",)
+
+
+def test_a_run_that_lost_rows_stays_failed_whatever_its_later_updates_say(store: Store) -> None:
+    writer = writer_for(store)
+    writer.put("run", Run(id="r", graph="g"))
+    writer.put("step", Step(run_id="r", seq=0, node="ok"))
+    writer.put("step", Step(run_id="r", seq=1, node=None))  # type: ignore[arg-type]  # NOT NULL: SQLite refuses it
+    with pytest.raises(StoreError, match="run r"):
+        writer.flush(run_id="r")
+    assert store.run("r").status == "failed" and "NOT NULL" in (store.run("r").error or "")
+    writer.put("run_update", ("r", {"status": "succeeded", "ended_at": 2.0}))  # the run's own end, in a later batch
+    writer.put("run", Run(id="r", graph="g", status="succeeded"))  # or the whole run written again
+    writer.flush(run_id="r")
+    run = store.run("r")
+    assert run.status == "failed" and "could not be stored" in (run.error or "") and "NOT NULL" in (run.error or "")
+    assert [s.seq for s in store.steps("r")] == [0]
+    writer.put("run_update", ("r", {"metadata": {"note": "kept"}}))  # an update that says nothing of status passes as it is
+    writer.flush()
+    assert store.run("r").metadata == {"note": "kept"} and store.run("r").status == "failed"
+
+
+def test_a_store_locked_by_another_process_reports_every_run_of_the_batch(store: Store) -> None:
+    other = sqlite3.connect(store.path)
+    other.execute("BEGIN IMMEDIATE")  # another writer holds the file
+    store.db.conn.execute("PRAGMA busy_timeout = 50")
+    writer = writer_for(store)
+    try:
+        writer.put("run", Run(id="a", graph="g"))
+        writer.put("run", Run(id="b", graph="g"))
+        with pytest.raises(StoreError, match="locked") as info:
+            store.flush()  # any run's loss, told once: the first, and how many others
+        assert "run a" in str(info.value) and "and 1 other run(s) lost rows" in str(info.value) and "\n" not in str(info.value)
+        writer.flush(run_id="b")  # already told
+    finally:
+        other.rollback()
+        other.close()
