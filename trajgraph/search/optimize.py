@@ -253,40 +253,18 @@ def _settle(space: Space, returned: Node | None) -> Node:
         if returned is not None:
             found.reason = found.reason or f"the optimizer's answer (#{returned.id}) was {'invalid' if returned.invalid else 'unfinished'}"
         return found
-    open_nodes = [n for n in space.nodes if not n.terminal and not n.invalid]
-    if not open_nodes:
-        return space.nodes[0]
-    return max(open_nodes, key=lambda n: (n.value if n.value is not None else (n.score or 0.0), n.depth, -n.id))
+    return space.best_open() or space.nodes[0]
 
 
-async def _finish(space: Space, node: Node, meter: BudgetMeter, *, retries: int = 3) -> tuple[Node, str]:
-    """Finish `node`'s trajectory greedily with what the budget has left (the reserve
-    it kept, see `Budget`); a failed or invalid sample is retried from the same point,
-    at most `retries` times in a row. Returns the node reached and how."""
-    meter.finishing = True
-    start_depth, calls0 = node.depth, meter.spent.policy_calls
-    failures = 0
+async def _finish(space: Space, node: Node, meter: BudgetMeter) -> tuple[Node, str]:
+    """The driver's last resort: finish the answer with what the budget has left."""
+    found: list[tuple[Node, str]] = []
 
-    async def walk() -> None:
-        nonlocal node, failures
-        while not node.terminal and failures < retries:
-            candidate = (await space.propose(node, 1))[0]
-            child = await space.expand(node, candidate)
-            if child.invalid:
-                failures += 1
-                continue
-            failures = 0
-            child.reason = child.reason or "greedy finish"
-            node = child
+    async def run() -> None:
+        found.append(await space.finish(node))
 
-    await _bounded(meter, walk())
-    calls = meter.spent.policy_calls - calls0
-    if node.terminal and not node.invalid:
-        return node, f"finished greedily from depth {start_depth} in {calls} policy calls, within the budget"
-    if failures >= retries:
-        return node, f"unfinished: {retries} invalid samples in a row at depth {node.depth} after {calls} finishing calls"
-    hint = "; hold more calls back for it with Budget(finish_reserve=N)" if meter.spent.stopped_by == "policy_calls" else ""
-    return node, f"unfinished: the budget ({meter.spent.stopped_by}) ran out at depth {node.depth} after {calls} finishing calls{hint}"
+    await _bounded(meter, run())
+    return found[0] if found else (node, f"unfinished: the budget ({meter.spent.stopped_by}) ran out before the finish")
 
 
 def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None, task: str | None, *,

@@ -34,7 +34,7 @@ from trajgraph._langgraph import ainvoke_node, compiled_graph, invoke_node, requ
 from trajgraph.errors import ForkError
 from trajgraph.render import render_action, render_observation, render_task
 from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
-from trajgraph.search.budget import BudgetMeter
+from trajgraph.search.budget import BudgetExhausted, BudgetMeter, finishing
 from trajgraph.search.scoring import Scorer, as_reward
 from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
 from trajgraph.store._json import canonical_key
@@ -87,6 +87,7 @@ class Space:
         self.inline = inline
         self._ids = itertools.count()
         self._env_lock = asyncio.Lock()
+        self._finish_lock = asyncio.Lock()
         self._sem = asyncio.Semaphore(concurrency)
         self.nodes: list[Node] = []
         self.reflections: list[str] = []  # lessons from failed trajectories, shown to policies
@@ -113,6 +114,7 @@ class Space:
         """k candidate actions at a decision point, sampled concurrently, duplicates merged."""
         if node.terminal:
             raise ValueError(f"cannot propose actions at a finished state ({node!r})")
+        await self._gate()
         n = self.meter.reserve_calls(k)
         state = dict(node.state)
         if self.reflections:
@@ -142,6 +144,7 @@ class Space:
             candidate = self.candidate(candidate, node.state)
         if node.terminal:
             raise ValueError(f"cannot expand a finished state ({node!r})")
+        await self._gate()
         self.meter.check()
         # the id (and so the child's place among its siblings) is taken before any await:
         # concurrent expansions finish in any order, but UCT ties and best-terminal ties
@@ -259,6 +262,56 @@ class Space:
         text = render_action(action)
         invalid, error = validate(action, state or {}, self.tools, self.actions_key)
         return Candidate(action=action, text=text, key=canonical_key(action), tokens=count_tokens(action), invalid=invalid, error=error)
+
+    def best_open(self) -> Node | None:
+        """The most promising unfinished valid node: by value (else score), then depth."""
+        open_nodes = [n for n in self.nodes if not n.terminal and not n.invalid]
+        if not open_nodes:
+            return None
+        return max(open_nodes, key=lambda n: (n.value if n.value is not None else (n.score or 0.0), n.depth, -n.id))
+
+    async def finish(self, node: Node, *, retries: int = 3) -> tuple[Node, str]:
+        """Finish `node`'s trajectory greedily with what the budget allows (the reserve
+        included); a failed or invalid sample is retried from the same point, at most
+        `retries` times in a row. Returns the node reached and how it went."""
+        start_depth, calls0 = node.depth, self.meter.spent.policy_calls
+        failures = 0
+        with finishing():
+            try:
+                while not node.terminal and failures < retries:
+                    candidate = (await self.propose(node, 1))[0]
+                    child = await self.expand(node, candidate)
+                    if child.invalid:
+                        failures += 1
+                        continue
+                    failures = 0
+                    child.reason = child.reason or "greedy finish"
+                    node = child
+            except BudgetExhausted:
+                pass
+        calls = self.meter.spent.policy_calls - calls0
+        if node.terminal and not node.invalid:
+            return node, f"finished greedily from depth {start_depth} in {calls} policy calls, within the budget"
+        if failures >= retries:
+            return node, f"unfinished: {retries} invalid samples in a row at depth {node.depth} after {calls} finishing calls"
+        stop = self.meter.exhausted() or self.meter.spent.stopped_by
+        hint = "; hold more calls back for it with Budget(finish_reserve=N)" if stop == "policy_calls" else ""
+        return node, f"unfinished: the budget ({stop}) ran out at depth {node.depth} after {calls} finishing calls{hint}"
+
+    async def _gate(self) -> None:
+        """At the reserve line with nothing finished: finish the most promising open
+        trajectory now, from the reserve, then let the search go on with what is left
+        (a search stopped there would leave the rest of the budget unspent)."""
+        if not self.meter.at_reserve():
+            return
+        async with self._finish_lock:
+            if not self.meter.at_reserve():  # a concurrent branch finished one meanwhile
+                return
+            start = self.best_open()
+            if start is not None:
+                end, how = await self.finish(start)
+                end.reason = f"{end.reason}; {how}" if end.reason else how
+            self.meter.reserve_used = True
 
     def best_terminal(self) -> Node | None:
         done = [n for n in self.nodes if n.terminal and not n.invalid]
