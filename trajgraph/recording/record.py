@@ -277,7 +277,7 @@ def _resumable(settings: _Settings, writer: Writer, thread_id: str | None, root_
     interrupted, or failed (LangGraph retries a failed node when a checkpointed thread resumes)."""
     if thread_id is None:
         return None
-    writer.flush()  # its last rows may still be queued
+    writer.flush(raise_errors=False)  # its last rows may still be queued (a loss is raised to its own run)
     for run in settings.store.runs(graph=settings.name, thread_id=thread_id, limit=20):
         if run.metadata.get("checkpoint_ns", "") == root_ns:
             return run if run.status in ("interrupted", "failed") else None
