@@ -195,7 +195,7 @@ def replay(
         nested_parents=nested,
     )
     output, error, status = _drive(target, original, run, recorder)
-    writer.flush()
+    writer.flush(run_id=run.id)  # this replay's rows on disk (a loss of them raises here)
 
     new_steps = store.steps(run.id)
     # a step answered from the tape did not run: what ran inside it is not expected again
