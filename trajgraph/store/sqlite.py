@@ -463,7 +463,9 @@ _HINTS = {
     "SQLITE_CANTOPEN": "the store file cannot be opened for writing; check its folder's permissions",
     "SQLITE_IOERR": "the disk reported an I/O error; check the disk",
     "SQLITE_BUSY": "another process held the store too long; retry",
-    "SQLITE_CONSTRAINT": "a row names a run that is not in the store, or repeats a key",
+    "SQLITE_CONSTRAINT_FOREIGNKEY": "a row names a run that is not in the store; write the run first",
+    "SQLITE_CONSTRAINT_NOTNULL": "a row lacks a required field",
+    "SQLITE_CONSTRAINT": "a row breaks a constraint of the schema (a repeated key?)",
 }
 
 
