@@ -125,7 +125,7 @@ class PostgresStore(Store):
                     with conn.transaction():
                         conn.execute("SELECT pg_advisory_xact_lock(%s)", [_schema.LOCK_KEY])
                         conn.execute(pg_sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pg_sql.Identifier(self.schema)))
-                _schema.setup(conn, self.path, readonly=self.readonly)
+                _schema.setup(conn, str(self.path), readonly=self.readonly)  # the redacted URL (Store declares path a Path)
             except psycopg.Error as exc:
                 raise StoreError(f"{self.path}: cannot set up the store ({_one_line(exc)})") from None
             finally:
