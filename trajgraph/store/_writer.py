@@ -4,11 +4,11 @@ Steps and model calls are appended by the recording graph to a deque (one
 append, no lock, no wake-up) and written by one background thread per store,
 which wakes every 50 ms or when asked, and commits what has gathered in one
 transaction (JSON encoding happens there too, not on the graph's thread).
-A run that succeeds does not wait for its rows: its end wakes the writer, which
-commits them while the caller goes on (a millisecond or two later), and reads
-through the same Store (`store.runs()` right after `invoke`) flush first, so a
-program always sees its own runs; `store.flush()` waits explicitly. A failed or
-interrupted run is flushed before its exception or interrupt reaches the caller.
+A recorded run's end waits for its rows (`flush(run_id=...)`, a fraction of a
+millisecond on a small graph): whatever the run's outcome, its rows are
+committed, or their loss raised, before `invoke` returns. Reads through the same
+Store (`store.runs()`) flush first, so a program always sees its own runs;
+`store.flush()` waits explicitly.
 Pending rows are flushed at interpreter exit and when a multiprocessing child
 ends (it skips atexit). A crash loses only rows not yet committed; WAL keeps
 everything committed intact.
