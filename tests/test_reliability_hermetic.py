@@ -81,3 +81,16 @@ def test_every_checkpointer_trajgraph_creates_is_strict() -> None:
     offenders = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.name != "_hermetic.py"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if makers.search(line)]
     assert not offenders, f"create checkpointers with trajgraph._hermetic.memory_checkpointer/strict_serde: {offenders}"
+
+
+def test_building_a_litellm_policy_sets_only_litellms_price_list_switch() -> None:
+    proc = _python(
+        "import os\n"
+        "before = dict(os.environ)\n"
+        "import trajgraph as tg\n"
+        "tg.LiteLLMPolicy('openai/some-model')\n"
+        "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+        "print(changed)\n"
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['LITELLM_LOCAL_MODEL_COST_MAP']"

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from trajgraph._hermetic import alitellm, hermetic
+from trajgraph._hermetic import alitellm, litellm_offline
 
 
 @runtime_checkable
@@ -113,7 +113,7 @@ class LiteLLMPolicy:
     stats: PolicyStats = field(default_factory=PolicyStats)
 
     def __post_init__(self) -> None:
-        hermetic()
+        litellm_offline()  # only litellm's price list: HF and LangGraph settings stay the user's
         self._sem: asyncio.Semaphore | None = None
         self.name = f"litellm:{self.model}"
 
