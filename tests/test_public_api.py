@@ -6,6 +6,7 @@ import inspect
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import trajgraph as tg
 
@@ -62,3 +63,21 @@ def test_a_reward_model_without_a_folder_says_how_to_get_one() -> None:
 
     with pytest.raises(tg.ConfigError, match="trajgraph reward train"):
         tg.LocalRewardModel()
+
+
+def test_import_and_a_reading_command_load_no_heavy_library(tmp_path: Path) -> None:
+    """Issue 12.5: `import trajgraph` and `trajgraph runs` start without LangGraph, torch or pandas."""
+    db = tmp_path / "runs.db"
+    tg.Store(db).write(runs=[tg.Run(id="r-1", graph="g", status="succeeded")])
+    heavy = ("langgraph", "langchain_core", "torch", "transformers", "litellm", "sqlite_utils", "pandas")
+    code = ("import sys, trajgraph as tg\n"
+            "from trajgraph.cli import app\n"
+            "from typer.testing import CliRunner\n"
+            "assert 'r-1' in CliRunner().invoke(app, ['runs', '--db', sys.argv[1]]).output\n"
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+    # and the names still resolve to what they were (a function, even after its package loads)
+    code = "import trajgraph.search.optimize, trajgraph.replay, trajgraph as tg, inspect; print(inspect.isfunction(tg.search) and inspect.isfunction(tg.replay))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.strip() == "True"

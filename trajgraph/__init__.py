@@ -14,12 +14,15 @@ only where they are used (the reward model, the adapters).
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 from trajgraph.errors import (
     BudgetError,
     ConfigError,
     ForkError,
+    GraphError,
     InputError,
     NotAStoreError,
     ReplayError,
@@ -29,42 +32,47 @@ from trajgraph.errors import (
     StoreError,
     TrajgraphError,
 )
-from trajgraph.recording.record import record
-from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay  # eager: a lazy name would lose to the submodule
-from trajgraph.search.budget import Budget, Spent
-from trajgraph.search.optimize import SearchResult, SearchSettings, asearch, optimize, search
-from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent
-from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy
-from trajgraph.search.rollout_value import RolloutValue
-from trajgraph.search.scoring import Scorer, as_reward
-from trajgraph.search.space import Candidate, Environment, Node, Space
-from trajgraph.search.tree import TreeLog
-from trajgraph.store import Store
-from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 __version__ = "0.1.0"
 
-# Names whose modules pull heavy or optional dependencies: imported on first use.
+# Every public name is imported on first use, so `import trajgraph` (and with it every
+# `trajgraph` command) loads neither LangGraph, torch nor an environment package until
+# a command needs one. name -> module that defines it
 _LAZY = {
-    "LocalRewardModel": "trajgraph.reward",
-    "LLMJudge": "trajgraph.reward",
-    "EnvReward": "trajgraph.reward",
-    "Weighted": "trajgraph.reward",
-    "RewardItem": "trajgraph.reward",
+    **dict.fromkeys(("Run", "Step", "ModelCall", "SearchNode", "PreferencePair", "Trajectory"), "trajgraph.trajectory"),
+    "Store": "trajgraph.store",
+    "record": "trajgraph.recording",
+    **dict.fromkeys(("replay", "fork", "areplay", "afork", "diff", "ReplayResult", "RunDiff"), "trajgraph.replay"),
+    **dict.fromkeys(("optimize", "search", "asearch", "SearchResult", "SearchSettings"), "trajgraph.search.optimize"),
+    **dict.fromkeys(("Budget", "Spent"), "trajgraph.search.budget"),
+    **dict.fromkeys(("Space",), "trajgraph.search.space"),
+    **dict.fromkeys(("Node", "Candidate", "Environment", "TreeLog"), "trajgraph.search.tree"),
+    **dict.fromkeys(("Optimizer", "Greedy", "BestOfN", "RRO", "MCTS", "SEAgent"), "trajgraph.search.optimizers"),
+    **dict.fromkeys(("Policy", "LiteLLMPolicy", "ChatModelPolicy"), "trajgraph.search.policy"),
+    "RolloutValue": "trajgraph.search.rollout_value",
+    **dict.fromkeys(("Scorer", "as_reward"), "trajgraph.search.scoring"),
+    **dict.fromkeys(("LocalRewardModel", "LLMJudge", "EnvReward", "Weighted", "RewardItem"), "trajgraph.reward"),
     "reward": "trajgraph.reward",
     "export": "trajgraph.export",
-    "sft_dataset": "trajgraph.export",
-    "dpo_dataset": "trajgraph.export",
-    "prm_dataset": "trajgraph.export",
-    "write_dataset": "trajgraph.export",
+    **dict.fromkeys(("sft_dataset", "dpo_dataset", "prm_dataset", "write_dataset"), "trajgraph.export"),
     "export_spans": "trajgraph.export.otel",
-    "train_policy": "trajgraph.learn",
-    "evolve": "trajgraph.learn",
-    "with_policy": "trajgraph.learn",
-    "load_policy": "trajgraph.learn",
-    "TrainablePolicy": "trajgraph.adapters.policies.trainable",
-    "trainable_policy": "trajgraph.adapters.policies.trainable",
+    **dict.fromkeys(("train_policy", "evolve", "with_policy", "load_policy"), "trajgraph.learn"),
+    **dict.fromkeys(("TrainablePolicy", "trainable_policy"), "trajgraph.adapters.policies.trainable"),
 }
+
+# tg.search and tg.replay are functions named like the packages that define them: importing
+# the package (trajgraph.search.optimize, say) must not replace the function on this module.
+_FUNCTIONS_NAMED_LIKE_PACKAGES = frozenset({"search", "replay"})
+
+
+class _Trajgraph(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS_NAMED_LIKE_PACKAGES and isinstance(value, types.ModuleType):
+            return  # the package stays in sys.modules; the name keeps meaning the function
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Trajgraph
 
 
 def __getattr__(name: str) -> Any:
@@ -72,10 +80,35 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'trajgraph' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if module.endswith("." + name) else getattr(mod, name)
+    value = mod if name in ("reward", "export") else getattr(mod, name)  # two names are namespaces
     globals()[name] = value
     return value
 
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and editors see: the same names, imported eagerly
+    from trajgraph import export, reward
+    from trajgraph.adapters.policies.trainable import TrainablePolicy, trainable_policy
+    from trajgraph.export import dpo_dataset, prm_dataset, sft_dataset, write_dataset
+    from trajgraph.export.otel import export_spans
+    from trajgraph.learn import load_policy, train_policy, with_policy
+    from trajgraph.learn.evolve import evolve
+    from trajgraph.recording import record
+    from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay
+    from trajgraph.reward import EnvReward, LLMJudge, LocalRewardModel, RewardItem, Weighted
+    from trajgraph.search.budget import Budget, Spent
+    from trajgraph.search.optimize import SearchResult, SearchSettings, asearch, optimize, search
+    from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent
+    from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy
+    from trajgraph.search.rollout_value import RolloutValue
+    from trajgraph.search.scoring import Scorer, as_reward
+    from trajgraph.search.space import Space
+    from trajgraph.search.tree import Candidate, Environment, Node, TreeLog
+    from trajgraph.store import Store
+    from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 __all__ = [
     # store and data
@@ -150,6 +183,7 @@ __all__ = [
     "ForkError",
     "BudgetError",
     "ConfigError",
+    "GraphError",
     "InputError",
     "RewardModelError",
 ]

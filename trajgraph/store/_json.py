@@ -28,10 +28,9 @@ import base64
 import dataclasses
 import json
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any, cast
-
-from langchain_core.messages import BaseMessage
 
 _MSG = "__lc_message__"
 _OBJ = "__repr__"
@@ -81,7 +80,7 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None, escape: bool = F
         return [to_jsonable(v, memo, escape) for v in value]
     if kind is float:
         return value if math.isfinite(value) else {_FLOAT: repr(value)}
-    if isinstance(value, BaseMessage):  # before the ABC checks below: messages are most of what is left
+    if _is_message(value):  # before the ABC checks below: messages are most of what is left
         if memo is None:
             return {_MSG: _dump_message(value)}
         found = memo.get(id(value))
@@ -153,10 +152,17 @@ def safe_repr(value: Any, limit: int = 10_000) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
+def _is_message(value: Any) -> bool:
+    """A LangChain message? Read without importing langchain-core: if it is not loaded, no value is one
+    (so a CLI that only reads a store does not pay for its import)."""
+    messages = sys.modules.get("langchain_core.messages")
+    return messages is not None and isinstance(value, messages.BaseMessage)
+
+
 _EMPTY_DEFAULTS = ("additional_kwargs", "response_metadata", "tool_calls", "invalid_tool_calls")
 
 
-def _dump_message(message: BaseMessage) -> dict[str, Any]:
+def _dump_message(message: Any) -> dict[str, Any]:
     """The message's fields, without the empty ones its constructor fills in again (a third of the bytes)."""
     data = message.model_dump(mode="json", exclude_none=True)
     for key in _EMPTY_DEFAULTS:

@@ -27,8 +27,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
@@ -46,6 +44,23 @@ from trajgraph.trajectory import (
 )
 
 log = logging.getLogger("trajgraph")
+
+
+class Database:
+    """The open store file: its connection, and `query()` yielding rows as dicts.
+
+    The two things the store, the CLI and the viewer used from sqlite-utils' Database;
+    importing sqlite-utils (and the pandas it loads) cost half a second on every CLI start.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterator[dict[str, Any]]:
+        cursor = self.conn.execute(sql, params)
+        keys = [d[0] for d in cursor.description or ()]
+        for row in cursor:
+            yield dict(zip(keys, row))
 
 
 class Store:
@@ -68,7 +83,7 @@ class Store:
         # applied to every text written (trajgraph/store/_redact.py); None writes values as they are
         self.redact = redact
         self._lock = threading.RLock()
-        self._db: sqlite_utils.Database | None = None
+        self._db: Database | None = None
         self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
         _STORES.add(self)
 
@@ -80,7 +95,7 @@ class Store:
     # -- connection and schema -------------------------------------------------
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Database:
         if self._db is None:
             self.setup()
         assert self._db is not None
@@ -110,7 +125,7 @@ class Store:
             except BaseException:
                 conn.close()
                 raise
-            self._db = sqlite_utils.Database(conn)
+            self._db = Database(conn)
         if not self.readonly:
             self.mark_interrupted()
         return self
