@@ -119,11 +119,11 @@ def train_lm(
     out = Path(out)
     cuda = bool(torch.cuda.is_available())
     source = base_model_dir(base)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(source))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if cuda else torch.float32
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), use_safetensors=True, dtype=dtype)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), use_safetensors=True, dtype=dtype, local_files_only=True)
     if not model.config.architectures:  # a GGUF conversion leaves it empty; servers (and TRL's ref model) read it
         model.config.architectures = [type(model).__name__]
     metrics: dict[str, Any] = {}
