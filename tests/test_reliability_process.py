@@ -86,14 +86,16 @@ def test_sigterm_handler_only_during_a_recorded_invoke_and_never_over_a_users(st
     g.add_edge(START, "look")
     g.add_edge("look", END)
     graph = tg.record(g.compile(), store=store)
-    assert graph.invoke({"seen": None})["seen"] is True  # ours while the run is recorded
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and the default again after
+    # start from the default whatever ran before in this process (a local Ray installs its own handler)
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def mine(signum: int, frame: Any) -> None:
         pass
 
-    previous = signal.signal(signal.SIGTERM, mine)
     try:
+        assert graph.invoke({"seen": None})["seen"] is True  # ours while the run is recorded
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # and the default again after
+        signal.signal(signal.SIGTERM, mine)
         assert graph.invoke({"seen": None})["seen"] is True
         assert signal.getsignal(signal.SIGTERM) is mine  # a user's handler is left in place
     finally:
