@@ -6,6 +6,8 @@ into the graph, and repeat in rounds (search -> train -> evaluate).
 - `load_policy(path)`: a trained folder back as a policy (`propose(state, k)`).
 - `with_policy(graph, policy, decision_node=...)`: the user's graph with its
   decision node served by that policy; record it, optimize it, search with it.
+- `generate_tasks`, `NoveltyPolicy`, `collect`, `dedupe`, `coverage_of`: trajectory
+  synthesis for coverage (new tasks, novelty-seeking collection, near-duplicate removal).
 - `evolve(suite, ...)`: rounds of search on the training split, training, and
   evaluation on the disjoint test split.
 
@@ -15,7 +17,8 @@ Heavy dependencies (torch, transformers, trl, peft) load where they are used.
 from trajgraph.learn.data import Decision, NoTrainingDataError, Preference, decisions, mc_preferences, preferences
 from trajgraph.learn.evolve import EvolveReport, RoundResult, evolve
 from trajgraph.learn.graph import load_policy, policy_version, with_policy
+from trajgraph.learn.synthesis import NoveltyPolicy, Trajectory, collect, coverage_of, dedupe, generate_tasks
 from trajgraph.learn.train import METHODS, TrainResult, train_policy
 
 __all__ = ["train_policy", "TrainResult", "METHODS", "evolve", "EvolveReport", "RoundResult", "with_policy", "load_policy",
-           "policy_version", "Decision", "Preference", "decisions", "preferences", "mc_preferences", "NoTrainingDataError"]
+           "policy_version", "NoveltyPolicy", "Trajectory", "dedupe", "generate_tasks", "collect", "coverage_of", "Decision", "Preference", "decisions", "preferences", "mc_preferences", "NoTrainingDataError"]
