@@ -36,7 +36,7 @@ def load_textworld() -> Any:
     """The textworld package, or a ConfigError that says how to install it."""
     try:
         import textworld
-        import textworld.challenges  # noqa: F401
+        import textworld.challenges
     except ImportError as e:
         raise ConfigError("TextWorld is not installed: pip install 'trajgraph[textworld]'") from e
     return textworld
