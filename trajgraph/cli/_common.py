@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -235,19 +234,9 @@ def gather_options(into: str, options: list[inspect.Parameter],
 
 def print_json(data: Any) -> None:
     """Strict JSON on stdout (NaN/inf become null, so `jq` and `json.loads` read it)."""
-    from trajgraph.store._json import to_jsonable
+    from trajgraph.store._json import finite_or_null, to_jsonable
 
-    print(json.dumps(_finite(to_jsonable(data)), ensure_ascii=False, default=str))
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    print(json.dumps(finite_or_null(to_jsonable(data)), ensure_ascii=False, default=str))
 
 
 def fail(message: str) -> NoReturn:

@@ -152,6 +152,17 @@ def safe_repr(value: Any, limit: int = 10_000) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
+def finite_or_null(value: Any) -> Any:
+    """NaN and infinities as null, for strict JSON readers (the CLI's --json, the viewer's API)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    return value
+
+
 def _is_message(value: Any) -> bool:
     """A LangChain message? Read without importing langchain-core: if it is not loaded, no value is one
     (so a CLI that only reads a store does not pay for its import)."""

@@ -12,7 +12,6 @@ requests naming another host are refused (DNS rebinding).
 from __future__ import annotations
 
 import json
-import math
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from trajgraph.export._chat import chat_message, readable_update
 from trajgraph.export._read import RunFilter, count_runs, select_runs
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store
-from trajgraph.store._json import to_jsonable
+from trajgraph.store._json import finite_or_null, to_jsonable
 from trajgraph.store._rows import resolve_prompts
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
@@ -288,16 +287,6 @@ def _int(query: dict[str, str], name: str, default: Any) -> Any:
         raise ConfigError(f"{name}={text!r} must be a whole number") from None
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def _side_text(side: Any) -> str:
     if isinstance(side, dict) and side.get("text"):
         return str(side["text"])
@@ -361,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str)
         except ValueError:  # NaN/inf somewhere: JSON.parse would reject the page's data
-            text = json.dumps(_finite(data), ensure_ascii=False, default=str)
+            text = json.dumps(finite_or_null(data), ensure_ascii=False, default=str)
         body = text.encode("utf-8")
         self._send(status, body, "application/json; charset=utf-8")
 
