@@ -14,6 +14,7 @@ from typing import Any
 
 from trajgraph.store._json import dumps, loads
 from trajgraph.store._redact import Redactor, redact_secrets
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import ModelCall
 
 JSON_FIELDS = {
@@ -125,13 +126,7 @@ def _safe_text(value: Any) -> Any:
     if isinstance(value, tuple):
         texts = tuple(_safe_text(v) for v in value)
         return value if all(a is b for a, b in zip(texts, value)) else texts
-    if not isinstance(value, str):
-        return value
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return utf8_text(value) if isinstance(value, str) else value
 
 
 __all__ = ["UNREADABLE", "unreadable", "escape_text", "JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]

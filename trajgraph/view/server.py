@@ -30,6 +30,7 @@ from trajgraph.render import render_action, render_observation, render_task, ste
 from trajgraph.store import Store
 from trajgraph.store._json import finite_or_null, to_jsonable
 from trajgraph.store._rows import resolve_prompts
+from trajgraph.store.text import utf8_data
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
 _STATIC = {
@@ -347,6 +348,7 @@ class _Handler(BaseHTTPRequestHandler):
         return host in _LOOPBACK
 
     def _json(self, status: HTTPStatus, data: Any) -> None:
+        data = utf8_data(data)  # a lone surrogate as its \\udcxx escape (trajgraph.store.text)
         try:
             text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str)
         except ValueError:  # NaN/inf somewhere: JSON.parse would reject the page's data
