@@ -15,6 +15,7 @@ import inspect
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
@@ -26,6 +27,7 @@ from typer.core import TyperGroup
 
 from trajgraph.errors import BudgetError, ConfigError, ReplayError, RewardModelError, RunNotFoundError, StoreError, TrajgraphError
 from trajgraph.export._read import RunFilter
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import RunKind, RunStatus
 
 try:  # typer >= 0.24 vendors click
@@ -43,8 +45,15 @@ STATUSES: tuple[str, ...] = get_args(RunStatus)
 KINDS: tuple[str, ...] = get_args(RunKind)
 
 
+_MAX_LINE = 600  # an error line quoting a 100,000-character argument is still one readable line
+
+
 def one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    line = " ".join(utf8_text(str(text)).split())
+    if len(line) <= _MAX_LINE:
+        return line
+    half = _MAX_LINE // 2
+    return f"{line[:half]} … ({len(line) - 2 * half} characters left out) … {line[-half:]}"
 
 
 def exit_code(exc: BaseException) -> int:
@@ -111,7 +120,11 @@ def open_db(db: str | Path, *, write: bool = False, create: bool = False) -> Any
         except StoreError as exc:  # unreachable, refused, no store there: the URL given is the problem (exit 2)
             raise exc if isinstance(exc, INPUT_ERRORS) else ConfigError(str(exc)) from None
     path = Path(str(db).removeprefix("sqlite:///"))
-    if not create and not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name the file system refuses (too long, say)
+        raise ConfigError(f"--db {one_line(path)}: {exc.strerror or exc}; pass another store path") from None
+    if not create and not exists:
         raise ConfigError(f"{path}: no such store file; record a run first or pass --db")
     if create:
         check_writable(path)
@@ -139,6 +152,10 @@ def output(arg: str | None, opt: str | None, *, what: str = "output file", defau
 
 def check_writable(path: Path, *, folder: bool = False) -> None:
     """Refuse a path that cannot be written, in one line, before any work is done."""
+    try:
+        path.exists()
+    except OSError as exc:  # a name the file system refuses (too long, say)
+        raise ConfigError(f"{one_line(path)}: {exc.strerror or exc}; give another path") from None
     if path.exists():
         if path.is_dir() != folder:
             raise ConfigError(f"{path}: is {'not ' if folder else ''}a folder; give a {'folder' if folder else 'file'} path")
@@ -152,6 +169,12 @@ def check_writable(path: Path, *, folder: bool = False) -> None:
         raise ConfigError(f"{path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{path}: cannot write in {probe} (permission denied)")
+    try:  # os.access says yes to root everywhere, and /proc or a read-only mount still refuse: try it
+        fd, probe_file = tempfile.mkstemp(dir=probe, prefix=".trajgraph-write-check-")
+        os.close(fd)
+        os.unlink(probe_file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 # -- run filters -------------------------------------------------------------------------

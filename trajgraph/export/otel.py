@@ -36,6 +36,7 @@ from trajgraph.export._otel_attrs import (
 )
 from trajgraph.export._read import RunFilter, snapshot
 from trajgraph.store import Store
+from trajgraph.store.text import utf8_data, utf8_text
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
 
 
@@ -167,13 +168,14 @@ class _Trace:
 
         self.ids.span = _id(64, *span_key)
         ctx = trace.set_span_in_context(parent) if parent is not None else None
-        return self.tracer.start_span(name, context=ctx, start_time=_ns(start), attributes=attributes)
+        # OTLP is protobuf, whose strings must be UTF-8: text follows trajgraph.store.text's rule
+        return self.tracer.start_span(utf8_text(name), context=ctx, start_time=_ns(start), attributes=utf8_data(attributes))
 
     def _end(self, span: Any, end: float, error: str | None = None) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         if error:
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_status(Status(StatusCode.ERROR, utf8_text(error)))
         span.end(end_time=_ns(end))
         self.ended += 1
 

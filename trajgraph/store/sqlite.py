@@ -33,6 +33,7 @@ from trajgraph.store._backends import backend_class
 from trajgraph.store._liveness import died_message, gone, this_process
 from trajgraph.store._redact import Redactor, redact_secrets
 from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
     ModelCall,
@@ -61,6 +62,12 @@ class Database:
         keys = [d[0] for d in cursor.description or ()]
         for row in cursor:
             yield dict(zip(keys, row))
+
+
+def sql_limit(limit: int) -> int:
+    """A LIMIT SQL can take: SQLite's integers stop at 2**63 - 1 (a larger one is 'datatype mismatch'),
+    and anything past 2**62 means 'all of them' anyway."""
+    return max(0, min(int(limit), 2**62))
 
 
 class Store:
@@ -333,6 +340,8 @@ class Store:
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         if self._writer is not None and self._writer.pending:  # read your own writes (before taking the lock)
             self._writer.flush(raise_errors=False)  # a lost row is raised to its writer, not to a reader
+        if isinstance(params, list):  # a lone surrogate in a filter matches the store's escaped text (store/text.py)
+            params = [utf8_text(p) if type(p) is str else p for p in params]
         with self._lock:
             try:
                 return list(self.db.query(sql, params))
@@ -375,7 +384,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {sql_limit(limit)}"
         return [self._run(r) for r in self._query(sql, params)]
 
     def run(self, run_id: str) -> Run:
