@@ -14,6 +14,7 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -262,9 +263,34 @@ def print_json(data: Any) -> None:
     print(json.dumps(finite_or_null(to_jsonable(data)), ensure_ascii=False, default=str))
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _caret(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return "^" + chr(code + 64)  # ESC -> ^[, BEL -> ^G, CR -> ^M (caret notation, as less and cat -v)
+    if code == 0x7F:
+        return "^?"
+    return f"<{code:02X}>" if code <= 0x9F else f"<U+{code:04X}>"  # C1 controls, bidi overrides (as less)
+
+
+def visible(text: str) -> str:
+    """Stored text as a terminal should show it: control characters visible (`^[` for ESC, `<U+202E>`
+    for a bidi override), so a graph name or a step cannot clear the screen or retitle the window.
+    Tab and newline stay. For terminals only: piped output keeps the data."""
+    return _CONTROL.sub(_caret, utf8_text(text))
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal (or rich is told to treat it as one)."""
+    return sys.stdout.isatty() or bool(os.environ.get("FORCE_TERMINAL"))
+
+
 def fail(message: str) -> NoReturn:
     """Stop a command for bad input (exit 2), from code that found it itself."""
     raise ConfigError(message)
 
 
-__all__ = ["OneLineErrors", "open_db", "output", "run_filters", "config_options", "print_json", "Db", "OutArg", "OutOpt"]
+__all__ = ["OneLineErrors", "open_db", "output", "run_filters", "config_options", "print_json", "visible", "on_terminal",
+           "Db", "OutArg", "OutOpt"]
