@@ -199,7 +199,7 @@ def test_python_m_entry_point_and_no_arguments_help() -> None:
 
 def test_listing_filters_on_a_server_backend(postgres) -> None:
     """`runs` on Postgres: the same selection (outcome bounds before the limit) without SQLite's SQL."""
-    from trajgraph.export._read import RunFilter, count_runs, select_runs
+    from trajgraph.export.read import RunFilter, count_runs, select_runs
 
     store = postgres.store()
     store.write(runs=[Run(id=f"p{i}", graph="g", status="succeeded", started_at=float(i), outcome=1.0 if i < 2 else 0.0)

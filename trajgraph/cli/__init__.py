@@ -13,7 +13,7 @@ import importlib
 
 import typer
 
-from trajgraph._hermetic import hermetic
+from trajgraph._internal.hermetic import hermetic
 from trajgraph.cli._common import OneLineErrors
 
 hermetic()

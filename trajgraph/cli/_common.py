@@ -25,7 +25,7 @@ from typer import Abort
 from typer.core import TyperGroup
 
 from trajgraph.errors import BudgetError, ConfigError, ReplayError, RewardModelError, RunNotFoundError, StoreError, TrajgraphError
-from trajgraph.export._read import RunFilter
+from trajgraph.export.read import RunFilter
 from trajgraph.trajectory import RunKind, RunStatus
 
 try:  # typer >= 0.24 vendors click
@@ -234,7 +234,7 @@ def gather_options(into: str, options: list[inspect.Parameter],
 
 def print_json(data: Any) -> None:
     """Strict JSON on stdout (NaN/inf become null, so `jq` and `json.loads` read it)."""
-    from trajgraph.store._json import finite_or_null, to_jsonable
+    from trajgraph.store.json import finite_or_null, to_jsonable
 
     print(json.dumps(finite_or_null(to_jsonable(data)), ensure_ascii=False, default=str))
 

@@ -34,7 +34,7 @@ from trajgraph.export._otel_attrs import (
     tool_call_index,
     tool_results,
 )
-from trajgraph.export._read import RunFilter, snapshot
+from trajgraph.export.read import RunFilter, snapshot
 from trajgraph.store import Store
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
 

@@ -36,16 +36,16 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
-from trajgraph._hermetic import memory_checkpointer
+from trajgraph._internal.hermetic import memory_checkpointer
 from trajgraph.errors import ReplayError, StoreError, TrajgraphError
-from trajgraph.recording._instrument import Recorder, StepKey, ns_parts, step_keys
-from trajgraph.recording._nested import nested_graph_nodes
+from trajgraph.recording.instrument import Recorder, StepKey, ns_parts, step_keys
+from trajgraph.recording.nested import nested_graph_nodes
 from trajgraph.recording.record import instrument, recorder_session
 from trajgraph.replay.diff import Divergence, first_divergence, pair_steps
 from trajgraph.store import Store
-from trajgraph.store._json import canonical
-from trajgraph.store._rows import unreadable
-from trajgraph.store._writer import writer_for
+from trajgraph.store.json import canonical
+from trajgraph.store.rows import unreadable
+from trajgraph.store.writer import writer_for
 from trajgraph.trajectory import Run, Step, new_id
 
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trajgraph.recording._instrument import StepKey, step_keys
+from trajgraph.recording.instrument import StepKey, step_keys
 from trajgraph.store import Store
-from trajgraph.store._json import canonical, canonical_key
+from trajgraph.store.json import canonical, canonical_key
 from trajgraph.trajectory import Step
 
 

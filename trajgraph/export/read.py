@@ -19,7 +19,7 @@ from typing import Any, get_args
 
 from trajgraph.errors import ConfigError, StoreError
 from trajgraph.store import Store
-from trajgraph.store._backends import scheme_of
+from trajgraph.store.backends import scheme_of
 from trajgraph.trajectory import Run, RunKind, RunStatus, Step
 
 _STATUSES = get_args(RunStatus)
