@@ -2,15 +2,16 @@
 
 - `sqlite.py`: the `Store` itself (WAL, busy timeout, foreign keys);
 - `_schema.py`: tables, views and versioned migrations;
-- `_rows.py`: how the trajectory dataclasses become rows and back (JSON as TEXT);
-- `_json.py`: JSON encoding of LangGraph state values, never pickle;
-- `_writer.py`: the write-behind buffer that recording and search write through;
-- `_backends.py`: which class opens a URL (`postgresql://` is the Postgres adapter, found by name).
+- `rows.py`: how the trajectory dataclasses become rows and back (JSON as TEXT);
+- `json.py`: JSON encoding of LangGraph state values, never pickle (`canonical_key`, the marked escapes);
+- `writer.py`: the write-behind buffer that recording and search write through;
+- `redact.py`: credentials never stored; `liveness.py`: dead runs read `interrupted`;
+- `backends.py`: which class opens a URL (`postgresql://` is the Postgres adapter, an entry point).
 """
 
 from pathlib import Path
 
-from trajgraph.store._redact import redact_secrets
+from trajgraph.store.redact import redact_secrets
 from trajgraph.store.sqlite import Store
 
 

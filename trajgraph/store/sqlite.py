@@ -2,8 +2,8 @@
 
 Plain tables with foreign keys and JSON as TEXT, so Datasette or the
 `sqlite-utils` CLI can browse a store. A `_trajgraph_meta` table holds the schema
-version and migrations (trajgraph/_schema.py) bring older stores forward; the
-row encoding (JSON as TEXT) is trajgraph/_rows.py. Opening a file that is
+version and migrations (trajgraph/store/_schema.py) bring older stores forward; the
+row encoding (JSON as TEXT) is trajgraph/store/rows.py. Opening a file that is
 not a store, is corrupt, or is newer than this code raises a one-line
 `StoreError` and writes nothing. Nothing here unpickles: a column that does not
 hold JSON text reads as `{"__tg_unreadable__": reason}` (logged), whatever it
@@ -29,10 +29,10 @@ from typing import Any
 
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.store import _schema
-from trajgraph.store._backends import backend_class
-from trajgraph.store._liveness import died_message, gone, this_process
-from trajgraph.store._redact import Redactor, redact_secrets
-from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
+from trajgraph.store.backends import backend_class
+from trajgraph.store.liveness import died_message, gone, this_process
+from trajgraph.store.redact import Redactor, redact_secrets
+from trajgraph.store.rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
 from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
@@ -78,7 +78,7 @@ class Store:
     """
 
     def __new__(cls, path: str | Path = "trajgraph.db", *args: Any, **kwargs: Any) -> Store:
-        """`Store("postgresql://…")` is the Postgres backend (trajgraph/store/_backends.py); a path is this one."""
+        """`Store("postgresql://…")` is the Postgres backend (trajgraph/store/backends.py); a path is this one."""
         if cls is Store:
             cls = backend_class(path) or cls
         return object.__new__(cls)
@@ -87,11 +87,11 @@ class Store:
                  redact: Redactor | None = redact_secrets) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        # applied to every text written (trajgraph/store/_redact.py); None writes values as they are
+        # applied to every text written (trajgraph/store/redact.py); None writes values as they are
         self.redact = redact
         self._lock = threading.RLock()
         self._db: Database | None = None
-        self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
+        self._writer: Any = None  # the background writer of recorded runs (trajgraph/store/writer.py), once used
         _STORES.add(self)
 
     @classmethod
@@ -138,7 +138,7 @@ class Store:
         return self
 
     def mark_interrupted(self) -> list[str]:
-        """Mark `running` runs whose process has died (trajgraph/store/_liveness.py) as interrupted;
+        """Mark `running` runs whose process has died (trajgraph/store/liveness.py) as interrupted;
         returns their ids. Runs on open; reads report such runs as interrupted even when read-only."""
         with self._lock:
             rows = list(self.db.query("SELECT id, metadata FROM runs WHERE status = 'running'"))

@@ -83,7 +83,7 @@ def hostile_start() -> dict[str, Any]:
 def seed_hostile_store(store: Any) -> dict[str, list[str]]:
     """Record runs, a search (tree, pairs, rollouts) and model calls full of hostile text; returns run ids by kind."""
     import trajgraph as tg
-    from trajgraph.graphs.env_loop import env_loop_graph
+    from trajgraph.envloop import env_loop_graph
     from trajgraph.testing.fake_models import ScriptedToolModel, fake_tool_call
     from trajgraph.testing.tiny_env import ScriptedPolicy, react_calculator_agent
     from trajgraph.trajectory import PreferencePair

@@ -20,7 +20,7 @@ from typing import Any, NoReturn, get_args
 
 from trajgraph.errors import ConfigError, StoreError
 from trajgraph.store import Store
-from trajgraph.store._backends import scheme_of
+from trajgraph.store.backends import scheme_of
 from trajgraph.store.sqlite import sql_limit
 from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import Run, RunKind, RunStatus, Step

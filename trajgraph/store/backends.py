@@ -1,23 +1,19 @@
 """Which store class opens a given target: a path is SQLite, a `postgresql://` URL the Postgres adapter.
 
-The adapter is found by name, with importlib, only when such a URL is opened:
-core imports no adapter (and so neither psycopg), and a missing extra is one
-clear line rather than an ImportError at `import trajgraph`.
+Backends are entry points of the group `trajgraph.stores` (pyproject.toml), loaded only when
+such a URL is opened: core imports no adapter (and so neither psycopg), and a missing extra
+is one clear line rather than an ImportError at `import trajgraph`.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.plugins import load_plugin, plugin_names
 from trajgraph.errors import ConfigError
 
-# URL scheme -> (module, class, extra)
-BACKENDS = {
-    "postgresql": ("trajgraph.adapters.postgres", "PostgresStore", "postgres"),
-    "postgres": ("trajgraph.adapters.postgres", "PostgresStore", "postgres"),
-}
+GROUP = "trajgraph.stores"
 
 
 def scheme_of(target: Any) -> str | None:
@@ -33,17 +29,10 @@ def backend_class(target: Any) -> type | None:
     scheme = scheme_of(target)
     if scheme is None:
         return None
-    if scheme not in BACKENDS:
+    if scheme not in plugin_names(GROUP):
         raise ConfigError(f"{target.split('@')[-1]!r}: unknown store URL scheme {scheme!r}; give a file path or postgresql://…")
-    module, name, extra = BACKENDS[scheme]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigError(
-            f"{scheme}:// stores need the {extra} extra ({exc.name} is missing); pip install 'trajgraph[{extra}]'"
-        ) from None
-    cls: type = getattr(mod, name)
+    cls: type = load_plugin(GROUP, scheme)
     return cls
 
 
-__all__ = ["BACKENDS", "backend_class", "scheme_of"]
+__all__ = ["GROUP", "backend_class", "scheme_of"]
