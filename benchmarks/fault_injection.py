@@ -553,7 +553,8 @@ def span_delivery(tmp: Path) -> Row:
     import threading
 
     db = tmp / "spans.db"
-    tg.record(chain("x"), store=tg.Store(db), name="spans").invoke({"n": 0})
+    with tg.Store(db) as store:
+        tg.record(chain("x"), store=store, name="spans").invoke({"n": 0})
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         refused = sock.getsockname()[1]
@@ -604,7 +605,8 @@ def cli_arguments(tmp: Path) -> Row:
     import shutil
 
     db = tmp / "args.db"
-    tg.record(chain("x"), store=tg.Store(db), name="args").invoke({"n": 0})
+    with tg.Store(db) as store:  # closed: committed before the file is copied
+        tg.record(chain("x"), store=store, name="args").invoke({"n": 0})
     cases: list[tuple[tuple[str, ...], int]] = [
         (("runs", "--limit", str(10**23), "--db", str(db)), 0), (("runs", "--since", "nan", "--db", str(db)), 2),
         (("runs", "--min-outcome", "inf", "--db", str(db)), 2), (("reward", "train", str(tmp / "rm"), "--lr", "nan", "--db", str(db)), 2),
