@@ -159,6 +159,12 @@ class KeyMaze:
         value = state.get("reward")
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
+    @staticmethod
+    def partial(state: dict[str, Any]) -> float | None:
+        """The partial outcome of an unfinished episode: its running partial credit."""
+        value = state.get("score")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
     def oracle(self, state: dict[str, Any]) -> str:
         """An optimal move at `state` (by the exact value table)."""
         pos, key, turn = tuple(state["pos"]), bool(state.get("key")), int(state.get("turn", 0))
