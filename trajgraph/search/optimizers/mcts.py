@@ -110,8 +110,9 @@ class MCTS:
                 continue
             values, ends = await self.evaluate(space, children, source)
             valid = [(ch, v) for ch, v in zip(children, values) if not ch.invalid]
-            for child, v in valid:
-                self._backup([*path, child], v, progress)
+            for (child, v), end in zip(valid, [e for ch, e in zip(children, ends) if not ch.invalid]):
+                # a simulation's nodes are real branches: they join the tree with its value
+                self._backup([*path, *end.path()[child.depth:]], v, progress)
             for child, end in zip(children, ends):
                 if child.invalid:
                     continue
