@@ -150,16 +150,44 @@ class SEAgent:
             return member
         values = await self.values(space, path)
         # critical step: the largest fall in value; ties go to the latest step
-        _, critical = max((values[i - 1] - values[i], i) for i in range(1, len(values)))
+        fall, critical = max((values[i - 1] - values[i], i) for i in range(1, len(values)))
+        if fall <= 0:  # no step lost value (it rose into a trap or the horizon): the step that ended it
+            critical = len(path) - 1
         for step in [critical, *range(len(path) - 1, 0, -1)]:  # where nothing new is left, an earlier step
             parent = path[step - 1]
             tried = {canonical_key(ch.action) for ch in parent.children}
-            others = [c for c in await space.propose(parent, 3) if c.key not in tried] or (await space.admissible(parent, tried))[:1]
-            if others:
-                child = await space.expand(parent, others[0])
-                end = child if child.terminal else await space.rollout(child)
-                return _label([end], f"revision [structural]: re-branched at step {step} (value fell there) with {others[0].text!r}")[0]
+            child = await self._step(space, parent, tried, {n.key for n in path[:step]})
+            if child is not None:
+                end = child if child.terminal else await self._rewrite(space, child, {n.key for n in path[:step]})
+                return _label([end], f"revision [structural]: rewritten from step {step} (value fell there) with {child.action_text!r}")[0]
         return member
+
+    async def _step(self, space: Space, node: Node, tried: set[str], visited: set[str]) -> Node | None:
+        """One rewritten step: the policy's proposal and, when the environment gives a partial
+        outcome, every admissible action not tried; the best by value (no return to a state
+        already on the path; ties: the policy's own proposal). None when nothing new is left."""
+        others = [c for c in await space.propose(node, 1) if c.key not in tried]
+        if space.partial is not None or not others:
+            others += await space.admissible(node, tried | {c.key for c in others})
+        children = [c for c in await space.gather(*(space.expand(node, c) for c in others)) if not c.invalid]
+        if not children:
+            return None
+        values = await self.values(space, children) if space.partial is not None else [0.0] * len(children)
+        return max(zip(values, children), key=lambda vc: (vc[1].key not in visited, vc[0]))[1]
+
+    async def _rewrite(self, space: Space, node: Node, visited: set[str]) -> Node:
+        """The rest of the trajectory, rewritten step by step (value-guided with a partial
+        outcome; the policy's own samples otherwise)."""
+        if space.partial is None:
+            return await space.rollout(node)
+        visited = set(visited)
+        while not node.terminal:
+            visited.add(node.key)
+            nxt = await self._step(space, node, set(), visited)
+            if nxt is None:
+                return node
+            node = nxt
+        return node
 
     async def values(self, space: Space, path: list[Node]) -> list[float]:
         """Each step's value: the partial outcome when the environment gives one, else the
