@@ -151,6 +151,8 @@ class MCTS:
             on_path = {n.id for n in progress.path}
             live = [ch for ch in node.children if not ch.invalid and not ch.terminal
                     and _at(ch).id not in done and _at(ch).id not in on_path]
+            if not live and self._widens(node, progress, limit=10**9):  # all finished here, but more can be tried
+                return node
             if not live:  # everything below is finished: never select this subtree again
                 done.add(node.id)
                 if node is root:
@@ -224,15 +226,16 @@ class MCTS:
         """How many children a node may have now: k, growing with the square root of its visits."""
         return max(self.k, math.ceil(math.sqrt(node.visits)))
 
-    def _widens(self, node: Node, progress: _Progress) -> bool:
+    def _widens(self, node: Node, progress: _Progress, limit: int | None = None) -> bool:
         tries = progress.expansions.get(node.id, 0)
+        cap = self._limit(node, progress) if limit is None else limit
         if self.widen == "repeats":
             return len(node.children) < self.k and tries < self.max_expansions
         listed = node.state.get("actions")
         room = len(listed) if isinstance(listed, list) and listed else None
         if room is not None:  # the state lists its actions: every one can be reached
-            return len(node.children) < min(room, self._limit(node, progress))
-        return len(node.children) < self._limit(node, progress) and tries < self.max_expansions + math.isqrt(node.visits)
+            return len(node.children) < min(room, cap)
+        return len(node.children) < cap and tries < self.max_expansions + math.isqrt(node.visits)
 
     def _puct(self, children: list[Node]) -> bool:
         return self.prior == "auto" and all(ch.prior is not None for ch in children)

@@ -159,7 +159,7 @@ class SEAgent:
             child = await self._step(space, parent, tried, {n.key for n in path[:step]})
             if child is not None:
                 end = child if child.terminal else await self._rewrite(space, child, {n.key for n in path[:step]})
-                return _label([end], f"revision [structural]: rewritten from step {step} (value fell there) with {child.action_text!r}")[0]
+                return _label([end], f"revision [structural]: re-branched at step {step} (value fell there) with {child.action_text!r}, rewritten from there")[0]
         return member
 
     async def _step(self, space: Space, node: Node, tried: set[str], visited: set[str]) -> Node | None:
@@ -172,7 +172,7 @@ class SEAgent:
         children = [c for c in await space.gather(*(space.expand(node, c) for c in others)) if not c.invalid]
         if not children:
             return None
-        values = await self.values(space, children) if space.partial is not None else [0.0] * len(children)
+        values = await self.values(space, children) if space.partial is not None or space.reward is not None else [0.0] * len(children)
         return max(zip(values, children), key=lambda vc: (vc[1].key not in visited, vc[0]))[1]
 
     async def _rewrite(self, space: Space, node: Node, visited: set[str]) -> Node:
@@ -190,8 +190,11 @@ class SEAgent:
         return node
 
     async def values(self, space: Space, path: list[Node]) -> list[float]:
-        """Each step's value: the partial outcome when the environment gives one, else the
-        best outcome the search has reached below that state (transpositions included)."""
+        """Each step's value: the search's reward model when given; else the partial outcome
+        when the environment gives one; else the best outcome the search has reached below
+        that state (transpositions included)."""
+        if space.reward is not None:
+            return await space.score(path)
         if space.partial is not None:
             return await space.score(path, space.partial_scorer())
         best: dict[str, float] = {}
