@@ -16,8 +16,8 @@ Run: python benchmarks/known_optimum.py [--tasks 20] [--multiple 20] [--label af
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import ast
+import dataclasses
 import time
 import zlib
 from typing import Any

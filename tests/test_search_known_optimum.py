@@ -9,6 +9,7 @@ import itertools
 import random
 
 import pytest
+from _search_helpers import line_graph, line_start
 
 from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.search.optimize import search
@@ -16,8 +17,6 @@ from trajgraph.search.optimizers import MCTS, RRO, SEAgent
 from trajgraph.search.optimizers.se_agent import follow, without_detours
 from trajgraph.search.space import Space
 from trajgraph.testing.known_optimum import KeyMazeSuite, biased_node, optimum
-
-from _search_helpers import line_graph, line_start
 
 
 def _brute_force(task) -> float:

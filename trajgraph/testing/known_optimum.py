@@ -28,7 +28,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
@@ -147,8 +147,8 @@ class KeyMaze:
     def make_graph(self, policy_node: Callable[[Any], dict[str, Any]]) -> tuple[Any, None]:
         """The env loop: START -> policy -> env -> (policy | END); no environment outside the graph."""
         g: StateGraph[Any, Any, Any, Any] = StateGraph(MazeState)
-        g.add_node("policy", policy_node)
-        g.add_node("env", self.env_node())
+        g.add_node("policy", cast(Any, policy_node))  # a plain (state) -> update function
+        g.add_node("env", cast(Any, self.env_node()))
         g.add_edge(START, "policy")
         g.add_edge("policy", "env")
         g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
@@ -168,7 +168,7 @@ class KeyMaze:
     def oracle(self, state: dict[str, Any]) -> str:
         """An optimal move at `state` (by the exact value table)."""
         pos, key, turn = tuple(state["pos"]), bool(state.get("key")), int(state.get("turn", 0))
-        return best_actions(self, pos, key, turn)[0]  # type: ignore[arg-type]
+        return best_actions(self, pos, key, turn)[0]
 
     @property
     def optimum(self) -> float:
@@ -180,7 +180,7 @@ class KeyMaze:
 
 
 def _values(task: KeyMaze) -> Callable[[Cell, bool, int], float]:
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def value(pos: Cell, key: bool, turn: int) -> float:
         return max(_q(task, value, pos, key, turn, a) for a in task.admissible(pos))
 
@@ -228,12 +228,12 @@ def biased_node(task: KeyMaze, skill: float = 0.35, bias: float = 0.45, seed: in
 
     def policy(state: dict[str, Any]) -> dict[str, Any]:
         pos, key, turn = tuple(state["pos"]), bool(state.get("key")), int(state.get("turn", 0))
-        moves = task.admissible(pos)  # type: ignore[arg-type]
-        good = best_actions(task, pos, key, turn)[0]  # type: ignore[arg-type]
+        moves = task.admissible(pos)
+        good = best_actions(task, pos, key, turn)[0]
         u = rng.random()
         if u < skill:
             return {"action": good}
-        lure = _lure(task, pos, key, [m for m in moves if m != good])  # type: ignore[arg-type]
+        lure = _lure(task, pos, key, [m for m in moves if m != good])
         if u < skill + bias and lure is not None:
             return {"action": lure}
         return {"action": rng.choice(moves)}

@@ -246,7 +246,8 @@ class MCTS:
         so every node of a state (its transpositions) reads the same visits and value."""
         for node in reversed(path):
             own = (node.visits, node.value or 0.0)
-            n, mean = progress.stats.get(node.key, own) if node.key and progress.share else own
+            n, shared = progress.stats.get(node.key, own) if node.key and progress.share else own
+            mean = shared or 0.0
             n, mean = n + 1, mean + (value - mean) / (n + 1)
             if node.key and progress.share:
                 progress.stats[node.key] = (n, mean)
