@@ -78,8 +78,8 @@ def runs_cmd(
                              no_wrap=col in ("id", "parent", "started"))
         colors = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
         for row in rows:
-            row = tuple(_short(v, None) for v in row)  # stored text: shown, never obeyed
-            table.add_row(*row[:4], f"[{colors.get(row[4], 'white')}]{row[4]}[/]", *row[5:])
+            shown = tuple(_short(v, None) for v in row)  # stored text: shown, never obeyed
+            table.add_row(*shown[:4], f"[{colors.get(shown[4], 'white')}]{shown[4]}[/]", *shown[5:])
         console.print(table)
     if not runs:
         Console(stderr=True).print("no runs match")
