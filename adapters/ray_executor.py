@@ -100,7 +100,7 @@ class RowCapture:
     readonly = False
 
     def __init__(self) -> None:
-        self._writer: Any = None  # the store's write-behind writer (trajgraph/store/_writer.py), once used
+        self._writer: Any = None  # the store's write-behind writer (trajgraph/store/writer.py), once used
         self.runs: dict[str, Run] = {}
         self.keyed: dict[str, dict[tuple[str, int], Any]] = {"steps": {}, "model_calls": {}, "search_nodes": {}}
         self.pairs: list[PreferencePair] = []

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tests._services import Postgres
 from trajgraph.cli import app
 from trajgraph.store import Store
-from trajgraph.store._rows import JSON_FIELDS
+from trajgraph.store.rows import JSON_FIELDS
 from trajgraph.trajectory import SCHEMA_VERSION, ModelCall, PreferencePair, Run, SearchNode, Step
 
 

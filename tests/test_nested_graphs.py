@@ -12,7 +12,7 @@ import trajgraph as tg
 from trajgraph.errors import ReplayError
 from trajgraph.recording._nested import nested_graph_nodes
 from trajgraph.store import Store
-from trajgraph.store._json import canonical
+from trajgraph.store.json import canonical
 from trajgraph.testing import ScriptedToolModel, react_calculator_agent
 from trajgraph.testing.tiny_env import deceptive_chain_graph
 

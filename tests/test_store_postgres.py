@@ -22,7 +22,7 @@ from trajgraph.adapters.postgres import _schema as pg_schema
 from trajgraph.errors import ConfigError, NotAStoreError, SchemaTooNewError, StoreError
 from trajgraph.store import Store, open_store
 from trajgraph.store import _schema as sqlite_schema
-from trajgraph.store._rows import JSON_FIELDS
+from trajgraph.store.rows import JSON_FIELDS
 from trajgraph.testing.store_suite import CHECKS, check_processes_writing_at_once
 from trajgraph.trajectory import SCHEMA_VERSION, ModelCall, PreferencePair, Run, SearchNode, Step
 

@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from trajgraph.store._json import to_jsonable
+from trajgraph.store.json import to_jsonable
 
 
 def _message_text(msg: Any) -> str:

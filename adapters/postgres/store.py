@@ -4,7 +4,7 @@
     store = PostgresStore(url, schema="team_a")                   # one database, several stores
 
 Same tables, schema versions and row encoding as the SQLite store (JSON as TEXT,
-byte for byte: both call `trajgraph.store._rows.encode`), so a run copied from
+byte for byte: both call `trajgraph.store.rows.encode`), so a run copied from
 one to the other reads back equal. Connections come from a psycopg 3 pool and
 are checked before each use (`ConnectionPool.check_connection`): servers and
 proxies drop idle connections while a worker waits on a long model call, and a
@@ -36,9 +36,8 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from trajgraph.adapters.postgres import _schema
 from trajgraph.errors import ConfigError, RunNotFoundError, StoreError
-from trajgraph.store import _rows
-from trajgraph.store._liveness import died_message, gone, this_process
-from trajgraph.store._rows import JSON_FIELDS, encode, resolve_prompts, row_of
+from trajgraph.store.liveness import died_message, gone, this_process
+from trajgraph.store.rows import JSON_FIELDS, encode, escape_text, resolve_prompts, row_of
 from trajgraph.store.sqlite import Store
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
@@ -367,7 +366,7 @@ class _NulError(Exception):
 
 def _escaped(item: Any) -> Any:
     """`item` with its plain text made storable: surrogates backslash-escaped, NUL as the text \\x00."""
-    item = _rows.escape_text(item)
+    item = escape_text(item)
     if isinstance(item, tuple):  # a run update
         return (item[0], {k: _no_nul(v) for k, v in item[1].items()})
     changed = {k: _no_nul(v) for k, v in item.__dict__.items() if isinstance(v, str) and "\x00" in v}

@@ -234,7 +234,7 @@ def gather_options(into: str, options: list[inspect.Parameter],
 
 def print_json(data: Any) -> None:
     """Strict JSON on stdout (NaN/inf become null, so `jq` and `json.loads` read it)."""
-    from trajgraph.store._json import finite_or_null, to_jsonable
+    from trajgraph.store.json import finite_or_null, to_jsonable
 
     print(json.dumps(finite_or_null(to_jsonable(data)), ensure_ascii=False, default=str))
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trajgraph.render import render_task, steps_to_turns
-from trajgraph.store._json import to_jsonable
+from trajgraph.store.json import to_jsonable
 from trajgraph.trajectory import ModelCall, Run, Step
 
 _ROLES = {"human": "user", "ai": "assistant", "AIMessageChunk": "assistant", "system": "system", "tool": "tool", "function": "tool"}

@@ -26,7 +26,7 @@ from trajgraph.export._read import RunFilter, as_number, effective_outcome, snap
 from trajgraph.export._write import write_dataset
 from trajgraph.render import render_action, render_prefix, render_task, steps_to_turns
 from trajgraph.store import Store
-from trajgraph.store._json import to_jsonable
+from trajgraph.store.json import to_jsonable
 from trajgraph.trajectory import Run, SearchNode, Step
 
 SFT_COLUMNS = ("messages",)

@@ -36,7 +36,7 @@ from trajgraph.errors import ConfigError
 from trajgraph.export._read import effective_outcome, snapshot
 from trajgraph.render import render_action
 from trajgraph.store import Store
-from trajgraph.store._json import to_jsonable
+from trajgraph.store.json import to_jsonable
 from trajgraph.trajectory import Run, Step
 
 _STATE_KEYS = ("task", "objective", "observation", "actions", "history")

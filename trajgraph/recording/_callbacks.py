@@ -9,7 +9,7 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 
 from trajgraph.recording._instrument import ns_parts
-from trajgraph.store._redact import is_secret_name
+from trajgraph.store.redact import is_secret_name
 from trajgraph.trajectory import ModelCall
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, cast
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
-from trajgraph.store._writer import Writer
+from trajgraph.store.writer import Writer
 from trajgraph.trajectory import Step
 
 KEY = "__trajgraph_recorder"  # configurable key carrying the active recorder

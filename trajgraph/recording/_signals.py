@@ -2,7 +2,7 @@
 
 By default SIGTERM (what `kill`, systemd, Docker and Kubernetes send) ends the
 process at once: the background writer's pending rows are lost and the run
-stays `running` until its death is noticed (trajgraph/store/_liveness.py).
+stays `running` until its death is noticed (trajgraph/store/liveness.py).
 While a recorded invoke runs on the main thread, and only if SIGTERM still has
 its default action (a user's own handler is left alone), trajgraph turns it into
 `Terminated` (a KeyboardInterrupt) raised in the main thread: the graph unwinds

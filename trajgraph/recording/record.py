@@ -32,8 +32,8 @@ from trajgraph.recording._instrument import KEY as _KEY
 from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
 from trajgraph.recording._nested import NestedSteps, nested_graph_nodes
 from trajgraph.store import Store
-from trajgraph.store._redact import Redactor
-from trajgraph.store._writer import Writer, writer_for
+from trajgraph.store.redact import Redactor
+from trajgraph.store.writer import Writer, writer_for
 from trajgraph.trajectory import Run, new_id
 
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
@@ -333,7 +333,7 @@ def record(
     `checkpointer` replaces the graph's own (needed for interrupts and resume).
     `redact(text) -> text` rewrites everything this recording writes (default:
     the store's, `redact_secrets`; None keeps values as they are; see
-    trajgraph/store/_redact.py); credentials passed as model-call parameters
+    trajgraph/store/redact.py); credentials passed as model-call parameters
     are never stored whatever it is.
     Rows are written by a background thread; reads through `store` see them at
     once, other readers within about 50 ms, or after `store.flush()`.

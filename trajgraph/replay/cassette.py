@@ -43,9 +43,9 @@ from trajgraph.recording._nested import nested_graph_nodes
 from trajgraph.recording.record import instrument, recorder_session
 from trajgraph.replay.diff import Divergence, first_divergence, pair_steps
 from trajgraph.store import Store
-from trajgraph.store._json import canonical
-from trajgraph.store._rows import unreadable
-from trajgraph.store._writer import writer_for
+from trajgraph.store.json import canonical
+from trajgraph.store.rows import unreadable
+from trajgraph.store.writer import writer_for
 from trajgraph.trajectory import Run, Step, new_id
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from trajgraph.recording._instrument import StepKey, step_keys
 from trajgraph.store import Store
-from trajgraph.store._json import canonical, canonical_key
+from trajgraph.store.json import canonical, canonical_key
 from trajgraph.trajectory import Step
 
 

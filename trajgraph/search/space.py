@@ -37,7 +37,7 @@ from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an
 from trajgraph.search.budget import BudgetExhausted, BudgetMeter, finishing
 from trajgraph.search.scoring import Scorer, as_reward
 from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
-from trajgraph.store._json import canonical_key
+from trajgraph.store.json import canonical_key
 
 
 class Space:

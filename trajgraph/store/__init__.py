@@ -10,7 +10,7 @@
 
 from pathlib import Path
 
-from trajgraph.store._redact import redact_secrets
+from trajgraph.store.redact import redact_secrets
 from trajgraph.store.sqlite import Store
 
 

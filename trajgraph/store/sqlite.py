@@ -30,9 +30,9 @@ from typing import Any
 from trajgraph.errors import NotAStoreError, RunNotFoundError, StoreError
 from trajgraph.store import _schema
 from trajgraph.store._backends import backend_class
-from trajgraph.store._liveness import died_message, gone, this_process
-from trajgraph.store._redact import Redactor, redact_secrets
-from trajgraph.store._rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
+from trajgraph.store.liveness import died_message, gone, this_process
+from trajgraph.store.redact import Redactor, redact_secrets
+from trajgraph.store.rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
 from trajgraph.trajectory import (
     SCHEMA_VERSION,
     ModelCall,
@@ -80,7 +80,7 @@ class Store:
                  redact: Redactor | None = redact_secrets) -> None:
         self.path = Path(path)
         self.readonly = readonly
-        # applied to every text written (trajgraph/store/_redact.py); None writes values as they are
+        # applied to every text written (trajgraph/store/redact.py); None writes values as they are
         self.redact = redact
         self._lock = threading.RLock()
         self._db: Database | None = None
@@ -131,7 +131,7 @@ class Store:
         return self
 
     def mark_interrupted(self) -> list[str]:
-        """Mark `running` runs whose process has died (trajgraph/store/_liveness.py) as interrupted;
+        """Mark `running` runs whose process has died (trajgraph/store/liveness.py) as interrupted;
         returns their ids. Runs on open; reads report such runs as interrupted even when read-only."""
         with self._lock:
             rows = list(self.db.query("SELECT id, metadata FROM runs WHERE status = 'running'"))

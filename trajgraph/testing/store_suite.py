@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from trajgraph.errors import RunNotFoundError, StoreError
-from trajgraph.store._json import canonical, from_jsonable, to_jsonable
+from trajgraph.store.json import canonical, from_jsonable, to_jsonable
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 MakeStore = Callable[[], Any]

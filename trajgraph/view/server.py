@@ -28,8 +28,8 @@ from trajgraph.export._chat import chat_message, readable_update
 from trajgraph.export._read import RunFilter, count_runs, select_runs
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store
-from trajgraph.store._json import finite_or_null, to_jsonable
-from trajgraph.store._rows import resolve_prompts
+from trajgraph.store.json import finite_or_null, to_jsonable
+from trajgraph.store.rows import resolve_prompts
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
 _STATIC = {

@@ -27,7 +27,7 @@ from trajgraph.errors import ConfigError
 from trajgraph.search.optimizers.base import at_least, finite, success
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
-from trajgraph.store._json import canonical_key
+from trajgraph.store.json import canonical_key
 
 
 def uct(child: Node, parent_visits: int, c: float) -> float:

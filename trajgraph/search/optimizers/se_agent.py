@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 from trajgraph.search.optimizers.base import at_least, finite, success
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
-from trajgraph.store._json import canonical_key
+from trajgraph.store.json import canonical_key
 
 _VOLATILE_STATE = ("history", "messages", "action", "reflections", "score")
 

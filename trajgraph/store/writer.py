@@ -41,7 +41,7 @@ from typing import Any
 
 from trajgraph.errors import StoreError
 from trajgraph.store import Store
-from trajgraph.store._rows import escape_text
+from trajgraph.store.rows import escape_text
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
 log = logging.getLogger("trajgraph")

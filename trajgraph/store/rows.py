@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from trajgraph.store._json import dumps, loads
-from trajgraph.store._redact import Redactor, redact_secrets
+from trajgraph.store.json import dumps, loads
+from trajgraph.store.redact import Redactor, redact_secrets
 from trajgraph.trajectory import ModelCall
 
 JSON_FIELDS = {
@@ -36,7 +36,7 @@ TEXT_FIELDS = ("error", "observation", "action_text", "reason")  # plain text th
 def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
            redact: Redactor | None = redact_secrets) -> dict[str, Any]:
     """A row as the store keeps it; `memo` lets rows of one batch share encoded messages.
-    `redact` (trajgraph/store/_redact.py) rewrites every JSON text and plain text column."""
+    `redact` (trajgraph/store/redact.py) rewrites every JSON text and plain text column."""
     out = dict(row)
     if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
         out["messages"] = out["messages"][out["prompt_shared"] :]  # the rest is stored with call prompt_ref
