@@ -18,7 +18,8 @@ import pytest
 
 from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
 from trajgraph.store import Store
-from trajgraph.store._schema import MIGRATIONS as _MIGRATIONS
+from trajgraph.store.dialect import SQLITE
+from trajgraph.store.schema import MIGRATIONS as _MIGRATIONS
 from trajgraph.testing.store_suite import CHECKS
 from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 
@@ -118,9 +119,8 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
-    for statement in _MIGRATIONS[1].split(";\n"):
-        if statement.strip():
-            conn.execute(statement)
+    for statement in SQLITE.render(_MIGRATIONS[1][0]):
+        conn.execute(statement)
     conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
     conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1'), ('app', 'trajgraph')")
     conn.execute("INSERT INTO runs (id, graph, started_at) VALUES ('old', 'g', 1.0)")

@@ -20,9 +20,9 @@ from tests._services import Postgres
 from trajgraph.adapters.postgres import PostgresStore
 from trajgraph.adapters.postgres import _schema as pg_schema
 from trajgraph.errors import ConfigError, NotAStoreError, SchemaTooNewError, StoreError
-from trajgraph.store import Store, open_store
-from trajgraph.store import _schema as sqlite_schema
+from trajgraph.store import SQLiteStore, Store, open_store
 from trajgraph.store.rows import JSON_FIELDS
+from trajgraph.store.schema import MIGRATIONS
 from trajgraph.testing.store_suite import CHECKS, check_processes_writing_at_once
 from trajgraph.trajectory import SCHEMA_VERSION, ModelCall, PreferencePair, Run, SearchNode, Step
 
@@ -53,13 +53,14 @@ def _sql(pg: PostgresStore, query: str, params: Any = ()) -> list[tuple[Any, ...
 def test_store_url_dispatches_to_postgres_and_core_stays_light(postgres: Postgres) -> None:
     store = tg.Store(postgres.url)
     assert type(store) is PostgresStore and isinstance(store, Store) and store.setup().count("runs") >= 0
-    assert type(open_store(postgres.url)) is PostgresStore and type(open_store("sqlite:///x.db")) is Store
+    assert type(open_store(postgres.url)) is PostgresStore and type(open_store("sqlite:///x.db")) is SQLiteStore
+    assert not isinstance(store, SQLiteStore) and isinstance(open_store("sqlite:///x.db"), Store)
     code = "import sys, trajgraph; print(any(m.startswith(('psycopg', 'trajgraph.adapters')) for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_schema_matches_sqlite_column_for_column(postgres: Postgres, tmp_path: Path) -> None:
-    assert sorted(pg_schema.MIGRATIONS) == sorted(sqlite_schema.MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))  # one description, rendered by each dialect
     pg = postgres.store()
     lite = sqlite3.connect(Store(tmp_path / "s.db").setup().path)
     for table in [*JSON_FIELDS, "run_tags", "_trajgraph_meta"]:
@@ -122,7 +123,7 @@ def test_older_store_is_migrated_forward(postgres: Postgres) -> None:
     schema = postgres.schema()
     with psycopg.connect(PostgresStore(postgres.url, schema=schema)._conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-        for statement in pg_schema.MIGRATIONS[1].split(";\n"):
+        for statement in pg_schema.POSTGRES.render(MIGRATIONS[1][0]):
             conn.execute(statement)
         conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
         conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1')")

@@ -19,6 +19,10 @@ class SchemaTooNewError(StoreError):
     """The store was written by a newer trajgraph than this one."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's server stayed unreachable past the write deadline (nothing of the batch was written)."""
+
+
 class RunNotFoundError(TrajgraphError, KeyError):
     """No run with that id (or id prefix) in the store."""
 
@@ -55,6 +59,7 @@ class RewardModelError(TrajgraphError):
 
 
 __all__ = [
+    "StoreUnavailableError",
     "TrajgraphError",
     "StoreError",
     "NotAStoreError",
