@@ -114,4 +114,4 @@ def test_the_process_stamp_lives_exactly_while_the_run_runs(store: Store) -> Non
     store.write(run_updates=[("a", {"status": "running"})])  # resumed
     assert store.run("a").metadata["process"]["pid"] == os.getpid()
     store.write(run_updates=[("a", {"status": "interrupted"})])
-    assert "process" not in store.run("a").metadata
+    assert store.run("a").metadata["process"]["pid"] == os.getpid()  # an interrupted run names its process (README)

@@ -20,7 +20,7 @@ from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError
 from trajgraph.store import Store
 from trajgraph.store.dialect import SQLITE
 from trajgraph.store.schema import MIGRATIONS as _MIGRATIONS
-from trajgraph.testing.store_suite import CHECKS
+from trajgraph.testing.store_suite import CHECKS, check_outage
 from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 
 
@@ -28,6 +28,20 @@ from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 def test_store_conformance(check, tmp_path: Path) -> None:
     counter = itertools.count()
     check(lambda: Store(tmp_path / f"{next(counter)}.db").setup())
+
+
+def test_store_outage_sqlite(tmp_path: Path) -> None:
+    """SQLite's outage: another process holds the file locked for a while; writes wait their turn and land whole."""
+    path = tmp_path / "o.db"
+
+    def outage(seconds: float) -> None:
+        other = sqlite3.connect(path, timeout=30)
+        other.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    check_outage(lambda: Store(path).setup(), outage)
 
 
 def test_new_store_is_wal_with_schema_version(store: Store) -> None:

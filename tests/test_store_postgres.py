@@ -23,7 +23,7 @@ from trajgraph.errors import ConfigError, NotAStoreError, SchemaTooNewError, Sto
 from trajgraph.store import SQLiteStore, Store, open_store
 from trajgraph.store.rows import JSON_FIELDS
 from trajgraph.store.schema import MIGRATIONS
-from trajgraph.testing.store_suite import CHECKS, check_processes_writing_at_once
+from trajgraph.testing.store_suite import CHECKS, check_outage, check_processes_writing_at_once
 from trajgraph.trajectory import SCHEMA_VERSION, ModelCall, PreferencePair, Run, SearchNode, Step
 
 
@@ -36,6 +36,11 @@ def _close_stores(postgres: Postgres) -> Any:
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_store_conformance_postgres(check: Any, postgres: Postgres) -> None:
     check(postgres.store)
+
+
+def test_store_outage_postgres(postgres: Postgres) -> None:
+    """The throwaway server stopped (pg_ctl stop -m fast) and started again 3 s later while runs are written."""
+    check_outage(postgres.store, postgres.outage)
 
 
 def test_processes_writing_at_once_sqlite(tmp_path: Path) -> None:

@@ -193,7 +193,7 @@ class PostgresStore(Store):
         while True:
             left = deadline - time.monotonic()
             try:
-                with self._connection(timeout=max(0.5, min(10.0, left))) as conn, conn.transaction(), \
+                with self._connection(timeout=max(0.5, min(2.0, left))) as conn, conn.transaction(), \
                         conn.cursor(row_factory=dict_row) as cur:
                     work(_Tx(cur))
                 return
