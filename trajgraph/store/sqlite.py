@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from trajgraph.errors import NotAStoreError, SchemaTooNewError, StoreError
+from trajgraph.errors import NotAStoreError, SchemaTooNewError, SearchUnavailableError, StoreError
 from trajgraph.store.base import Store, Tx, UnstorableText
 from trajgraph.store.dialect import SQLITE
 from trajgraph.store.redact import Redactor, redact_secrets
@@ -197,7 +197,7 @@ class SQLiteStore(Store):
             db = sqlite_utils.Database(self.db.conn)
             table = db.table(index.table)
             if table.detect_fts() is None:
-                raise StoreError(f"{self.path}: this store predates full-text search; open it once writable "
+                raise SearchUnavailableError(f"{self.path}: this store predates full-text search; open it once writable "
                                  "(any command that writes to it, or Store(path).setup()) to add the index")
             try:
                 return list(table.search(text, columns=[*keys, *index.columns], limit=limit, include_rank=True, quote=True))
