@@ -270,3 +270,42 @@ def test_a_run_whose_process_was_killed_reads_interrupted(postgres: Postgres) ->
     assert _sql(store, "SELECT status FROM runs WHERE id = 'doomed'") == [("running",)]  # a read changes nothing ...
     PostgresStore(postgres.url, schema=store.schema).setup()
     assert _sql(store, "SELECT status FROM runs WHERE id = 'doomed'") == [("interrupted",)]  # ... the next open writes it
+
+
+def test_a_run_started_during_an_outage_past_the_deadline_is_reported_never_half_written(postgres: Postgres) -> None:
+    """Issue 21.6: the server stays away longer than the write deadline. The run that started meanwhile is lost
+    whole and said so (its flush raises), never half written; the run that was running stays running (its
+    process lives) and is marked failed by its next update, not interrupted."""
+    import threading
+    import time
+
+    from trajgraph.errors import StoreUnavailableError
+    from trajgraph.store.writer import writer_for
+
+    store = postgres.store(write_deadline_s=1.0)
+    store.write(runs=[Run(id="before", status="running")], steps=[Step(run_id="before", seq=0, node="n")])
+    writer = writer_for(store)
+    away = threading.Thread(target=postgres.outage, args=(4.0,))
+    away.start()
+    time.sleep(1.0)
+    writer.put("run", Run(id="during", status="running"))
+    for seq in range(3):
+        writer.put("step", Step(run_id="during", seq=seq, node="n"))
+    writer.put("step", Step(run_id="before", seq=1, node="n"))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="unreachable") as info:
+        writer.flush(run_id="during")
+    assert time.monotonic() - started < 15  # bounded: the deadline, not forever
+    assert "during" in str(info.value) and "\n" not in str(info.value)
+    away.join()
+    writer.put("step", Step(run_id="during", seq=3, node="n"))  # its later rows cannot make it half a run
+    writer.put("run_update", ("during", {"status": "succeeded"}))
+    writer.put("run_update", ("before", {"status": "succeeded"}))
+    writer.flush(raise_errors=False)
+    with pytest.raises(StoreError, match="run before could not be stored"):  # told once, to whoever flushes next
+        writer.raise_errors()
+    assert [r.id for r in store.runs()] == ["before"] and store.count("steps") == 1
+    before = store.run("before")
+    assert before.status == "failed" and "could not be stored" in (before.error or ""), before  # a row of it was lost: said so
+    assert store.mark_interrupted() == [] and isinstance(info.value.__cause__ or info.value, StoreError)
+    assert issubclass(StoreUnavailableError, StoreError)
