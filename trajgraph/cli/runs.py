@@ -75,7 +75,7 @@ def runs_cmd(
                      **({"matches": [_match(h) for h in matches[r.id]]} if search is not None else {})} for r in runs])
         return
     columns: tuple[str, ...] = ("id", "started", "graph", "kind", "status", "steps", "outcome", "seconds", "tags", "parent")
-    rows = [(
+    rows: list[tuple[str, ...]] = [(
         r.id, _when(r.started_at), r.graph, r.kind + (f"@{r.fork_step}" if r.fork_step is not None else ""), r.status,
         str(counts.get(r.id, 0)), _num(r.outcome), _num(r.latency_s, "{:.2f}"), ",".join(r.tags), r.parent_id or "",
     ) for r in runs]
