@@ -9,7 +9,7 @@ the full-text index of one table, which each dialect builds in its own way
 PostgreSQL: a GIN index over a tsvector expression).
 
 A schema change appends a migration here (never edits one) and bumps
-`SCHEMA_VERSION` in trajectory.py; the migrations of a version run in one
+`SCHEMA_VERSION` in trajgraph/trajectory.py; the migrations of a version run in one
 transaction, so a store is at version N or N-1, never between.
 """
 

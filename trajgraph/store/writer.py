@@ -20,6 +20,10 @@ with that text escaped), so healthy rows land; the run a lost row belonged to
 is marked failed with the cause (also if its own end comes later and says it
 succeeded), and the error is raised by the next `flush()` for that run, which
 recording does at the end of every `invoke`, or by `store.flush()`.
+A store whose server stayed away past its `write_deadline_s` (the store retried
+the batch until then) loses that batch whole, never row by row: each run in it
+is reported once, and its later updates say `failed` with the cause, so a run
+is either stored whole or told to have lost rows, never silently half.
 
 Why not a `queue.Queue`: every `put` wakes the writer, and on a fast agent
 those wake-ups fight the graph's thread for the GIL. The thread ends after a
