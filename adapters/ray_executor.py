@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from trajgraph.adapters.ray_reward import shared_reward
 from trajgraph.errors import ConfigError, TrajgraphError
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
@@ -206,6 +207,11 @@ class RayExecutor:
         if self.ray is None:
             self.ray = connect(self.address, **self.init_kwargs)
         return self.ray
+
+    def shared_reward(self, path: str, **options: Any) -> Any:
+        """One reward model for every worker: the shared reward actor (ray_reward.py) on this cluster."""
+        self.connect()
+        return shared_reward(path, address=self.address, **options)
 
     async def map(self, search: Search, jobs: Sequence[tuple[Any, str]], *, store: Any = None,
                   on_result: Callable[[Any], None] | None = None) -> list[Any]:

@@ -257,7 +257,7 @@ _SEARCHER = textwrap.dedent("""
     import sys, time, asyncio
     import trajgraph as tg
     from trajgraph.testing import deceptive_chain_graph
-    from trajgraph.graphs.chain import chain_solution, chain_start
+    from trajgraph.testing.chain import chain_solution, chain_start
 
     solution = chain_solution(1, 2000)
 
@@ -328,7 +328,7 @@ def killed_search(tmp: Path, sig: int) -> Row:
 
 
 def providers(tmp: Path) -> Row:
-    from trajgraph.graphs.chain import chain_start, deceptive_chain_graph
+    from trajgraph.testing.chain import chain_start, deceptive_chain_graph
 
     class Hang:
         name = "hang"
@@ -392,7 +392,7 @@ def providers(tmp: Path) -> Row:
 def payload_store(tmp: Path) -> Row:
     import pickle
 
-    from trajgraph.graphs.chain import chain_start, deceptive_chain_graph
+    from trajgraph.testing.chain import chain_start, deceptive_chain_graph
 
     marker = tmp / "PWNED"
     payload = tmp / "payload.py"
@@ -440,7 +440,7 @@ def payload_store(tmp: Path) -> Row:
     crafted = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
         import langgraph.checkpoint.serde.jsonplus as jp, ormsgpack
         import trajgraph
-        from trajgraph._hermetic import memory_checkpointer
+        from trajgraph._internal.hermetic import memory_checkpointer
         blob = ormsgpack.packb(ormsgpack.Ext(jp.EXT_CONSTRUCTOR_POS_ARGS, ormsgpack.packb(("os", "system", ["touch {marker}"]))))
         print(memory_checkpointer().serde.loads_typed(("msgpack", blob)))
     """)], capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "LANGGRAPH_STRICT_MSGPACK"})

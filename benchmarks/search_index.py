@@ -22,9 +22,9 @@ from _table import emit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from trajgraph.store import Store  # noqa: E402
-from trajgraph.store.schema import SEARCH_INDEXES  # noqa: E402
-from trajgraph.trajectory import Run, Step  # noqa: E402
+from trajgraph.store import Store
+from trajgraph.store.schema import SEARCH_INDEXES
+from trajgraph.trajectory import Run, Step
 
 WORDS = ("door key lantern cellar north south east west open take brass wooden dusty attic kitchen gate iron "
          "table chair hook ladder trapdoor candle book shelf window garden fence path river bridge").split()

@@ -10,7 +10,7 @@ from langgraph.graph import END, START, StateGraph
 
 import trajgraph as tg
 from trajgraph.errors import ReplayError
-from trajgraph.recording._nested import nested_graph_nodes
+from trajgraph.recording.nested import nested_graph_nodes
 from trajgraph.store import Store
 from trajgraph.store.json import canonical
 from trajgraph.testing import ScriptedToolModel, react_calculator_agent

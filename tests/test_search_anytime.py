@@ -9,8 +9,8 @@ import zlib
 
 import trajgraph as tg
 from tests._search_helpers import SequencePolicy
-from trajgraph.adapters.chain import ChainSuite, NoisyOracle
 from trajgraph.bench import OPTIMIZERS, run_bench, summarise
+from trajgraph.testing.chain_suite import ChainSuite, NoisyOracle
 from trajgraph.testing.tiny_env import chain_solution, chain_start, deceptive_chain_graph
 
 

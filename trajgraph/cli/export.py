@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from trajgraph.cli._common import DEFAULT_DB, Db, OutArg, OutOpt, fail, open_db, output, run_filters
-from trajgraph.export._read import RunFilter
+from trajgraph.export.read import RunFilter
 
 app = typer.Typer(help="Training data (TRL datasets) and traces (OpenTelemetry) out of a store.", no_args_is_help=True)
 

@@ -18,7 +18,7 @@ from rich.tree import Tree
 
 from trajgraph.cli._common import DEFAULT_DB, Db, open_db, print_json, run_filters
 from trajgraph.errors import SearchUnavailableError
-from trajgraph.export._read import RunFilter
+from trajgraph.export.read import RunFilter
 
 app = typer.Typer()
 
@@ -113,7 +113,7 @@ def _where(hit: Any) -> str:
 
 def select_runs(store: Any, run_filter: RunFilter, limit: int | None) -> list[Any]:
     """Newest first; the filter (outcome bounds included) applies before the limit."""
-    from trajgraph.export._read import select_runs as select
+    from trajgraph.export.read import select_runs as select
 
     return select(store, run_filter, limit=limit, newest_first=True)
 

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from trajgraph.export._chat import chat_message, readable_update
+from trajgraph.export.chat import chat_message, readable_update
 from trajgraph.render import render_action
 from trajgraph.store.json import to_jsonable
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step

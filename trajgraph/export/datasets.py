@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
-from trajgraph.export._chat import chat_message, conversations, state_messages, turns_messages
-from trajgraph.export._read import RunFilter, as_number, effective_outcome, snapshot
 from trajgraph.export._write import write_dataset
+from trajgraph.export.chat import chat_message, conversations, state_messages, turns_messages
+from trajgraph.export.read import RunFilter, as_number, effective_outcome, snapshot
 from trajgraph.render import render_action, render_prefix, render_task, steps_to_turns
 from trajgraph.store import Store
 from trajgraph.store.json import to_jsonable

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
-from trajgraph.export._read import effective_outcome, snapshot
+from trajgraph.export.read import effective_outcome, snapshot
 from trajgraph.render import render_action
 from trajgraph.store import Store
 from trajgraph.store.json import to_jsonable

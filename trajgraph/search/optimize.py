@@ -22,8 +22,6 @@ What the driver guarantees around any optimizer:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import dataclasses
 import inspect
 import time
@@ -34,9 +32,10 @@ from typing import Any, TypedDict, TypeVar
 
 from langgraph.graph import END, START, StateGraph
 
-from trajgraph._langgraph import compiled_graph, require_nodes
+from trajgraph._internal.aio import OWN_LOOP, run_sync
+from trajgraph._internal.langgraph import compiled_graph, require_nodes
 from trajgraph.errors import BudgetError, ConfigError
-from trajgraph.recording import _signals
+from trajgraph.recording import signals
 from trajgraph.search._write import SearchRecorder, write_search
 from trajgraph.search.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
 from trajgraph.search.optimizers.base import Optimizer, resolve_optimizer
@@ -165,7 +164,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
         await asyncio.to_thread(store.add_run, run)
         recorder = space.on_node = SearchRecorder(store, run, s.decision_node, task)  # the tree as it grows
         session = _Session(run, recorder)
-        _signals.enter(session)  # SIGTERM now stops the search like Ctrl-C (main thread, default handler only)
+        signals.enter(session)  # SIGTERM now stops the search like Ctrl-C (main thread, default handler only)
     log = TreeLog()
     best: Node | None = None
     try:
@@ -189,7 +188,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
                 await asyncio.shield(asyncio.to_thread(_write, store, space, run, log, best, task, status="interrupted" if stopped else "failed",
                                                        error=why, meter=meter, recorder=recorder))
             finally:
-                _signals.leave(session)
+                signals.leave(session)
         raise
     if store is not None:
         try:
@@ -197,7 +196,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
                                                          error=None if status == "succeeded" else finish,
                                                          recorder=recorder)
         finally:
-            _signals.leave(session)
+            signals.leave(session)
     return result
 
 
@@ -206,15 +205,15 @@ def search(graph: Any, input: Any, *, task: str | None = None, metadata: dict[st
     """Synchronous `asearch`. A SIGTERM during a recorded search ends it like Ctrl-C (its
     tree written, the run `interrupted`), then the process ends by SIGTERM as it would have."""
     try:
-        return _run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
-    except _signals.Terminated:
-        _signals.die_by_sigterm()
+        return run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
+    except signals.Terminated:
+        signals.die_by_sigterm()
         raise
 
 
 @dataclass
 class _Session:
-    """What trajgraph/recording/_signals.py needs of an open run to end it on SIGTERM."""
+    """What trajgraph/recording/signals.py needs of an open run to end it on SIGTERM."""
 
     run: Run
     recorder: SearchRecorder
@@ -277,29 +276,11 @@ def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None
     return ids
 
 
-# Set inside the event loop that `search()` (or an optimized agent's sync call) starts for itself.
-_OWN_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("trajgraph_own_loop", default=False)
-
-
 def _inline(setting: bool | None) -> bool | None:
     """`inline=None` lets the space step sync graphs inline only on a loop the search started
     itself: awaited on someone else's loop (a LangGraph Server, a notebook), each inline step
     would block everything else that loop serves."""
-    return setting if setting is not None or _OWN_LOOP.get() else False
-
-
-async def _owning(coro: Awaitable[T]) -> T:
-    _OWN_LOOP.set(True)
-    return await coro
-
-
-def _run_sync(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_owning(coro))
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside a running loop
-        return pool.submit(asyncio.run, _owning(coro)).result()
+    return setting if setting is not None or OWN_LOOP.get() else False
 
 
 def _plain_schema(graph: Any, schema: Any, name: str, extra: str | None = None) -> type:
@@ -354,7 +335,7 @@ def optimize(graph: Any, *, task: Callable[[Any], str | None] | None = None, res
         return out
 
     def run_search_sync(state: dict[str, Any]) -> dict[str, Any]:
-        return _run_sync(run_search(state))
+        return run_sync(run_search(state))
 
     from langchain_core.runnables import RunnableLambda
 

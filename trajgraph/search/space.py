@@ -30,8 +30,9 @@ from typing import Any, cast
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
-from trajgraph._langgraph import ainvoke_node, compiled_graph, invoke_node, require_nodes, sync_nodes
+from trajgraph._internal.langgraph import ainvoke_node, compiled_graph, invoke_node, require_nodes, sync_nodes
 from trajgraph.errors import ForkError
+from trajgraph.recording.record import is_recorded, unwrap
 from trajgraph.render import render_action, render_observation, render_task
 from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
 from trajgraph.search.budget import BudgetExhausted, BudgetMeter, finishing
@@ -422,13 +423,11 @@ class _Rejected(Exception):
 
 def _searchable(graph: Any, decision_node: str, checkpointer: Any) -> Pregel:
     """Compile (or copy) the graph with a checkpointer and a stop before the decision node."""
-    from trajgraph._hermetic import memory_checkpointer
+    from trajgraph._internal.hermetic import memory_checkpointer
 
     compiled: Pregel = compiled_graph(graph, "optimize()")
-    from trajgraph.recording.record import _RecordingMixin, _unwrap
-
-    if isinstance(compiled, _RecordingMixin):  # search the plain graph; the optimizer records its own tree
-        compiled = _unwrap(cast(Pregel, compiled))
+    if is_recorded(compiled):  # search the plain graph; the optimizer records its own tree
+        compiled = unwrap(cast(Pregel, compiled))
     graph = compiled
     require_nodes(graph, decision_node)
     return graph.copy({"checkpointer": checkpointer or memory_checkpointer(graph), "interrupt_before_nodes": [decision_node]})

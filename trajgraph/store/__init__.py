@@ -7,7 +7,7 @@
 - `rows.py`: how the trajectory dataclasses become rows and back (JSON as TEXT);
 - `json.py`: JSON encoding of LangGraph state values, never pickle;
 - `writer.py`: the write-behind buffer that recording and search write through;
-- `liveness.py`: which process writes a running run, and whether it still lives;
+- `redact.py`: credentials never stored; `liveness.py`: which process writes a running run, and whether it lives;
 - `backends.py`: which class opens a URL (registered under the `trajgraph.stores` entry points).
 """
 

@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from trajgraph.errors import ConfigError, TrajgraphError
-from trajgraph.export._chat import chat_message, readable_update
-from trajgraph.export._read import RunFilter, count_runs, select_runs
+from trajgraph.export.chat import chat_message, readable_update
+from trajgraph.export.read import RunFilter, count_runs, select_runs
 from trajgraph.render import render_action, render_observation, render_task, steps_to_turns
 from trajgraph.store import Store
 from trajgraph.store.json import finite_or_null, to_jsonable

@@ -168,7 +168,7 @@ def register_smollm2(model: SmolLM2 | None = None) -> str:
 
     Passing `model` (e.g. one loaded from another cache directory) makes the provider use it;
     otherwise the shared instance loads on the first completion."""
-    from trajgraph._hermetic import litellm_offline
+    from trajgraph._internal.hermetic import litellm_offline
 
     litellm_offline()  # before litellm's first import, which otherwise fetches a price list
     import litellm

@@ -20,7 +20,7 @@ from typing import Any
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM arrived during a recorded run (see trajgraph/recording/_signals.py)."""
+    """SIGTERM arrived during a recorded run (see trajgraph/recording/signals.py)."""
 
 
 _lock = threading.Lock()

@@ -23,9 +23,9 @@ from uuid import UUID
 
 from langgraph.pregel import Pregel
 
-from trajgraph._langgraph import node_runnables, node_subgraphs
+from trajgraph._internal.langgraph import node_runnables, node_subgraphs
 from trajgraph.recording._callbacks import RunHandler
-from trajgraph.recording._instrument import Recorder, RecordingNode, locate, make_step, ns_parts
+from trajgraph.recording.instrument import Recorder, RecordingNode, locate, make_step, ns_parts
 
 
 def nested_graph_nodes(graph: Pregel) -> frozenset[str]:

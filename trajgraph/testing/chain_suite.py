@@ -1,7 +1,7 @@
 """The deceptive chain as a task suite (`trajgraph bench --suite chain`) and its noisy oracle policy.
 
-The environment is `trajgraph.graphs.chain`. `ChainTask` speaks the task contract
-of `trajgraph.adapters.tasks` (the `Task` protocol) with the chain's solution kept
+The environment is `trajgraph.testing.chain`. `ChainTask` speaks the task contract
+of `trajgraph.envloop.task` (the `Task` protocol) with the chain's solution kept
 for `NoisyOracle`, a simulated policy that takes the trap as well as wrong doors.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from trajgraph.graphs.chain import chain_env_node, chain_solution, chain_start, noisy_chain_policy
-from trajgraph.graphs.env_loop import EnvState, env_loop_graph
+from trajgraph.envloop import EnvState, env_loop_graph
+from trajgraph.testing.chain import chain_env_node, chain_solution, chain_start, noisy_chain_policy
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class ChainTask:
 
     def oracle(self, state: dict[str, Any]) -> str:
         return self.solution[state.get("pos", 0)]
+
+    def simulated_policy(self, skill: float, seed: int) -> NoisyOracle:
+        """The chain's own noisy oracle (its trap is part of the task), for `--policy simulated`."""
+        return NoisyOracle(self, skill=skill, seed=seed)
 
 
 class ChainSuite:

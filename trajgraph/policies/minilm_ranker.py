@@ -26,7 +26,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, recent_history, sample
+from .prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, recent_history, sample
 
 
 def model_dir() -> Path:

@@ -6,7 +6,7 @@ advances, another door ends the episode with reward 0, and "jump" is the trap:
 environment lives in the graph state, so checkpoints fork it; a noisy policy
 (`noisy_chain_policy`) makes greedy decoding fail most of the time (0.6**5 ≈ 8%
 at depth 5), which is what searches are measured against. The task suite over it
-is `trajgraph.adapters.chain`; the test kit (`trajgraph.testing`) uses it too.
+is `trajgraph.testing.chain_suite`; the test kit (`trajgraph.testing`) uses it too.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trajgraph.graphs.env_loop import EnvState, env_loop_graph
+from trajgraph.envloop import EnvState, env_loop_graph
 
 CHAIN_ACTIONS = ("left", "right", "up", "jump")
 

@@ -1,6 +1,6 @@
 """What every offline policy shares: the prompt, command matching, sampling, stats.
 
-A policy sees an env-loop state (`trajgraph.graphs.env_loop.EnvState`): `task`
+A policy sees an env-loop state (`trajgraph.envloop.EnvState`): `task`
 (or `objective`), `observation`, `actions` (the admissible commands) and
 `history` ([{"action", "observation", ...}]). It must answer with one of
 `actions`, whatever its model said: matching lives here so all three policies

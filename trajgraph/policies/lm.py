@@ -1,7 +1,7 @@
 """A causal language model folder (e.g. one `trajgraph train policy --method sft` wrote) as an env-loop policy.
 
 The prompt is the chat that `export sft` writes for env loops and that the model
-was trained on (`trajgraph.export._chat.turns_messages`): the task (and the first
+was trained on (`trajgraph.export.chat.turns_messages`): the task (and the first
 observation) as the user, each action as the assistant, each observation as the
 user. `mode="rank"` scores every admissible command by its log-probability as
 the next assistant turn and samples from softmax(logprob / temperature), so the
@@ -21,7 +21,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, resolve, sample
+from .prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, resolve, sample
 from .smollm import SmolLM2
 
 CARD = "trajgraph-card.json"

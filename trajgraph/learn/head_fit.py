@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajgraph.errors import ConfigError
-
-from .trainable import TrainablePolicy
+from trajgraph.policies.head import TrainablePolicy
 
 
 @dataclass

@@ -36,8 +36,8 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, recent_history, sample
 from .minilm_ranker import MiniLM, MiniLMPolicy, _sentences, minilm_policy
+from .prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, recent_history, sample
 
 KIND = "trajgraph-minilm-head"
 CARD = "policy.json"

@@ -14,7 +14,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 
-from ._prompt import PolicyStats, admissible, resolve
+from .prompt import PolicyStats, admissible, resolve
 
 
 class SimulatedPolicy:
