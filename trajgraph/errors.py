@@ -62,6 +62,10 @@ class RewardModelError(TrajgraphError):
     """A reward model directory is missing files or holds something else."""
 
 
+class ExportError(TrajgraphError):
+    """Exported data (spans) did not reach its destination before the deadline."""
+
+
 __all__ = [
     "SearchUnavailableError",
     "StoreUnavailableError",
@@ -77,4 +81,5 @@ __all__ = [
     "GraphError",
     "InputError",
     "RewardModelError",
+    "ExportError",
 ]

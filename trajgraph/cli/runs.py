@@ -13,10 +13,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 
-from trajgraph.cli._common import DEFAULT_DB, Db, open_db, print_json, run_filters
+from trajgraph.cli._common import DEFAULT_DB, Db, on_terminal, open_db, print_json, run_filters, visible
 from trajgraph.errors import SearchUnavailableError
 from trajgraph.export.read import RunFilter
 
@@ -35,9 +36,12 @@ def _when(ts: float | None) -> str:
     return "" if ts is None else datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _short(text: Any, width: int = 60) -> str:
+def _short(text: Any, width: int | None = 60) -> str:
+    """Stored text for rich: one line, truncated, markup escaped (a graph named `[red]` is text), and on
+    a terminal with control characters shown (`visible`), never sent raw."""
     s = " ".join(str(text).split())
-    return s if len(s) <= width else s[: width - 1] + "…"
+    s = s if width is None or len(s) <= width else s[: width - 1] + "…"
+    return escape(visible(s) if on_terminal() else s)
 
 
 def _num(x: float | None, fmt: str = "{:.3g}") -> str:
@@ -93,6 +97,7 @@ def runs_cmd(
                              no_wrap=col in ("id", "parent", "started"))
         colors = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
         for row in rows:
+            row = tuple(_short(v, None) for v in row)  # stored text: shown, never obeyed
             table.add_row(*row[:4], f"[{colors.get(row[4], 'white')}]{row[4]}[/]", *row[5:])
         console.print(table)
     if not runs:
@@ -140,9 +145,9 @@ def show_cmd(
         print_json(data)
         return
     console = _console()
-    head = f"[bold]{r.id}[/]  {r.graph}  {r.kind}  {r.status}"
+    head = f"[bold]{_short(r.id, None)}[/]  {_short(r.graph, None)}  {r.kind}  {r.status}"
     if r.parent_id:
-        head += f"  parent {r.parent_id}" + (f" at step {r.fork_step}" if r.fork_step is not None else "")
+        head += f"  parent {_short(r.parent_id, None)}" + (f" at step {r.fork_step}" if r.fork_step is not None else "")
     console.print(head)
     console.print(f"started {_when(r.started_at)}  steps {len(steps)}  model calls {len(calls)}  outcome {_num(r.outcome) or '-'}")
     if r.error:
@@ -156,9 +161,9 @@ def show_cmd(
             text = "[yellow](interrupted)[/]"
         table.add_row(
             str(s.seq),
-            s.node,
-            "/".join(p.split(":", 1)[0] for p in s.namespace.split("|")) if s.namespace else "",
-            _short(text, width),
+            _short(s.node, None),
+            _short("/".join(p.split(":", 1)[0] for p in s.namespace.split("|")), None) if s.namespace else "",
+            text if s.interrupted else _short(text, width),
             _num(s.reward),
             f"{s.latency_ms:.1f}",
             f"[red]{_short(s.error, 50)}[/]" if s.error else "",
@@ -224,7 +229,7 @@ def replay_cmd(
         console.print("[green]matches the recording step by step[/]")
         return
     where = "output" if d.seq is None else f"step {d.seq} ({d.node})"
-    console.print(f"[yellow]first divergence at {where}: {d.reason}[/]")
+    console.print(f"[yellow]first divergence at {_short(where, None)}: {_short(d.reason, None)}[/]")
     console.print(f"  expected {_short(d.expected, 160)}")
     console.print(f"  got      {_short(d.got, 160)}")
     if result.kind == "replay":
@@ -263,7 +268,7 @@ def diff_cmd(
         table.add_row(
             "" if s.a_seq is None else str(s.a_seq),
             "" if s.b_seq is None else str(s.b_seq),
-            s.node,
+            _short(s.node, None),
             marks[s.status],
             _short(s.a_error or (_text(s.a_update) if s.a_seq is not None else ""), 50),
             _short(s.b_error or (_text(s.b_update) if s.b_seq is not None else ""), 50),

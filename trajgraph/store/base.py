@@ -34,11 +34,18 @@ from trajgraph.store.liveness import died_message, gone, this_process
 from trajgraph.store.redact import Redactor
 from trajgraph.store.rows import JSON_FIELDS, decode, encode, escape_text, resolve_prompts, row_of, unreadable
 from trajgraph.store.schema import KEYS, SEARCH_INDEXES, SearchIndex
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
 
 log = logging.getLogger("trajgraph")
 
 _CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
+
+
+def sql_limit(limit: int) -> int:
+    """A LIMIT SQL can take: SQLite's integers stop at 2**63 - 1 (a larger one is 'datatype mismatch'),
+    and anything past 2**62 means 'all of them' anyway."""
+    return max(0, min(int(limit), 2**62))
 
 
 class Tx(Protocol):
@@ -141,6 +148,8 @@ class Store:
         """One read, after this program's own queued writes (a lost row is raised to its writer, not here)."""
         if self._writer is not None and self._writer.pending:
             self._writer.flush(raise_errors=False)
+        # a lone surrogate in a filter matches the store's escaped text (trajgraph/store/text.py)
+        params = [utf8_text(p) if type(p) is str else p for p in params]
         return self._query(sql, params)
 
     def mark_interrupted(self) -> list[str]:
@@ -320,7 +329,7 @@ class Store:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + f", id COLLATE {self.dialect.bytewise}"
         if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+            sql += f" LIMIT {sql_limit(limit)}"
         return [self._run(r) for r in self._read(self.dialect.sql(sql), params)]
 
     def run(self, run_id: str) -> Run:
@@ -549,4 +558,4 @@ def _snippet(row: dict[str, Any], columns: Sequence[str], words: Sequence[str], 
     return columns[0], ""
 
 
-__all__ = ["Store", "SearchHit", "Tx", "UnstorableText"]
+__all__ = ["Store", "SearchHit", "Tx", "UnstorableText", "sql_limit"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import NotAStoreError, SchemaTooNewError, SearchUnavailableError, StoreError
-from trajgraph.store.base import Store, Tx, UnstorableText
+from trajgraph.store.base import Store, Tx, UnstorableText, sql_limit
 from trajgraph.store.dialect import SQLITE
 from trajgraph.store.redact import Redactor, redact_secrets
 from trajgraph.store.schema import META, MIGRATIONS, SearchIndex
@@ -283,12 +283,20 @@ def check(conn: sqlite3.Connection, path: Path) -> int:
         raise NotAStoreError(f"{path}: corrupt trajgraph store (integrity check: {integrity and integrity[0]})")
     if row is None:
         raise NotAStoreError(f"{path}: trajgraph store without a schema version; it is damaged")
-    version = int(row[0])
+    version = _version(path, row[0])
     if version > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"{path}: store schema v{version} is newer than this trajgraph (v{SCHEMA_VERSION}); upgrade trajgraph"
         )
     return version
+
+
+def _version(path: object, value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise NotAStoreError(f"{path}: not a valid store: schema_version is {str(value)[:40]!r}, not a number; "
+                             "restore the file from a copy") from None
 
 
 def execute_when_free(conn: sqlite3.Connection, sql: str, patience_s: float) -> None:
@@ -324,7 +332,7 @@ def migrate(conn: sqlite3.Connection) -> None:
     try:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT)")
         row = conn.execute(f"SELECT value FROM {META} WHERE key='schema_version'").fetchone()
-        current = int(row[0]) if row else 0
+        current = _version("store", row[0]) if row else 0
         for target in range(current + 1, SCHEMA_VERSION + 1):
             for entry in MIGRATIONS[target]:
                 for statement in SQLITE.statements(entry):
@@ -339,4 +347,4 @@ def migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
-__all__ = ["SQLiteStore", "Database", "check", "migrate", "execute_when_free", "write_error"]
+__all__ = ["SQLiteStore", "Database", "check", "migrate", "execute_when_free", "sql_limit", "write_error"]
