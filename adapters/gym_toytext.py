@@ -42,9 +42,9 @@ from trajgraph.adapters._toytext_mdp import (  # noqa: F401 (the action tuples a
     solve,
     taxi_mdp,
 )
-from trajgraph.adapters.tasks import TaskSpec, sample_pool, seed_pool, split_pool
+from trajgraph.envloop import env_loop
+from trajgraph.envloop.task import TaskSpec, sample_pool, seed_pool, split_pool
 from trajgraph.errors import ConfigError
-from trajgraph.graphs.env_loop import env_loop
 
 try:
     import gymnasium as gym

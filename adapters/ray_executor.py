@@ -41,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from trajgraph.adapters.ray_reward import shared_reward
 from trajgraph.errors import ConfigError, TrajgraphError
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
@@ -100,7 +101,7 @@ class RowCapture:
     readonly = False
 
     def __init__(self) -> None:
-        self._writer: Any = None  # the store's write-behind writer (trajgraph/store/_writer.py), once used
+        self._writer: Any = None  # the store's write-behind writer (trajgraph/store/writer.py), once used
         self.runs: dict[str, Run] = {}
         self.keyed: dict[str, dict[tuple[str, int], Any]] = {"steps": {}, "model_calls": {}, "search_nodes": {}}
         self.pairs: list[PreferencePair] = []
@@ -206,6 +207,11 @@ class RayExecutor:
         if self.ray is None:
             self.ray = connect(self.address, **self.init_kwargs)
         return self.ray
+
+    def shared_reward(self, path: str, **options: Any) -> Any:
+        """One reward model for every worker: the shared reward actor (ray_reward.py) on this cluster."""
+        self.connect()
+        return shared_reward(path, address=self.address, **options)
 
     async def map(self, search: Search, jobs: Sequence[tuple[Any, str]], *, store: Any = None,
                   on_result: Callable[[Any], None] | None = None) -> list[Any]:

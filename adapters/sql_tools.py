@@ -10,7 +10,7 @@ exact. The agent has three tools: `list_tables`, `describe_table`, `run_sql`
 1.0 when the final AI message contains the answer (numbers compared by value,
 names as whole words), 0.0 when it does not, None while the agent is still calling tools.
 
-The database and the questions with their answers are adapters/_sql_data.py.
+The database and the questions with their answers are adapters/sql_data.py.
 `make_graph` takes a LangChain chat model (not a policy node): the model call is the
 decision. `noisy_sql_model` is a scripted, seeded tool-calling model
 (`ScriptedChatModel`) for tests and offline demos that sometimes queries the wrong table.
@@ -33,7 +33,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, PrivateAttr
 
-from trajgraph.adapters._sql_data import (
+from trajgraph.adapters.sql_data import (
     MAX_ROWS,
     Question,
     SqlDatabase,
@@ -43,7 +43,7 @@ from trajgraph.adapters._sql_data import (
     default_database,
     questions,
 )
-from trajgraph.adapters.tasks import TaskSpec, sample_pool, split_pool
+from trajgraph.envloop.task import TaskSpec, sample_pool, split_pool
 
 SYSTEM_PROMPT = (
     "You answer questions about a SQLite database. Use the tools: list_tables, describe_table, run_sql "

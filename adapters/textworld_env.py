@@ -37,9 +37,9 @@ from trajgraph.adapters._textworld_games import (  # noqa: F401 (CACHE_ENV is re
     load_textworld,
     make_game,
 )
-from trajgraph.adapters.tasks import TaskSpec, seed_pool
+from trajgraph.envloop import EnvState, env_loop
+from trajgraph.envloop.task import TaskSpec, seed_pool
 from trajgraph.errors import ConfigError, ForkError
-from trajgraph.graphs.env_loop import EnvState, env_loop
 
 # -- the environment ------------------------------------------------------------------
 

@@ -164,8 +164,8 @@ def redact(tries: int) -> dict[str, Measure]:
     """Redaction speed on long texts (prose and inputs that made the old patterns retry at every
     character) per reference workload, and linearity: 10x the text over 10x the time."""
     from trajgraph.store import redact_secrets
-    from trajgraph.store._json import dumps
-    from trajgraph.store._redact import may_hold_secret
+    from trajgraph.store.json import dumps
+    from trajgraph.store.redact import may_hold_secret
 
     texts = ["You are in a kitchen; the fridge is closed. token_ids=[1,2] " * 40, "a" * 2000, "x_api_key_ " * 200,
              "a=b:c=" * 300, ("-----BEGIN RSA " + "PRIVATE KEY-----\n") * 60, "http://host:port/" * 120]
@@ -192,10 +192,7 @@ def branch(tries: int) -> dict[str, Measure]:
 
     from trajgraph.search.budget import Budget, BudgetMeter
     from trajgraph.search.space import Space
-    try:  # graphs/chain.py is moving into trajgraph.testing
-        from trajgraph.graphs.chain import chain_start, deceptive_chain_graph
-    except ImportError:
-        from trajgraph.testing import chain_start, deceptive_chain_graph  # type: ignore[attr-defined,no-redef]
+    from trajgraph.testing.chain import chain_start, deceptive_chain_graph
 
     async def go() -> float:
         space = Space(deceptive_chain_graph(depth=50, skill=1.0, trap=0.0, seed=0), "policy", meter=BudgetMeter(Budget(policy_calls=None)))
@@ -260,11 +257,8 @@ def policy(tries: int) -> dict[str, Measure]:
     import torch
 
     torch.set_num_threads(1)
-    try:
-        from trajgraph.policies import choice_states, minilm_policy  # type: ignore[attr-defined]
-    except ImportError:
-        from trajgraph.adapters.policies import minilm_policy
-        from trajgraph.adapters.policies.choice_task import choice_states
+    from trajgraph.policies import minilm_policy
+    from trajgraph.testing.choice_task import choice_states
     pol = minilm_policy(temperature=0.1)
     pol(choice_states(1, seed=99)[0])
     rounds = iter(range(1000))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from _table import emit
 
-from trajgraph.graphs.chain import chain_start, deceptive_chain_graph
 from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.search.space import Space
+from trajgraph.testing.chain import chain_start, deceptive_chain_graph
 
 
 async def measure(checkpointer_name: str, branches: int) -> dict:

@@ -40,10 +40,10 @@ def main() -> None:
     ap.add_argument("--work", default="learning-out", help="folder for the store and the trained head (reused if present)")
     args = ap.parse_args()
 
-    from trajgraph.adapters.policies import minilm_policy
-    from trajgraph.adapters.policies.trainable import load_trainable_policy
     from trajgraph.adapters.textworld_env import TextWorldSuite
     from trajgraph.learn import train_policy
+    from trajgraph.policies import minilm_policy
+    from trajgraph.policies.head import load_trainable_policy
     from trajgraph.store import Store
 
     work = Path(args.work)

@@ -35,10 +35,10 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES: dict[str, tuple[str, list[str]]] = {
     "replay": ("trajgraph/replay/cassette.py", ["tests/test_replay.py", "tests/test_nested_graphs.py"]),
     "diff": ("trajgraph/replay/diff.py", ["tests/test_replay.py", "tests/test_cli_runs.py"]),
-    "writer": ("trajgraph/store/_writer.py", ["tests/test_reliability_writes.py", "tests/test_record.py"]),
-    "rows": ("trajgraph/store/_rows.py", ["tests/test_store.py", "tests/test_reliability_store.py"]),
-    "json": ("trajgraph/store/_json.py", ["tests/test_store.py", "tests/test_reliability_writes.py", "tests/test_reliability_store.py"]),
-    "redact": ("trajgraph/store/_redact.py", ["tests/test_reliability_secrets.py"]),
+    "writer": ("trajgraph/store/writer.py", ["tests/test_reliability_writes.py", "tests/test_record.py"]),
+    "rows": ("trajgraph/store/rows.py", ["tests/test_store.py", "tests/test_reliability_store.py"]),
+    "json": ("trajgraph/store/json.py", ["tests/test_store.py", "tests/test_reliability_writes.py", "tests/test_reliability_store.py"]),
+    "redact": ("trajgraph/store/redact.py", ["tests/test_reliability_secrets.py"]),
     "budget": ("trajgraph/search/budget.py", ["tests/test_optimizers.py", "tests/test_search_answers.py"]),
 }
 DEFAULT = ["replay", "diff", "writer", "redact"]

@@ -18,7 +18,7 @@ import time
 from _table import emit
 
 import trajgraph.testing  # noqa: F401  (the test kit applies the offline defaults; `import trajgraph` changes nothing)
-from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
+from trajgraph.policies import (  # before torch: sets OMP_WAIT_POLICY
     MiniLM,
     SimulatedPolicy,
     SmolLM2,
@@ -26,7 +26,7 @@ from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
     minilm_policy,
     register_smollm2,
 )
-from trajgraph.adapters.policies.choice_task import choice_states
+from trajgraph.testing.choice_task import choice_states
 
 
 def timed(fn, repeat: int = 1) -> tuple[float, object]:

@@ -20,8 +20,8 @@ from trajgraph.bench import OPTIMIZERS, run_bench, summarise
 
 
 def _policy_for(skill: float):
-    from trajgraph.adapters.chain import ChainTask, NoisyOracle
-    from trajgraph.adapters.policies import SimulatedPolicy
+    from trajgraph.policies import SimulatedPolicy
+    from trajgraph.testing.chain_suite import ChainTask, NoisyOracle
 
     def for_task(task):
         seed = zlib.crc32(task.id.encode())
@@ -36,8 +36,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tasks", type=int, default=20)
     args = ap.parse_args()
-    from trajgraph.adapters.chain import ChainSuite
     from trajgraph.adapters.gym_toytext import CliffWalkingSuite, FrozenLakeSuite
+    from trajgraph.testing.chain_suite import ChainSuite
 
     cases = [("chain (depth 5)", ChainSuite(5), 0.6, (8, 16, 32)),
              ("frozenlake 4x4", FrozenLakeSuite(size=4), 0.5, (16, 32, 64)),

@@ -45,15 +45,15 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    from trajgraph.adapters.chain import ChainSuite, NoisyOracle
     from trajgraph.adapters.gym_toytext import FrozenLakeSuite
-    from trajgraph.adapters.policies import SimulatedPolicy
+    from trajgraph.policies import SimulatedPolicy
+    from trajgraph.testing.chain_suite import ChainSuite, NoisyOracle
 
     cases = [("chain (depth 5), noisy oracle", ChainSuite(5), lambda t: NoisyOracle(t, skill=0.6, seed=zlib.crc32(t.id.encode())), 32),
              ("frozenlake 4x4, simulated policy", FrozenLakeSuite(size=4),
               lambda t: SimulatedPolicy(skill=0.5, oracle=t.oracle, seed=zlib.crc32(t.id.encode())), 32)]
     try:
-        from trajgraph.adapters.policies import minilm_policy
+        from trajgraph.policies import minilm_policy
 
         shared = minilm_policy(seed=0)
         cases.append(("frozenlake 4x4, MiniLM ranker", FrozenLakeSuite(size=4), lambda t: shared.view(), 32))

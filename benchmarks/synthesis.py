@@ -26,8 +26,7 @@ import time
 from _table import emit
 
 from trajgraph.adapters.gym_toytext import FrozenLakeSuite
-from trajgraph.adapters.policies.trainable import trainable_policy
-from trajgraph.adapters.policies.trainable_fit import FitConfig, fit
+from trajgraph.learn.head_fit import FitConfig, fit
 from trajgraph.learn.synthesis import (
     NoveltyPolicy,
     RandomPolicy,
@@ -39,6 +38,7 @@ from trajgraph.learn.synthesis import (
     generate_tasks,
     rollout,
 )
+from trajgraph.policies.head import trainable_policy
 
 
 def train_and_eval(trajs: list[Trajectory], test: list, seed: int) -> tuple[float, int]:

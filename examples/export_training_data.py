@@ -22,8 +22,8 @@ from pathlib import Path
 import trajgraph as tg
 from trajgraph.export import dpo_dataset, prm_dataset, sft_dataset, write_dataset
 from trajgraph.export.otel import export_spans
-from trajgraph.graphs.chain import chain_start
 from trajgraph.testing import ScriptedToolModel, deceptive_chain_graph, fake_tool_call, react_calculator_agent
+from trajgraph.testing.chain import chain_start
 
 
 def main(out: Path) -> None:

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import trajgraph as tg
-from trajgraph.adapters.chain import ChainSuite
 from trajgraph.testing import ScriptedPolicy
+from trajgraph.testing.chain_suite import ChainSuite
 
 
 def all_doors(state: dict[str, Any], k: int, rng: Any) -> list[dict[str, str]]:

@@ -24,8 +24,8 @@ import time
 from typing import Any
 
 import trajgraph.testing  # noqa: F401  (the test kit applies the offline defaults; `import trajgraph` changes nothing)
-from trajgraph.adapters.policies import PolicyStats, SimulatedPolicy, minilm_policy, register_smollm2, smollm2_policy
-from trajgraph.adapters.policies.choice_task import choice_states
+from trajgraph.policies import PolicyStats, SimulatedPolicy, minilm_policy, register_smollm2, smollm2_policy
+from trajgraph.testing.choice_task import choice_states
 
 
 class RandomPolicy:

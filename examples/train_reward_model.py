@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 import trajgraph as tg
-from trajgraph.graphs.chain import chain_start, deceptive_chain_graph
 from trajgraph.reward import LocalRewardModel, RewardItem
+from trajgraph.testing.chain import chain_start, deceptive_chain_graph
 
 
 def main(out: Path) -> None:

@@ -1,107 +1,22 @@
-"""Environment-loop agent graphs: policy -> env -> (policy | END), with an optional reset.
+"""Ready-made environment-loop graphs for `langgraph dev` (see langgraph.json).
 
-`EnvState` is the state every environment loop in trajgraph shares, and
-`env_loop_graph` is its one builder (the test kit's tiny environments, the toy-text,
-TextWorld and chain tasks, and the ready-made graphs below all use it). Keys:
-task, observation, actions (admissible), action (written by the decision node
-"policy"), history, score, reward (final, when done), done.
-
-Two things real environments need beyond the plain loop:
-
-- a `reset` node at START, for environments that live outside the graph state
-  (TextWorld): every fresh run puts the engine back at the start, so invoking the
-  same graph twice, or a search's root, always begins from the task's first state;
-- a state schema that extends EnvState with adapter keys (e.g. the game's
-  current winning commands), since LangGraph only keeps keys its schema declares.
-
-The module also exposes ready-made graphs for `langgraph dev` (see langgraph.json):
-they play with the task's oracle policy, so Studio shows a full episode offline,
-and they check their input first (`trajgraph.graphs._inputs`): an empty or
-malformed input gets one message naming the expected input, not a KeyError.
+They play with the task's oracle policy, so Studio shows a full episode offline, and
+they check their input first (`trajgraph.graphs._inputs`): an empty or malformed input
+gets one message naming the expected input, not a KeyError. The env-loop contract
+itself (EnvState, the builder) is core: `trajgraph.envloop`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import operator
 from collections.abc import Callable
-from typing import Annotated, Any, TypedDict, cast
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig
-from langgraph.graph import END, START, StateGraph
 
-from trajgraph.graphs._inputs import ExpectedInput, expect_input
-
-Node = Callable[[Any], dict[str, Any]]
-
-
-class EnvState(TypedDict, total=False):
-    """The state of every environment-loop graph in trajgraph."""
-
-    task: str
-    observation: str
-    actions: list[str]  # admissible actions at this point
-    action: str | None  # written by the decision node
-    history: Annotated[list, operator.add]  # [{"action", "observation", "reward"}]
-    score: float  # running score
-    reward: float | None  # final reward, set when done
-    done: bool
-    pos: int
-
-
-def _route(state: dict[str, Any]) -> str:
-    return END if state.get("done") else "policy"
-
-
-def env_loop_graph(
-    env_node: Node,
-    policy_node: Node,
-    name: str = "env_loop",
-    *,
-    reset_node: Node | None = None,
-    state_schema: type = EnvState,
-) -> StateGraph:
-    """The env-loop builder (not compiled); decision node 'policy'.
-
-    With `reset_node`: START -> reset -> (policy | END). Without: START -> (policy | END).
-    `name` is the compiled graph's name in `env_loop`; the builder itself has none.
-    """
-    del name  # a StateGraph has no name; kept so env_loop_graph(env, policy, "name") reads as before
-    g: StateGraph[Any, Any, Any, Any] = StateGraph(state_schema)
-    g.add_node("policy", cast(Any, policy_node))  # a plain (state) -> update function; its state type is the schema's
-    g.add_node("env", cast(Any, env_node))
-    if reset_node is not None:
-        g.add_node("reset", cast(Any, reset_node))
-        g.add_edge(START, "reset")
-        g.add_conditional_edges("reset", _route, ["policy", END])
-    else:
-        g.add_conditional_edges(START, _route, ["policy", END])
-    g.add_edge("policy", "env")
-    g.add_conditional_edges("env", _route, ["policy", END])
-    return g
-
-
-def env_loop(
-    env_node: Node,
-    policy_node: Node,
-    *,
-    reset_node: Node | None = None,
-    state_schema: type = EnvState,
-    name: str = "env_loop",
-) -> Any:
-    """Compiled env-loop graph (no checkpointer); decision node 'policy'."""
-    return env_loop_graph(env_node, policy_node, reset_node=reset_node, state_schema=state_schema).compile(name=name)
-
-
-def oracle_policy(oracle: Callable[[dict], str]) -> Node:
-    """A policy node that always plays the oracle's action."""
-
-    def policy(state: dict[str, Any]) -> dict[str, Any]:
-        return {"action": oracle(state)}
-
-    return policy
-
+from trajgraph.envloop import EnvState, oracle_policy
+from trajgraph.graphs._inputs import ExpectedInput, expect_input, state_types
 
 # -- ready-made graphs for `langgraph dev` ---------------------------------------------
 
@@ -115,7 +30,7 @@ def toytext_input(graph: str, task_input: dict[str, Any], states: int) -> Expect
     return ExpectedInput(
         graph=graph,
         required={"pos": int},
-        optional={k: object for k in EnvState.__annotations__ if k != "pos"},
+        optional=state_types(EnvState, but=("pos",)),  # validated with the types EnvState declares
         example=task_input,
         check=lambda value: None if 0 <= value["pos"] < states else f"'pos' must be a state id in 0..{states - 1}",
     )
@@ -164,7 +79,7 @@ def textworld_graph(config: Any = None) -> Any:
     task = _textworld_task(int(_configurable(config).get("seed", 1)))
     assert task.oracle is not None
     graph = task.make_graph(oracle_policy(task.oracle))[0]
-    spec = ExpectedInput(graph="textworld", optional={k: object for k in TextWorldState.__annotations__}, example={},
+    spec = ExpectedInput(graph="textworld", optional=state_types(TextWorldState), example={},
                          hint="{} (the reset node starts the game; keys of its state are accepted and replaced)")
     return expect_input(graph, spec)
 
@@ -186,5 +101,5 @@ frozenlake = _off_the_loop(frozenlake_graph)
 cliffwalking = _off_the_loop(cliffwalking_graph)
 textworld = _off_the_loop(textworld_graph)
 
-__all__ = ["EnvState", "env_loop_graph", "env_loop", "oracle_policy", "toytext_input", "frozenlake_graph",
+__all__ = ["toytext_input", "frozenlake_graph",
            "cliffwalking_graph", "textworld_graph", "frozenlake", "cliffwalking", "textworld"]

@@ -30,7 +30,7 @@ import os
 from typing import Any
 
 import trajgraph as tg
-from trajgraph.adapters._sql_data import answer_matches, questions
+from trajgraph.adapters.sql_data import answer_matches, questions
 from trajgraph.adapters.sql_tools import noisy_sql_model
 from trajgraph.graphs._inputs import expect_input
 from trajgraph.graphs.sql_react import EXAMPLE, SQL_INPUT, make_sql_agent

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Static checks and the oldest-LangGraph job, run by .ci/run before the tests.
 #   ruff over every Python file in the repository, mypy over the library, graphs/ and adapters/;
-#   the LangGraph seam (trajgraph/_langgraph.py) and the suites that lean on it, against the
+#   the LangGraph seam (trajgraph/_internal/langgraph.py) and the suites that lean on it, against the
 #   oldest LangGraph the project supports (installed beside the venv, shadowing the newest).
 set -euo pipefail
 cd "$(dirname "$0")/.."

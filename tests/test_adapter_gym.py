@@ -19,9 +19,9 @@ from trajgraph.adapters.gym_toytext import (
     taxi_task,
     value_iteration,
 )
-from trajgraph.adapters.tasks import TaskSpec
+from trajgraph.envloop import oracle_policy
+from trajgraph.envloop.task import TaskSpec
 from trajgraph.errors import ConfigError
-from trajgraph.graphs.env_loop import oracle_policy
 
 
 def run(task: TaskSpec, policy) -> dict:

@@ -8,10 +8,10 @@ import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 
-from trajgraph.adapters.tasks import TaskSpec
 from trajgraph.adapters.textworld_env import TextWorldEnv, TextWorldSuite, game_id, make_game, textworld_task
+from trajgraph.envloop import oracle_policy
+from trajgraph.envloop.task import TaskSpec
 from trajgraph.errors import ConfigError, ForkError
-from trajgraph.graphs.env_loop import oracle_policy
 
 SEED = 12
 # TextWorld's games are "fully supported" by Jericho but have no action generator; textworld silences

@@ -1,4 +1,4 @@
-"""trajgraph._langgraph: the LangGraph internals trajgraph relies on, pinned down.
+"""trajgraph._internal.langgraph: the LangGraph internals trajgraph relies on, pinned down.
 
 CI runs this file (with the record, search and replay suites) against the oldest
 LangGraph the project supports as well as the installed newest (.ci/run).
@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 from pydantic import BaseModel
 
-from trajgraph._langgraph import (
+from trajgraph._internal.langgraph import (
     RESUMING_KEY,
     ainvoke_node,
     compiled_fields,

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 
 import trajgraph as tg
-from trajgraph.adapters.policies.trainable import load_trainable_policy, trainable_policy
 from trajgraph.errors import ConfigError
 from trajgraph.learn import NoTrainingDataError, decisions, preferences, train_policy
 from trajgraph.learn.evolve import check_splits, evolve
 from trajgraph.learn.graph import load_policy, with_policy
+from trajgraph.policies.head import load_trainable_policy, trainable_policy
 
-try:  # the chain suite is moving from the test kit to trajgraph.adapters.chain (issue 9)
-    from trajgraph.adapters.chain import ChainSuite
+try:  # the chain suite is moving from the test kit to trajgraph.testing.chain_suite (issue 9)
+    from trajgraph.testing.chain_suite import ChainSuite
 except ImportError:
     from trajgraph.testing.tiny_env import ChainSuite  # type: ignore[attr-defined,no-redef]
 from trajgraph.testing.tiny_env import CHAIN_ACTIONS, ScriptedPolicy
@@ -91,7 +91,7 @@ def test_a_saved_head_loads_back_identical_and_its_hash_covers_the_weights(train
 
 
 def test_untrained_head_ranks_like_the_minilm_policy() -> None:
-    from trajgraph.adapters.policies import minilm_policy
+    from trajgraph.policies import minilm_policy
 
     state = {"task": "take the red key", "observation": "A red key and a blue key.", "actions": ["take red key", "take blue key", "look"], "history": []}
     base = minilm_policy().scores(state)
@@ -206,8 +206,8 @@ def test_cli_train_policy_and_evolve(searched: Path, tmp_path: Path) -> None:
 
 
 def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
-    from trajgraph.adapters.policies import minilm_policy
     from trajgraph.learn.demo import LearningSettings, learning_round
+    from trajgraph.policies import minilm_policy
 
     suite = ChainSuite(depth=3)
     test = suite.tasks("test", 2)

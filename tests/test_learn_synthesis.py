@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from trajgraph.adapters.chain import ChainSuite
 from trajgraph.adapters.gym_toytext import FrozenLakeSuite
 from trajgraph.errors import ConfigError
 from trajgraph.learn import NoveltyPolicy, Trajectory, collect, coverage_of, dedupe, generate_tasks
 from trajgraph.learn.synthesis import RandomPolicy, decisions_of, similarity
+from trajgraph.testing.chain_suite import ChainSuite
 
 
 def _t(task: str, actions: str, outcome: float) -> Trajectory:

@@ -18,8 +18,8 @@ import trajgraph as tg
 from trajgraph.learn import NoTrainingDataError, train_policy
 from trajgraph.learn.graph import load_policy
 
-try:  # the chain suite is moving from the test kit to trajgraph.adapters.chain (issue 9)
-    from trajgraph.adapters.chain import ChainSuite
+try:  # the chain suite is moving from the test kit to trajgraph.testing.chain_suite (issue 9)
+    from trajgraph.testing.chain_suite import ChainSuite
 except ImportError:
     from trajgraph.testing.tiny_env import ChainSuite  # type: ignore[attr-defined,no-redef]
 from trajgraph.testing.tiny_env import CHAIN_ACTIONS, ScriptedPolicy
@@ -47,7 +47,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _first_move_logprob(policy: Any) -> float:
     """log P(the solution's first move) as the next assistant turn at the chain's start."""
-    from trajgraph.adapters.policies.trainable_lm import chat_of
+    from trajgraph.policies.lm import chat_of
 
     sums, _, _ = policy.model.score_replies(chat_of(TASK.input), [TASK.solution[0]])
     return float(sums[0])
@@ -72,8 +72,8 @@ def test_sft_trains_smollm2_into_a_folder_that_loads_as_a_policy(store_path: Pat
         assert policy(state)["action"] in CHAIN_ACTIONS
     generate = load_policy(result.path, mode="generate", temperature=0.7)
     assert all(generate(TASK.input)["action"] in CHAIN_ACTIONS for _ in range(3))  # mapped to admissible, always
-    from trajgraph.adapters.policies.trainable_lm import load_lm_policy
     from trajgraph.learn.lm import base_model_dir
+    from trajgraph.policies.lm import load_lm_policy
 
     base = load_lm_policy(base_model_dir(None))
     assert _first_move_logprob(policy) > _first_move_logprob(base)  # two steps of SFT moved it towards the data

@@ -10,9 +10,9 @@ from langgraph.graph import END, START, StateGraph
 
 import trajgraph as tg
 from trajgraph.errors import ReplayError
-from trajgraph.recording._nested import nested_graph_nodes
+from trajgraph.recording.nested import nested_graph_nodes
 from trajgraph.store import Store
-from trajgraph.store._json import canonical
+from trajgraph.store.json import canonical
 from trajgraph.testing import ScriptedToolModel, react_calculator_agent
 from trajgraph.testing.tiny_env import deceptive_chain_graph
 

@@ -97,7 +97,7 @@ def test_optimized_agent_ainvoke_and_a_failed_search_do_not_block(tmp_path: Path
     def broken(state: dict) -> dict:
         raise RuntimeError("the environment broke")
 
-    from trajgraph.graphs.env_loop import env_loop
+    from trajgraph.envloop import env_loop
 
     failing = tg.optimize(env_loop(broken, lambda s: {"action": "left"}, reset_node=broken), decision_node="policy",
                           budget=tg.Budget(policy_calls=4), store=store)

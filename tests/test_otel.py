@@ -161,7 +161,7 @@ def test_sinks_and_errors(facts: Facts, tmp_path: Path) -> None:
         with pytest.raises(ConfigError, match="pip install opentelemetry-exporter-otlp"):
             _exporter("http://127.0.0.1:4318/v1/traces")
     else:  # installed: an OTLP/HTTP exporter aimed at the URL (nothing is sent here)
-        assert type(_exporter("http://127.0.0.1:4318/v1/traces")).__name__ == "OTLPSpanExporter"
+        assert type(_exporter("http://127.0.0.1:4318/v1/traces")(5.0)).__name__ == "OTLPSpanExporter"
     empty = tmp_path / "empty.db"
     tg.Store(empty).setup().close()
     assert export_spans(empty, InMemorySpanExporter()) == 0

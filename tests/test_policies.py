@@ -1,4 +1,4 @@
-"""Offline policies (trajgraph.adapters.policies) with the real models, and no network.
+"""Offline policies (trajgraph.policies) with the real models, and no network.
 
 SmolLM2 is converted from its GGUF once per module into a temporary cache, then
 reloaded from the safetensors copy, which every SmolLM2 test uses.
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import trajgraph  # noqa: F401  (sets the hermetic environment)
-from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
+from trajgraph.errors import ConfigError
+from trajgraph.policies import (
     MiniLM,
     SimulatedPolicy,
     SmolLM2,
@@ -26,13 +27,12 @@ from trajgraph.adapters.policies import (  # before torch: sets OMP_WAIT_POLICY
     register_smollm2,
     smollm2_policy,
 )
-from trajgraph.adapters.policies._prompt import PolicyStats, StateSeeds, resolve
-from trajgraph.adapters.policies.choice_task import choice_states
-from trajgraph.errors import ConfigError
+from trajgraph.policies.prompt import PolicyStats, StateSeeds, resolve
+from trajgraph.testing.choice_task import choice_states
 from trajgraph.testing.tiny_env import CHAIN_ACTIONS, chain_env_node, chain_solution, chain_start, env_loop_graph
 
 # isort: split
-import torch  # after trajgraph.adapters.policies, which sets OMP_WAIT_POLICY before torch reads it
+import torch
 
 NETWORK_ATTEMPTS: list[object] = []
 
@@ -311,7 +311,7 @@ def test_import_stays_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, trajgraph.adapters.policies; print(sorted(m for m in ('torch', 'transformers', 'litellm') if m in sys.modules))"
+    code = "import sys, trajgraph.policies; print(sorted(m for m in ('torch', 'transformers', 'litellm') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
 

@@ -1,4 +1,4 @@
-"""The default redaction (trajgraph/store/_redact.py, issue 20): every secret format it knows is
+"""The default redaction (trajgraph/store/redact.py, issue 20): every secret format it knows is
 replaced, ordinary text is left alone, JSON stays JSON, the store's pre-check never lets a secret
 through, and the time is linear in the text."""
 
@@ -14,8 +14,8 @@ import pytest
 
 import trajgraph as tg
 from trajgraph.store import Store
-from trajgraph.store._json import dumps
-from trajgraph.store._redact import REDACTED, is_secret_name, may_hold_secret, redact_secrets, redact_value
+from trajgraph.store.json import dumps
+from trajgraph.store.redact import REDACTED, is_secret_name, may_hold_secret, redact_secrets, redact_value
 
 # (label, text with one secret, the secret): built from parts so no scanner flags this file
 SECRETS = [

@@ -43,7 +43,7 @@ import sys
 import langgraph.checkpoint.serde.jsonplus as jp  # LangGraph first: LANGGRAPH_STRICT_MSGPACK was read already (unset)
 import ormsgpack
 import trajgraph
-from trajgraph._hermetic import memory_checkpointer, strict_serde
+from trajgraph._internal.hermetic import memory_checkpointer, strict_serde
 from trajgraph.testing import deceptive_chain_graph
 
 marker = sys.argv[1]
@@ -73,14 +73,14 @@ def test_a_crafted_checkpoint_runs_nothing_even_when_langgraph_was_imported_firs
 
 
 def test_every_checkpointer_trajgraph_creates_is_strict() -> None:
-    """Checkpointers and serializers are made in one place (trajgraph/_hermetic.py), strict."""
+    """Checkpointers and serializers are made in one place (trajgraph/_internal/hermetic.py), strict."""
     import re
 
     root = Path(__file__).resolve().parent.parent / "trajgraph"
     makers = re.compile(r"\b(InMemorySaver|MemorySaver|SqliteSaver|AsyncSqliteSaver|PostgresSaver|JsonPlusSerializer)\(")
-    offenders = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.name != "_hermetic.py"
+    offenders = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py") if p.relative_to(root).as_posix() != "_internal/hermetic.py"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if makers.search(line)]
-    assert not offenders, f"create checkpointers with trajgraph._hermetic.memory_checkpointer/strict_serde: {offenders}"
+    assert not offenders, f"create checkpointers with trajgraph._internal.hermetic.memory_checkpointer/strict_serde: {offenders}"
 
 
 def test_building_a_litellm_policy_sets_only_litellms_price_list_switch() -> None:

@@ -14,7 +14,7 @@ from langgraph.graph.message import add_messages
 
 import trajgraph as tg
 from trajgraph.store import Store
-from trajgraph.store._redact import is_secret_name, redact_secrets
+from trajgraph.store.redact import is_secret_name, redact_secrets
 
 KEY = "sk-proj-" + "A1b2C3d4" * 4
 AWS = "AKIA" + "ABCDEFGHIJKLMNOP"

@@ -18,7 +18,7 @@ from langgraph.graph import END, START, StateGraph
 import trajgraph as tg
 from trajgraph.errors import StoreError
 from trajgraph.store import Store
-from trajgraph.store._writer import writer_for
+from trajgraph.store.writer import writer_for
 from trajgraph.trajectory import Run, Step
 
 

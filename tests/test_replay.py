@@ -1,4 +1,4 @@
-"""trajgraph/replay.py: cassette replay with no model call, forks at step N, diffs."""
+"""trajgraph/replay/: cassette replay with no model call, forks at step N, diffs."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import trajgraph as tg
 from trajgraph.errors import ReplayError, RunNotFoundError
 from trajgraph.replay import diff, fork, load_graph, replay
 from trajgraph.store import Store
-from trajgraph.store._json import canonical
+from trajgraph.store.json import canonical
 from trajgraph.testing import ScriptedToolModel, fake_tool_call, react_calculator_agent
 from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph, env_loop_graph
 

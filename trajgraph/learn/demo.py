@@ -51,8 +51,8 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     in the store, and evaluate it (greedy and `settings.search`) on `test`; also greedy argmax of
     base and trained policies, so a gain from training is not mistaken for one from temperature."""
     from trajgraph import bench
-    from trajgraph.adapters.policies import minilm_policy
-    from trajgraph.adapters.policies.trainable import load_trainable_policy
+    from trajgraph.policies import minilm_policy
+    from trajgraph.policies.head import load_trainable_policy
 
     s = settings or LearningSettings()
     tick = progress or (lambda label, total: (lambda result: None))

@@ -23,6 +23,7 @@ from typing import Any
 from trajgraph.errors import ConfigError
 from trajgraph.learn.graph import as_node_policy, policy_version
 from trajgraph.learn.train import train_policy
+from trajgraph.policies.head import trainable_policy
 from trajgraph.store import Store
 
 
@@ -187,10 +188,6 @@ def evolve(
 
 
 def _untrained(seed: int) -> Any:
-    try:
-        from trajgraph.adapters.policies.trainable import trainable_policy
-    except ImportError as exc:
-        raise ConfigError(f"the default starting policy needs {exc.name}; pip install 'trajgraph[reward]'") from None
     return trainable_policy(seed=seed)
 
 

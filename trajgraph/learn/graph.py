@@ -13,12 +13,14 @@ larger graph. `policy` is a trained folder (`load_policy`) or any object with
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
-from trajgraph._langgraph import compiled_graph, require_nodes, with_node_runnables
+from trajgraph._internal.aio import run_sync
+from trajgraph._internal.langgraph import compiled_graph, require_nodes, with_node_runnables
 from trajgraph.errors import ConfigError
+from trajgraph.policies import head as trainable
+from trajgraph.policies import lm
 
 
 def load_policy(path: str | Path, **options: Any) -> Any:
@@ -28,11 +30,6 @@ def load_policy(path: str | Path, **options: Any) -> Any:
     path = Path(path)
     if not path.is_dir():
         raise ConfigError(f"model folder {path} does not exist; give the folder `trajgraph train policy --out` wrote")
-    try:
-        trainable = importlib.import_module("trajgraph.adapters.policies.trainable")
-        lm = importlib.import_module("trajgraph.adapters.policies.trainable_lm")
-    except ImportError as exc:
-        raise ConfigError(f"loading a trained policy needs {exc.name}; pip install 'trajgraph[reward,smollm]'") from None
     if trainable.is_policy_folder(path):
         return trainable.load_trainable_policy(path, **options)
     if lm.is_lm_folder(path):
@@ -61,8 +58,6 @@ def with_policy(graph: Any, policy: Any, *, decision_node: str = "policy") -> An
     """The compiled `graph` with `decision_node` served by `policy` (a folder path or a policy object)."""
     from langchain_core.runnables import RunnableLambda
 
-    from trajgraph.search.optimize import _run_sync
-
     compiled = compiled_graph(graph, "with_policy()")
     require_nodes(compiled, decision_node)
     chosen = as_node_policy(policy)
@@ -76,7 +71,7 @@ def with_policy(graph: Any, policy: Any, *, decision_node: str = "policy") -> An
         return updates[0]
 
     def decide_sync(state: dict[str, Any]) -> Any:
-        return _run_sync(decide(state))
+        return run_sync(decide(state))
 
     node = RunnableLambda(decide_sync, afunc=decide, name=decision_node)
     return with_node_runnables(compiled, {decision_node: (node, [])})

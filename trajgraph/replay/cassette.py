@@ -2,7 +2,7 @@
 
 LangGraph's own replay from a checkpoint re-executes nodes, so the model is
 called again and answers differently. Here the graph is re-run with its nodes
-instrumented (trajgraph/record.py) and a *cassette* answering steps from the
+instrumented (trajgraph/recording/record.py) and a *cassette* answering steps from the
 recording, the way VCR-style HTTP cassettes answer requests:
 
 - cassette replay: every node that made a model call in the recording (and
@@ -16,7 +16,7 @@ recording, the way VCR-style HTTP cassettes answer requests:
 Steps are matched by a stable key: namespace (with task ids replaced by their
 parent's node@superstep), LangGraph superstep, node and task path. Each replay
 or fork is stored as a new Run linked to the original (`parent_id`). Comparing
-the stored steps (the divergence, `diff`) is trajgraph/_diff.py.
+the stored steps (the divergence, `diff`) is trajgraph/replay/diff.py.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 
-from trajgraph._hermetic import memory_checkpointer
+from trajgraph._internal.hermetic import memory_checkpointer
 from trajgraph.errors import ReplayError, StoreError, TrajgraphError
-from trajgraph.recording._instrument import Recorder, StepKey, ns_parts, step_keys
-from trajgraph.recording._nested import nested_graph_nodes
+from trajgraph.recording.instrument import Recorder, StepKey, ns_parts, step_keys
+from trajgraph.recording.nested import nested_graph_nodes
 from trajgraph.recording.record import instrument, recorder_session
 from trajgraph.replay.diff import Divergence, first_divergence, pair_steps
 from trajgraph.store import Store
-from trajgraph.store._json import canonical
-from trajgraph.store._rows import unreadable
-from trajgraph.store._writer import writer_for
+from trajgraph.store.json import canonical
+from trajgraph.store.rows import unreadable
+from trajgraph.store.writer import writer_for
 from trajgraph.trajectory import Run, Step, new_id
 
 

@@ -3,7 +3,7 @@
 Kept apart from replay.py, which re-runs a graph against a recording: this
 module only compares steps once they are stored, so it serves `replay()`'s
 verdict (`Divergence`), `trajgraph diff` and the viewer alike (`diff`, `RunDiff`).
-Steps are matched by their stable keys (trajgraph/_instrument.py); updates are
+Steps are matched by their stable keys (trajgraph/recording/instrument.py); updates are
 compared as canonical JSON, so `add_messages`' random ids do not count.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trajgraph.recording._instrument import StepKey, step_keys
+from trajgraph.recording.instrument import StepKey, step_keys
 from trajgraph.store import Store
-from trajgraph.store._json import canonical, canonical_key
+from trajgraph.store.json import canonical, canonical_key
 from trajgraph.trajectory import Step
 
 

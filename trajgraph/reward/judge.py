@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from trajgraph._hermetic import alitellm
+from trajgraph._internal.aio import run_sync
+from trajgraph._internal.hermetic import alitellm
 from trajgraph.reward.base import Formatter, RewardItem
 
 T = TypeVar("T")
@@ -141,7 +141,7 @@ class LLMJudge:
         return list(await asyncio.gather(*(one(i) for i in items)))
 
     def judge(self, items: Sequence[RewardItem]) -> list[Judgement]:
-        return _run(self.ajudge(items))
+        return run_sync(self.ajudge(items))
 
     async def ascore(self, items: Sequence[RewardItem]) -> list[float]:
         return [j.score for j in await self.ajudge(items)]
@@ -151,28 +151,6 @@ class LLMJudge:
 
     def __repr__(self) -> str:
         return f"LLMJudge({self.model!r})"
-
-
-def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine from sync code, also when the caller already sits inside an event loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = asyncio.run(coro)
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="trajgraph-judge")
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
 
 
 __all__ = ["LLMJudge", "Judgement", "parse_judgement", "PROMPT"]

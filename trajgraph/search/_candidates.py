@@ -16,7 +16,7 @@ from typing import Any
 
 from langgraph.pregel import Pregel
 
-from trajgraph._langgraph import node_runnables
+from trajgraph._internal.langgraph import node_runnables
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Writes a search to the store: the tree, its trajectories and its pairs.
 
 As the search goes (`SearchRecorder`), each node and each finished trajectory is
-handed to the store's batched writer (trajgraph/store/_writer.py), so a search
+handed to the store's batched writer (trajgraph/store/writer.py), so a search
 killed mid-way (kill -9, a lost machine) leaves the tree so far and its finished
 rollouts, and the run itself reads as interrupted on the next open (the store's
 liveness check). At the end, `write_search` writes the final tree (scores,
@@ -25,7 +25,7 @@ class SearchRecorder:
     """Streams a running search's nodes and finished rollouts through the store's writer."""
 
     def __init__(self, store: Store, search_run: Run, decision_node: str, task: str | None) -> None:
-        from trajgraph.store._writer import writer_for
+        from trajgraph.store.writer import writer_for
 
         self.store, self.run, self.decision_node, self.task = store, search_run, decision_node, task
         self.writer = writer_for(store)

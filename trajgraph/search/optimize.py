@@ -22,8 +22,6 @@ What the driver guarantees around any optimizer:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextvars
 import dataclasses
 import inspect
 import time
@@ -34,9 +32,10 @@ from typing import Any, TypedDict, TypeVar
 
 from langgraph.graph import END, START, StateGraph
 
-from trajgraph._langgraph import compiled_graph, require_nodes
+from trajgraph._internal.aio import OWN_LOOP, run_sync
+from trajgraph._internal.langgraph import compiled_graph, require_nodes
 from trajgraph.errors import BudgetError, ConfigError
-from trajgraph.recording import _signals
+from trajgraph.recording import signals
 from trajgraph.search._write import SearchRecorder, write_search
 from trajgraph.search.budget import LIMITS, Budget, BudgetExhausted, BudgetMeter, Spent
 from trajgraph.search.optimizers.base import Optimizer, resolve_optimizer
@@ -71,7 +70,12 @@ class SearchSettings:
     searches of sync graphs on trajgraph's own checkpointer, when the search runs on an
     event loop of its own (`search()`, an optimized agent's `invoke`), never when `asearch`
     is awaited on another (a server's). Inline steps block the event loop and are not cancelled mid-step at the wall-time limit (the limit is
-    checked between steps).
+    checked between steps). state_key(state): which situation a decision state is
+    (default: the state without `history`, `action`, `reflections`); drop step
+    counters and noise with it. transpositions: share what is known about a state
+    reached by two paths, never expand the same action twice (False for stochastic
+    environments). partial(state): the environment's partial outcome of an
+    unfinished state, used to value open nodes when there is no reward model.
     """
 
     decision_node: str
@@ -90,6 +94,9 @@ class SearchSettings:
     actions_key: str | None = "actions"
     max_depth: int = 100
     inline: bool | None = None
+    state_key: Callable[[dict[str, Any]], Any] | None = None
+    transpositions: bool = True
+    partial: Outcome | None = None
 
     @classmethod
     def of(cls, settings: SearchSettings | None, options: dict[str, Any]) -> SearchSettings:
@@ -153,7 +160,8 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     meter = BudgetMeter(budget)
     space = Space(graph, s.decision_node, outcome=s.outcome, reward=s.reward, policy=as_policy(s.policy),
                   environment=s.environment, meter=meter, context=s.context, checkpointer=s.checkpointer,
-                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=_inline(s.inline))
+                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=_inline(s.inline),
+                  state_key=s.state_key, transpositions=s.transpositions, partial=s.partial)
     store = Store(s.store) if isinstance(s.store, str) else s.store
     graph_name = s.name or getattr(graph, "name", None) or "graph"
     run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(s.tags),
@@ -165,7 +173,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
         await asyncio.to_thread(store.add_run, run)
         recorder = space.on_node = SearchRecorder(store, run, s.decision_node, task)  # the tree as it grows
         session = _Session(run, recorder)
-        _signals.enter(session)  # SIGTERM now stops the search like Ctrl-C (main thread, default handler only)
+        signals.enter(session)  # SIGTERM now stops the search like Ctrl-C (main thread, default handler only)
     log = TreeLog()
     best: Node | None = None
     try:
@@ -173,6 +181,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
         if not space.nodes:
             raise BudgetError(f"the budget ({meter.spent.stopped_by}) ran out before the graph reached its first decision point")
         best = _settle(space, returned)
+        log.stats.update(merged_states=space.merged, reused_expansions=space.reused, cached_scores=space.cached_scores)
         finish = ""
         if not best.terminal:
             best, finish = await _finish(space, best, meter) if budget.finish else (best, "unfinished: Budget(finish=False) skips the greedy finish")
@@ -189,7 +198,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
                 await asyncio.shield(asyncio.to_thread(_write, store, space, run, log, best, task, status="interrupted" if stopped else "failed",
                                                        error=why, meter=meter, recorder=recorder))
             finally:
-                _signals.leave(session)
+                signals.leave(session)
         raise
     if store is not None:
         try:
@@ -197,7 +206,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
                                                          error=None if status == "succeeded" else finish,
                                                          recorder=recorder)
         finally:
-            _signals.leave(session)
+            signals.leave(session)
     return result
 
 
@@ -206,15 +215,15 @@ def search(graph: Any, input: Any, *, task: str | None = None, metadata: dict[st
     """Synchronous `asearch`. A SIGTERM during a recorded search ends it like Ctrl-C (its
     tree written, the run `interrupted`), then the process ends by SIGTERM as it would have."""
     try:
-        return _run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
-    except _signals.Terminated:
-        _signals.die_by_sigterm()
+        return run_sync(asearch(graph, input, task=task, metadata=metadata, settings=settings, **options))
+    except signals.Terminated:
+        signals.die_by_sigterm()
         raise
 
 
 @dataclass
 class _Session:
-    """What trajgraph/recording/_signals.py needs of an open run to end it on SIGTERM."""
+    """What trajgraph/recording/signals.py needs of an open run to end it on SIGTERM."""
 
     run: Run
     recorder: SearchRecorder
@@ -277,29 +286,11 @@ def _write(store: Store, space: Space, run: Run, log: TreeLog, best: Node | None
     return ids
 
 
-# Set inside the event loop that `search()` (or an optimized agent's sync call) starts for itself.
-_OWN_LOOP: contextvars.ContextVar[bool] = contextvars.ContextVar("trajgraph_own_loop", default=False)
-
-
 def _inline(setting: bool | None) -> bool | None:
     """`inline=None` lets the space step sync graphs inline only on a loop the search started
     itself: awaited on someone else's loop (a LangGraph Server, a notebook), each inline step
     would block everything else that loop serves."""
-    return setting if setting is not None or _OWN_LOOP.get() else False
-
-
-async def _owning(coro: Awaitable[T]) -> T:
-    _OWN_LOOP.set(True)
-    return await coro
-
-
-def _run_sync(coro: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_owning(coro))
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called from inside a running loop
-        return pool.submit(asyncio.run, _owning(coro)).result()
+    return setting if setting is not None or OWN_LOOP.get() else False
 
 
 def _plain_schema(graph: Any, schema: Any, name: str, extra: str | None = None) -> type:
@@ -354,7 +345,7 @@ def optimize(graph: Any, *, task: Callable[[Any], str | None] | None = None, res
         return out
 
     def run_search_sync(state: dict[str, Any]) -> dict[str, Any]:
-        return _run_sync(run_search(state))
+        return run_sync(run_search(state))
 
     from langchain_core.runnables import RunnableLambda
 

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from trajgraph._hermetic import alitellm, litellm_offline
+from trajgraph._internal.hermetic import alitellm, litellm_offline
 
 
 @runtime_checkable

@@ -24,15 +24,17 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from trajgraph.errors import ConfigError
 
 if TYPE_CHECKING:
-    from trajgraph.search.space import Space
     from trajgraph.search.tree import Node
 
 
 @runtime_checkable
 class Scorer(Protocol):
-    """Scores decision points of a search; higher is better, roughly in [0, 1]."""
+    """Scores decision points of a search; higher is better, roughly in [0, 1].
 
-    async def score_nodes(self, space: Space, nodes: Sequence[Node]) -> list[float]: ...
+    `space` is the `trajgraph.search.space.Space` being searched (typed loosely here: the space
+    builds its scorer from this module, so naming its class would make an import cycle)."""
+
+    async def score_nodes(self, space: Any, nodes: Sequence[Node]) -> list[float]: ...
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class ModelScorer:
 
     reward: Any
 
-    async def score_nodes(self, space: Space, nodes: Sequence[Node]) -> list[float]:
+    async def score_nodes(self, space: Any, nodes: Sequence[Node]) -> list[float]:
         from trajgraph.reward.base import RewardItem
 
         items = [RewardItem(task=space.task_text, turns=n.turns()) for n in nodes]
@@ -55,7 +57,7 @@ class StateScorer:
 
     fn: Callable[[dict[str, Any]], Any]
 
-    async def score_nodes(self, space: Space, nodes: Sequence[Node]) -> list[float]:
+    async def score_nodes(self, space: Any, nodes: Sequence[Node]) -> list[float]:
         out = []
         for n in nodes:
             value = self.fn(n.state)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajgraph.errors import ConfigError, RunNotFoundError
-from trajgraph.store._rows import encode, row_of
+from trajgraph.store.rows import encode, row_of
 from trajgraph.trajectory import Run
 
 

@@ -5,7 +5,7 @@ models do not implement `bind_tools`; `FakeToolModel` does, so the prebuilt
 ReAct agent runs on it.
 """
 
-from trajgraph._hermetic import hermetic
+from trajgraph._internal.hermetic import hermetic
 from trajgraph.testing.fake_models import FakeToolModel, ScriptedToolModel, fake_tool_call
 from trajgraph.testing.tiny_env import (
     CorridorEnv,

@@ -7,8 +7,8 @@
 - `react_calculator_agent`: the prebuilt ReAct agent on a scripted tool model.
 
 `EnvState` and the env-loop builder `env_loop_graph` live in the library
-(`trajgraph.graphs.env_loop`), the deceptive chain in `trajgraph.graphs.chain`
-(its task suite, `ChainSuite`, in `trajgraph.adapters.chain`); they are imported
+(`trajgraph.envloop`), the deceptive chain in `trajgraph.testing.chain`
+(its task suite, `ChainSuite`, in `trajgraph.testing.chain_suite`); they are imported
 here so the kit's old names work.
 """
 
@@ -18,7 +18,8 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from trajgraph.graphs.chain import (  # noqa: F401 (the kit's names for the chain)
+from trajgraph.envloop import EnvState, env_loop_graph
+from trajgraph.testing.chain import (  # noqa: F401 (the kit's names for the chain)
     CHAIN_ACTIONS,
     chain_env_node,
     chain_solution,
@@ -26,7 +27,6 @@ from trajgraph.graphs.chain import (  # noqa: F401 (the kit's names for the chai
     deceptive_chain_graph,
     noisy_chain_policy,
 )
-from trajgraph.graphs.env_loop import EnvState, env_loop_graph
 
 # -- an environment outside the graph ---------------------------------------------
 

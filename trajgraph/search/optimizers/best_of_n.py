@@ -17,7 +17,7 @@ from trajgraph.search.budget import BudgetExhausted
 from trajgraph.search.optimizers.base import at_least, finite, success
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
-from trajgraph.store._json import canonical_key
+from trajgraph.store.json import canonical_key
 
 
 @dataclass(frozen=True)
