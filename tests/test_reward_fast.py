@@ -219,3 +219,24 @@ def test_onnx_quantization_leaves_the_root_logger_alone(model_dir: Path, tmp_pat
     _onnx.quantize(src, tmp_path / "m8.onnx")
     assert (tmp_path / "m8.onnx").stat().st_size < src.stat().st_size / 2  # int8 weights: a quarter of fp32's bytes
     assert root.handlers == handlers and root.filters == filters
+
+
+def test_scores_are_kept_by_content(model_dir: Path) -> None:
+    """An item scored before is not run again (issue 20): the same logit comes back, the model runs
+    only the new items, and cache_size=0 turns it off."""
+    import asyncio
+
+    items = [RewardItem(f"task {i}", (("go north", f"room {i}"),), "open door") for i in range(6)]
+    rm = LocalRewardModel(model_dir)
+    ran: list[int] = []
+    inner = rm._run
+    rm._run = lambda batch: (ran.append(len(batch)), inner(batch))[1]  # count what reaches the real model
+    first = rm.logits(items[:4])
+    again = rm.logits(items)  # four known, two new
+    assert again[:4] == first and ran == [4, 2]
+    assert asyncio.run(rm.ascore(items[::-1])) == rm.score(items)[::-1] and ran == [4, 2]
+    off = LocalRewardModel(model_dir, cache_size=0)
+    # the same values up to float noise (a batch of six pads differently from batches of four and two)
+    assert off.logits(items) == pytest.approx(again, abs=1e-5) and off._memo == {}
+    rm.close()
+    off.close()
