@@ -208,6 +208,13 @@ def test_train_or_reuse_keys_by_content(tmp_path: Path) -> None:
     assert not first.reused and again.reused and again.key == first.key
     assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
     assert again.report["n_train"] == first.report["n_train"] > 0
+    from dataclasses import replace as _replace
+
+    from trajgraph.reward import build_dataset
+
+    data = build_dataset(small_store, "auto")
+    shuffled = _replace(data, examples=data.examples[::-1], pairs=data.pairs[::-1])  # runs stored in another order
+    assert train_or_reuse(shuffled, tmp_path / "e", cache_root=cache, seed=7, **TINY).key == first.key
     other_seed = train_or_reuse(small_store, tmp_path / "c", cache_root=cache, seed=8, **TINY)
     assert not other_seed.reused and other_seed.key != first.key
     record_chain_runs(small_store, tasks=1, runs=2, depth=2, seed0=40)  # new data in the store

@@ -175,7 +175,7 @@ class Reuse:
     """What `train_or_reuse` did: trained (and cached), or copied a model trained on the same data."""
 
     reused: bool
-    key: str  # sha256 of the training data, the settings, the backbone's files and this package's code
+    key: str  # sha256 of the training data (in any order), the settings, the backbone's files and this package's code
     cache: Path  # the cached model folder
     report: dict[str, Any]  # the TrainReport (as a dict) of the training that made the model
 
@@ -205,7 +205,10 @@ def train_or_reuse(store: Store | str | Path | Dataset, out_dir: str | Path, *, 
         cfg.label_kinds, threshold=cfg.threshold, decision_nodes=cfg.decision_nodes)
     backbone = Path(cfg.backbone) if cfg.backbone is not None else _net.default_backbone()
     h = hashlib.sha256()
-    h.update(repr((_REUSE_VERSION, data.examples, data.pairs, data.threshold, data.scale)).encode())
+    # the examples as a set: concurrent searches store their runs in any order, and the same runs
+    # read in another order are the same data
+    h.update(repr((_REUSE_VERSION, sorted(map(repr, data.examples)), sorted(map(repr, data.pairs)), data.threshold,
+                   data.scale)).encode())
     h.update(repr(sorted((k, repr(v)) for k, v in asdict(cfg).items() if k not in ("progress", "device"))).encode())
     for f in sorted(backbone.iterdir()):  # the backbone's files by name, size and time: a new checkpoint retrains
         if f.is_file():
