@@ -168,7 +168,8 @@ class _Gate:
 
 
 def test_concurrent_threads_share_batches(model_dir: Path) -> None:
-    rm = LocalRewardModel(model_dir, device="cpu", batch_size=64)
+    # cache_size=0: the expected scores below are computed first, and a cached item never reaches the batcher
+    rm = LocalRewardModel(model_dir, device="cpu", batch_size=64, cache_size=0)
     per_caller = [items(4 + c)[c:] for c in range(8)]
     expected = [rm.score(chunk) for chunk in per_caller]
     gate = _Gate(rm._batcher, n=8)
@@ -189,7 +190,7 @@ def test_concurrent_threads_share_batches(model_dir: Path) -> None:
 
 
 def test_asyncio_callers_share_batches(model_dir: Path) -> None:
-    rm = LocalRewardModel(model_dir, device="cpu", batch_size=64)
+    rm = LocalRewardModel(model_dir, device="cpu", batch_size=64, cache_size=0)
     per_caller = [items(6 + c)[c:] for c in range(8)]
     expected = [rm.score(chunk) for chunk in per_caller]
     gate = _Gate(rm._batcher, n=8)
@@ -204,7 +205,7 @@ def test_asyncio_callers_share_batches(model_dir: Path) -> None:
 
 
 def test_large_requests_are_split_into_length_sorted_batches(model_dir: Path) -> None:
-    rm = LocalRewardModel(model_dir, device="cpu", batch_size=8)
+    rm = LocalRewardModel(model_dir, device="cpu", batch_size=8, cache_size=0)
     sizes: list[list[int]] = []
     real = rm._batcher._forward()
     rm._batcher._run = lambda batch: (sizes.append([len(e.ids) for e in batch]), real(batch))[1]

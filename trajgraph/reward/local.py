@@ -178,6 +178,8 @@ class LocalRewardModel:
 
     def close(self) -> None:
         """Stop the scoring thread now (it also stops when the model is garbage-collected)."""
+        self._memo.clear()  # a closed model answers nothing, cached or not
+        self.cache_size = 0
         self._batcher.close()
 
     def _forward(self, batch: list[Any]) -> list[float]:
