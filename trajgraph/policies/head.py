@@ -54,7 +54,7 @@ TRAINED_TEMPERATURE = 0.3
 FEATURES = ("full", "scalars")
 
 
-def _head(hidden: int, features: str = "full") -> Any:
+def _head(hidden: int, features: str = "full", base_weight: float = 1.0 / BASE_TEMPERATURE) -> Any:
     import torch
 
     if features not in FEATURES:
@@ -69,7 +69,7 @@ def _head(hidden: int, features: str = "full") -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.full = features == "full"
-            self.base_weight = torch.nn.Parameter(torch.tensor(1.0 / BASE_TEMPERATURE))
+            self.base_weight = torch.nn.Parameter(torch.tensor(float(base_weight)))
             width = 4 * DIM + N_SCALARS if self.full else N_SCALARS
             self.mlp = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
             last = self.mlp[2]
