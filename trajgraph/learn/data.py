@@ -191,6 +191,11 @@ def _walk(run: Run, steps: Sequence[Step], trim: bool, situation: str, state_map
     for step in steps:
         if step.action is not None:
             action = _action_text(step.action, state_map)
+            update = to_jsonable(step.action)
+            if action is None and isinstance(update, dict) and "messages" not in update:  # a chat agent's step is not an env-loop decision
+                n_steps += 1
+                why = why or (f"its decision update has no {state_map.action!r} (keys: {sorted(map(str, update))[:12]}); "
+                              "pass StateMap(action=...) naming the key your decision node writes")
             if action is not None:
                 n_steps += 1
                 if state.get(state_map.actions) is None:
