@@ -148,7 +148,7 @@ def main(out: Path) -> None:
     # 3. train a head whose base is the agent's own decision node
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotImprovedWarning)
-        result = tg.train_policy(db, out / "head", graph=agent, decision_node="decide", state_map=STATE_MAP, temperature=0.0,
+        result = tg.train_policy(db, out / "head", graph=agent, decision_node="decide", state_map=STATE_MAP, temperature=0.0, features="scalars",
                                  epochs=20, min_steps=100)
     card = result.card
     print(f"trained {card['name']} on base {card['base']['kind']} ({card['base']['source']}), improved: {result.improved}, "

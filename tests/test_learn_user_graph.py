@@ -153,7 +153,7 @@ def test_unread_decisions_are_counted_and_said(vault_db: Path, tmp_path: Path) -
 
 
 def test_the_default_mapping_refuses_a_graph_with_other_keys(vault_db: Path) -> None:
-    with pytest.raises(ConfigError, match="decision update has no 'action' \(keys: \['choice'\]\)"):
+    with pytest.raises(ConfigError, match=r"decision update has no 'action' \(keys: \['choice'\]\)"):
         decisions(vault_db, on_unread="error")
     add_history = StateMap(task="goal", observation="seen", actions="options", history="moves", action="choice")
     with pytest.raises(ConfigError, match=r"whole 'moves'.*history_reducer='replace'"):

@@ -204,7 +204,7 @@ class TrainablePolicy(SeededPolicy):
     def untrained(self) -> bool:
         """Does the head still score exactly as its base (last layer zero, base weight at its start)?"""
         last = self.head.mlp[2]
-        return bool((last.weight == 0).all() and (last.bias == 0).all()) and float(self.head.base_weight) == float(self.prior.weight0)
+        return bool((last.weight == 0).all() and (last.bias == 0).all()) and float(self.head.base_weight.detach()) == float(self.prior.weight0)
 
     @property
     def reproduces_base(self) -> bool:
