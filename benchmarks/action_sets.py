@@ -46,11 +46,11 @@ def state(n: int, seed: int) -> dict[str, Any]:
             "actions": acts, "history": [{"action": acts[1], "observation": "Nothing happens."}]}
 
 
-def timed(fn: Any, repeat: int = 1) -> float:
+def timed(fn: Any, arg: Any, repeat: int = 1) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        fn()
+        fn(arg)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -67,9 +67,9 @@ def main() -> None:
         head = trainable_policy(temperature=0.0)
         filtered = trainable_policy(temperature=0.0, top_k=50, encoder=head.encoder)
         s = {**state(n, n), "history": []}
-        cold = timed(lambda: head(s))  # every text encoded once (batches of new texts)
-        warm = timed(lambda: head(s), args.repeat)
-        top = timed(lambda: filtered(s), args.repeat)
+        cold = timed(head, s)  # every text encoded once (batches of new texts)
+        warm = timed(head, s, args.repeat)
+        top = timed(filtered, s, args.repeat)
         ds = []
         for i in range(args.decisions):
             st = state(n, n + i)

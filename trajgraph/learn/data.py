@@ -320,6 +320,7 @@ def preferences(store: Store | str | Path, *, sources: Sequence[str] | None = No
             if pair.chosen_score is not None and pair.rejected_score is not None and pair.chosen_score <= pair.rejected_score:
                 continue
             raw = pair.prompt.get("state") if isinstance(pair.prompt, dict) else None
+            state: dict[str, Any] | None
             if isinstance(raw, dict):
                 try:
                     state = smap.view(raw)
