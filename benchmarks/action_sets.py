@@ -23,6 +23,7 @@ from _table import emit
 import trajgraph.testing  # noqa: F401  (offline defaults)
 from trajgraph.learn.data import Decision
 from trajgraph.learn.head_fit import FitConfig, fit
+from trajgraph.policies import MiniLM
 from trajgraph.policies.head import trainable_policy
 
 VERBS = ["take", "open", "close", "examine", "put", "drop", "unlock", "go to", "insert", "eat", "push", "read"]
@@ -64,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = []
     for n in args.sizes:
-        head = trainable_policy(temperature=0.0)
+        head = trainable_policy(temperature=0.0, encoder=MiniLM())  # a fresh encoder: an empty text cache
         filtered = trainable_policy(temperature=0.0, top_k=50, encoder=head.encoder)
         s = {**state(n, n), "history": []}
         cold = timed(head, s)  # every text encoded once (batches of new texts)
