@@ -23,12 +23,17 @@ for entry in trajgraph/* trajgraph/.[!.]*; do
 done
 ln -s "$ROOT/graphs" "$SHADOW/trajgraph/graphs"
 ln -s "$ROOT/adapters" "$SHADOW/trajgraph/adapters"
+# tests/, benchmarks/ and examples/ sit beside the package as in the repository: tests/ is a namespace
+# package (`from tests._services import ...`, explicit_package_bases names its modules tests.*), and the
+# benchmark scripts import their sibling `_table` as the top-level module they run beside (mypy_path).
+for extra in tests benchmarks examples; do ln -s "$ROOT/$extra" "$SHADOW/$extra"; done
 
 # files: the whole installed package (pyproject's `files` lists the three folders for editors and a
 # bare `mypy`, which checks graphs/ and adapters/ under the wrong names); exclude and the rest as configured.
 cd "$SHADOW"
 set +e
-"$PY" -m mypy --config-file "$ROOT/pyproject.toml" --cache-dir "$ROOT/.mypy_cache" "$@" trajgraph \
+MYPYPATH="$SHADOW/benchmarks" "$PY" -m mypy --config-file "$ROOT/pyproject.toml" --cache-dir "$ROOT/.mypy_cache" \
+    --explicit-package-bases "$@" trajgraph tests benchmarks examples \
     | sed -e 's#^trajgraph/graphs/#graphs/#' -e 's#^trajgraph/adapters/#adapters/#'
 status=${PIPESTATUS[0]}
 set -e

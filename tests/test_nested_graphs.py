@@ -149,6 +149,7 @@ def test_a_changed_called_graph_is_a_divergence_at_its_step(store: Store) -> Non
 
     result = tg.replay(store, run.id, _outer(_arithmetic(factor=3)), live=True)
     assert not result.matched
+    assert result.divergence is not None
     assert (result.divergence.seq, result.divergence.node, result.divergence.reason) == (1, "call_inner", "update differs")
 
 
