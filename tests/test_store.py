@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -244,7 +245,7 @@ def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> 
         assert [s.seq for s in steps] == list(range(8)) and [s.node for s in steps] == ["policy", "env"] * 4
         assert r.output["reward"] == 1.0
     assert store.count("steps") == 4 * runs * 8
-    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(r.ended_at for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
+    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(cast(float, r.ended_at) for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
     assert max(a for a, _ in spans) < min(b for _, b in spans)  # the four really wrote at the same time
 
 
