@@ -134,7 +134,7 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
-    for statement in SQLITE.render(_MIGRATIONS[1][0]):
+    for statement in SQLITE.render(cast(str, _MIGRATIONS[1][0])):
         conn.execute(statement)
     conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
     conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1'), ('app', 'trajgraph')")
