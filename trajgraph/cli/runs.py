@@ -77,9 +77,9 @@ def runs_cmd(
             table.add_column(col, justify="right" if col in ("steps", "outcome", "seconds") else "left",
                              no_wrap=col in ("id", "parent", "started"))
         colors = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
-        for row in rows:
-            row = tuple(_short(v, None) for v in row)  # stored text: shown, never obeyed
-            table.add_row(*row[:4], f"[{colors.get(row[4], 'white')}]{row[4]}[/]", *row[5:])
+        for raw in rows:
+            cells = [_short(v, None) for v in raw]  # stored text: shown, never obeyed
+            table.add_row(*cells[:4], f"[{colors.get(cells[4], 'white')}]{cells[4]}[/]", *cells[5:])
         console.print(table)
     if not runs:
         Console(stderr=True).print("no runs match")
