@@ -18,8 +18,9 @@ import pytest
 
 from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
 from trajgraph.store import Store
-from trajgraph.store._schema import MIGRATIONS as _MIGRATIONS
-from trajgraph.testing.store_suite import CHECKS
+from trajgraph.store.dialect import SQLITE
+from trajgraph.store.schema import MIGRATIONS as _MIGRATIONS
+from trajgraph.testing.store_suite import CHECKS, check_outage
 from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 
 
@@ -27,6 +28,20 @@ from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 def test_store_conformance(check, tmp_path: Path) -> None:
     counter = itertools.count()
     check(lambda: Store(tmp_path / f"{next(counter)}.db").setup())
+
+
+def test_store_outage_sqlite(tmp_path: Path) -> None:
+    """SQLite's outage: another process holds the file locked for a while; writes wait their turn and land whole."""
+    path = tmp_path / "o.db"
+
+    def outage(seconds: float) -> None:
+        other = sqlite3.connect(path, timeout=30)
+        other.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    check_outage(lambda: Store(path).setup(), outage)
 
 
 def test_new_store_is_wal_with_schema_version(store: Store) -> None:
@@ -118,9 +133,8 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
-    for statement in _MIGRATIONS[1].split(";\n"):
-        if statement.strip():
-            conn.execute(statement)
+    for statement in SQLITE.render(_MIGRATIONS[1][0]):
+        conn.execute(statement)
     conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
     conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1'), ('app', 'trajgraph')")
     conn.execute("INSERT INTO runs (id, graph, started_at) VALUES ('old', 'g', 1.0)")

@@ -19,6 +19,14 @@ class SchemaTooNewError(StoreError):
     """The store was written by a newer trajgraph than this one."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's server stayed unreachable past the write deadline (nothing of the batch was written)."""
+
+
+class SearchUnavailableError(StoreError):
+    """The store predates full-text search and is open read-only: a writable open migrates it."""
+
+
 class RunNotFoundError(TrajgraphError, KeyError):
     """No run with that id (or id prefix) in the store."""
 
@@ -59,6 +67,8 @@ class ExportError(TrajgraphError):
 
 
 __all__ = [
+    "SearchUnavailableError",
+    "StoreUnavailableError",
     "TrajgraphError",
     "StoreError",
     "NotAStoreError",

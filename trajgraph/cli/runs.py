@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from trajgraph.cli._common import DEFAULT_DB, Db, on_terminal, open_db, print_json, run_filters, visible
+from trajgraph.errors import SearchUnavailableError
 from trajgraph.export.read import RunFilter
 
 app = typer.Typer()
@@ -53,20 +54,38 @@ def runs_cmd(
     db: Db = DEFAULT_DB,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs, newest first.")] = 50,
     as_json: Json = False,
+    search: Annotated[str | None, typer.Option(
+        "--search", help="Only runs whose inputs, outputs, errors, steps (observations, actions) or model "
+                         "messages hold every word of TEXT (full-text search).", metavar="TEXT")] = None,
     run_filter: RunFilter = RunFilter(),
 ) -> None:
     """List runs, newest first."""
     store = open_db(db)
-    runs = select_runs(store, run_filter, limit)
+    matches: dict[str, list[Any]] = {}
+    if search is not None:
+        try:
+            hits = store.search(search, limit=10_000)
+        except SearchUnavailableError:  # a store from before full-text search: its migration adds the index
+            store = open_db(db, write=True)
+            hits = store.search(search, limit=10_000)
+        for hit in hits:
+            matches.setdefault(hit.run_id, []).append(hit)
+        runs = [r for r in select_runs(store, run_filter, None) if r.id in matches][:limit] if matches else []
+    else:
+        runs = select_runs(store, run_filter, limit)
     counts = store.step_counts([r.id for r in runs])
     if as_json:
-        print_json([{**r.to_dict(), "steps": counts.get(r.id, 0)} for r in runs])
+        print_json([{**r.to_dict(), "steps": counts.get(r.id, 0),
+                     **({"matches": [_match(h) for h in matches[r.id]]} if search is not None else {})} for r in runs])
         return
-    columns = ("id", "started", "graph", "kind", "status", "steps", "outcome", "seconds", "tags", "parent")
-    rows = [(
+    columns: tuple[str, ...] = ("id", "started", "graph", "kind", "status", "steps", "outcome", "seconds", "tags", "parent")
+    rows: list[tuple[str, ...]] = [(
         r.id, _when(r.started_at), r.graph, r.kind + (f"@{r.fork_step}" if r.fork_step is not None else ""), r.status,
         str(counts.get(r.id, 0)), _num(r.outcome), _num(r.latency_s, "{:.2f}"), ",".join(r.tags), r.parent_id or "",
     ) for r in runs]
+    if search is not None:  # where it matched first: "step 3: …the wooden door…"
+        columns += ("match",)
+        rows = [(*row, _where(matches[r.id][0])) for row, r in zip(rows, runs)]
     console = Console()
     if not console.is_terminal:  # a pipe or a file: whole values, one run a line, so grep/cut/awk work
         for row in (columns, *rows):
@@ -77,12 +96,24 @@ def runs_cmd(
             table.add_column(col, justify="right" if col in ("steps", "outcome", "seconds") else "left",
                              no_wrap=col in ("id", "parent", "started"))
         colors = {"succeeded": "green", "failed": "red", "interrupted": "yellow", "running": "cyan"}
-        for raw in rows:
-            cells = [_short(v, None) for v in raw]  # stored text: shown, never obeyed
-            table.add_row(*cells[:4], f"[{colors.get(cells[4], 'white')}]{cells[4]}[/]", *cells[5:])
+        for row in rows:
+            shown = tuple(_short(v, None) for v in row)  # stored text: shown, never obeyed
+            table.add_row(*shown[:4], f"[{colors.get(shown[4], 'white')}]{shown[4]}[/]", *shown[5:])
         console.print(table)
     if not runs:
         Console(stderr=True).print("no runs match")
+
+
+_TABLE_WORD = {"runs": "run", "steps": "step", "model_calls": "model call", "search_nodes": "search node"}
+
+
+def _match(hit: Any) -> dict[str, Any]:
+    return {"table": hit.table, "key": hit.key, "column": hit.column, "snippet": hit.snippet}
+
+
+def _where(hit: Any) -> str:
+    place = _TABLE_WORD[hit.table] + (f" {hit.key}" if hit.key is not None else f" {hit.column}")
+    return f"{place}: {_short(hit.snippet, 60)}"
 
 
 def select_runs(store: Any, run_filter: RunFilter, limit: int | None) -> list[Any]:

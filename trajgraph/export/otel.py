@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from trajgraph.errors import ConfigError, ExportError
 from trajgraph.export._otel_attrs import (
@@ -87,7 +87,7 @@ def export_spans(
     ids = _Ids()
     built = _Collect()  # the SDK hands finished spans here; delivery happens in our code, errors and all
     provider = sdk_trace.TracerProvider(resource=Resource.create({"service.name": service_name}), id_generator=ids)
-    provider.add_span_processor(SimpleSpanProcessor(built))  # type: ignore[arg-type]  # duck-typed SpanExporter
+    provider.add_span_processor(SimpleSpanProcessor(cast(Any, built)))  # a SpanExporter by shape (the SDK loads lazily)
     tracer = provider.get_tracer("trajgraph")
     delivery = _Delivery(exporter, str(sink) if isinstance(sink, (str, Path)) else type(sink).__name__, deadline_s)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn, get_args
 
 from trajgraph.errors import ConfigError, StoreError
-from trajgraph.store import Store
+from trajgraph.store import SQLiteStore, Store
 from trajgraph.store.backends import scheme_of
 from trajgraph.store.sqlite import sql_limit
 from trajgraph.store.text import utf8_text
@@ -40,7 +40,7 @@ def snapshot(store: Store | str | Path) -> Iterator[Store]:
     """
     if isinstance(store, Store):
         store.flush()  # rows this program recorded but the background writer has not committed yet
-    if (type(store) is not Store and isinstance(store, Store)) or (isinstance(store, str) and scheme_of(store)):
+    if (isinstance(store, Store) and not isinstance(store, SQLiteStore)) or (isinstance(store, str) and scheme_of(store)):
         # a server store (postgresql://): read through its own API, each query at the latest commit
         server = store if isinstance(store, Store) else Store(store, readonly=True)
         try:
@@ -177,7 +177,7 @@ def count_runs(db: Store, rf: RunFilter) -> int:
 
 
 def _sqlite(db: Store) -> bool:
-    return type(db) is Store  # the SQLite store itself; a server backend subclasses it with its own SQL dialect
+    return isinstance(db, SQLiteStore)  # a server backend's SQL dialect differs
 
 
 def _where(rf: RunFilter) -> tuple[list[str], list[Any]]:

@@ -1,6 +1,6 @@
 """How the trajectory dataclasses become table rows and back: JSON as TEXT, flags as 0/1.
 
-Kept apart from store.py so the encoding rules live in one place that the Store's
+Kept apart from the Store (base.py) so the encoding rules live in one place that every backend's
 reads and writes both call: which columns hold JSON, which hold booleans, that a
 decision step's action is encoded once with its update, and that a model call's
 shared prompt prefix is dropped on write (`encode`) and rebuilt on read
