@@ -124,7 +124,7 @@ def test_every_decision_of_a_reset_node_graph_is_read(vault_db: Path) -> None:
     firsts = [d for d in ds if not d.state["history"]]  # the first decision, built by the reset node
     assert firsts and all(d.state["task"].startswith("Open the vault") and d.state["actions"] == [f"press {c}" for c in COLORS]
                           for d in firsts)
-    assert {d.state["task"] for d in firsts} == {reset({"variation": v})["goal"] for v in range(6)}  # type: ignore[typeddict-item]
+    assert {d.state["task"] for d in firsts} == {reset({"variation": v})["goal"] for v in range(6)}
     assert all(d.raw is not None and d.raw["variation"] == int(str(d.task).split("-")[1]) for d in ds)
     ps = preferences(vault_db, state_map=SMAP)
     assert ps and all(p.state["task"].startswith("Open the vault") and p.raw is not None for p in ps)

@@ -34,6 +34,7 @@ from typing import Any
 from trajgraph._internal.modelfolder import SAFE_LOAD, refuse_remote_code
 from trajgraph.errors import ConfigError
 from trajgraph.learn.data import NoTrainingDataError
+from trajgraph.learn.result import TrainResult, source_summary
 from trajgraph.policies import smollm
 from trajgraph.store import Store
 
@@ -99,7 +100,6 @@ def train_lm(
     lora_r: int = 16,
 ) -> Any:
     """SFT, DPO or SFT then DPO; returns a `TrainResult` for the model folder written to `out`."""
-    from trajgraph.learn.train import TrainResult, source_summary
 
     torch = _need("torch", "reward")
     trl = _need("trl")
