@@ -335,3 +335,18 @@ def test_a_reward_model_folder_with_huge_sizes_is_refused_before_allocating(tmp_
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(RewardModelError, match="'hidden_size' must be an integer"):
         load(folder)
+
+
+def test_evolve_does_not_promote_a_fit_that_did_not_improve(tmp_path: Path) -> None:
+    from trajgraph.learn.evolve import evolve
+
+    try:
+        from trajgraph.testing.chain_suite import ChainSuite
+    except ImportError:
+        from trajgraph.testing.tiny_env import ChainSuite  # type: ignore[attr-defined,no-redef]
+    suite = ChainSuite(depth=3)
+    with pytest.warns(NotImprovedWarning):
+        report = evolve(suite.tasks("train", 2), suite.tasks("test", 2), store=tmp_path / "e.db", out=tmp_path / "out", rounds=2,
+                        optimizer="mcts", budget=40, train_options={"lr": 0.0, "epochs": 1, "min_steps": 2})
+    assert report.stopped == "not improved" and report.policies == []
+    assert [r.round for r in report.rounds] == [0]  # round 1 was never evaluated: the base was not replaced
