@@ -160,8 +160,9 @@ def test_fixed_seed_gives_the_same_model(small_store, tmp_path: Path) -> None:
 
 
 def test_early_stopping_keeps_the_best_epoch(small_store, tmp_path: Path) -> None:
-    # lr 0: fine-tuning cannot improve on the probed head, so patience 1 stops after one epoch
-    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=0.0, head_lr=0.0, patience=1)
+    # lr 1e-30 (0 is refused): fp32 weights cannot move, so fine-tuning cannot improve on the probed head and
+    # patience 1 stops after one epoch
+    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=1e-30, head_lr=1e-30, patience=1)
     assert report.stopped_early
     assert [e.epoch for e in report.epochs] == [0, 1]
     assert report.best_epoch == 0
