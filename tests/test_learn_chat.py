@@ -122,9 +122,10 @@ def test_dpo_trains_on_the_searchs_tool_call_pairs(store_path: Path, tmp_path: P
     result = train_policy(store_path, tmp_path / "dpo", method="dpo", lora=True, lora_r=4, **{**SETTINGS, "max_steps": 1})
     card = result.card
     assert card["chat_template"] == NAME and card["data"]["dpo"] == len(pairs) and card["metrics"]["dpo"]["steps"] == 1
-    # chosen and rejected differ only in the tool's name: with the model's own template both would be empty turns
-    # and DPO's margin would be exactly 0 at every step
-    assert card["metrics"]["dpo"].get("last_rewards_margins", 0.0) != 0.0
+    # chosen and rejected differ only in the tool's name: with the model's own template both would render as the
+    # same empty turn, with the same log-probability
+    dpo = card["metrics"]["dpo"]
+    assert dpo["last_logps_chosen"] != dpo["last_logps_rejected"]
 
 
 @pytest.fixture
@@ -167,3 +168,13 @@ def test_the_served_folder_answers_the_same_agent_through_litellm(served: str, s
                        policy=policy, budget=tg.Budget(policy_calls=4))
     children = result.space.nodes[0].children
     assert children and policy.stats.calls >= 1 and policy.stats.completion_tokens > 0  # candidates came from the server
+
+
+def test_serve_refuses_a_folder_that_is_not_a_model(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from trajgraph.cli import app
+
+    (tmp_path / "notes.txt").write_text("not a model")
+    result = CliRunner().invoke(app, ["serve", str(tmp_path), "--port", "0"])
+    assert result.exit_code == 2 and "not a model folder" in result.output and len(result.output.strip().splitlines()) == 1

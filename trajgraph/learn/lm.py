@@ -198,7 +198,7 @@ def _lora(r: int) -> Any:
 
 
 def _last_log(history: list[dict[str, Any]]) -> dict[str, Any]:
-    keep = ("loss", "rewards/accuracies", "rewards/margins", "mean_token_accuracy")
+    keep = ("loss", "rewards/accuracies", "rewards/margins", "mean_token_accuracy", "logps/chosen", "logps/rejected")
     out: dict[str, Any] = {}
     for entry in history:
         for k in keep:
