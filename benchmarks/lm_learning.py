@@ -191,6 +191,7 @@ def main() -> None:
     ap.add_argument("--sft-lr", type=float, default=1e-4)
     ap.add_argument("--dpo-lr", type=float, default=2e-5)
     ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--dpo-decisions", type=int, default=96, help="training decisions re-ranked by the SFT model for DPO pairs")
     ap.add_argument("--top-layers", type=int, default=8, help="train only the top N of 30 decoder layers (0: full fine-tune)")
     ap.add_argument("--episodes", default="MiniLM ranker, argmax,SmolLM2-135M SFT+DPO",
                     help="comma-separated policy names that also play whole episodes ('all' for every one)")
@@ -251,8 +252,9 @@ def main() -> None:
         sft = type(base)(model.eval(), tokenizer, "sft", 0.0)
         measure("SmolLM2-135M SFT", lm_chooser(sft))
         # on-policy hard negatives: the SFT model's favourite wrong command at each training decision
+        # (one ranking per decision: `--dpo-decisions` of them, the rest of the training set is not re-ranked)
         pairs = []
-        for d in train_d:
+        for d in train_d[: args.dpo_decisions] if args.dpo_steps > 0 else []:
             scores = rank(sft, d)
             wrong = max((i for i, a in enumerate(d["actions"]) if a != d["best"]), key=scores.__getitem__, default=None)
             if wrong is not None:
