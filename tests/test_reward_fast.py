@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -230,7 +231,11 @@ def test_scores_are_kept_by_content(model_dir: Path) -> None:
     rm = LocalRewardModel(model_dir)
     ran: list[int] = []
     inner = rm._run
-    rm._run = lambda batch: (ran.append(len(batch)), inner(batch))[1]  # count what reaches the real model
+    def counted(batch: Any) -> Any:  # count what reaches the real model
+        ran.append(len(batch))
+        return inner(batch)
+
+    rm._run = counted
     first = rm.logits(items[:4])
     again = rm.logits(items)  # four known, two new
     assert again[:4] == first and ran == [4, 2]
@@ -249,13 +254,13 @@ def test_auto_needs_most_rounds_not_one_lucky_one(model_dir: Path, monkeypatch: 
 
     real = _paths.build
 
-    def build(path, *args):  # type: ignore[no-untyped-def]
+    def build(path: Any, *args: Any) -> Any:
         run, module = real("fp32", *args)
         calls = [0]
 
         first: list[list[float]] = []
 
-        def timed(batch):  # type: ignore[no-untyped-def]
+        def timed(batch: Any) -> Any:
             calls[0] += 1
             if not first:  # the warm-up runs the model (its logits are what the rank check compares) ...
                 first.append(run(batch))
