@@ -4,7 +4,8 @@ Two families, one verb:
 
 - `method="head"` (default): the small offline policy, the frozen MiniLM encoder
   plus a scoring head (`trajgraph.policies.head`, fit by `trajgraph.learn.head_fit`), on the
-  store's successful env-loop decisions and step-level pairs; CPU, minutes.
+  store's successful env-loop decisions, the searches' soft targets at every
+  node they expanded (`trajgraph.learn.targets`) and step-level pairs; CPU, minutes.
 - `method="sft" | "dpo" | "sft+dpo"`: a causal language model through TRL
   (`trajgraph.learn.lm`): SFT on successful trajectories in the chat format of
   `export sft`, DPO on the pairs of `export dpo`, optionally LoRA.
@@ -26,6 +27,7 @@ from typing import Any
 from trajgraph.errors import ConfigError
 from trajgraph.learn import head_fit as fitting
 from trajgraph.learn.data import NoTrainingDataError, coverage, decisions, detours, mc_preferences, preferences
+from trajgraph.learn.targets import search_targets
 from trajgraph.policies import head as trainable
 from trajgraph.store import Store
 
@@ -92,17 +94,19 @@ def train_policy(
 def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequence[str], tasks: list[str] | None,
                 success_threshold: float, round: int, name: str | None, seed: int, progress: Callable[[int, int], None] | None,
                 hidden: int = 128, features: str = "full", temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
-                use_detours: bool = True, situation: str = "observation", **fit_options: Any) -> TrainResult:
+                use_detours: bool = True, situation: str = "observation", use_targets: bool = True, backup: str = "max",
+                **fit_options: Any) -> TrainResult:
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:
-        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin', 'use_detours', 'situation'}))}")
+        raise ConfigError(f"unknown training option(s) {', '.join(sorted(unknown))} for method 'head'; known: {', '.join(sorted(known | {'hidden', 'features', 'temperature', 'use_pairs', 'mc_margin', 'use_detours', 'situation', 'use_targets', 'backup'}))}")
     ds = decisions(store, success_threshold=success_threshold, tags=tags, tasks=tasks, situation=situation)
     ps = preferences(store, tags=tags, tasks=tasks) if use_pairs else []
     if use_pairs and mc_margin is not None:
         ps += mc_preferences(store, margin=mc_margin, tags=tags, tasks=tasks)
     ns = detours(store, tags=tags, tasks=tasks, situation=situation) if use_detours else []
-    if not ds and not ps:
+    ts = search_targets(store, tags=tags, tasks=tasks, backup=backup) if use_targets else []
+    if not ds and not ps and not ts:
         where = f" with tags {list(tags)}" if tags else ""
         raise NoTrainingDataError(f"{_name(store)}: no successful env-loop runs (outcome >= {success_threshold:g}) and no "
                                   f"step-level pairs{where} to train on; run a search into this store first")
@@ -113,8 +117,8 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
     else:
         policy = trainable.trainable_policy(hidden=hidden, features=features, seed=seed)
     parent = policy.card.get("hash")
-    report = fitting.fit(policy, ds, ps, fitting.FitConfig(seed=seed, **fit_options), progress=progress, detours=ns)
-    runs = {d.run_id for d in ds} | {p.run_id for p in ps} | {n.run_id for n in ns}
+    report = fitting.fit(policy, ds, ps, fitting.FitConfig(seed=seed, **fit_options), progress=progress, detours=ns, targets=ts)
+    runs = {d.run_id for d in ds} | {p.run_id for p in ps} | {n.run_id for n in ns} | {t.run_id for t in ts}
     policy.card = {
         **{k: v for k, v in policy.card.items() if k in ("kind", "hidden", "features", "temperature")},
         "temperature": trainable.TRAINED_TEMPERATURE if temperature is None else temperature,
@@ -122,6 +126,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
         "round": round,
         "parent": parent,
         "data": {"decisions": report.decisions, "preferences": report.preferences, "detours": report.detours,
+                 "targets": report.targets, "target_backup": backup if use_targets else None,
                  "train_tasks": report.train_tasks,
                  "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ns]} | {str(p.task) for p in ps})[:50],
                  "success_threshold": success_threshold, "tags": list(tags), "situation": situation},
