@@ -195,7 +195,7 @@ def test_cli_train_policy_and_evolve(searched: Path, tmp_path: Path) -> None:
     tg.Store(tmp_path / "empty.db").setup().close()
     bad = runner.invoke(app, ["train", "policy", str(tmp_path / "h2"), "--db", str(tmp_path / "empty.db")])
     assert bad.exit_code == 2 and "no successful env-loop runs" in bad.output and bad.output.count("\n") == 1
-    missing = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--policy", str(tmp_path / "nowhere"), "--train-tasks", "1", "--tasks", "1"])
+    missing = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--policy", str(tmp_path / "nowhere"), "--train-tasks", "2", "--tasks", "1"])
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
     res = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--suite", "chain", "--train-tasks", "2", "--tasks", "2", "--rounds", "1",
