@@ -90,11 +90,11 @@ def _plan_policy(state: dict[str, Any], config: RunnableConfig) -> dict[str, Any
 def record_search(store: tg.Store, facts: Facts) -> str:
     """A searched run written as optimizers write one (CONTRIBUTING.md "Search data conventions").
 
-    Until trajgraph/optimize.py lands this expands every action at each decision
-    point of the deceptive chain with the real environment function, stores the
-    tree with backed-up values, RRO-style pairs (the rising action vs each one it
-    beat), and one real recorded rollout per leaf. Replace this function's body with
-    `tg.optimize(...)`; the tests read everything else from the store.
+    It expands every action at each decision point of the deceptive chain with the
+    real environment function (an exhaustive tree whose every value is known, which
+    no optimizer's sampling would give), stores the tree with backed-up values,
+    RRO-style pairs (the rising action vs each one it beat), and one real recorded
+    rollout per leaf; the tests read everything else from the store.
     """
     solution = chain_solution(CHAIN_SEED, CHAIN_DEPTH)
     env = chain_env_node(solution)

@@ -209,3 +209,16 @@ def test_listing_filters_on_a_server_backend(postgres) -> None:
     winners = RunFilter.of(min_outcome=1)
     assert [r.id for r in select_runs(store, winners, limit=2)] == ["p1", "env"] and count_runs(store, winners) == 3
     assert [r.id for r in select_runs(store, RunFilter.of(graph="g"), limit=2)] == ["p5", "p4"]
+
+
+def test_a_finished_command_leaves_no_wal_files_beside_the_store(tmp_path: Path) -> None:
+    """Issue 17: every command checkpoints and closes the stores it opened (SQLite folds the WAL back
+    into the file on the last close), so `demo.db-wal` / `demo.db-shm` are not left behind."""
+    store = tmp_path / "b.db"
+    proc = subprocess.run([sys.executable, "-m", "trajgraph.cli", "bench", "--suite", "chain", "--tasks", "1", "--train-tasks", "1",
+                           "--budget", "6", "--optimizers", "greedy", "--db", str(store), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert store.exists() and sorted(p.name for p in tmp_path.glob("b.db*")) == ["b.db"]
+    assert "search" in subprocess.run([sys.executable, "-m", "trajgraph.cli", "runs", "--db", str(store)],
+                                      capture_output=True, text=True, timeout=120).stdout

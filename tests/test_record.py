@@ -1,4 +1,4 @@
-"""trajgraph/record.py on real LangGraph graphs: what lands in the store, and that the graph still behaves."""
+"""trajgraph/recording/record.py on real LangGraph graphs: what lands in the store, and that the graph still behaves."""
 
 from __future__ import annotations
 

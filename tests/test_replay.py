@@ -1,4 +1,4 @@
-"""trajgraph/replay.py: cassette replay with no model call, forks at step N, diffs."""
+"""trajgraph/replay/: cassette replay with no model call, forks at step N, diffs."""
 
 from __future__ import annotations
 

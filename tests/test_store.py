@@ -1,4 +1,4 @@
-"""trajgraph/store.py: conformance suite, file safety, migrations, processes, crashes, no pickle."""
+"""trajgraph/store/: conformance suite, file safety, migrations, processes, crashes, no pickle."""
 
 from __future__ import annotations
 

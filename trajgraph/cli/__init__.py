@@ -14,7 +14,7 @@ import importlib
 import typer
 
 from trajgraph._internal.hermetic import hermetic
-from trajgraph.cli._common import OneLineErrors
+from trajgraph.cli._common import OneLineErrors, close_stores
 
 hermetic()
 
@@ -49,7 +49,10 @@ for _name, _group in _COMMAND_MODULES:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    finally:
+        close_stores()
 
 
 if __name__ == "__main__":

@@ -101,21 +101,39 @@ Db = Annotated[str, typer.Option("--db", envvar="TRAJGRAPH_DB", help=DB_HELP, sh
 DEFAULT_DB = "trajgraph.db"
 
 
+_OPENED: list[Any] = []  # every store a command opened; `close_stores` closes them when it ends
+
+
 def open_db(db: str | Path, *, write: bool = False, create: bool = False) -> Any:
     """The one place the CLI opens a store. Missing files are refused unless `create`."""
     from trajgraph.store import Store, open_store
 
     if "://" in str(db) and not str(db).startswith("sqlite:///"):  # a server store (postgresql://…): no file to check
         try:
-            return open_store(str(db), readonly=not write).setup()
+            store = open_store(str(db), readonly=not write).setup()
         except StoreError as exc:  # unreachable, refused, no store there: the URL given is the problem (exit 2)
             raise exc if isinstance(exc, INPUT_ERRORS) else ConfigError(str(exc)) from None
+        _OPENED.append(store)
+        return store
     path = Path(str(db).removeprefix("sqlite:///"))
     if not create and not path.exists():
         raise ConfigError(f"{path}: no such store file; record a run first or pass --db")
     if create:
         check_writable(path)
-    return Store(path, readonly=not write).setup()
+    store = Store(path, readonly=not write).setup()
+    _OPENED.append(store)
+    return store
+
+
+def close_stores() -> None:
+    """Flush and close every store this command opened: SQLite checkpoints its WAL into the file on the
+    last close, so a finished command leaves no `-wal`/`-shm` files beside the store."""
+    while _OPENED:
+        store = _OPENED.pop()
+        try:
+            store.close()
+        except Exception:  # the command's own outcome (and its one error line) is what the user sees
+            pass
 
 
 # -- outputs -------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ Attributes follow both the OpenTelemetry GenAI semantic conventions
 and OpenInference (`openinference.span.kind`, `input.value`, `llm.token_count.*`,
 `llm.input_messages.<i>.message.*`), so both families of tools read them. Trace and
 span ids are derived from run ids, so exporting a run twice gives the same ids.
-This module shapes the trace; what each span carries is trajgraph/_otel_attrs.py.
+This module shapes the trace; what each span carries is trajgraph/export/_otel_attrs.py.
 """
 
 from __future__ import annotations

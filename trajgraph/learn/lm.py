@@ -33,6 +33,7 @@ from typing import Any
 
 from trajgraph.errors import ConfigError
 from trajgraph.learn.data import NoTrainingDataError
+from trajgraph.learn.result import TrainResult, source_summary
 from trajgraph.policies import smollm
 from trajgraph.store import Store
 
@@ -98,7 +99,6 @@ def train_lm(
     lora_r: int = 16,
 ) -> Any:
     """SFT, DPO or SFT then DPO; returns a `TrainResult` for the model folder written to `out`."""
-    from trajgraph.learn.train import TrainResult, source_summary
 
     torch = _need("torch", "reward")
     trl = _need("trl")

@@ -16,41 +16,22 @@ content hash) that `trajgraph.learn.load_policy` turns back into a policy.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
 from trajgraph.learn import head_fit as fitting
+from trajgraph.learn import lm
 from trajgraph.learn.data import NoTrainingDataError, coverage, decisions, detours, mc_preferences, preferences
+from trajgraph.learn.result import TrainResult, source_summary
 from trajgraph.learn.targets import search_targets
 from trajgraph.policies import head as trainable
 from trajgraph.store import Store
 
 METHODS = ("head", "sft", "dpo", "sft+dpo")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """Where the trained policy went and what it learned from."""
-
-    path: Path
-    method: str
-    card: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def version(self) -> dict[str, Any]:
-        return {"name": self.card.get("name"), "hash": self.card.get("hash"), "round": self.card.get("round")}
-
-
-def source_summary(run_ids: Iterable[str]) -> dict[str, Any]:
-    """How a card names its source runs: the count, a digest of the sorted ids, and the first few."""
-    ids = sorted(set(run_ids))
-    return {"count": len(ids), "sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(), "first": ids[:10]}
 
 
 def train_policy(
@@ -83,7 +64,6 @@ def train_policy(
         raise ConfigError(f"store {store} does not exist; record or search with --db {store} first")
     task_list = list(tasks) if tasks is not None else None
     if method != "head":
-        from trajgraph.learn import lm
 
         return lm.train_lm(store, out, method=method, base=base, tags=tags, tasks=task_list, success_threshold=success_threshold,
                            round=round, name=name, seed=seed, **options)

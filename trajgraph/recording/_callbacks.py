@@ -81,7 +81,7 @@ class ModelCallRecorder(RunHandler):
         }
 
     def _step_of(self, md: dict[str, Any]) -> int | None:
-        """The step the call ran in: a nested graph's task (trajgraph/_nested.py) or a swapped node."""
+        """The step the call ran in: a nested graph's task (trajgraph/recording/nested.py) or a swapped node."""
         if self.recorder.nested_seqs:
             parts = ns_parts(str(md.get("langgraph_checkpoint_ns") or ""))
             if parts and parts[-1][1] in self.recorder.nested_seqs:

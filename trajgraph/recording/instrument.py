@@ -75,7 +75,7 @@ class Recorder:
     root_ns: str = ""  # checkpoint namespace the run started in ("" unless used as a node)
     cassette: Cassette | None = None  # replay: answers steps from a recording
     forbid_models: bool = False  # replay: a model call is a divergence, not a cost
-    nested_parents: frozenset[str] = frozenset()  # nodes whose functions call graphs (trajgraph/_nested.py)
+    nested_parents: frozenset[str] = frozenset()  # nodes whose functions call graphs (trajgraph/recording/nested.py)
     nested_seqs: dict[str, int] = field(default_factory=dict)  # their inner tasks' ids -> step seq
     keys: StepKeys = field(default_factory=StepKeys)
     _lock: threading.Lock = field(default_factory=threading.Lock)

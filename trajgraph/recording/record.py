@@ -3,11 +3,11 @@
 How: every node's runnable is swapped for a thin wrapper on a `graph.copy(...)`
 (edges, retry/cache policies and routing stay LangGraph's own), subgraphs are
 instrumented the same way (the wrapper, the `Recorder` and stable step keys live
-in trajgraph/_instrument.py), and one callback handler captures chat-model calls.
+in trajgraph/recording/instrument.py), and one callback handler captures chat-model calls.
 The result is still a compiled graph of the same class family, so `invoke`,
 `stream`, `batch`, `get_state` and use as a node behave as before.
 Each step stores the node's *update*, never the whole input state again; rows go
-to a background writer (trajgraph/_writer.py), so JSON encoding and SQLite
+to a background writer (trajgraph/store/writer.py), so JSON encoding and SQLite
 commits stay off the graph's thread.
 """
 
@@ -56,7 +56,7 @@ class _Settings:
     metadata: dict[str, Any]
     graph_path: str | None
     task: Callable[[Any], str | None] | None
-    nested_parents: frozenset[str]  # nodes whose functions call graphs (trajgraph/_nested.py)
+    nested_parents: frozenset[str]  # nodes whose functions call graphs (trajgraph/recording/nested.py)
 
 
 def instrument(graph: Pregel) -> Pregel:

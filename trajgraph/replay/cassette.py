@@ -2,7 +2,7 @@
 
 LangGraph's own replay from a checkpoint re-executes nodes, so the model is
 called again and answers differently. Here the graph is re-run with its nodes
-instrumented (trajgraph/record.py) and a *cassette* answering steps from the
+instrumented (trajgraph/recording/record.py) and a *cassette* answering steps from the
 recording, the way VCR-style HTTP cassettes answer requests:
 
 - cassette replay: every node that made a model call in the recording (and
@@ -16,7 +16,7 @@ recording, the way VCR-style HTTP cassettes answer requests:
 Steps are matched by a stable key: namespace (with task ids replaced by their
 parent's node@superstep), LangGraph superstep, node and task path. Each replay
 or fork is stored as a new Run linked to the original (`parent_id`). Comparing
-the stored steps (the divergence, `diff`) is trajgraph/_diff.py.
+the stored steps (the divergence, `diff`) is trajgraph/replay/diff.py.
 """
 
 from __future__ import annotations

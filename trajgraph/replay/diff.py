@@ -3,7 +3,7 @@
 Kept apart from replay.py, which re-runs a graph against a recording: this
 module only compares steps once they are stored, so it serves `replay()`'s
 verdict (`Divergence`), `trajgraph diff` and the viewer alike (`diff`, `RunDiff`).
-Steps are matched by their stable keys (trajgraph/_instrument.py); updates are
+Steps are matched by their stable keys (trajgraph/recording/instrument.py); updates are
 compared as canonical JSON, so `add_messages`' random ids do not count.
 """
 

@@ -2,8 +2,8 @@
 
 Plain tables with foreign keys and JSON as TEXT, so Datasette or the
 `sqlite-utils` CLI can browse a store. A `_trajgraph_meta` table holds the schema
-version and migrations (trajgraph/_schema.py) bring older stores forward; the
-row encoding (JSON as TEXT) is trajgraph/_rows.py. Opening a file that is
+version and migrations (trajgraph/store/_schema.py) bring older stores forward; the
+row encoding (JSON as TEXT) is trajgraph/store/rows.py. Opening a file that is
 not a store, is corrupt, or is newer than this code raises a one-line
 `StoreError` and writes nothing. Nothing here unpickles: a column that does not
 hold JSON text reads as `{"__tg_unreadable__": reason}` (logged), whatever it
@@ -84,7 +84,7 @@ class Store:
         self.redact = redact
         self._lock = threading.RLock()
         self._db: Database | None = None
-        self._writer: Any = None  # the background writer of recorded runs (trajgraph/_writer.py), once used
+        self._writer: Any = None  # the background writer of recorded runs (trajgraph/store/writer.py), once used
         _STORES.add(self)
 
     @classmethod
