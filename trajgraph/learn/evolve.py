@@ -165,6 +165,12 @@ def _validation_key(row: RoundResult) -> tuple[float, float]:
     return (row.val_greedy + row.val_search, row.val_greedy_score + row.val_search_score)
 
 
+def beats(candidate: RoundResult, incumbent: RoundResult) -> bool:
+    """Promotion: the candidate beats the incumbent on validation (greedy + search success, then
+    mean scores); a tie keeps the incumbent. Test numbers play no part."""
+    return _validation_key(candidate) > _validation_key(incumbent)
+
+
 def evolve(
     train: Sequence[Any],
     test: Sequence[Any],
@@ -277,7 +283,7 @@ def evolve(
             state["partial"] = asdict(row)
             _save_state(out, state)
         incumbent_rows = [x for x in rows if x.promoted]
-        if incumbent_rows and _validation_key(row) <= _validation_key(incumbent_rows[-1]):
+        if incumbent_rows and not beats(row, incumbent_rows[-1]):
             row.promoted = False  # refused: the incumbent stays, and the loop stops (never decided on test)
             stop = "validation stopped improving"
         else:
@@ -402,4 +408,4 @@ def plot_rounds(rows: Sequence[RoundResult], path: str, title: str) -> str | Non
     return path
 
 
-__all__ = ["evolve", "EvolveReport", "RoundResult", "check_splits", "split_validation", "stamp", "plot_rounds", "folder_hash", "MIXES"]
+__all__ = ["evolve", "beats", "EvolveReport", "RoundResult", "check_splits", "split_validation", "stamp", "plot_rounds", "folder_hash", "MIXES"]
