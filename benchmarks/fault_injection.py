@@ -1,4 +1,4 @@
-"""Fault injection: the whole list of issue 11, tried for real, one row each.
+"""Fault injection: the whole lists of issues 11 and 21, tried for real, one row each.
 
     python benchmarks/fault_injection.py [--quick]
 
@@ -37,7 +37,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -46,6 +46,7 @@ from langgraph.graph import END, START, StateGraph
 
 import trajgraph as tg
 import trajgraph.testing
+import trajgraph.testing.hostile
 from trajgraph.errors import TrajgraphError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,24 +81,8 @@ def _typed(exc: BaseException) -> bool:
 # -- hostile values ---------------------------------------------------------------------------
 
 
-class _Hostile:
-    def __repr__(self) -> str:
-        raise RuntimeError("no repr")
-
-
 def _hostile_values() -> dict[str, Any]:
-    loop: dict[str, Any] = {"name": "loop"}
-    loop["self"] = loop
-    deep: list[Any] = []
-    cur = deep
-    for _ in range(600):
-        cur.append([])
-        cur = cur[0]
-    import numpy as np
-
-    return {"lone surrogate": "caf\udce9.txt", "nesting 600": deep, "self-reference": loop, "__repr__ raises": _Hostile(),
-            "NaN/inf": [math.nan, math.inf], "bytes": b"\x00\xff", "1 and '1' keys": {1: "a", "1": "b"},
-            "large array": np.arange(200_000, dtype=np.float32), "tag-shaped data": {"x": {"__lc_message__": 1}, "__send__": 2}}
+    return trajgraph.testing.hostile.hostile_values()  # the same values the reader tests use
 
 
 def hostile_values(tmp: Path) -> Row:
@@ -122,7 +107,7 @@ def hostile_values(tmp: Path) -> Row:
         clear += int(run.status == "succeeded" and (same or marked))
     listing = subprocess.run([sys.executable, "-m", "trajgraph.cli", "runs", "--db", str(store.path)], capture_output=True, text=True)
     tb += int("Traceback" in listing.stderr or listing.returncode != 0)
-    return row("hostile values (9 kinds) in a recorded run", len(values), clear, tb, lost,
+    return row(f"hostile values ({len(values)} kinds) in a recorded run", len(values), clear, tb, lost,
                note="kept exactly, or marked with the reason; `trajgraph runs` lists them")
 
 
@@ -142,7 +127,7 @@ def _same(a: Any, b: Any) -> bool:
 # -- storage failures ---------------------------------------------------------------------------
 
 
-def _tiny_fs(tmp: Path, size: str = "1m") -> tuple[Path, Callable[[], None]] | None:
+def _tiny_fs(tmp: Path, size: str = "1m") -> tuple[Path, Callable[[], object]] | None:
     if os.geteuid() != 0:
         return None
     mnt = tmp / "tinyfs"
@@ -223,7 +208,7 @@ def read_only_store(tmp: Path) -> Row:
                note="StoreError '...readonly...' at the end of invoke; a read-only folder is named a permissions problem")
 
 
-def _read_only(folder: Path) -> Callable[[], None]:
+def _read_only(folder: Path) -> Callable[[], object]:
     if os.geteuid() == 0 and not subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode:
         return lambda: subprocess.run(["umount", "-l", str(folder)], check=False) and None
     folder.chmod(0o555)
@@ -371,7 +356,7 @@ def providers(tmp: Path) -> Row:
     g = StateGraph(S)
     g.add_node("ok", lambda s: {"n": 1})
 
-    def model(s: Any) -> Any:
+    def model(state: Any) -> Any:
         raise TimeoutError("provider hung up")
 
     g.add_node("agent", model)
@@ -406,7 +391,7 @@ def payload_store(tmp: Path) -> Row:
         for kwargs in ({}, {"import_recorded": named}):
             tried += 1
             try:
-                tg.replay(store, run_id, **kwargs)
+                tg.replay(store, run_id, **cast(dict[str, Any], kwargs))
             except TrajgraphError as exc:
                 clear += int(_typed(exc))
             except BaseException:
@@ -455,7 +440,7 @@ def secrets(tmp: Path) -> Row:
     key = "sk-proj-" + "Zz9" * 8
     model = FakeListChatModel(responses=["ok"])
     g = StateGraph(S)
-    g.add_node("agent", lambda s: {"value": model.invoke("hi", api_key=key).content + f" Bearer {key}", "n": 1})
+    g.add_node("agent", lambda s: {"value": cast(str, model.invoke("hi", api_key=key).content) + f" Bearer {key}", "n": 1})
     g.add_edge(START, "agent")
     g.add_edge("agent", END)
     store = tg.Store(tmp / "secrets.db")
@@ -464,6 +449,288 @@ def secrets(tmp: Path) -> Row:
     conn = sqlite3.connect(tmp / "secrets.db")
     leaked = sum(key in str(r) for t in ("runs", "steps", "model_calls") for r in conn.execute(f"SELECT * FROM {t}"))
     return row("a credential in call params and output", 1, int(leaked == 0), note=f"{leaked} rows hold the key")
+
+
+# -- issue 21: readers, outputs, arguments, the terminal, the viewer, graph inputs ------------------------
+
+
+def _cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "trajgraph.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout, errors="backslashreplace")
+
+
+def _said_once(done: subprocess.CompletedProcess[str], code: int) -> bool:
+    """Exit `code` with one `error:` line and no traceback (the CLI contract)."""
+    lines = [x for x in done.stderr.splitlines() if x.strip() and "Loading weights" not in x]
+    return done.returncode == code and len(lines) == 1 and lines[0].startswith("error: ") and "unexpected" not in lines[0]
+
+
+def _traceback(done: subprocess.CompletedProcess[str]) -> int:
+    return int("Traceback" in done.stderr or "unexpected" in done.stderr)
+
+
+def _utf8_json(data: str | bytes, lines: bool = False) -> bool:
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        text.encode("utf-8")
+        for part in (text.splitlines() if lines else [text]):
+            json.loads(part)
+        return True
+    except (UnicodeError, ValueError):
+        return False
+
+
+def hostile_readers(tmp: Path) -> Row:
+    """Every reader over a store seeded with the hostile values: valid UTF-8 out, or a clear error."""
+    import threading
+    import urllib.request
+
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from trajgraph.learn.data import decisions, mc_preferences, preferences
+    from trajgraph.reward.data import build_dataset
+    from trajgraph.view.server import ViewServer
+
+    db = trajgraph.testing.hostile.seeded_store(tmp / "hostile.db")
+    tried = clear = tb = 0
+    for kind in ("sft", "dpo", "prm"):
+        for suffix in (".jsonl", ".parquet"):
+            tried += 1
+            out = tmp / f"{kind}{suffix}"
+            done = _cli("export", kind, str(out), "--db", str(db))
+            tb += _traceback(done)
+            clear += int(done.returncode == 0 and (suffix == ".parquet" or _utf8_json(out.read_bytes(), lines=True)))
+    runs = _cli("runs", "--json", "--db", str(db))
+    tried += 1
+    clear += int(runs.returncode == 0 and _utf8_json(runs.stdout))
+    for run in json.loads(runs.stdout) if runs.returncode == 0 else []:
+        tried += 1
+        shown = subprocess.run([sys.executable, "-m", "trajgraph.cli", "show", run["id"], "--json", "--tree", "--db", str(db)],
+                               capture_output=True, timeout=120)
+        tb += int(b"Traceback" in shown.stderr)
+        clear += int(shown.returncode == 0 and _utf8_json(shown.stdout))
+    for read in (lambda: decisions(db), lambda: preferences(db), lambda: mc_preferences(db), lambda: build_dataset(tg.Store(db, readonly=True))):
+        tried += 1
+        try:
+            got = read()
+            clear += int(_utf8_json(json.dumps(repr(got), ensure_ascii=False)))
+        except TrajgraphError:
+            clear += 1
+        except Exception:
+            tb += 1
+    tried += 1
+    memory = InMemorySpanExporter()
+    try:
+        tg.export_spans(db, memory)
+        encode_spans(memory.get_finished_spans()).SerializeToString()  # OTLP: protobuf strings are UTF-8
+        clear += 1
+    except Exception:
+        tb += 1
+    srv = ViewServer(db)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        ids = [r["id"] for r in json.loads(runs.stdout)] if runs.returncode == 0 else []
+        for path in ["/api/runs", *(f"/api/{p}?id={i}" for i in ids for p in ("run", "steps", "turns", "tree"))]:
+            tried += 1
+            try:
+                with urllib.request.urlopen(srv.url.rstrip("/") + path, timeout=20) as res:
+                    clear += int(res.status == 200 and _utf8_json(res.read()))
+            except Exception:
+                tb += 1
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    return row("every reader over a hostile store", tried, clear, tb,
+               note="exports, runs/show --json, training data, spans, viewer API: valid UTF-8, \\udcxx escapes")
+
+
+def span_delivery(tmp: Path) -> Row:
+    """`export spans` to sinks that fail: one error line, the right exit code, within the deadline."""
+    import http.server
+    import socket
+    import threading
+
+    db = tmp / "spans.db"
+    with tg.Store(db) as store:
+        tg.record(chain("x"), store=store, name="spans").invoke({"n": 0})
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        refused = sock.getsockname()[1]
+
+    class Answer500(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer500)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tried = clear = tb = 0
+    notes = []
+    try:
+        for name, sink, code in (("refused port", f"http://127.0.0.1:{refused}/v1/traces", 1),
+                                 ("HTTP 500", f"http://127.0.0.1:{server.server_address[1]}/v1/traces", 1),
+                                 ("ftp://", "ftp://x", 2), ("/dev/full", "/dev/full", 1)):
+            if name == "/dev/full" and not os.path.exists("/dev/full"):
+                continue
+            tried += 1
+            t0 = time.perf_counter()
+            done = _cli("export", "spans", sink, "--db", str(db), "--deadline", "2", cwd=tmp)
+            clear += int(_said_once(done, code) and "exported" not in done.stdout)
+            tb += _traceback(done)
+            notes.append(f"{name} {time.perf_counter() - t0:.0f}s")
+    finally:
+        server.shutdown()
+        server.server_close()
+    tried += 1  # a reader that leaves: `| head -c 10`
+    proc = subprocess.Popen([sys.executable, "-m", "trajgraph.cli", "export", "spans", "/dev/stdout", "--db", str(db)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    clear += int(proc.wait(timeout=120) == 1 and "Traceback" not in err)
+    tb += int("Traceback" in err)
+    return row("span export to failing sinks", tried, clear, tb, note="; ".join(notes) + "; closed pipe silent, exit 1")
+
+
+def cli_arguments(tmp: Path) -> Row:
+    """Arguments and damaged stores: refused in one line (exit 2), never 'unexpected'."""
+    import shutil
+
+    db = tmp / "args.db"
+    with tg.Store(db) as store:  # closed: committed before the file is copied
+        tg.record(chain("x"), store=store, name="args").invoke({"n": 0})
+    cases: list[tuple[tuple[str, ...], int]] = [
+        (("runs", "--limit", str(10**23), "--db", str(db)), 0), (("runs", "--since", "nan", "--db", str(db)), 2),
+        (("runs", "--min-outcome", "inf", "--db", str(db)), 2), (("reward", "train", str(tmp / "rm"), "--lr", "nan", "--db", str(db)), 2),
+        (("runs", "--db", "a" * 100_000), 2), (("export", "sft", "/proc/x.jsonl", "--db", str(db)), 2),
+        (("runs", "--tag", "caf\udce9", "--db", str(db)), 0), (("show", "caf\udce9", "--db", str(db)), 2),
+    ]
+    for damage in ("UPDATE _trajgraph_meta SET value='abc' WHERE key='schema_version'", "UPDATE runs SET started_at='yesterday'"):
+        copy = tmp / f"damaged{len(cases)}.db"
+        shutil.copy(db, copy)
+        with sqlite3.connect(copy) as conn:
+            conn.execute(damage)
+        cases.append((("runs", "--db", str(copy)), 2))
+    tried = clear = tb = 0
+    for args, code in cases:
+        tried += 1
+        done = _cli(*args)
+        tb += _traceback(done)
+        clear += int(done.returncode == code and (code == 0 or _said_once(done, code)))
+    return row("CLI arguments and damaged stores", tried, clear, tb,
+               note="--limit 1e23, nan/inf, --lr nan, 100k --db, /proc, non-UTF-8, schema 'abc', text timestamps")
+
+
+def diverging_training(tmp: Path) -> Row:
+    db = trajgraph.testing.hostile.seeded_store(tmp / "train.db")
+    done = _cli("reward", "train", str(tmp / "rm"), "--db", str(db), "--lr", "1e30", "--head-lr", "1e30", "--epochs", "1",
+                "--probe-steps", "0", "--no-progress")
+    ok = done.returncode != 0 and "diverged" in done.stderr and not (tmp / "rm").exists()
+    return row("reward training that diverges (lr 1e30)", 1, int(ok), _traceback(done), note="NaN loss: one error line, no model saved")
+
+
+def terminal(tmp: Path) -> Row:
+    import pty
+
+    db = trajgraph.testing.hostile.seeded_store(tmp / "tty.db")
+    run = next(r.id for r in tg.Store(db, readonly=True).runs() if r.graph.startswith("escape"))
+    tried = clear = 0
+    for args in (("runs",), ("show", run), ("show", run, "--tree")):
+        tried += 1
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([sys.executable, "-m", "trajgraph.cli", *args, "--db", str(db)], stdin=slave, stdout=slave,
+                                stderr=slave, env={**os.environ, "COLUMNS": "300"})
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        proc.wait(timeout=120)
+        clear += int(proc.returncode == 0 and b"\x1b]0;TITLE" not in out and b"\x1b[2J" not in out and b"\xe2\x80\xae" not in out)
+    return row("escape sequences shown on a terminal", tried, clear, note="title/clear-screen/bidi stored in names and steps: caret notation")
+
+
+def viewer(tmp: Path) -> Row:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from trajgraph.view.server import ViewServer
+
+    db = tmp / "view.db"
+    with tg.Store(db) as store:
+        run = tg.Run(id="big", graph="big", status="succeeded")
+        store.add_run(run)
+        store.write(steps=[tg.Step(run_id="big", seq=i, node="n", update={"observation": "x" * 100_000}) for i in range(100)])
+    srv = ViewServer(db)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    port = srv.server_address[1]
+
+    def status(path: str, host: str | None = None) -> tuple[int, int]:
+        req = urllib.request.Request(srv.url.rstrip("/") + path)
+        if host:
+            req.add_header("Host", host)
+        try:
+            with urllib.request.urlopen(req, timeout=20) as res:
+                return res.status, len(res.read())
+        except urllib.error.HTTPError as err:
+            return err.code, 0
+        except Exception:
+            return -1, 0
+
+    cases = [("/api/steps?id=big&offset=99999999999999999999999", None, 400), ("/api/tree?id=big&parent=99999999999999999999999", None, 400),
+             ("/api/runs", "localhost:80@evil.com", 403), ("/api/runs", f"localhost:{port}@evil.com", 403), ("/api/runs", "evil.com", 403)]
+    tried = clear = tb = 0
+    try:
+        for path, host, want in cases:
+            tried += 1
+            got, _ = status(path, host)
+            clear += int(got == want)
+            tb += int(got in (-1, 500))
+        tried += 1
+        got, size = status("/api/steps?id=big&limit=1000")
+        clear += int(got == 200 and size < 1_200_000)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    return row("viewer: huge numbers, Host tricks, a 10 MB run", tried, clear, tb, note=f"a /api/steps page of 100 x 100 KB steps: {size / 1e6:.2f} MB")
+
+
+def graph_inputs(tmp: Path) -> Row:
+    from trajgraph.errors import InputError
+    from trajgraph.graphs.env_loop import cliffwalking_graph, frozenlake_graph
+    from trajgraph.graphs.sql_react import graph as sql
+
+    env_bad: list[Any] = [{"pos": True}, {"pos": 0, "actions": 5}, {"pos": 0, "actions": [1]}, {"pos": 0, "history": "x"},
+                          {"pos": 0, "score": "x"}, {"pos": 0, "task": 5}, {"pos": 0, "done": "yes"}, {"pos": 2**70}, {"pos": "0"}, []]
+    sql_bad: list[Any] = [{"messages": [5]}, {"messages": [{"role": 1, "content": "x"}]}, {"messages": [{"content": "x"}]},
+                          {"messages": [["user"]]}, {"messages": [{"role": "user", "content": 5}]}, {"messages": "x", "remaining_steps": True},
+                          {"messages": [None]}, {"messages": [{"role": "alien", "content": "hi"}]}]
+    tried = clear = tb = 0
+    for graph, cases in ((frozenlake_graph(), env_bad), (cliffwalking_graph(), env_bad), (sql, sql_bad)):
+        for bad in cases:
+            tried += 1
+            try:
+                graph.invoke(bad, {"recursion_limit": 50})
+            except InputError as exc:
+                clear += int("\n" not in str(exc))
+            except Exception:
+                tb += 1
+    return row("hostile inputs to the shipped graphs", tried, clear, tb, note="checked with the state schema's declared types")
 
 
 def main() -> None:
@@ -476,7 +743,8 @@ def main() -> None:
         tmp = Path(d)
         steps: list[tuple[str, Callable[[Path], Row]]] = [
             ("hostile", hostile_values), ("full", full_disk), ("ro", read_only_store), ("providers", providers),
-            ("payload", payload_store), ("secrets", secrets),
+            ("payload", payload_store), ("secrets", secrets), ("readers", hostile_readers), ("spans", span_delivery),
+            ("args", cli_arguments), ("diverge", diverging_training), ("tty", terminal), ("viewer", viewer), ("inputs", graph_inputs),
         ]
         if not args.quick:
             steps += [("kill9", lambda t: killed_recording(t, signal.SIGKILL)), ("term", lambda t: killed_recording(t, signal.SIGTERM)),
@@ -488,10 +756,11 @@ def main() -> None:
                 rows.append(step(sub))
             except Exception as exc:
                 rows.append(row(name, 1, 0, 1, note=f"harness: {type(exc).__name__}: {exc}"[:120]))
-    totals = row("total", *(sum(r[c] or 0 for r in rows) for c in ("tried", "clear error", "traceback", "rows lost", "code executed")))
+    tried, clear, tb, lost, executed = (sum(r[c] or 0 for r in rows) for c in ("tried", "clear error", "traceback", "rows lost", "code executed"))
+    totals = row("total", tried, clear, tb, lost, executed)
     for r in rows:
         r["rows lost"] = "-" if r["rows lost"] is None else r["rows lost"]
-    emit("fault_injection", "Fault injection (issue 11): target 0 in traceback, rows lost, code executed", [*rows, totals])
+    emit("fault_injection", "Fault injection (issues 11 and 21): target 0 in traceback, rows lost, code executed", [*rows, totals])
     print(json.dumps({k: totals[k] for k in ("tried", "clear error", "traceback", "rows lost", "code executed")}))
 
 

@@ -13,9 +13,11 @@ A resume (`None` or a `Command`) is not an input and passes through.
 from __future__ import annotations
 
 import json
+import types as pytypes
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.pregel import Pregel
@@ -23,7 +25,7 @@ from langgraph.types import Command
 
 from trajgraph.errors import InputError
 
-Types = type | tuple[type, ...]
+Types = Any  # a type, a tuple of types, or a typing annotation (list[str], float | None, Annotated[...])
 
 
 @dataclass(frozen=True)
@@ -64,8 +66,8 @@ class ExpectedInput:
             return f"unknown key {', '.join(repr(k) for k in unknown)} (keys: {', '.join(sorted(known)) or 'none'})"
         for key, types in {**self.optional, **self.required}.items():
             given = value.get(key)
-            if (given is not None or key in self.required) and key in value and not isinstance(given, types):
-                return f"{key!r} must be {_names(types)}, got {type(given).__name__}"
+            if (given is not None or key in self.required) and key in value and not conforms(given, types):
+                return f"{key!r} must be {_names(types)}, got {_shape(given)}"
         return self.check(value) if self.check is not None else None
 
     def validate(self, value: Any) -> None:
@@ -74,8 +76,84 @@ class ExpectedInput:
             raise InputError(f"{self.graph}: {problem}; it expects {self.expected()}")
 
 
+def conforms(value: Any, annotation: Types) -> bool:
+    """Whether `value` (decoded JSON, or what a Python caller passed) has the declared type.
+
+    Understands what graph state schemas declare: classes, unions (`float | None`),
+    `list[X]`, `dict[K, V]`, `tuple[...]`, `Literal`, `Annotated[T, reducer]`, TypedDicts
+    and `Any`. A bool is not a number (`True` is no position), though an int is a float.
+    """
+    if annotation is Any or annotation is object:
+        return True
+    if isinstance(annotation, tuple):
+        return any(conforms(value, a) for a in annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return conforms(value, args[0])
+    if origin is Union or origin is pytypes.UnionType:
+        return any(conforms(value, a) for a in args)
+    if origin is Literal:
+        return value in args and type(value) in {type(a) for a in args}
+    if annotation is None or annotation is type(None):
+        return value is None
+    if origin in (list, typing.List, set, frozenset):  # noqa: UP006
+        return isinstance(value, list) and (not args or all(conforms(v, args[0]) for v in value))
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(conforms(v, args[0]) for v in value)
+        return not args or (len(args) == len(value) and all(conforms(v, a) for v, a in zip(value, args)))
+    if origin in (dict, Mapping) or origin is typing.Dict:  # noqa: UP006
+        return isinstance(value, Mapping) and (not args or all(conforms(k, args[0]) and conforms(v, args[1]) for k, v in value.items()))
+    if isinstance(annotation, type) and typing.is_typeddict(annotation):
+        if not isinstance(value, Mapping):
+            return False
+        hints = get_type_hints(annotation, include_extras=True)
+        return all(k in hints and conforms(v, hints[k]) for k, v in value.items())
+    if not isinstance(annotation, type):
+        return True  # a form we do not read (a TypeVar, a Protocol): the node decides
+    if annotation in (int, float) and isinstance(value, bool):
+        return False
+    if annotation is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, annotation)
+
+
+def state_types(schema: type, *, but: tuple[str, ...] = ()) -> dict[str, Types]:
+    """The key -> type declarations of a state schema (a TypedDict), for `ExpectedInput`."""
+    return {k: v for k, v in get_type_hints(schema, include_extras=True).items() if k not in but}
+
+
+def messages_problem(messages: Any) -> str | None:
+    """What LangChain cannot read as chat messages ('messages' of a ReAct agent's input), or None."""
+    from langchain_core.messages import convert_to_messages
+
+    if isinstance(messages, str):
+        return None
+    for i, message in enumerate(messages):
+        try:
+            convert_to_messages([message])
+        except Exception as exc:  # NotImplementedError, ValueError, pydantic's ValidationError: one line for a person
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return f"'messages'[{i}] is not a chat message ({first[:120]}); give {{\"role\": \"user\", \"content\": \"...\"}}"
+    return None
+
+
 def _names(types: Types) -> str:
-    return " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+    if isinstance(types, tuple):
+        return " or ".join(_names(t) for t in types)
+    if get_origin(types) is Annotated:
+        return _names(get_args(types)[0])
+    if isinstance(types, type) and not get_args(types):
+        return types.__name__
+    return str(types).replace("typing.", "")
+
+
+def _shape(value: Any) -> str:
+    if isinstance(value, list) and value:
+        return f"list with a {type(value[0]).__name__}" if len({type(v) for v in value}) == 1 else "list of mixed items"
+    return f"{type(value).__name__} {json.dumps(value, default=str)[:40]}" if isinstance(value, (bool, str)) else type(value).__name__
 
 
 class _CheckedStart(Runnable[Any, Any]):
@@ -103,4 +181,4 @@ def expect_input(graph: Pregel, spec: ExpectedInput) -> Pregel:
     return graph.copy({"nodes": nodes})
 
 
-__all__ = ["ExpectedInput", "expect_input"]
+__all__ = ["ExpectedInput", "expect_input", "conforms", "state_types", "messages_problem"]

@@ -16,7 +16,7 @@ from typing import Any
 from langchain_core.runnables import RunnableConfig
 
 from trajgraph.envloop import EnvState, oracle_policy
-from trajgraph.graphs._inputs import ExpectedInput, expect_input
+from trajgraph.graphs._inputs import ExpectedInput, expect_input, state_types
 
 # -- ready-made graphs for `langgraph dev` ---------------------------------------------
 
@@ -30,7 +30,7 @@ def toytext_input(graph: str, task_input: dict[str, Any], states: int) -> Expect
     return ExpectedInput(
         graph=graph,
         required={"pos": int},
-        optional={k: object for k in EnvState.__annotations__ if k != "pos"},
+        optional=state_types(EnvState, but=("pos",)),  # validated with the types EnvState declares
         example=task_input,
         check=lambda value: None if 0 <= value["pos"] < states else f"'pos' must be a state id in 0..{states - 1}",
     )
@@ -79,7 +79,7 @@ def textworld_graph(config: Any = None) -> Any:
     task = _textworld_task(int(_configurable(config).get("seed", 1)))
     assert task.oracle is not None
     graph = task.make_graph(oracle_policy(task.oracle))[0]
-    spec = ExpectedInput(graph="textworld", optional={k: object for k in TextWorldState.__annotations__}, example={},
+    spec = ExpectedInput(graph="textworld", optional=state_types(TextWorldState), example={},
                          hint="{} (the reset node starts the game; keys of its state are accepted and replaced)")
     return expect_input(graph, spec)
 

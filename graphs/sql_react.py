@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from trajgraph.adapters.sql_tools import noisy_sql_model, sql_agent
-from trajgraph.graphs._inputs import ExpectedInput, expect_input
+from trajgraph.graphs._inputs import ExpectedInput, expect_input, messages_problem
 
 EXAMPLE = {"messages": [{"role": "user", "content": "How many employees are there?"}]}
 
@@ -21,7 +21,7 @@ SQL_INPUT = ExpectedInput(
     required={"messages": (list, str)},
     optional={"remaining_steps": int},
     example=EXAMPLE,
-    check=lambda value: None if value["messages"] else "'messages' is empty: ask a question",
+    check=lambda value: messages_problem(value["messages"]) if value["messages"] else "'messages' is empty: ask a question",
 )
 
 

@@ -26,6 +26,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,10 @@ def _pg_bin(name: str) -> str:
 class Postgres:
     """A running server: `url` to connect, `store(...)` for a fresh store in its own schema."""
 
-    def __init__(self, url: str, stop: Any = None) -> None:
+    def __init__(self, url: str, stop: Any = None, outage: Any = None) -> None:
         self.url = url
         self._stop = stop
+        self._outage = outage
         self._names = itertools.count()
         self._prefix = f"t{os.getpid()}_"
         self.made: list[Any] = []
@@ -71,6 +73,12 @@ class Postgres:
     def stop(self) -> None:
         if self._stop is not None:
             self._stop()
+
+    def outage(self, seconds: float) -> None:
+        """Stop the server (pg_ctl stop -m fast: every connection dropped), wait `seconds`, start it again."""
+        if self._outage is None:
+            pytest.skip(f"an outage needs the throwaway server; ${ENV_URL} points at a server of your own")
+        self._outage(seconds)
 
 
 def start_postgres(base: Path) -> Postgres:
@@ -101,7 +109,12 @@ def start_postgres(base: Path) -> Postgres:
         subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
 
-    return Postgres(f"postgresql:///postgres?host={base}&user=postgres", stop)
+    def outage(seconds: float) -> None:
+        sh(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
+        time.sleep(seconds)
+        sh(pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start")
+
+    return Postgres(f"postgresql:///postgres?host={base}&user=postgres", stop, outage)
 
 
 @pytest.fixture(scope="session")

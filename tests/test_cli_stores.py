@@ -168,3 +168,21 @@ def test_bench_never_prints_a_store_password(postgres: Postgres, tmp_path: Path)
     assert "s3cret-pw" not in result.output + result.stderr
     assert "postgres:***@" in result.output  # the store is still named
     assert len(store.runs(kind="search")) == 1
+
+
+@pytest.mark.parametrize("form", [
+    "postgresql://alice:s3cret-pw@/db?host={sock}&connect_timeout=2",
+    "postgresql:///db?host={sock}&password=s3cret-pw&connect_timeout=2",
+    "postgresql:///db?password=s3cret-pw&host={sock}&connect_timeout=2",
+    "postgresql:///db?host={sock}&PassWord=s3cret-pw&connect_timeout=2",
+    "postgresql:///db?host={sock}&sslpassword=s3cret-pw&password=s3cret-pw&connect_timeout=2",
+    "postgresql:///db?host={sock}&password=s3cret-pw&port=notaport",
+    "mysql://alice:s3cret-pw@h/db?password=s3cret-pw",
+])
+def test_cli_errors_never_print_a_store_password(form: str, tmp_path: Path) -> None:
+    """Issue 21.6: a password in the URL, as `user:pass@` or as `?password=` (any case, any place), is masked in
+    every error line (an unreachable server, a malformed URL, an unknown scheme)."""
+    url = form.format(sock=tmp_path)  # a socket folder with no server in it
+    err = _cli("runs", "--db", url, code=2)
+    assert err.startswith("error: ") and "\n" not in err.strip() and "s3cret-pw" not in err, err
+    assert "***" in err, err

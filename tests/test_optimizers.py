@@ -71,11 +71,16 @@ def test_rro_stops_widening_when_the_policy_repeats_itself():
     # (flat reward), and a budget without a call limit must not spin on the duplicates
     # (the time limit only turns a regression into a failure instead of a hang)
     policy = SequencePolicy({pos: ["forward"] for pos in range(4)})
-    result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=RRO(group=1, k_max=3),
+    result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=RRO(group=1, k_max=3, widen="repeats"),
                     policy=policy, reward=lambda s: 0.5, budget=Budget(policy_calls=None, wall_time_s=20))
     assert result.outcome == 1.0
     assert result.stats["candidates_per_step"] == [1, 1, 1]
     assert policy.calls == 6 + 6 + 1  # 2 x k_max samples where nothing rises; the goal step succeeds at once
+    # widening by value (the default): the state's admissible actions fill in for the repeats
+    policy = SequencePolicy({pos: ["forward"] for pos in range(4)})
+    result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=RRO(group=1, k_max=3),
+                    policy=policy, reward=lambda s: 0.5, budget=Budget(policy_calls=None, wall_time_s=20))
+    assert result.outcome == 1.0 and result.stats["candidates_per_step"][0] == 3
 
 
 def test_rro_takes_a_candidate_whose_value_is_already_at_success():
@@ -100,7 +105,7 @@ def test_open_ended_searches_refuse_a_budget_without_limits():
 
 
 @pytest.mark.parametrize("make", [lambda: RRO(k_max=0), lambda: RRO(group=0), lambda: MCTS(k=0), lambda: MCTS(c=-0.5),
-                                  lambda: SEAgent(population=0), lambda: BestOfN(n=0), lambda: MCTS(k=2.5)])
+                                  lambda: SEAgent(population=0), lambda: BestOfN(n=0), lambda: MCTS(k=2.5)])  # type: ignore[arg-type]  # a float k on purpose
 def test_settings_that_would_do_nothing_are_refused_at_construction(make):
     with pytest.raises(ConfigError, match=r"^(RRO|MCTS|SEAgent|BestOfN)\("):
         make()

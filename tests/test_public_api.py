@@ -66,18 +66,21 @@ def test_a_reward_model_without_a_folder_says_how_to_get_one() -> None:
 
 
 def test_import_and_a_reading_command_load_no_heavy_library(tmp_path: Path) -> None:
-    """Issue 12.5: `import trajgraph` and `trajgraph runs` start without LangGraph, torch or pandas."""
+    """Issue 12.5 / 17: `import trajgraph`, `trajgraph runs` and `show` start without LangGraph, torch, sqlite-utils or
+    pandas; only `runs --search` loads sqlite-utils (which loads pandas where it is installed)."""
     db = tmp_path / "runs.db"
-    tg.Store(db).write(runs=[tg.Run(id="r-1", graph="g", status="succeeded")])
+    tg.Store(db).write(runs=[tg.Run(id="r-1", graph="g", status="succeeded", error="ValueError: a purple cow")])
     heavy = ("langgraph", "langchain_core", "torch", "transformers", "litellm", "sqlite_utils", "pandas")
     code = ("import sys, trajgraph as tg\n"
             "from trajgraph.cli import app\n"
             "from typer.testing import CliRunner\n"
-            "assert 'r-1' in CliRunner().invoke(app, ['runs', '--db', sys.argv[1]]).output\n"
+            "for args in sys.argv[2:]:\n"
+            "    assert 'r-1' in CliRunner().invoke(app, [*args.split(), '--db', sys.argv[1]]).output, args\n"
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    for commands, loaded in ((["runs", "runs --status succeeded", "show r-1"], "[]"), (["runs --search purple"], "['sqlite_utils']")):
+        out = subprocess.run([sys.executable, "-c", code, str(db), *commands], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert out.stdout.strip().replace("'pandas', ", "") == loaded, (commands, out.stdout)
     # and the names still resolve to what they were (a function, even after its package loads)
     code = "import trajgraph.search.optimize, trajgraph.replay, trajgraph as tg, inspect; print(inspect.isfunction(tg.search) and inspect.isfunction(tg.replay))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.strip() == "True"

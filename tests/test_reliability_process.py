@@ -114,4 +114,18 @@ def test_the_process_stamp_lives_exactly_while_the_run_runs(store: Store) -> Non
     store.write(run_updates=[("a", {"status": "running"})])  # resumed
     assert store.run("a").metadata["process"]["pid"] == os.getpid()
     store.write(run_updates=[("a", {"status": "interrupted"})])
-    assert "process" not in store.run("a").metadata
+    assert store.run("a").metadata["process"]["pid"] == os.getpid()  # an interrupted run names its process (README)
+
+
+def test_a_stamp_from_another_pid_namespace_is_never_judged_dead() -> None:
+    """Issue 21.6: a run is marked interrupted only when its process is really gone. A pid from another PID
+    namespace on this host (another container) cannot be looked up here, so it is left running."""
+    import subprocess
+    import sys
+
+    from trajgraph.store.liveness import gone, this_process
+
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead = {**this_process(), "pid": int(done.stdout), "start": "boot:1"}  # a process of this host that has ended
+    assert gone(dead)  # here: it is gone
+    assert not gone({**dead, "ns": "pid:[1]"})  # stamped in another namespace: cannot tell, so not dead

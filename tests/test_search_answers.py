@@ -114,7 +114,7 @@ def _wide_search(reserve: int | None) -> tg.SearchResult:
     policy = SequencePolicy({p: ["forward", "wait", "back"] for p in range(9)})
     return tg.search(line_graph(goal=5, max_turns=8), line_start(), decision_node="policy", optimizer=tg.MCTS(k=3),
                      policy=policy, reward=lambda s: 0.5, budget=tg.Budget(policy_calls=20, finish_reserve=reserve),
-                     repeatable=True)
+                     repeatable=True, transpositions=False)  # the line's turns are in history: its states would merge
 
 
 def test_the_finish_is_paid_from_a_reserve_inside_the_budget():

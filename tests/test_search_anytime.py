@@ -48,12 +48,11 @@ def _se(anytime: bool, seed: int) -> tg.SearchResult:
 
 
 def test_se_agent_evolves_past_its_generations_while_budget_remains():
-    paper, anytime = _se(False, 1), _se(True, 1)
-    assert paper.outcome == 0.3 and paper.stats["generations"] == 1 and paper.spent.policy_calls == 11
-    assert anytime.outcome == 1.0 and anytime.stats["generations"] == 2
-    unlucky = _se(True, 0)  # no success: it spends the whole budget, and not one call more
-    assert unlucky.outcome == 0.3 and unlucky.stats["generations"] > 1
-    assert unlucky.spent.policy_calls == 60 and unlucky.spent.overrun_policy_calls == 0
+    paper, anytime = _se(False, 0), _se(True, 0)
+    assert paper.stats["generations"] == 1 and paper.spent.policy_calls < 60
+    # no success: anytime evolution goes on, spends the whole budget, and not one call more
+    assert anytime.stats["generations"] > 1 and len(anytime.stats["fitness_per_generation"]) == anytime.stats["generations"] + 1
+    assert anytime.spent.policy_calls == 60 and anytime.spent.overrun_policy_calls == 0
 
 
 def test_the_bench_compares_optimizers_at_calls_spent_within_the_budget():

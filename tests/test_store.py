@@ -13,13 +13,15 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from trajgraph.errors import NotAStoreError, RunNotFoundError, SchemaTooNewError, StoreError
 from trajgraph.store import Store
-from trajgraph.store._schema import MIGRATIONS as _MIGRATIONS
-from trajgraph.testing.store_suite import CHECKS
+from trajgraph.store.dialect import SQLITE
+from trajgraph.store.schema import MIGRATIONS as _MIGRATIONS
+from trajgraph.testing.store_suite import CHECKS, check_outage
 from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 
 
@@ -27,6 +29,20 @@ from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 def test_store_conformance(check, tmp_path: Path) -> None:
     counter = itertools.count()
     check(lambda: Store(tmp_path / f"{next(counter)}.db").setup())
+
+
+def test_store_outage_sqlite(tmp_path: Path) -> None:
+    """SQLite's outage: another process holds the file locked for a while; writes wait their turn and land whole."""
+    path = tmp_path / "o.db"
+
+    def outage(seconds: float) -> None:
+        other = sqlite3.connect(path, timeout=30)
+        other.execute("BEGIN EXCLUSIVE")
+        time.sleep(seconds)
+        other.execute("COMMIT")
+        other.close()
+
+    check_outage(lambda: Store(path).setup(), outage)
 
 
 def test_new_store_is_wal_with_schema_version(store: Store) -> None:
@@ -118,9 +134,8 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
-    for statement in _MIGRATIONS[1].split(";\n"):
-        if statement.strip():
-            conn.execute(statement)
+    for statement in SQLITE.render(cast(str, _MIGRATIONS[1][0])):
+        conn.execute(statement)
     conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
     conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1'), ('app', 'trajgraph')")
     conn.execute("INSERT INTO runs (id, graph, started_at) VALUES ('old', 'g', 1.0)")
@@ -230,7 +245,7 @@ def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> 
         assert [s.seq for s in steps] == list(range(8)) and [s.node for s in steps] == ["policy", "env"] * 4
         assert r.output["reward"] == 1.0
     assert store.count("steps") == 4 * runs * 8
-    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(r.ended_at for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
+    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(cast(float, r.ended_at) for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
     assert max(a for a, _ in spans) < min(b for _, b in spans)  # the four really wrote at the same time
 
 

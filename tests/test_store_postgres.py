@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -20,10 +20,10 @@ from tests._services import Postgres
 from trajgraph.adapters.postgres import PostgresStore
 from trajgraph.adapters.postgres import _schema as pg_schema
 from trajgraph.errors import ConfigError, NotAStoreError, SchemaTooNewError, StoreError
-from trajgraph.store import Store, open_store
-from trajgraph.store import _schema as sqlite_schema
+from trajgraph.store import SQLiteStore, Store, open_store
 from trajgraph.store.rows import JSON_FIELDS
-from trajgraph.testing.store_suite import CHECKS, check_processes_writing_at_once
+from trajgraph.store.schema import MIGRATIONS
+from trajgraph.testing.store_suite import CHECKS, check_outage, check_processes_writing_at_once
 from trajgraph.trajectory import SCHEMA_VERSION, ModelCall, PreferencePair, Run, SearchNode, Step
 
 
@@ -36,6 +36,11 @@ def _close_stores(postgres: Postgres) -> Any:
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__)
 def test_store_conformance_postgres(check: Any, postgres: Postgres) -> None:
     check(postgres.store)
+
+
+def test_store_outage_postgres(postgres: Postgres) -> None:
+    """The throwaway server stopped (pg_ctl stop -m fast) and started again 3 s later while runs are written."""
+    check_outage(postgres.store, postgres.outage)
 
 
 def test_processes_writing_at_once_sqlite(tmp_path: Path) -> None:
@@ -53,13 +58,14 @@ def _sql(pg: PostgresStore, query: str, params: Any = ()) -> list[tuple[Any, ...
 def test_store_url_dispatches_to_postgres_and_core_stays_light(postgres: Postgres) -> None:
     store = tg.Store(postgres.url)
     assert type(store) is PostgresStore and isinstance(store, Store) and store.setup().count("runs") >= 0
-    assert type(open_store(postgres.url)) is PostgresStore and type(open_store("sqlite:///x.db")) is Store
+    assert type(open_store(postgres.url)) is PostgresStore and type(open_store("sqlite:///x.db")) is SQLiteStore
+    assert not isinstance(store, SQLiteStore) and isinstance(open_store("sqlite:///x.db"), Store)
     code = "import sys, trajgraph; print(any(m.startswith(('psycopg', 'trajgraph.adapters')) for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
 
 
 def test_schema_matches_sqlite_column_for_column(postgres: Postgres, tmp_path: Path) -> None:
-    assert sorted(pg_schema.MIGRATIONS) == sorted(sqlite_schema.MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))
+    assert sorted(MIGRATIONS) == list(range(1, SCHEMA_VERSION + 1))  # one description, rendered by each dialect
     pg = postgres.store()
     lite = sqlite3.connect(Store(tmp_path / "s.db").setup().path)
     for table in [*JSON_FIELDS, "run_tags", "_trajgraph_meta"]:
@@ -122,7 +128,7 @@ def test_older_store_is_migrated_forward(postgres: Postgres) -> None:
     schema = postgres.schema()
     with psycopg.connect(PostgresStore(postgres.url, schema=schema)._conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-        for statement in pg_schema.MIGRATIONS[1].split(";\n"):
+        for statement in pg_schema.POSTGRES.render(cast(str, MIGRATIONS[1][0])):
             conn.execute(statement)
         conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
         conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1')")
@@ -264,3 +270,42 @@ def test_a_run_whose_process_was_killed_reads_interrupted(postgres: Postgres) ->
     assert _sql(store, "SELECT status FROM runs WHERE id = 'doomed'") == [("running",)]  # a read changes nothing ...
     PostgresStore(postgres.url, schema=store.schema).setup()
     assert _sql(store, "SELECT status FROM runs WHERE id = 'doomed'") == [("interrupted",)]  # ... the next open writes it
+
+
+def test_a_run_started_during_an_outage_past_the_deadline_is_reported_never_half_written(postgres: Postgres) -> None:
+    """Issue 21.6: the server stays away longer than the write deadline. The run that started meanwhile is lost
+    whole and said so (its flush raises), never half written; the run that was running stays running (its
+    process lives) and is marked failed by its next update, not interrupted."""
+    import threading
+    import time
+
+    from trajgraph.errors import StoreUnavailableError
+    from trajgraph.store.writer import writer_for
+
+    store = postgres.store(write_deadline_s=1.0)
+    store.write(runs=[Run(id="before", status="running")], steps=[Step(run_id="before", seq=0, node="n")])
+    writer = writer_for(store)
+    away = threading.Thread(target=postgres.outage, args=(4.0,))
+    away.start()
+    time.sleep(1.0)
+    writer.put("run", Run(id="during", status="running"))
+    for seq in range(3):
+        writer.put("step", Step(run_id="during", seq=seq, node="n"))
+    writer.put("step", Step(run_id="before", seq=1, node="n"))
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="unreachable") as info:
+        writer.flush(run_id="during")
+    assert time.monotonic() - started < 15  # bounded: the deadline, not forever
+    assert "during" in str(info.value) and "\n" not in str(info.value)
+    away.join()
+    writer.put("step", Step(run_id="during", seq=3, node="n"))  # its later rows cannot make it half a run
+    writer.put("run_update", ("during", {"status": "succeeded"}))
+    writer.put("run_update", ("before", {"status": "succeeded"}))
+    writer.flush(raise_errors=False)
+    with pytest.raises(StoreError, match="run before could not be stored"):  # told once, to whoever flushes next
+        writer.raise_errors()
+    assert [r.id for r in store.runs()] == ["before"] and store.count("steps") == 1
+    before = store.run("before")
+    assert before.status == "failed" and "could not be stored" in (before.error or ""), before  # a row of it was lost: said so
+    assert store.mark_interrupted() == [] and isinstance(info.value.__cause__ or info.value, StoreError)
+    assert issubclass(StoreUnavailableError, StoreError)

@@ -277,6 +277,11 @@ def test_page_opens_a_run_and_expands_the_search_tree(server: ViewServer, browse
     # "Expand all" loads every level; "Chosen path" shows the chosen line only
     browser.js("[...document.querySelectorAll('.toolbar button')].find(b => b.textContent === 'Expand all').click()")
     browser.wait(f"document.querySelectorAll('#tree li.tree-node').length === {len(facts.node_values) + 1}")
+    # a node without an observation or a reason shows nothing there, not the text "null" (Element.append(null))
+    nulls = "[...document.querySelectorAll('#tree li.tree-node')].filter(li => [...li.childNodes].some(c => c.nodeType === 3 && c.textContent === 'null')).length"
+    assert browser.js("[...document.querySelectorAll('#tree li.tree-node')].filter(li => !li.querySelector(':scope > .reason')).length") > 0
+    assert browser.js(nulls) == 0
+    assert "null" not in browser.js("document.querySelector('#tree').innerText")
     assert browser.js("[...document.querySelectorAll('#tree ul.children')].filter(u => u.children.length && u.hidden).length") == 0
     browser.js("[...document.querySelectorAll('.toolbar button')].find(b => b.textContent === 'Chosen path').click()")
     visible = "[...document.querySelectorAll('#tree li.tree-node')].filter(li => li.offsetParent !== null)"
@@ -315,7 +320,7 @@ def test_page_filters_and_compares_two_runs(server: ViewServer, browser: Browser
     browser.wait("document.querySelectorAll('#runs tbody tr.run-row').length === 1")
     assert browser.js("document.querySelector('#runs tbody tr.run-row').dataset.runId") == facts.calc_failed[0]
 
-    a, b = sorted(facts.env_rewards, key=facts.env_rewards.get)[0], max(facts.env_rewards, key=facts.env_rewards.get)
+    a, b = sorted(facts.env_rewards, key=facts.env_rewards.__getitem__)[0], max(facts.env_rewards, key=facts.env_rewards.__getitem__)
     set_filter(browser, "status", "")
     browser.wait(f"document.querySelector('#runs tr.run-row[data-run-id=\"{a}\"]') !== null")
     for rid in (a, b):
@@ -352,6 +357,7 @@ def test_cli_view_binds_loopback(facts: Facts) -> None:
 
     proc = subprocess.Popen([sys.executable, "-m", "trajgraph.cli", "view", "--db", str(facts.path), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         line = proc.stdout.readline()  # "trajgraph view: http://127.0.0.1:PORT/  (store ..., read-only; ...)"
         assert line.startswith("trajgraph view: http://127.0.0.1:"), line + proc.stderr.read() if proc.poll() is not None else line
@@ -475,3 +481,72 @@ def test_page_loads_more_steps_and_opens_levels(big: ViewServer, browser: Browse
     browser.wait("document.querySelectorAll('#tree li.tree-node').length === 31")  # the root opens its 30 children
     browser.js("document.querySelector(\"#tree li[data-node-id='1'] > .node-row > .toggle\").click()")
     browser.wait("document.querySelectorAll('#tree li.tree-node').length === 31 + 998")
+
+
+# -- issue 21 item 7: small pages, whole values on demand, strict input ------------------------------
+
+
+@pytest.fixture(scope="module")
+def heavy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ViewServer, str]]:
+    """A run of 100 steps of 100 KB each: 10 MB of values."""
+    path = tmp_path_factory.mktemp("big") / "big.db"
+    with tg.Store(path) as store:
+        run = Run(id=new_id(), graph="big", status="succeeded")
+        store.add_run(run)
+        store.write(steps=[Step(run_id=run.id, seq=i, node="n", update={"observation": f"{i:03d}" + "x" * 100_000}) for i in range(100)])
+    srv = ViewServer(path)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv, run.id
+    srv.shutdown()
+    srv.server_close()
+    thread.join(5)
+
+
+def test_steps_pages_are_bounded_by_bytes_and_send_each_value_once(heavy: tuple[ViewServer, str]) -> None:
+    server, run_id = heavy
+    seen, offset, pages = [], 0, 0
+    while True:
+        status, _, body = get(server, f"/api/steps?id={run_id}&offset={offset}&limit=1000")
+        assert status == 200 and len(body) < 1_200_000  # ~1 MB a page, not 10 MB
+        page = json.loads(body)
+        if not page["steps"]:
+            break
+        for step in page["steps"]:
+            assert step["truncated"] and len(step["update"]["observation"]) < 11_000
+            assert body.count(f'"{step["seq"]:03d}xxxx'.encode()) <= 2  # the preview and the cut value, never two whole copies
+        seen += [s["seq"] for s in page["steps"]]
+        offset += len(page["steps"])
+        pages += 1
+    assert seen == list(range(100)) and pages < 100
+    whole = api(server, f"/api/step?id={run_id}&seq=42")
+    assert whole["seq"] == 42 and whole["update"]["observation"] == "042" + "x" * 100_000 and not whole["truncated"]
+    assert len(api(server, f"/api/run?id={run_id}")["steps"]) < 100
+
+
+def test_huge_numbers_are_400_not_a_dropped_connection(heavy: tuple[ViewServer, str]) -> None:
+    server, run_id = heavy
+    for path in (f"/api/steps?id={run_id}&offset=99999999999999999999999", f"/api/tree?id={run_id}&parent=99999999999999999999999",
+                 f"/api/call?id={run_id}&seq=-99999999999999999999999", f"/api/step?id={run_id}&seq=99999999999999999999999"):
+        status, _, body = get(server, path)
+        assert status == 400 and "out of range" in json.loads(body)["error"], path
+
+
+def test_host_header_is_parsed_as_host_and_port(heavy: tuple[ViewServer, str]) -> None:
+    server, _ = heavy
+    port = server.server_address[1]
+    for host in ("localhost:80@evil.com", f"localhost:{port}@evil.com", "evil.com#@localhost", f"localhost:{port}/x",
+                 "localhost:99999999", f"127.0.0.1:{port + 1}", "localhost.evil.com", "[::1]x"):
+        assert get(server, "/api/runs", host=host)[0] == 403, host
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost", f"LOCALHOST:{port}"):
+        assert get(server, "/api/runs", host=host)[0] == 200, host
+
+
+def test_load_all_in_the_page(heavy: tuple[ViewServer, str], browser: Browser) -> None:
+    server, run_id = heavy
+    browser.call("Page.navigate", url=server.url + f"#run={run_id}")
+    browser.wait("document.querySelectorAll('#steps .step').length > 0")
+    assert browser.js("document.querySelectorAll('#steps .step').length") < 100
+    browser.js("document.querySelector('#steps .step[data-seq=\"0\"] button.load-all').click()")
+    browser.wait("document.querySelector('#steps .step[data-seq=\"0\"] button.load-all') === null")
+    assert browser.js("document.querySelector('#steps .step[data-seq=\"0\"] pre').textContent.length") > 100_000

@@ -19,6 +19,14 @@ class SchemaTooNewError(StoreError):
     """The store was written by a newer trajgraph than this one."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store's server stayed unreachable past the write deadline (nothing of the batch was written)."""
+
+
+class SearchUnavailableError(StoreError):
+    """The store predates full-text search and is open read-only: a writable open migrates it."""
+
+
 class RunNotFoundError(TrajgraphError, KeyError):
     """No run with that id (or id prefix) in the store."""
 
@@ -54,7 +62,13 @@ class RewardModelError(TrajgraphError):
     """A reward model directory is missing files or holds something else."""
 
 
+class ExportError(TrajgraphError):
+    """Exported data (spans) did not reach its destination before the deadline."""
+
+
 __all__ = [
+    "SearchUnavailableError",
+    "StoreUnavailableError",
     "TrajgraphError",
     "StoreError",
     "NotAStoreError",
@@ -67,4 +81,5 @@ __all__ = [
     "GraphError",
     "InputError",
     "RewardModelError",
+    "ExportError",
 ]

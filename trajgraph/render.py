@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trajgraph.store.json import to_jsonable
+from trajgraph.store.text import utf8_text
 
 
 def _message_text(msg: Any) -> str:
@@ -40,7 +41,7 @@ def render_action(action: Any) -> str:
     if action is None:
         return ""
     if isinstance(action, str):
-        return action
+        return utf8_text(action)
     data = to_jsonable(action)
     if isinstance(data, dict):
         if "action" in data and isinstance(data["action"], (str, int, float)):

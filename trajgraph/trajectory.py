@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-SCHEMA_VERSION = 3  # v2: steps.task_id; v3: model_calls.prompt_ref/prompt_shared
+SCHEMA_VERSION = 4  # v2: steps.task_id; v3: model_calls.prompt_ref/prompt_shared; v4: full-text search indexes
 
 RunStatus = Literal["running", "succeeded", "failed", "interrupted", "unfinished"]  # unfinished: a search that ended without a finished answer
 RunKind = Literal["record", "replay", "fork", "search", "rollout", "bench"]

@@ -1,12 +1,14 @@
-"""The PostgreSQL dialect of the store's schema: the same tables, versions and migrations as SQLite.
+"""PostgreSQL's dialect of the store, and the check-and-migrate that `PostgresStore.setup()` runs.
 
-`trajgraph/store/_schema.py` is the source of truth; this file repeats each
-migration in PostgreSQL's words, version for version, so a store at version N
-has the same tables and columns whichever database holds it
-(tests/test_store_postgres.py compares the two column by column). Differences
-are of dialect only: DOUBLE PRECISION for REAL, an identity column for
-AUTOINCREMENT, and `CREATE OR REPLACE VIEW`. JSON stays TEXT, byte-identical
-with SQLite's (and faster to write here than JSONB, which parses every value).
+The tables, versions and migrations are the core's (trajgraph/store/schema.py),
+rendered here in PostgreSQL's words: DOUBLE PRECISION for REAL, an identity
+column for AUTOINCREMENT, `CREATE OR REPLACE VIEW`, `ADD COLUMN IF NOT EXISTS`,
+`%s` placeholders, `COLLATE "C"` for byte order, `FOR UPDATE` on rows read back
+inside a write. JSON stays TEXT, byte-identical with SQLite's (and faster to
+write here than JSONB, which parses every value). Full-text search is a GIN
+index over a `tsvector` expression (the 'simple' configuration: no stemming, no
+stop words, as SQLite's unicode61 tokenizer), which PostgreSQL keeps in sync on
+every write; queries repeat the indexed expression so the planner uses it.
 
 `setup()` may be called by many workers at once (a Ray job's first tasks all
 open the store together). Postgres's `CREATE TABLE IF NOT EXISTS` is not safe
@@ -24,136 +26,43 @@ import zlib
 from typing import Any
 
 from trajgraph.errors import NotAStoreError, SchemaTooNewError, StoreError
+from trajgraph.store.dialect import Dialect
+from trajgraph.store.schema import META, MIGRATIONS, SearchIndex
 from trajgraph.trajectory import SCHEMA_VERSION
-
-META = "_trajgraph_meta"
 
 # pg_advisory_xact_lock takes a bigint; one fixed key for "a trajgraph store is migrating in this database"
 LOCK_KEY = zlib.crc32(b"trajgraph.store.schema")
 
-SCHEMA_V1 = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY,
-    graph TEXT NOT NULL DEFAULT '',
-    graph_path TEXT,
-    kind TEXT NOT NULL DEFAULT 'record',
-    status TEXT NOT NULL DEFAULT 'running',
-    input TEXT,
-    output TEXT,
-    outcome DOUBLE PRECISION,
-    task TEXT,
-    parent_id TEXT REFERENCES runs(id),
-    fork_step INTEGER,
-    thread_id TEXT,
-    tags TEXT NOT NULL DEFAULT '[]',
-    metadata TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    started_at DOUBLE PRECISION NOT NULL,
-    ended_at DOUBLE PRECISION
-);
-CREATE INDEX IF NOT EXISTS runs_graph_started ON runs(graph, started_at);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
-CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
-CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_id);
-CREATE INDEX IF NOT EXISTS runs_thread ON runs(thread_id);
-CREATE INDEX IF NOT EXISTS runs_task ON runs(task);
+# to_tsvector refuses a document past 1 MB; the index reads the first SEARCH_CHARS characters of each row
+SEARCH_CHARS = 100_000
 
-CREATE TABLE IF NOT EXISTS run_tags (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    tag TEXT NOT NULL,
-    PRIMARY KEY (run_id, tag)
-);
-CREATE INDEX IF NOT EXISTS run_tags_tag ON run_tags(tag);
 
-CREATE TABLE IF NOT EXISTS steps (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    node TEXT NOT NULL,
-    lg_step INTEGER,
-    path TEXT NOT NULL DEFAULT '',
-    namespace TEXT NOT NULL DEFAULT '',
-    "update" TEXT,
-    action TEXT,
-    started_at DOUBLE PRECISION NOT NULL DEFAULT 0,
-    latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
-    error TEXT,
-    reward DOUBLE PRECISION,
-    interrupted INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, seq)
-);
-CREATE INDEX IF NOT EXISTS steps_node ON steps(node);
+class PostgresDialect(Dialect):
+    def search_document(self, index: SearchIndex) -> str:
+        """The indexed expression: the row's columns as one text (JSON's \\n, \\r, \\t escapes as spaces)."""
+        joined = " || ' ' || ".join(f"coalesce(\"{c}\", '')" for c in index.columns)
+        return f"to_tsvector('simple'::regconfig, regexp_replace(left({joined}, {SEARCH_CHARS}), '\\\\[nrt]', ' ', 'g'))"
 
-CREATE TABLE IF NOT EXISTS model_calls (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    step_seq INTEGER,
-    model TEXT NOT NULL DEFAULT '',
-    messages TEXT,
-    response TEXT,
-    params TEXT NOT NULL DEFAULT '{}',
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    latency_ms DOUBLE PRECISION NOT NULL DEFAULT 0,
-    token_ids TEXT,
-    logprobs TEXT,
-    error TEXT,
-    PRIMARY KEY (run_id, seq)
-);
+    def search_index(self, index: SearchIndex) -> list[str]:
+        return [f"CREATE INDEX IF NOT EXISTS {index.table}_search ON {index.table} USING GIN ({self.search_document(index)})"]
 
-CREATE TABLE IF NOT EXISTS search_nodes (
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    id INTEGER NOT NULL,
-    parent_id INTEGER,
-    depth INTEGER NOT NULL DEFAULT 0,
-    action TEXT,
-    action_text TEXT NOT NULL DEFAULT '',
-    observation TEXT NOT NULL DEFAULT '',
-    score DOUBLE PRECISION,
-    value DOUBLE PRECISION,
-    visits INTEGER NOT NULL DEFAULT 0,
-    outcome DOUBLE PRECISION,
-    terminal INTEGER NOT NULL DEFAULT 0,
-    chosen INTEGER NOT NULL DEFAULT 0,
-    invalid INTEGER NOT NULL DEFAULT 0,
-    reason TEXT NOT NULL DEFAULT '',
-    created_at DOUBLE PRECISION NOT NULL DEFAULT 0,
-    PRIMARY KEY (run_id, id)
-);
+    def search_sql(self, index: SearchIndex, keys: list[str], limit: int) -> str:
+        cols = ", ".join(f'"{c}"' for c in [*keys, *index.columns])
+        doc = self.search_document(index)
+        return (f"SELECT {cols}, -ts_rank({doc}, q) AS rank FROM {index.table}, plainto_tsquery('simple'::regconfig, %s) q "
+                f"WHERE {doc} @@ q ORDER BY rank LIMIT {int(limit)}")
 
-CREATE TABLE IF NOT EXISTS pairs (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    source TEXT NOT NULL,
-    prompt TEXT,
-    chosen TEXT,
-    rejected TEXT,
-    chosen_score DOUBLE PRECISION,
-    rejected_score DOUBLE PRECISION,
-    node_id INTEGER,
-    chosen_node INTEGER,
-    rejected_node INTEGER,
-    task TEXT
-);
-CREATE INDEX IF NOT EXISTS pairs_run ON pairs(run_id);
-CREATE INDEX IF NOT EXISTS pairs_source ON pairs(source);
 
-CREATE OR REPLACE VIEW decision_steps AS
-    SELECT run_id, seq, node, action, reward FROM steps WHERE action IS NOT NULL;
-CREATE OR REPLACE VIEW dpo_pairs AS
-    SELECT prompt, chosen, rejected, chosen_score, rejected_score, source, run_id FROM pairs
-"""
-
-# version -> SQL that brings a store from version-1 to version; the same steps as trajgraph/store/_schema.py.
-MIGRATIONS: dict[int, str] = {
-    1: SCHEMA_V1,
-    2: """
-ALTER TABLE steps ADD COLUMN IF NOT EXISTS task_id TEXT NOT NULL DEFAULT ''
-""",
-    3: """
-ALTER TABLE model_calls ADD COLUMN IF NOT EXISTS prompt_ref INTEGER;
-ALTER TABLE model_calls ADD COLUMN IF NOT EXISTS prompt_shared INTEGER NOT NULL DEFAULT 0
-""",
-}
+POSTGRES = PostgresDialect(
+    "postgresql",
+    param="%s",
+    REAL="DOUBLE PRECISION",
+    SERIAL="BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+    VIEW="CREATE OR REPLACE VIEW",
+    ADD_COLUMN="ADD COLUMN IF NOT EXISTS",
+    bytewise='"C"',
+    lock_rows=" FOR UPDATE",
+)
 
 
 def _version(conn: Any, where: str) -> int:
@@ -168,7 +77,10 @@ def _version(conn: Any, where: str) -> int:
     row = conn.execute(f"SELECT value FROM {META} WHERE key = 'schema_version'").fetchone()
     if row is None:
         raise NotAStoreError(f"{where}: trajgraph store without a schema version; it is damaged")
-    version = int(row[0])
+    try:
+        version = int(row[0])
+    except ValueError:
+        raise NotAStoreError(f"{where}: trajgraph store with schema version {row[0]!r}; it is damaged") from None
     if version > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"{where}: store schema v{version} is newer than this trajgraph (v{SCHEMA_VERSION}); upgrade trajgraph"
@@ -193,8 +105,8 @@ def setup(conn: Any, where: str, *, readonly: bool) -> int:
         if version < SCHEMA_VERSION:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {META} (key TEXT PRIMARY KEY, value TEXT)")
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";\n"):
-                    if statement.strip():
+                for entry in MIGRATIONS[target]:
+                    for statement in POSTGRES.statements(entry):
                         conn.execute(statement)
             conn.execute(
                 f"INSERT INTO {META} VALUES ('schema_version', %s), ('app', 'trajgraph') "
@@ -204,4 +116,4 @@ def setup(conn: Any, where: str, *, readonly: bool) -> int:
         return version
 
 
-__all__ = ["META", "LOCK_KEY", "MIGRATIONS", "SCHEMA_V1", "setup"]
+__all__ = ["LOCK_KEY", "POSTGRES", "PostgresDialect", "SEARCH_CHARS", "setup"]

@@ -1,70 +1,76 @@
 """`PostgresStore`: the store contract on PostgreSQL, for a team or a cluster sharing one store.
 
-    store = tg.Store("postgresql://user@db.internal/trajgraph")   # dispatches here
+    store = tg.Store("postgresql://user@db.internal/trajgraph")   # found through the trajgraph.stores entry point
     store = PostgresStore(url, schema="team_a")                   # one database, several stores
 
-Same tables, schema versions and row encoding as the SQLite store (JSON as TEXT,
-byte for byte: both call `trajgraph.store.rows.encode`), so a run copied from
-one to the other reads back equal. Connections come from a psycopg 3 pool and
-are checked before each use (`ConnectionPool.check_connection`): servers and
-proxies drop idle connections while a worker waits on a long model call, and a
-dead connection should cost a reconnect, not a failed write. A batch is one
-transaction; two workers upserting the same rows in a different order can
-deadlock, and Postgres then aborts one of them: that batch is retried whole.
+Every query is the core's (trajgraph/store/base.py) in PostgreSQL's dialect
+(`_schema.POSTGRES`), and so are the tables, versions and row encoding (JSON as
+TEXT, byte for byte as in SQLite), so a run copied from one to the other reads
+back equal. What is PostgreSQL's own is here: connections, transactions, retries.
 
-It subclasses the SQLite `Store` only so that code asking `isinstance(x, Store)`
-accepts it; every method that touches the database is its own.
+Connections come from a psycopg 3 pool and are checked before each use
+(`ConnectionPool.check_connection`): servers and proxies drop idle connections
+while a worker waits on a long model call, and a dead connection should cost a
+reconnect, not a failed write. A batch is one transaction. When it fails for a
+reason that passes (the server restarting or unreachable, a dropped connection,
+two writers deadlocking on shared rows) the whole batch is retried, with
+backoff, until `write_deadline_s` (default 60 s) has passed since the batch
+began; then it fails whole with `StoreUnavailableError` and nothing of it is
+written. So a server away for less than the deadline costs a wait, never a
+row; one away longer costs whole batches, which the writer reports
+(trajgraph/store/writer.py), never half of one. Reads retry once.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql as pg_sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from trajgraph.adapters.postgres import _schema
-from trajgraph.errors import ConfigError, RunNotFoundError, StoreError
-from trajgraph.store.liveness import died_message, gone, this_process
-from trajgraph.store.rows import JSON_FIELDS, encode, escape_text, resolve_prompts, row_of
-from trajgraph.store.sqlite import Store
-from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step, Trajectory
-
-_KEYS = {"runs": ("id",), "steps": ("run_id", "seq"), "model_calls": ("run_id", "seq"), "search_nodes": ("run_id", "id")}
-_RETRIES = 5  # deadlock / serialization failures: the batch is retried whole
+from trajgraph.errors import ConfigError, StoreError, StoreUnavailableError
+from trajgraph.store import Store, mask_url
+from trajgraph.store.base import Tx, UnstorableText
+from trajgraph.store.redact import Redactor, redact_secrets
+from trajgraph.store.rows import escape_text
+from trajgraph.store.schema import SearchIndex
 
 
 def redact(url: str) -> str:
-    """The URL without its password, for messages and `store.path`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.split("@")[-1]
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = (parts.username or "") + ":***@"
-    return urlunsplit(parts._replace(netloc=user + netloc[-1]))
+    """The URL without its passwords (`user:***@`, `?password=***`), for messages and `store.path`."""
+    return mask_url(url)
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
+    text = mask_url(" ".join(str(exc).split()))
     return text.removeprefix("connection failed: ") or type(exc).__name__
+
+
+def _passes(exc: BaseException) -> bool:
+    """An error worth retrying the batch for: the connection or server went away, or a deadlock."""
+    if isinstance(exc, (PoolTimeout, psycopg.InterfaceError)):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate or ""
+    # none: the client lost the connection; 08: connection exception; 57P: admin/crash shutdown, cannot
+    # connect now; 40: deadlock or serialization failure; 53300: too many connections
+    return not state or state.startswith(("08", "57P", "40")) or state == "53300"
 
 
 class PostgresStore(Store):
     """A trajgraph store in a PostgreSQL database (or one schema of it). Thread-safe; many processes may write."""
+
+    dialect = _schema.POSTGRES
 
     def __init__(
         self,
@@ -74,12 +80,17 @@ class PostgresStore(Store):
         schema: str | None = None,
         pool_size: int = 4,
         connect_timeout: float = 10.0,
+        redact: Redactor | None = redact_secrets,
+        write_deadline_s: float = 60.0,
     ) -> None:
         if not path.startswith(("postgresql://", "postgres://")):
             raise ConfigError(f"{path!r}: not a PostgreSQL URL; give postgresql://user@host:port/database")
         self.url = path
-        self.path = redact(path)  # type: ignore[assignment]  # what messages (and the writer's) name
+        self.path = mask_url(path)  # what messages (and the writer's) name
         self.readonly = readonly
+        # applied to every text written (trajgraph/store/redact.py); None writes values as they are
+        self.redact = redact
+        self.write_deadline_s = max(0.0, float(write_deadline_s))
         self.schema = schema
         self.pool_size = max(1, pool_size)
         try:
@@ -98,7 +109,6 @@ class PostgresStore(Store):
         self._lock = threading.RLock()
         self._pool: ConnectionPool | None = None
         self._finalizer: Any = None
-        self._db = None
         self._writer: Any = None
         _PG_STORES.add(self)
 
@@ -146,29 +156,14 @@ class PostgresStore(Store):
             self.mark_interrupted()
         return self
 
-    def mark_interrupted(self) -> list[str]:
-        """Mark `running` runs whose process died on this host as interrupted (as the SQLite store does on open)."""
-        rows = self._query("SELECT id, metadata FROM runs WHERE status = 'running'")
-        dead = []
-        for row in rows:
-            try:
-                process = json.loads(row["metadata"] or "{}").get("process")
-            except (ValueError, AttributeError):
-                continue
-            if gone(process):
-                dead.append((row["id"], {"status": "interrupted", "error": died_message(process)}))
-        if dead:
-            self.write(run_updates=dead)
-        return [run_id for run_id, _ in dead]
 
-    @property
-    def db(self) -> Any:  # the SQLite store's sqlite-utils handle: there is none here
-        raise StoreError(f"{self.path}: a PostgreSQL store has no SQLite handle; use the Store methods")
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.path!r})"
 
-    def _connection(self) -> Any:
+    def _connection(self, timeout: float = 30.0) -> Any:
         pool = self._pool if self._pool is not None else self.setup()._pool
         assert pool is not None
-        return pool.connection(timeout=30)
+        return pool.connection(timeout=timeout)
 
     def close(self) -> None:
         self.flush()
@@ -178,269 +173,76 @@ class PostgresStore(Store):
                 self._pool.close()
                 self._pool = None
 
-    def __enter__(self) -> PostgresStore:
-        return self.setup()
+    # -- the hooks of the shared store (trajgraph/store/base.py) ---------------------
 
-    def __repr__(self) -> str:
-        return f"PostgresStore({self.path!r})"
-
-    # -- writes ------------------------------------------------------------------
-
-    def write(
-        self,
-        *,
-        runs: Sequence[Run] = (),
-        run_updates: Sequence[tuple[str, dict[str, Any]]] = (),
-        steps: Sequence[Step] = (),
-        model_calls: Sequence[ModelCall] = (),
-        search_nodes: Sequence[SearchNode] = (),
-        pairs: Sequence[PreferencePair] = (),
-    ) -> None:
-        """Write a batch in one transaction: all of it lands or none of it does.
-
-        Text Postgres cannot hold (a lone surrogate from `os.fsdecode`, a NUL
-        character) is written escaped, a marked change, as the SQLite store does.
-        """
-        if self.readonly:
-            raise StoreError(f"{self.path}: opened read-only")
-        batch = (runs, run_updates, steps, model_calls, search_nodes, pairs)
-        n = sum(len(items) for items in batch)
-        try:
-            self._transaction(_operations(*batch), n)
-        except (UnicodeEncodeError, _NulError):
-            self._transaction(_operations(*[[_escaped(i) for i in items] for items in batch]), n)
-
-    def _transaction(self, ops: list[tuple[Any, list[list[Any]]]], n: int) -> None:
-        if not ops:
-            return
-        delay = 0.01
-        for attempt in range(_RETRIES):
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        for attempt in (0, 1):
             try:
-                with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
-                    for statement, params in ops:
-                        cur.executemany(statement, params)
+                with self._connection(timeout=10.0) as conn, conn.cursor(row_factory=dict_row) as cur:
+                    return list(cur.execute(sql, params or None).fetchall())
+            except (psycopg.Error, PoolTimeout) as exc:
+                if attempt == 0 and _passes(exc) and not isinstance(exc, PoolTimeout):
+                    continue  # a connection dropped since its last check: the pool gives a fresh one
+                raise StoreError(f"{self.path}: cannot read the store ({_one_line(exc)})") from None
+        raise AssertionError("unreachable")
+
+    def _transaction(self, work: Callable[[Tx], None], n: int) -> None:
+        """`work` in one transaction, retried whole while the failure passes, up to `write_deadline_s`."""
+        deadline = time.monotonic() + self.write_deadline_s
+        delay = 0.05
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                with self._connection(timeout=max(0.5, min(2.0, left))) as conn, conn.transaction(), \
+                        conn.cursor(row_factory=dict_row) as cur:
+                    work(_Tx(cur))
                 return
+            except UnicodeEncodeError as exc:  # a lone surrogate: the caller writes it escaped
+                raise UnstorableText(f"{type(exc).__name__}: {exc}") from exc
             except (psycopg.Error, PoolTimeout) as exc:  # the transaction rolled back: nothing of the batch landed
                 if isinstance(exc, psycopg.DataError) and "NUL" in str(exc):
-                    raise _NulError from exc
-                transient = isinstance(exc, (pg_errors.DeadlockDetected, pg_errors.SerializationFailure))
-                if transient and attempt < _RETRIES - 1:  # two writers upserting shared rows in another order
+                    raise UnstorableText("a NUL character, which PostgreSQL text cannot hold") from exc
+                if _passes(exc) and time.monotonic() + delay < deadline:
                     time.sleep(delay)
-                    delay *= 3
+                    delay = min(delay * 2, 2.0)
                     continue
-                raise StoreError(f"{self.path}: could not write {n} row(s) ({type(exc).__name__}: {_one_line(exc)})") from exc
+                cause = f"{type(exc).__name__}: {_one_line(exc)}"
+                if _passes(exc):
+                    raise StoreUnavailableError(
+                        f"{self.path}: could not write {n} row(s): the server stayed unreachable for "
+                        f"{self.write_deadline_s:g} s, the write deadline ({cause}); nothing of the batch was written"
+                    ) from exc
+                raise StoreError(f"{self.path}: could not write {n} row(s) ({cause})") from exc
 
-    def delete_runs(self, run_ids: Sequence[str]) -> int:
-        """Delete these runs with their steps, calls, nodes, pairs and tags, in one transaction.
-        A run another (kept) run names as its parent cannot go: the caller deletes families whole."""
-        if self.readonly:
-            raise StoreError(f"{self.path}: opened read-only")
-        if not run_ids:
-            return 0
-        with self._connection() as conn, conn.transaction():
-            return int(conn.execute("DELETE FROM runs WHERE id = ANY(%s)", [list(run_ids)]).rowcount)
+    def _search_table(self, index: SearchIndex, text: str, limit: int) -> list[dict[str, Any]]:
+        keys = ["id"] if index.table == "runs" else ["run_id", "seq" if index.table != "search_nodes" else "id"]
+        return self._query(_schema.POSTGRES.search_sql(index, keys, limit), [text])
 
-    # -- reads -------------------------------------------------------------------
-
-    def _query(self, sql: Any, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        if self._writer is not None and self._writer.pending:  # read your own writes
-            self._writer.flush()
-        try:
-            with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                return list(cur.execute(sql, params or None).fetchall())
-        except (psycopg.OperationalError, PoolTimeout) as exc:
-            raise StoreError(f"{self.path}: cannot read the store ({_one_line(exc)})") from None
-
-    def runs(
-        self,
-        *,
-        graph: str | None = None,
-        status: str | None = None,
-        tag: str | None = None,
-        kind: str | None = None,
-        task: str | None = None,
-        parent_id: str | None = None,
-        thread_id: str | None = None,
-        since: float | None = None,
-        until: float | None = None,
-        limit: int | None = None,
-        newest_first: bool = True,
-    ) -> list[Run]:
-        """Runs matching every filter given, newest first (ties by id, byte order as in SQLite)."""
-        where: list[str] = []
-        params: list[Any] = []
-        for col, val in (("graph", graph), ("status", status), ("kind", kind), ("task", task), ("parent_id", parent_id), ("thread_id", thread_id)):
-            if val is not None:
-                where.append(f"{col} = %s")
-                params.append(val)
-        if tag is not None:
-            where.append("id IN (SELECT run_id FROM run_tags WHERE tag = %s)")
-            params.append(tag)
-        if since is not None:
-            where.append("started_at >= %s")
-            params.append(since)
-        if until is not None:
-            where.append("started_at < %s")
-            params.append(until)
-        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ', id COLLATE "C"'
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [self._run(r) for r in self._query(sql, params)]
-
-    def run(self, run_id: str) -> Run:
-        """One run by id, or by a unique prefix of its id (as the CLI accepts)."""
-        rows = self._query("SELECT * FROM runs WHERE id = %s", [run_id])
-        if not rows and run_id:
-            # compared as text, not LIKE: '_' and '%' in what the user typed are characters, not patterns
-            rows = self._query("SELECT * FROM runs WHERE left(id, length(%s)) = %s LIMIT 2", [run_id, run_id])
-            if len(rows) > 1:
-                raise RunNotFoundError(f"run id prefix {run_id!r} matches several runs in {self.path}; give more characters")
-        if not rows:
-            raise RunNotFoundError(f"no run {run_id!r} in {self.path}; list runs with `trajgraph runs`")
-        return self._run(rows[0])
-
-    def steps(self, run_id: str) -> list[Step]:
-        rows = self._query("SELECT * FROM steps WHERE run_id = %s ORDER BY seq", [run_id])
-        return [Step(**self._decode("steps", r)) for r in rows]
-
-    def iter_steps(self, run_ids: Iterable[str] | None = None) -> Iterator[Step]:
-        if run_ids is None:
-            for r in self._query('SELECT * FROM steps ORDER BY run_id COLLATE "C", seq'):
-                yield Step(**self._decode("steps", r))
-            return
-        for run_id in run_ids:
-            yield from self.steps(run_id)
-
-    def model_calls(self, run_id: str | None = None) -> list[ModelCall]:
-        if run_id is None:
-            rows = self._query('SELECT * FROM model_calls ORDER BY run_id COLLATE "C", seq')
-        else:
-            rows = self._query("SELECT * FROM model_calls WHERE run_id = %s ORDER BY seq", [run_id])
-        return resolve_prompts([ModelCall(**self._decode("model_calls", r)) for r in rows])
-
-    def search_nodes(self, run_id: str) -> list[SearchNode]:
-        rows = self._query("SELECT * FROM search_nodes WHERE run_id = %s ORDER BY id", [run_id])
-        return [SearchNode(**self._decode("search_nodes", r)) for r in rows]
-
-    def pairs(self, *, run_id: str | None = None, source: str | None = None) -> list[PreferencePair]:
-        where, params = [], []
-        if run_id is not None:
-            where.append("run_id = %s")
-            params.append(run_id)
-        if source is not None:
-            where.append("source = %s")
-            params.append(source)
-        sql = "SELECT * FROM pairs" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id"
-        out = []
-        for r in self._query(sql, params):
-            r.pop("id", None)
-            out.append(PreferencePair(**self._decode("pairs", r)))
-        return out
-
-    def trajectory(self, run_id: str) -> Trajectory:
-        run = self.run(run_id)
-        return Trajectory(run=run, steps=tuple(self.steps(run.id)), model_calls=tuple(self.model_calls(run.id)))
-
-    def next_seq(self, run_id: str, table: str = "steps") -> int:
-        if table not in ("steps", "model_calls"):
-            raise StoreError(f"next_seq: table must be steps or model_calls, not {table!r}")
-        rows = self._query(f"SELECT COALESCE(MAX(seq) + 1, 0) AS n FROM {table} WHERE run_id = %s", [run_id])
-        return int(rows[0]["n"])
-
-    def step_counts(self, run_ids: Sequence[str]) -> dict[str, int]:
-        if not run_ids:
-            return {}
-        rows = self._query("SELECT run_id, COUNT(*) AS n FROM steps WHERE run_id = ANY(%s) GROUP BY run_id", [list(run_ids)])
-        return {r["run_id"]: int(r["n"]) for r in rows}
-
-    def count(self, table: str) -> int:
-        if table not in JSON_FIELDS:
-            raise StoreError(f"unknown table {table!r}; one of {sorted(JSON_FIELDS)}")
-        return int(self._query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"])
+    def _storable(self, item: Any) -> Any:
+        """`item` with its plain text made storable: surrogates backslash-escaped, NUL as the text \\x00."""
+        item = escape_text(item)
+        if isinstance(item, tuple):  # a run update
+            return (item[0], {k: _no_nul(v) for k, v in item[1].items()})
+        changed = {k: _no_nul(v) for k, v in item.__dict__.items() if isinstance(v, str) and "\x00" in v}
+        return item.replace(**changed) if changed else item
 
 
-class _NulError(Exception):
-    """A text value held a NUL character, which Postgres TEXT cannot store."""
+class _Tx:
+    """The shared write code's view of a psycopg cursor inside a transaction."""
 
+    def __init__(self, cur: Any) -> None:
+        self.cur = cur
 
-def _escaped(item: Any) -> Any:
-    """`item` with its plain text made storable: surrogates backslash-escaped, NUL as the text \\x00."""
-    item = escape_text(item)
-    if isinstance(item, tuple):  # a run update
-        return (item[0], {k: _no_nul(v) for k, v in item[1].items()})
-    changed = {k: _no_nul(v) for k, v in item.__dict__.items() if isinstance(v, str) and "\x00" in v}
-    return item.replace(**changed) if changed else item
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.cur.executemany(sql, rows)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return list(self.cur.execute(sql, params or None).fetchall())
 
 
 def _no_nul(value: Any) -> Any:
     return value.replace("\x00", "\\x00") if isinstance(value, str) else value
-
-
-def _operations(
-    runs: Sequence[Run],
-    run_updates: Sequence[tuple[str, dict[str, Any]]],
-    steps: Sequence[Step],
-    model_calls: Sequence[ModelCall],
-    search_nodes: Sequence[SearchNode],
-    pairs: Sequence[PreferencePair],
-) -> list[tuple[Any, list[list[Any]]]]:
-    """The statements of one batch, every row encoded (once, before any row lock is taken)."""
-    memo: dict[int, Any] = {}
-    ops: list[tuple[Any, list[list[Any]]]] = []
-    if any(r.status == "running" for r in runs):  # whose process writes it: if that process dies, it reads as interrupted
-        me = this_process()
-        runs = [r.replace(metadata={**r.metadata, "process": me}) if r.status == "running" else r for r in runs]
-    if runs:
-        ops.append(_upsert("runs", [encode("runs", row_of(r), memo) for r in runs]))
-        ops.extend(_tag_ops({r.id: r.tags for r in runs}))
-    for run_id, fields in run_updates:
-        if fields:
-            row = encode("runs", dict(fields), memo)
-            sets = pg_sql.SQL(", ").join(pg_sql.SQL("{} = %s").format(pg_sql.Identifier(k)) for k in row)
-            ops.append((pg_sql.SQL("UPDATE runs SET {} WHERE id = %s").format(sets), [[*row.values(), run_id]]))
-            if "tags" in fields:
-                ops.extend(_tag_ops({run_id: fields["tags"]}))
-    for table, items in (("steps", steps), ("model_calls", model_calls), ("search_nodes", search_nodes)):
-        if items:
-            ops.append(_upsert(table, [encode(table, row_of(i), memo) for i in items]))
-    if pairs:
-        rows = [encode("pairs", row_of(p), memo) for p in pairs]
-        for r in rows:
-            r.pop("id", None)
-        ops.append(_insert("pairs", rows))
-    return ops
-
-
-def _columns(cols: Iterable[str]) -> Any:
-    return pg_sql.SQL(", ").join(pg_sql.Identifier(c) for c in cols)
-
-
-def _insert(table: str, rows: list[dict[str, Any]]) -> tuple[Any, list[list[Any]]]:
-    cols = list(rows[0])
-    statement = pg_sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-        pg_sql.Identifier(table), _columns(cols), pg_sql.SQL(", ").join(pg_sql.Placeholder() * len(cols))
-    )
-    return statement, [[r[c] for c in cols] for r in rows]
-
-
-def _upsert(table: str, rows: list[dict[str, Any]]) -> tuple[Any, list[list[Any]]]:
-    """INSERT ... ON CONFLICT DO UPDATE: a rewritten row replaces the old one, keeping the rows that point at it."""
-    statement, params = _insert(table, rows)
-    keys = _KEYS[table]
-    sets = pg_sql.SQL(", ").join(
-        pg_sql.SQL("{0} = EXCLUDED.{0}").format(pg_sql.Identifier(c)) for c in rows[0] if c not in keys
-    )
-    return pg_sql.SQL("{} ON CONFLICT ({}) DO UPDATE SET {}").format(statement, _columns(keys), sets), params
-
-
-def _tag_ops(tags: dict[str, Any]) -> list[tuple[Any, list[list[Any]]]]:
-    """run_tags rows for each run: exactly its given tags (the table the `--tag` filter reads)."""
-    ops: list[tuple[Any, list[list[Any]]]] = [("DELETE FROM run_tags WHERE run_id = %s", [[run_id] for run_id in tags])]
-    rows = [[run_id, t] for run_id, ts in tags.items() for t in dict.fromkeys(ts or ())]
-    if rows:
-        ops.append(("INSERT INTO run_tags (run_id, tag) VALUES (%s, %s) ON CONFLICT DO NOTHING", rows))
-    return ops
 
 
 def _release(pool: ConnectionPool) -> None:

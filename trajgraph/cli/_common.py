@@ -14,7 +14,9 @@ import dataclasses
 import inspect
 import json
 import os
+import re
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
@@ -26,6 +28,7 @@ from typer.core import TyperGroup
 
 from trajgraph.errors import BudgetError, ConfigError, ReplayError, RewardModelError, RunNotFoundError, StoreError, TrajgraphError
 from trajgraph.export.read import RunFilter
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import RunKind, RunStatus
 
 try:  # typer >= 0.24 vendors click
@@ -43,8 +46,15 @@ STATUSES: tuple[str, ...] = get_args(RunStatus)
 KINDS: tuple[str, ...] = get_args(RunKind)
 
 
+_MAX_LINE = 600  # an error line quoting a 100,000-character argument is still one readable line
+
+
 def one_line(text: object) -> str:
-    return " ".join(str(text).split())
+    line = " ".join(utf8_text(str(text)).split())
+    if len(line) <= _MAX_LINE:
+        return line
+    half = _MAX_LINE // 2
+    return f"{line[:half]} … ({len(line) - 2 * half} characters left out) … {line[-half:]}"
 
 
 def exit_code(exc: BaseException) -> int:
@@ -116,7 +126,11 @@ def open_db(db: str | Path, *, write: bool = False, create: bool = False) -> Any
         _OPENED.append(store)
         return store
     path = Path(str(db).removeprefix("sqlite:///"))
-    if not create and not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name the file system refuses (too long, say)
+        raise ConfigError(f"--db {one_line(path)}: {exc.strerror or exc}; pass another store path") from None
+    if not create and not exists:
         raise ConfigError(f"{path}: no such store file; record a run first or pass --db")
     if create:
         check_writable(path)
@@ -157,6 +171,10 @@ def output(arg: str | None, opt: str | None, *, what: str = "output file", defau
 
 def check_writable(path: Path, *, folder: bool = False) -> None:
     """Refuse a path that cannot be written, in one line, before any work is done."""
+    try:
+        path.exists()
+    except OSError as exc:  # a name the file system refuses (too long, say)
+        raise ConfigError(f"{one_line(path)}: {exc.strerror or exc}; give another path") from None
     if path.exists():
         if path.is_dir() != folder:
             raise ConfigError(f"{path}: is {'not ' if folder else ''}a folder; give a {'folder' if folder else 'file'} path")
@@ -170,6 +188,12 @@ def check_writable(path: Path, *, folder: bool = False) -> None:
         raise ConfigError(f"{path}: {probe} is a file, not a folder")
     if not os.access(probe, os.W_OK):
         raise ConfigError(f"{path}: cannot write in {probe} (permission denied)")
+    try:  # os.access says yes to root everywhere, and /proc or a read-only mount still refuse: try it
+        fd, probe_file = tempfile.mkstemp(dir=probe, prefix=".trajgraph-write-check-")
+        os.close(fd)
+        os.unlink(probe_file)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write in {probe} ({exc.strerror or exc})") from None
 
 
 # -- run filters -------------------------------------------------------------------------
@@ -257,9 +281,34 @@ def print_json(data: Any) -> None:
     print(json.dumps(finite_or_null(to_jsonable(data)), ensure_ascii=False, default=str))
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _caret(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x20:
+        return "^" + chr(code + 64)  # ESC -> ^[, BEL -> ^G, CR -> ^M (caret notation, as less and cat -v)
+    if code == 0x7F:
+        return "^?"
+    return f"<{code:02X}>" if code <= 0x9F else f"<U+{code:04X}>"  # C1 controls, bidi overrides (as less)
+
+
+def visible(text: str) -> str:
+    """Stored text as a terminal should show it: control characters visible (`^[` for ESC, `<U+202E>`
+    for a bidi override), so a graph name or a step cannot clear the screen or retitle the window.
+    Tab and newline stay. For terminals only: piped output keeps the data."""
+    return _CONTROL.sub(_caret, utf8_text(text))
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal (or rich is told to treat it as one)."""
+    return sys.stdout.isatty() or bool(os.environ.get("FORCE_TERMINAL"))
+
+
 def fail(message: str) -> NoReturn:
     """Stop a command for bad input (exit 2), from code that found it itself."""
     raise ConfigError(message)
 
 
-__all__ = ["OneLineErrors", "open_db", "output", "run_filters", "config_options", "print_json", "Db", "OutArg", "OutOpt"]
+__all__ = ["OneLineErrors", "open_db", "output", "run_filters", "config_options", "print_json", "visible", "on_terminal",
+           "Db", "OutArg", "OutOpt"]

@@ -6,6 +6,7 @@ output either as the argument or as `--out` (as `reward train`, `bench` and `dem
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -115,6 +116,7 @@ def spans(
     db: Db = DEFAULT_DB,
     run: Annotated[Optional[list[str]], typer.Option(help="Only these run ids (repeat).")] = None,  # noqa: UP045
     service_name: Annotated[str, typer.Option(help="OpenTelemetry service.name of the exported spans.")] = "trajgraph",
+    deadline: Annotated[float, typer.Option(help="Seconds to keep retrying an endpoint that refuses spans; then exit 1.")] = 30.0,
     run_filter: RunFilter = RunFilter(),
 ) -> None:
     """Runs as OpenTelemetry spans (GenAI semantic conventions + OpenInference)."""
@@ -122,11 +124,15 @@ def spans(
 
     if out_arg is not None and out is not None and out_arg != out:
         fail(f"two outputs given ({out_arg} and --out {out}); give the output once")
+    if not math.isfinite(deadline) or deadline <= 0:
+        fail(f"--deadline {deadline}: give seconds, a positive number")
     sink = out_arg if out_arg is not None else out
+    if sink is not None and "://" in sink and not sink.startswith(("http://", "https://")):
+        fail(f"{sink}: spans go to a .jsonl file or an http(s):// OTLP endpoint; {sink.split('://', 1)[0]}:// is not one")
     if sink is None or not sink.startswith(("http://", "https://")):
         sink = str(output(out_arg, out, what="output file or OTLP endpoint"))
     store = open_db(db)
-    n = export_spans(store, sink, run_ids=run or None, service_name=service_name, **_filters(run_filter))
+    n = export_spans(store, sink, run_ids=run or None, service_name=service_name, deadline_s=deadline, **_filters(run_filter))
     typer.echo(f"exported {n} spans to {sink}")
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trajgraph.errors import ConfigError
+from trajgraph.store.text import utf8_data
 
 _FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -26,6 +27,7 @@ def write_dataset(rows: Sequence[dict[str, Any]], path: str | Path, *, format: s
     invented. `columns` are written even when `rows` is empty.
     """
     path = Path(path)
+    rows = utf8_data(list(rows))  # text as UTF-8 holds it (trajgraph.store.text)
     fmt = format or _FORMATS.get(path.suffix.lower())
     if fmt not in ("jsonl", "parquet"):
         raise ConfigError(f"{path}: unknown dataset format; use a .jsonl or .parquet file, or format='jsonl'|'parquet'")

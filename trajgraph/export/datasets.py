@@ -27,6 +27,7 @@ from trajgraph.export.read import RunFilter, as_number, effective_outcome, snaps
 from trajgraph.render import render_action, render_prefix, render_task, steps_to_turns
 from trajgraph.store import Store
 from trajgraph.store.json import to_jsonable
+from trajgraph.store.text import utf8_data
 from trajgraph.trajectory import Run, SearchNode, Step
 
 SFT_COLUMNS = ("messages",)
@@ -68,7 +69,7 @@ def sft_dataset(
                 if tools is not None:
                     row["tools"] = tools
                 rows.append(row)
-    return rows
+    return utf8_data(rows)  # text as UTF-8 holds it (trajgraph.store.text)
 
 
 def _messages(run: Run, steps: Sequence[Step]) -> list[dict[str, Any]]:
@@ -125,7 +126,7 @@ def dpo_dataset(
             })
         if trajectory_pairs and (sources is None or "eto" in sources):
             rows.extend(_eto_pairs(db, [r for r in allowed.values() if r.kind != "search"], style, success_threshold))
-    return rows
+    return utf8_data(rows)  # text as UTF-8 holds it (trajgraph.store.text)
 
 
 def _prefix(prompt: Any) -> tuple[str, list[tuple[str, str]]]:
@@ -242,13 +243,13 @@ def prm_dataset(
     rf = RunFilter.of(**filters)
     with snapshot(store) as db:
         if score is not None:
-            return _scored_rows(db, rf.runs(db, exclude_kinds=("search",)), score, threshold)
+            return utf8_data(_scored_rows(db, rf.runs(db, exclude_kinds=("search",)), score, threshold))
         rows = []
         for run in rf.runs(db):
             nodes = db.search_nodes(run.id)
             if nodes:
                 rows.extend(_tree_rows(run, nodes, label, threshold))
-        return rows
+        return utf8_data(rows)
 
 
 def _step_text(i: int, action: str, observation: str) -> str:

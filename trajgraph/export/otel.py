@@ -20,11 +20,15 @@ This module shapes the trace; what each span carries is trajgraph/export/_otel_a
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from trajgraph.errors import ConfigError
+from trajgraph.errors import ConfigError, ExportError
 from trajgraph.export._otel_attrs import (
     model_call_attrs,
     run_attrs,
@@ -36,6 +40,7 @@ from trajgraph.export._otel_attrs import (
 )
 from trajgraph.export.read import RunFilter, snapshot
 from trajgraph.store import Store
+from trajgraph.store.text import utf8_data, utf8_text
 from trajgraph.trajectory import ModelCall, Run, SearchNode, Step
 
 
@@ -47,22 +52,32 @@ def _sdk() -> Any:
     return sdk_trace
 
 
+_BATCH = 512  # spans per delivery: OTLP collectors take a few MB per request
+
+
 def export_spans(
     store: Store | str | Path,
     sink: Any,
     *,
     run_ids: Sequence[str] | None = None,
     service_name: str = "trajgraph",
+    deadline_s: float = 30.0,
     **filters: Any,
 ) -> int:
-    """Send matching runs as spans to `sink`; returns the number of spans.
+    """Send matching runs as spans to `sink`; returns the number of spans delivered.
 
     `sink` is any OpenTelemetry `SpanExporter`, a file path (JSON Lines, one span per
     line, as `ReadableSpan.to_json` writes it), or an `http(s)://` OTLP/HTTP
     endpoint such as `http://localhost:4318/v1/traces` (needs
     `opentelemetry-exporter-otlp-proto-http`). Rollouts of an exported search run
     are nested under it rather than exported twice.
+
+    Spans go out in batches; a batch the sink refuses is retried with backoff
+    until `deadline_s` seconds after the export began, then `ExportError` says how
+    many were delivered (never a success that was not). A file that cannot be
+    written raises its `OSError` at once.
     """
+    deadline_s = _deadline(deadline_s)
     exporter = _exporter(sink)
     rf = RunFilter.of(**filters)
     sdk_trace = _sdk()
@@ -70,10 +85,11 @@ def export_spans(
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
     ids = _Ids()
+    built = _Collect()  # the SDK hands finished spans here; delivery happens in our code, errors and all
     provider = sdk_trace.TracerProvider(resource=Resource.create({"service.name": service_name}), id_generator=ids)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(SimpleSpanProcessor(cast(Any, built)))  # a SpanExporter by shape (the SDK loads lazily)
     tracer = provider.get_tracer("trajgraph")
-    spans = 0
+    delivery = _Delivery(exporter, str(sink) if isinstance(sink, (str, Path)) else type(sink).__name__, deadline_s)
     try:
         with snapshot(store) as db:
             runs = [db.run(r) for r in run_ids] if run_ids is not None else rf.runs(db)
@@ -81,12 +97,127 @@ def export_spans(
             for run in runs:
                 if run.parent_id in selected and run.kind == "rollout":
                     continue  # nested under its search
-                builder = _Trace(db, tracer, ids)
-                builder.run(run, None)
-                spans += builder.ended
+                _Trace(db, tracer, ids).run(run, None)
+                if len(built.spans) >= _BATCH:
+                    delivery.send(built.take())
+        delivery.send(built.take())
     finally:
-        provider.shutdown()  # flushes and shuts the exporter down
-    return spans
+        provider.shutdown()
+        delivery.close()
+    return delivery.sent
+
+
+def _deadline(value: Any) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"deadline_s={value!r}: give seconds, a positive number") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(f"deadline_s={value!r}: give seconds, a positive number")
+    return seconds
+
+
+class _Collect:
+    """A SpanExporter that only keeps what the SDK finished, for `_Delivery` to send."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        self.spans.extend(spans)
+        return SpanExportResult.SUCCESS
+
+    def take(self) -> list[Any]:
+        out, self.spans = self.spans, []
+        return out
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class _Delivery:
+    """Batches to the real sink: retried with backoff inside one deadline, then one ExportError.
+
+    An OTLP endpoint gets a fresh exporter per attempt whose own retries (for 429/503
+    and refused connections) stop at the time left; its log lines are kept, and the
+    last one is quoted in the error instead of being printed once per retry."""
+
+    def __init__(self, exporter: Any, name: str, deadline_s: float) -> None:
+        self.exporter, self.name, self.deadline_s = exporter, name, deadline_s
+        self.deadline = time.monotonic() + deadline_s
+        self.sent = 0
+
+    def send(self, batch: list[Any]) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        backoff = 0.25
+        while batch:
+            left = self.deadline - time.monotonic()
+            with _otel_log() as log:
+                exporter = self.exporter(max(left, 0.05)) if isinstance(self.exporter, _Endpoint) else self.exporter
+                try:
+                    result = exporter.export(batch)
+                finally:
+                    if exporter is not self.exporter:
+                        exporter.shutdown()
+            if result == SpanExportResult.SUCCESS:
+                self.sent += len(batch)
+                return
+            left = self.deadline - time.monotonic()
+            if left <= backoff:
+                why = f" ({_one_line(log[0])})" if log else ""
+                raise ExportError(f"spans not delivered to {self.name}: {self.sent} sent, the next {len(batch)} refused until the "
+                                  f"{self.deadline_s:g} s deadline{why}; check the endpoint, or give a longer --deadline")
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def close(self) -> None:
+        if not isinstance(self.exporter, _Endpoint):
+            self.exporter.shutdown()
+
+
+@contextmanager
+def _otel_log() -> Iterator[list[str]]:
+    """The OTLP exporter's warnings and errors of one attempt, kept instead of printed."""
+    logger = logging.getLogger("opentelemetry.exporter")
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    old = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield kept
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit] + "…"
+
+
+class _Endpoint:
+    """An OTLP/HTTP endpoint: makes one exporter per delivery attempt, with the time left as its timeout."""
+
+    def __init__(self, url: str) -> None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        self.url = url
+        self._cls = OTLPSpanExporter
+
+    def __call__(self, timeout_s: float) -> Any:
+        return self._cls(endpoint=self.url, timeout=timeout_s)
 
 
 def _exporter(sink: Any) -> Any:
@@ -94,12 +225,14 @@ def _exporter(sink: Any) -> Any:
         text = str(sink)
         if text.startswith(("http://", "https://")):
             try:
-                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+                return _Endpoint(text)
             except ImportError:
                 raise ConfigError(
                     "OTLP export needs opentelemetry-exporter-otlp-proto-http: pip install opentelemetry-exporter-otlp"
                 ) from None
-            return OTLPSpanExporter(endpoint=text)
+        if "://" in text:
+            raise ConfigError(f"{text}: spans go to a .jsonl file or an http(s):// OTLP endpoint; "
+                              f"{text.split('://', 1)[0]}:// is not one")
         return JsonFileSpanExporter(text)
     if not callable(getattr(sink, "export", None)):
         raise ConfigError(f"sink must be a SpanExporter, a file path or an OTLP URL, not {type(sink).__name__}")
@@ -117,13 +250,19 @@ class JsonFileSpanExporter:
     def export(self, spans: Sequence[Any]) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
-        for span in spans:
-            self._file.write(span.to_json(indent=None) + "\n")
+        try:
+            for span in spans:
+                self._file.write(span.to_json(indent=None) + "\n")
+        except OSError as exc:  # a full disk: name the file (a closed pipe stays a BrokenPipeError)
+            raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self._file.close()
+            except OSError as exc:
+                raise type(exc)(exc.errno, exc.strerror, str(self.path)) from None
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         self._file.flush()
@@ -167,13 +306,14 @@ class _Trace:
 
         self.ids.span = _id(64, *span_key)
         ctx = trace.set_span_in_context(parent) if parent is not None else None
-        return self.tracer.start_span(name, context=ctx, start_time=_ns(start), attributes=attributes)
+        # OTLP is protobuf, whose strings must be UTF-8: text follows trajgraph.store.text's rule
+        return self.tracer.start_span(utf8_text(name), context=ctx, start_time=_ns(start), attributes=utf8_data(attributes))
 
     def _end(self, span: Any, end: float, error: str | None = None) -> None:
         from opentelemetry.trace import Status, StatusCode
 
         if error:
-            span.set_status(Status(StatusCode.ERROR, error))
+            span.set_status(Status(StatusCode.ERROR, utf8_text(error)))
         span.end(end_time=_ns(end))
         self.ended += 1
 

@@ -8,6 +8,7 @@ dataset exports, the span export and the viewer.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import sqlite3
 import time
@@ -15,11 +16,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 from trajgraph.errors import ConfigError, StoreError
-from trajgraph.store import Store
+from trajgraph.store import SQLiteStore, Store
 from trajgraph.store.backends import scheme_of
+from trajgraph.store.sqlite import sql_limit
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import Run, RunKind, RunStatus, Step
 
 _STATUSES = get_args(RunStatus)
@@ -37,7 +40,7 @@ def snapshot(store: Store | str | Path) -> Iterator[Store]:
     """
     if isinstance(store, Store):
         store.flush()  # rows this program recorded but the background writer has not committed yet
-    if (type(store) is not Store and isinstance(store, Store)) or (isinstance(store, str) and scheme_of(store)):
+    if (isinstance(store, Store) and not isinstance(store, SQLiteStore)) or (isinstance(store, str) and scheme_of(store)):
         # a server store (postgresql://): read through its own API, each query at the latest commit
         server = store if isinstance(store, Store) else Store(store, readonly=True)
         try:
@@ -95,6 +98,8 @@ class RunFilter:
         for key in ("graph", "tag", "task"):
             if f.get(key) is not None and not isinstance(f[key], str):
                 raise ConfigError(f"{key}={f[key]!r} must be a string")
+            if f.get(key) is not None:  # a non-UTF-8 argument matches the store's escaped text (store/text.py)
+                f[key] = utf8_text(f[key])
         if f.get("status") is not None and f["status"] not in _STATUSES:
             raise ConfigError(f"status={f['status']!r} is not a run status; one of {', '.join(_STATUSES)}")
         if f.get("kind") is not None and f["kind"] not in _KINDS:
@@ -158,7 +163,7 @@ def select_runs(db: Store, rf: RunFilter, *, limit: int | None = None, offset: i
     sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
     sql += " ORDER BY started_at " + ("DESC" if newest_first else "ASC") + ", id"
     if limit is not None:
-        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+        sql += f" LIMIT {sql_limit(limit)} OFFSET {sql_limit(offset)}"
     return [db._run(r) for r in db._query(sql, params)]
 
 
@@ -172,7 +177,7 @@ def count_runs(db: Store, rf: RunFilter) -> int:
 
 
 def _sqlite(db: Store) -> bool:
-    return type(db) is Store  # the SQLite store itself; a server backend subclasses it with its own SQL dialect
+    return isinstance(db, SQLiteStore)  # a server backend's SQL dialect differs
 
 
 def _where(rf: RunFilter) -> tuple[list[str], list[Any]]:
@@ -206,9 +211,12 @@ def as_number(name: str, value: Any) -> float | None:
     if isinstance(value, bool):
         raise ConfigError(f"{name}={value!r} must be a number")
     try:
-        return float(value)
-    except (TypeError, ValueError):
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name}={value!r} must be a number") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r} must be a finite number")
+    return number
 
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw]?)")
@@ -220,7 +228,10 @@ def parse_age(name: str, value: Any) -> float:
     age = _AGE.fullmatch(str(value).strip())
     if age is None:
         raise ConfigError(f"{name} {value!r}: give an age such as 90m, 12h, 30d or 2w (or seconds)")
-    return float(age.group(1)) * _UNITS[age.group(2)]
+    seconds = float(age.group(1)) * _UNITS[age.group(2)]
+    if not math.isfinite(seconds):
+        raise ConfigError(f"{name} {value!r}: too long an age")
+    return seconds
 
 
 def parse_time(name: str, value: Any) -> float | None:
@@ -230,20 +241,26 @@ def parse_time(name: str, value: Any) -> float | None:
     if isinstance(value, _dt.datetime):
         return value.timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+        return as_number(name, value)
     if isinstance(value, str):
         text = value.strip()
         age = _AGE.fullmatch(text)
         if age and age.group(2):  # with a unit it is an age; a bare number is a timestamp
             return time.time() - parse_age(name, text)
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             pass
+        else:  # nan, inf, 1e400: no time
+            return as_number(name, number) if math.isfinite(number) else _not_a_time(name, value)
         try:
             return _dt.datetime.fromisoformat(text).timestamp()
         except ValueError:
             pass
+    _not_a_time(name, value)
+
+
+def _not_a_time(name: str, value: Any) -> NoReturn:
     raise ConfigError(
         f"{name}={value!r} is not a time; give a Unix timestamp, an ISO date (2026-01-31 or 2026-01-31T12:00) or an age like 2h or 7d"
     )

@@ -315,6 +315,7 @@ def _in_content_order(items: dict[Any, Any]) -> list[Any]:
 
 
 def _side(side: Any) -> str | None:
+    side = to_jsonable(side)  # the JSON view: text a tokenizer can take (trajgraph.store.text)
     if isinstance(side, dict):
         text = _action_text(side.get("action"))
         if text is not None:
@@ -325,7 +326,7 @@ def _side(side: Any) -> str | None:
 
 def _pair_state(search: Run, prompt: Any) -> dict[str, Any] | None:
     """The decision point of a pair: the search's input, moved on by the pair's history."""
-    start = to_jsonable(search.input)
+    start, prompt = to_jsonable(search.input), to_jsonable(prompt)
     if not isinstance(start, dict) or not isinstance(prompt, dict):
         return None
     history = [{"action": str(a), "observation": str(o or "")} for a, o in prompt.get("history") or []]

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from trajgraph.render import render_prefix, steps_to_turns
+from trajgraph.store.text import utf8_text
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,12 @@ class RewardItem:
     action: str | None = None
 
     def __post_init__(self) -> None:
-        # Callers build turns from lists (JSON, search nodes); keep the item hashable.
-        object.__setattr__(self, "turns", tuple((str(a), str(o)) for a, o in self.turns))
+        # Callers build turns from lists (JSON, search nodes); keep the item hashable. Text a
+        # tokenizer cannot take (a lone surrogate) gets the store's one rule, utf8_text.
+        object.__setattr__(self, "task", utf8_text(str(self.task)))
+        object.__setattr__(self, "turns", tuple((utf8_text(str(a)), utf8_text(str(o))) for a, o in self.turns))
+        if self.action is not None:
+            object.__setattr__(self, "action", utf8_text(str(self.action)))
 
     @property
     def text(self) -> str:

@@ -28,6 +28,7 @@ inside functions so that `import trajgraph.reward` stays light.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import time
 from collections.abc import Callable
@@ -35,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trajgraph.errors import ConfigError
+from trajgraph.errors import ConfigError, RewardModelError
 from trajgraph.reward.base import Formatter
 from trajgraph.reward.data import Dataset, build_dataset
 from trajgraph.store import Store
@@ -83,6 +84,13 @@ class TrainReport:
         return asdict(self)
 
 
+def _finite_loss(value: float, where: str, lr: float) -> float:
+    """The loss, or a one-line error once it is NaN or infinite (the weights would be garbage from here on)."""
+    if not math.isfinite(value):
+        raise RewardModelError(f"training diverged: the loss became {value} in {where}; nothing saved; lower --lr (it was {lr:g})")
+    return value
+
+
 def _setting(default: Any, help: str, *, low: float | None = None, high: float | None = None, cli: bool = True) -> Any:
     return field(default=default, metadata={"help": help, "min": low, "max": high, "cli": cli})
 
@@ -118,6 +126,10 @@ class RewardTrainConfig:
     def __post_init__(self) -> None:
         for f in fields(self):
             value, low, high = getattr(self, f.name), f.metadata["min"], f.metadata["max"]
+            if isinstance(value, float) and not math.isfinite(value):  # NaN passes every bound check below
+                raise ConfigError(f"{f.name}={value!r}: must be a finite number")
+            if f.name in ("lr", "head_lr") and value is not None and value <= 0:
+                raise ConfigError(f"{f.name}={value!r}: must be above 0")
             if value is None or (low is None and high is None):
                 continue
             if (low is not None and value < low) or (high is not None and value > high):
@@ -220,6 +232,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
         if probe_steps > 0:  # "epoch 0": the probed head on the pretrained encoder; fine-tuning must beat it
             t0 = time.perf_counter()
             probe_loss = _fit.probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_n)
+            _finite_loss(probe_loss, "the probe", lr)
             finish_epoch(0, probe_loss, t0)
         head_lr = head_lr if head_lr is not None else (lr if probe_steps > 0 else 20 * lr)
         optimizer = torch.optim.AdamW(
@@ -252,7 +265,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
                 optimizer.step()
                 schedule.step()
-                total_loss += float(loss.detach())
+                total_loss += _finite_loss(float(loss.detach()), f"epoch {epoch}", lr)
                 seen += 1
                 bar.advance(total_loss / seen)
             stale = 0 if finish_epoch(epoch, total_loss / max(seen, 1), t0) else stale + 1
@@ -260,6 +273,10 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
                 stopped_early = True
                 break
     assert best is not None
+    broken = [name for name, t in best[2].items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if broken:  # never save a model that scores NaN
+        raise RewardModelError(f"training diverged: {len(broken)} of {len(best[2])} tensors hold NaN or infinity "
+                               f"(first {broken[0]}); nothing saved; lower --lr (it was {lr:g})")
     net.to("cpu")
     net.load_state_dict(best[2])
     report = TrainReport(

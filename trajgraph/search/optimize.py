@@ -70,7 +70,12 @@ class SearchSettings:
     searches of sync graphs on trajgraph's own checkpointer, when the search runs on an
     event loop of its own (`search()`, an optimized agent's `invoke`), never when `asearch`
     is awaited on another (a server's). Inline steps block the event loop and are not cancelled mid-step at the wall-time limit (the limit is
-    checked between steps).
+    checked between steps). state_key(state): which situation a decision state is
+    (default: the state without `history`, `action`, `reflections`); drop step
+    counters and noise with it. transpositions: share what is known about a state
+    reached by two paths, never expand the same action twice (False for stochastic
+    environments). partial(state): the environment's partial outcome of an
+    unfinished state, used to value open nodes when there is no reward model.
     """
 
     decision_node: str
@@ -89,6 +94,9 @@ class SearchSettings:
     actions_key: str | None = "actions"
     max_depth: int = 100
     inline: bool | None = None
+    state_key: Callable[[dict[str, Any]], Any] | None = None
+    transpositions: bool = True
+    partial: Outcome | None = None
 
     @classmethod
     def of(cls, settings: SearchSettings | None, options: dict[str, Any]) -> SearchSettings:
@@ -152,7 +160,8 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
     meter = BudgetMeter(budget)
     space = Space(graph, s.decision_node, outcome=s.outcome, reward=s.reward, policy=as_policy(s.policy),
                   environment=s.environment, meter=meter, context=s.context, checkpointer=s.checkpointer,
-                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=_inline(s.inline))
+                  repeatable=s.repeatable, actions_key=s.actions_key, max_depth=s.max_depth, inline=_inline(s.inline),
+                  state_key=s.state_key, transpositions=s.transpositions, partial=s.partial)
     store = Store(s.store) if isinstance(s.store, str) else s.store
     graph_name = s.name or getattr(graph, "name", None) or "graph"
     run = Run(id=new_id(), graph=str(graph_name), kind="search", input=input, task=task, tags=tuple(s.tags),
@@ -172,6 +181,7 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
         if not space.nodes:
             raise BudgetError(f"the budget ({meter.spent.stopped_by}) ran out before the graph reached its first decision point")
         best = _settle(space, returned)
+        log.stats.update(merged_states=space.merged, reused_expansions=space.reused, cached_scores=space.cached_scores)
         finish = ""
         if not best.terminal:
             best, finish = await _finish(space, best, meter) if budget.finish else (best, "unfinished: Budget(finish=False) skips the greedy finish")

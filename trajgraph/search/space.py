@@ -11,6 +11,15 @@ is the search tree. The interface, kept small on purpose:
     node.terminal, node.outcome         finished? final reward if known
     score(nodes) -> [float]             reward model / judge / rollouts, batched
 
+Transpositions: every node gets a state key (`state_key=`, default: the decision
+state without its path, `history`/`action`/`reflections`). A node whose state
+was reached before points at the first node that did (`node.twin`); the same
+action at the same node is never expanded twice (`expand` returns the child it
+has), and a state already scored is not scored again (`score` remembers values
+by key). `space.merged` counts the transpositions. Policies may give priors
+(`propose_with_priors`, `scores`) and environments admissible actions
+(`admissible`); see docs/search.md.
+
 Environments whose state lives outside the graph fork through `snapshot()/restore()`
 (see `Environment`); expansions are then serialised on that environment. How a
 raw policy sample becomes a valid or invalid `Candidate` is `_candidates.py`; the
@@ -23,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import itertools
+import math
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
@@ -36,7 +46,7 @@ from trajgraph.recording.record import is_recorded, unwrap
 from trajgraph.render import render_action, render_observation, render_task
 from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
 from trajgraph.search.budget import BudgetExhausted, BudgetMeter, finishing
-from trajgraph.search.scoring import Scorer, as_reward
+from trajgraph.search.scoring import Scorer, StateScorer, as_reward
 from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
 from trajgraph.store.json import canonical_key
 
@@ -61,6 +71,9 @@ class Space:
         repeatable: bool = False,
         actions_key: str | None = "actions",
         inline: bool | None = None,
+        state_key: Callable[[dict[str, Any]], Any] | None = None,
+        transpositions: bool = True,
+        partial: Outcome | None = None,
     ) -> None:
         from trajgraph.search.budget import Budget
 
@@ -95,6 +108,16 @@ class Space:
         self.on_node: Callable[[Node], None] | None = None  # called once per node, when it is complete
         self.task_text = ""
         self.tools = tool_names(self.graph)
+        self.key_fn = state_key
+        self.transpositions = transpositions  # False: a stochastic environment (the same action may lead elsewhere)
+        self.partial = partial  # partial outcome of an unfinished state, when the environment gives one
+        self._partial = None if partial is None else StateScorer(lambda state: partial(state) or 0.0)
+        self.table: dict[str, Node] = {}  # state key -> the first node that reached it
+        self.merged = 0  # nodes that reached a state already in the table
+        self.reused = 0  # expansions answered from the tree (the same action at the same node)
+        self._values: dict[tuple[int, str], float] = {}  # (scorer, state key) -> score
+        self.cached_scores = 0
+        self._priors: dict[int, dict[str, float] | None] = {}
 
     # -- the interface -------------------------------------------------------------
 
@@ -120,9 +143,14 @@ class Space:
         state = dict(node.state)
         if self.reflections:
             state["reflections"] = list(self.reflections)
+        priors: list[float | None] = []
         if self.policy is not None:
             try:
-                actions = await self._propose(state, n)
+                if callable(getattr(self.policy, "propose_with_priors", None)):
+                    pairs = list(await self.policy.propose_with_priors(state, n))
+                    actions, priors = [a for a, _ in pairs], [float(p) for _, p in pairs]
+                else:
+                    actions = await self._propose(state, n)
             except Exception as exc:  # a failing policy is an invalid candidate, not a crash
                 actions = [Failed(exc)]
         else:
@@ -130,14 +158,68 @@ class Space:
         if not actions:  # e.g. a provider that answered with no choices: an invalid candidate, not an IndexError
             actions = [Failed(ValueError(f"the policy proposed no action (asked for {n})"))]
         merged: dict[str, Candidate] = {}
-        for action in actions:
+        table = await self.priors(node)
+        for i, action in enumerate(actions):
             cand = self.candidate(action, state)
             self.meter.add_tokens(cand.tokens)
             if cand.key in merged:
                 merged[cand.key].count += 1
             else:
                 merged[cand.key] = cand
+                given = priors[i] if i < len(priors) else None
+                cand.prior = given if given is not None else (table or {}).get(cand.text.strip())
         return list(merged.values())
+
+    async def priors(self, node: Node) -> dict[str, float] | None:
+        """The policy's probability of each admissible action at `node` (by action text),
+        from its `scores(state, actions)` (log-probabilities or logits, softmaxed here);
+        None when the policy gives none or the state lists no actions. Costs no policy call."""
+        if node.id in self._priors:
+            return self._priors[node.id]
+        actions = self.actions_at(node)
+        scorer = getattr(self.policy, "scores", None)
+        table: dict[str, float] | None = None
+        if actions and callable(scorer):
+            try:
+                raw = scorer(dict(node.state), actions)
+                raw = await raw if inspect.isawaitable(raw) else raw
+                logits = [float(x) for x in raw]
+                top = max(logits)
+                weights = [math.exp(x - top) for x in logits]
+                table = {a: w / sum(weights) for a, w in zip(actions, weights)}
+            except Exception:  # priors are advice: a failing scorer leaves the search as it was
+                table = None
+        self._priors[node.id] = table
+        return table
+
+    def actions_at(self, node: Node) -> list[str]:
+        """The admissible actions the state lists (under `actions_key`), or []."""
+        listed = node.state.get(self.actions_key) if self.actions_key is not None else None
+        return [a for a in listed if isinstance(a, str)] if isinstance(listed, list) else []
+
+    async def admissible(self, node: Node, exclude: set[str] = frozenset()) -> list[Candidate]:  # type: ignore[assignment]
+        """Candidates for the admissible actions the state lists, not in `exclude` (candidate
+        keys), most probable first when the policy gives priors. No policy call: this is
+        how a search reaches actions the policy keeps not proposing."""
+        table = await self.priors(node) or {}
+        out = [c for c in (self.candidate({"action": a}, node.state) for a in self.actions_at(node)) if c.key not in exclude]
+        for c in out:
+            c.prior = table.get(c.text.strip())
+        return sorted(out, key=lambda c: -(c.prior or 0.0))
+
+    def state_key(self, state: dict[str, Any]) -> str:
+        """Which situation a state is: `state_key=` when given, else the state without its path."""
+        if self.key_fn is not None:
+            return canonical_key(self.key_fn(state))
+        return canonical_key({k: v for k, v in state.items() if k not in PATH_KEYS})
+
+    def resolve(self, node: Node) -> Node:
+        """The node that holds what is known about `node`'s state (itself unless a transposition)."""
+        return node.twin if node.twin is not None else node
+
+    def partial_scorer(self) -> Scorer | None:
+        """The environment's partial outcome as a scorer (None when it gives none)."""
+        return self._partial
 
     async def expand(self, node: Node, candidate: Candidate | Any) -> Node:
         """Apply an action at a decision point and run to the next one."""
@@ -147,6 +229,11 @@ class Space:
             raise ValueError(f"cannot expand a finished state ({node!r})")
         await self._gate()
         self.meter.check()
+        if self.transpositions and not candidate.invalid:
+            done = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == candidate.key), None)
+            if done is not None:  # this action was applied here before: a deterministic step gives the same child
+                self.reused += 1
+                return done
         # the id (and so the child's place among its siblings) is taken before any await:
         # concurrent expansions finish in any order, but UCT ties and best-terminal ties
         # are broken by this order, so it must be the order the expansions were asked for
@@ -169,6 +256,7 @@ class Space:
         child = self._node(checkpoint, parent=node, action=candidate.action, steps=steps, snapshot=snap, node_id=node_id)
         child.invalid = candidate.invalid
         child.action_text = candidate.text
+        child.prior = candidate.prior
         if candidate.invalid and candidate.error:
             child.reason = candidate.error  # why it is invalid, for the tree view and the store
         if child.terminal and not child.invalid:
@@ -199,8 +287,18 @@ class Space:
         todo = [i for i, v in enumerate(known) if v is None]
         scorer = reward or self.reward
         rewards: dict[int, float] = {}
+        if todo and scorer is not None and self.transpositions:  # a state scored before keeps its score
+            for i in list(todo):
+                cached = self._values.get((id(scorer), nodes[i].key))
+                if cached is not None:
+                    rewards[i] = cached
+                    todo.remove(i)
+                    self.cached_scores += 1
         if todo and scorer is not None:
-            rewards = dict(zip(todo, await scorer.score_nodes(self, [nodes[i] for i in todo])))
+            fresh = dict(zip(todo, await scorer.score_nodes(self, [nodes[i] for i in todo])))
+            rewards.update(fresh)
+            if self.transpositions:
+                self._values.update({(id(scorer), nodes[i].key): v for i, v in fresh.items()})
         elif todo:
             rewards = {i: 0.0 for i in todo}
         out = [float(rewards[i] if v is None else v) for i, v in enumerate(known)]
@@ -409,8 +507,18 @@ class Space:
         )
         if terminal:
             node.outcome = self.outcome_fn(node.state)
+        node.key = self.state_key(node.state)
+        if not terminal and self.transpositions:
+            first = self.table.setdefault(node.key, node)
+            if first is not node:
+                node.twin = first
+                self.merged += 1
+                node.reason = f"transposition of #{first.id}"
         insert_by_id(self.nodes, node)
         return node
+
+
+PATH_KEYS = ("history", "action", "reflections")  # how a state was reached, not where it is
 
 
 class _Rejected(Exception):

@@ -61,6 +61,9 @@ class Node:
     visits: int = 0
     chosen: bool = False
     reason: str = ""
+    key: str = ""  # the state key (`Space.state_key`): equal keys are the same situation
+    twin: Node | None = None  # a transposition: the first node that reached this state
+    prior: float | None = None  # the policy's probability for the action that led here, when it gives one
 
     def path(self) -> list[Node]:
         out: list[Node] = []

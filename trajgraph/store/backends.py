@@ -1,12 +1,15 @@
-"""Which store class opens a given target: a path is SQLite, a `postgresql://` URL the Postgres adapter.
+"""Which store class opens a target: a path is SQLite, a URL the backend registered for its scheme.
 
-Backends are entry points of the group `trajgraph.stores` (pyproject.toml), loaded only when
-such a URL is opened: core imports no adapter (and so neither psycopg), and a missing extra
-is one clear line rather than an ImportError at `import trajgraph`.
+Backends register under the `trajgraph.stores` entry-point group (pyproject.toml:
+`postgresql` and `postgres` name the Postgres adapter, with its extra), found
+through `trajgraph._internal.plugins` only when such a URL is opened: the core
+imports no adapter (and so no psycopg), and a missing extra is one line that
+says what to install. A package of your own can register a scheme the same way.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +27,28 @@ def scheme_of(target: Any) -> str | None:
     return None if scheme == "sqlite" else scheme
 
 
-def backend_class(target: Any) -> type | None:
-    """The store class for a URL target, or None for an SQLite path."""
+_NETLOC_PASSWORD = re.compile(r"(://[^:/?#@\s]*):([^@\s]*)@")
+_PARAM_PASSWORD = re.compile(r"(?i)\b((?:ssl)?password\s*=\s*)('[^']*'|[^&\s]*)")
+
+
+def mask_url(url: str) -> str:
+    """`url` with every password in it masked: `user:***@`, `?password=***` (and `sslpassword=`), and
+    libpq's `password=...` keyword form; for messages, listings and `store.path`."""
+    return _PARAM_PASSWORD.sub(r"\1***", _NETLOC_PASSWORD.sub(r"\1:***@", url))
+
+
+def backend_class(target: Any) -> type:
+    """The store class that opens `target`."""
     scheme = scheme_of(target)
     if scheme is None:
-        return None
+        from trajgraph.store.sqlite import SQLiteStore
+
+        return SQLiteStore
     if scheme not in plugin_names(GROUP):
-        raise ConfigError(f"{target.split('@')[-1]!r}: unknown store URL scheme {scheme!r}; give a file path or postgresql://…")
+        known = ", ".join(f"{s}://" for s in plugin_names(GROUP))
+        raise ConfigError(f"{mask_url(target)!r}: unknown store URL scheme {scheme!r}; give a file path or one of {known or 'none installed'}")
     cls: type = load_plugin(GROUP, scheme)
     return cls
 
 
-__all__ = ["GROUP", "backend_class", "scheme_of"]
+__all__ = ["GROUP", "backend_class", "mask_url", "scheme_of"]

@@ -20,6 +20,15 @@ or `__send__` key) must come back as data: such keys are escaped with a leading
 `~` on write (`~__send__`; `~~__send__` for `~__send__`) and unescaped on read.
 Reading never raises because of a value's shape: a tagged dict that cannot be
 revived (foreign or older data) comes back as the plain dict it is.
+
+Text that leaves trajgraph is UTF-8 (one rule, `trajgraph.store.text.utf8_text`): a lone surrogate,
+which the store keeps exactly (`"caf\\udce9"`, what `os.fsdecode` gives for a
+non-UTF-8 file name) but UTF-8 cannot hold, is written as its backslash escape,
+the six characters `\\udce9`. The store's plain-text columns (graph names, tags,
+errors) hold that escape already; the JSON view (`to_jsonable` without `escape`)
+applies it to every string, so exports, training data, `--json`, the viewer's API
+and spans all read the same text. Python readers of the store (`Store.steps`,
+replay) still get the value exactly.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import math
 import sys
 from collections.abc import Mapping
 from typing import Any, cast
+
+from trajgraph.store.text import utf8_text
 
 _MSG = "__lc_message__"
 _OBJ = "__repr__"
@@ -67,20 +78,28 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None, escape: bool = F
     it the result is a JSON view for display and export, and to_jsonable of it is itself.
     """
     kind = type(value)  # exact-type fast paths first: this runs for every value of every recorded row
-    if kind is str or kind is int or kind is bool or value is None:
+    if kind is str:
+        return value if escape or value.isascii() else utf8_text(value)
+    if kind is int or kind is bool or value is None:
         return value
     if kind is dict:
         out = {}
         for k, v in value.items():
             if type(k) is not str:
                 return _pairs(value, memo, escape)
-            out[_escape(k) if escape and k[:1] in "_~" else k] = to_jsonable(v, memo, escape)
+            if escape:
+                k = _escape(k) if k[:1] in "_~" else k
+            elif not k.isascii():
+                k = utf8_text(k)
+            out[k] = to_jsonable(v, memo, escape)
         return out
     if kind is list:
         return [to_jsonable(v, memo, escape) for v in value]
     if kind is float:
         return value if math.isfinite(value) else {_FLOAT: repr(value)}
     if _is_message(value):  # before the ABC checks below: messages are most of what is left
+        if not escape:  # the view: its strings follow utf8_text too
+            return {_MSG: to_jsonable(_dump_message(value))}
         if memo is None:
             return {_MSG: _dump_message(value)}
         found = memo.get(id(value))
@@ -92,7 +111,7 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None, escape: bool = F
     if isinstance(value, int):
         return int(value)
     if isinstance(value, str):
-        return str.__str__(value)  # a (str, Enum) member's value; str() would give "E.A"
+        return to_jsonable(str.__str__(value), memo, escape)  # a (str, Enum) member's value; str() would give "E.A"
     if isinstance(value, float):
         return to_jsonable(float(value))
     if isinstance(value, Mapping):
@@ -132,7 +151,7 @@ def to_jsonable(value: Any, memo: dict[int, Any] | None = None, escape: bool = F
 
 def _pairs(value: dict[Any, Any], memo: dict[int, Any] | None, escape: bool) -> dict[str, Any]:
     """A dict with a non-string key: JSON would turn 1 into "1" (and drop one of 1 and "1")."""
-    return {_DICT: [[to_jsonable(k, memo), to_jsonable(v, memo, escape)] for k, v in value.items()]}
+    return {_DICT: [[to_jsonable(k, memo, escape), to_jsonable(v, memo, escape)] for k, v in value.items()]}
 
 
 def _is_array(value: Any) -> bool:

@@ -7,8 +7,10 @@ host, and the process's start time (pids are reused; the start time is not).
 On the next writable open of the store, and whenever a run is read, a `running`
 run whose process is gone (same host, and that pid is not alive or is another
 process now) reads as `interrupted`, with an error that says so; the open
-writes that down. Runs stamped on another host are left as they are: their
-process cannot be checked from here.
+writes that down. Runs stamped on another host, or in another PID namespace of
+this one (another container), are left as they are: their process cannot be
+checked from here. A run is never marked interrupted for what an outage did:
+only a process found gone counts, not a stamp that could not be written.
 """
 
 from __future__ import annotations
@@ -36,15 +38,23 @@ def _start_time(pid: int) -> str | None:
         return None
 
 
+def _pid_namespace() -> str | None:
+    """This process's PID namespace (Linux: "pid:[4026531836]"); pids mean something only within one."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
 _ME: dict[str, Any] = {}
 
 
 def this_process() -> dict[str, Any]:
-    """{"pid", "host", "start"}: this process, as stamped on the runs it writes (recomputed after fork)."""
+    """{"pid", "host", "start", "ns"}: this process, as stamped on the runs it writes (recomputed after fork)."""
     pid = os.getpid()
     if _ME.get("pid") != pid:
         _ME.clear()
-        _ME.update(pid=pid, host=_host(), start=_start_time(pid))
+        _ME.update(pid=pid, host=_host(), start=_start_time(pid), ns=_pid_namespace())
     return dict(_ME)
 
 
@@ -52,6 +62,8 @@ def gone(process: Any) -> bool:
     """True when `process` (a stamp) ran on this host and is no longer alive; False when unsure."""
     if not isinstance(process, dict) or process.get("host") != _host():
         return False
+    if process.get("ns") is not None and process.get("ns") != this_process()["ns"]:
+        return False  # another container on this host: its pids are not ours to look up
     pid = process.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False

@@ -1,6 +1,6 @@
 """How the trajectory dataclasses become table rows and back: JSON as TEXT, flags as 0/1.
 
-Kept apart from store.py so the encoding rules live in one place that the Store's
+Kept apart from the Store (base.py) so the encoding rules live in one place that every backend's
 reads and writes both call: which columns hold JSON, which hold booleans, that a
 decision step's action is encoded once with its update, and that a model call's
 shared prompt prefix is dropped on write (`encode`) and rebuilt on read
@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from trajgraph.errors import NotAStoreError
 from trajgraph.store.json import dumps, loads
 from trajgraph.store.redact import Redactor, redact_secrets
+from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import ModelCall
 
 JSON_FIELDS = {
@@ -24,6 +26,13 @@ JSON_FIELDS = {
     "pairs": ("prompt", "chosen", "rejected"),
 }
 BOOL_FIELDS = {"steps": {"interrupted"}, "search_nodes": {"terminal", "chosen", "invalid"}}
+NUMBER_FIELDS = {  # REAL/INTEGER columns: SQLite would hold text there too, which no reader can use
+    "runs": ("outcome", "fork_step", "started_at", "ended_at"),
+    "steps": ("seq", "lg_step", "started_at", "latency_ms", "reward"),
+    "model_calls": ("seq", "step_seq", "prompt_tokens", "completion_tokens", "latency_ms", "prompt_ref", "prompt_shared"),
+    "search_nodes": ("id", "parent_id", "depth", "score", "value", "visits", "outcome", "created_at"),
+    "pairs": ("chosen_score", "rejected_score", "node_id", "chosen_node", "rejected_node"),
+}
 
 
 def row_of(item: Any) -> dict[str, Any]:
@@ -87,6 +96,12 @@ def decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
     text) is never unpickled or evaluated: it reads as `{"__tg_unreadable__": reason}`, so one
     damaged row cannot make a whole listing fail."""
     out = dict(row)
+    for f in NUMBER_FIELDS[table]:
+        value = out.get(f)
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            where = next((f" {k} {out[k]!r}" for k in ("run_id", "id") if isinstance(out.get(k), str)), "")
+            raise NotAStoreError(f"not a valid store: {table}{where}: {f} holds {type(value).__name__} "
+                                 f"{str(value)[:40]!r} where a number belongs; restore the file from a copy")
     for f in JSON_FIELDS[table]:
         if f in out:
             value = out[f]
@@ -125,13 +140,7 @@ def _safe_text(value: Any) -> Any:
     if isinstance(value, tuple):
         texts = tuple(_safe_text(v) for v in value)
         return value if all(a is b for a, b in zip(texts, value)) else texts
-    if not isinstance(value, str):
-        return value
-    try:
-        value.encode("utf-8")
-        return value
-    except UnicodeEncodeError:
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return utf8_text(value) if isinstance(value, str) else value
 
 
 __all__ = ["UNREADABLE", "unreadable", "escape_text", "JSON_FIELDS", "BOOL_FIELDS", "row_of", "encode", "decode", "resolve_prompts"]

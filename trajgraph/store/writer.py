@@ -20,6 +20,10 @@ with that text escaped), so healthy rows land; the run a lost row belonged to
 is marked failed with the cause (also if its own end comes later and says it
 succeeded), and the error is raised by the next `flush()` for that run, which
 recording does at the end of every `invoke`, or by `store.flush()`.
+A store whose server stayed away past its `write_deadline_s` (the store retried
+the batch until then) loses that batch whole, never row by row: each run in it
+is reported once, and its later updates say `failed` with the cause, so a run
+is either stored whole or told to have lost rows, never silently half.
 
 Why not a `queue.Queue`: every `put` wakes the writer, and on a fast agent
 those wake-ups fight the graph's thread for the GIL. The thread ends after a
@@ -39,7 +43,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from trajgraph.errors import StoreError
+from trajgraph.errors import StoreError, StoreUnavailableError
 from trajgraph.store import Store
 from trajgraph.store.rows import escape_text
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
@@ -101,9 +105,12 @@ class Writer:
         """Write what is pending now rather than at the next tick (a run just ended)."""
         self._wake.set()
 
-    def flush(self, timeout: float = 60.0, *, run_id: str | None = None, raise_errors: bool = True) -> None:
+    def flush(self, timeout: float | None = None, *, run_id: str | None = None, raise_errors: bool = True) -> None:
         """Wait until everything put so far is written; then raise the write error of run `run_id`
-        (of any run when None) that nobody has been told about yet."""
+        (of any run when None) that nobody has been told about yet. By default waits out the store's
+        `write_deadline_s` (a server coming back) and a minute more."""
+        if timeout is None:
+            timeout = self.store.write_deadline_s + 60.0
         done = threading.Event()
         self._pending.append(("flush", done))
         self._start()
@@ -174,7 +181,9 @@ class Writer:
 
     def _write_one_by_one(self, batch: _Batch, exc: BaseException) -> None:
         """After a failed batch: every row alone, so one bad row loses only itself."""
-        if "locked" in str(exc):  # another process holds the file: a retry per row would wait per row
+        if "locked" in str(exc) or isinstance(exc, StoreUnavailableError):
+            # another process holds the file, or the server stayed away past the deadline: a retry per row would
+            # wait per row. The batch is lost whole (never half of it written), and its runs told so.
             for run_id in _run_ids(batch):
                 self._lose(run_id, _as_store_error(self.path, exc), len(batch))
             return
@@ -212,6 +221,8 @@ class Writer:
         if run_id is None:
             return
         self._failed.setdefault(run_id, cause)
+        if isinstance(error, StoreUnavailableError):
+            return  # marking it failed now would wait out the deadline again; its next update says failed
         try:
             self.store.write(run_updates=[(run_id, {"status": "failed", "error": self._failed[run_id]})])
         except StoreError:

@@ -1,7 +1,9 @@
 """A conformance suite every trajgraph store backend passes (as LangGraph does for checkpointers).
 
 Each check takes `make_store`, a function returning a fresh, empty, set-up store,
-and raises AssertionError on a failure. Run them all from a backend's tests:
+and raises AssertionError on a failure. `check_outage` also takes `outage(seconds)`,
+which makes the database unreachable for that long (a Postgres server stopped and
+started again with pg_ctl; an SQLite file held locked) and returns once it is back. Run them all from a backend's tests:
 
     from trajgraph.testing.store_suite import CHECKS
 
@@ -353,6 +355,139 @@ def check_processes_writing_at_once(make_store: MakeStore) -> None:
     assert store.count("runs") == n_procs + 2
 
 
+def check_process_stamp_lives_while_the_run_runs(make_store: MakeStore) -> None:
+    """A running run names its process in `metadata.process`; a finished one does not; an interrupted one
+    keeps naming the process that was running it (README: "its process is named in metadata.process")."""
+    import os
+
+    store = make_store()
+    store.write(runs=[_run("a", metadata={"who": "me"})])
+    assert store.run("a").metadata["process"]["pid"] == os.getpid() and store.run("a").status == "running"
+    store.write(run_updates=[("a", {"status": "succeeded"})])
+    assert store.run("a").metadata == {"who": "me"}, store.run("a").metadata  # finished: nothing of the process is left
+    store.write(run_updates=[("a", {"status": "running"})])  # resumed
+    assert store.run("a").metadata["process"]["pid"] == os.getpid()
+    store.write(run_updates=[("a", {"status": "interrupted", "error": "stopped"})])
+    assert store.run("a").metadata["process"]["pid"] == os.getpid() and store.run("a").metadata["who"] == "me"
+    store.write(runs=[store.run("a").replace(status="failed")])  # a whole run written finished drops it too
+    assert store.run("a").metadata == {"who": "me"}
+    store.write(run_updates=[("a", {"status": "running", "metadata": {"new": 1}})])
+    assert store.run("a").metadata == {"new": 1, "process": store.run("a").metadata["process"]}
+
+
+def _start_run_and_die(store: Any) -> None:
+    import os
+    import signal
+
+    store.write(runs=[_run("doomed", started_at=time.time())])
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def check_killed_process_run_reads_interrupted_and_names_it(make_store: MakeStore) -> None:
+    """A run whose process was killed reads as interrupted; marking it (on the next writable open) writes
+    that down and keeps `metadata.process` naming the dead process."""
+    import multiprocessing
+    import signal
+
+    store = make_store()
+    store.write(runs=[_run("alive", started_at=time.time())])  # this process's: never marked
+    child = multiprocessing.get_context("fork").Process(target=_start_run_and_die, args=(store,))
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL, child.exitcode
+    run = store.run("doomed")
+    assert run.status == "interrupted" and "ended without finishing" in (run.error or "") and f"pid {child.pid}" in run.error
+    assert store.mark_interrupted() == ["doomed"]
+    marked = store.run("doomed")
+    assert marked.status == "interrupted" and marked.metadata["process"]["pid"] == child.pid, marked.metadata
+    assert store.run("alive").status == "running" and store.mark_interrupted() == []
+
+
+def check_custom_redact(make_store: MakeStore) -> None:
+    """The store's `redact` rewrites every text it writes (JSON and plain text); None writes text as it is."""
+    store = make_store()
+    store.redact = lambda text: text.replace("hunter2", "[redacted]")
+    store.write(runs=[_run("r1", input={"pw": "hunter2"}, error="login hunter2 failed")],
+                steps=[Step(run_id="r1", seq=0, node="n", update={"obs": "typed hunter2"}, error="E: hunter2")],
+                search_nodes=[SearchNode(run_id="r1", id=0, observation="hunter2 seen", action_text="say hunter2")])
+    run, (step,), (node,) = store.run("r1"), store.steps("r1"), store.search_nodes("r1")
+    texts = [json.dumps(run.input), run.error, json.dumps(step.update), step.error, node.observation, node.action_text]
+    assert all("hunter2" not in t and "[redacted]" in t for t in texts), texts
+    store.redact = None
+    store.write(steps=[Step(run_id="r1", seq=1, node="n", update={"obs": "hunter2"})])
+    assert store.steps("r1")[1].update == {"obs": "hunter2"}
+
+
+def check_full_text_search(make_store: MakeStore) -> None:
+    """`search(text)` finds runs by a word of what they were given, said and did, kept in sync on every write."""
+    store = make_store()
+    store.write(
+        runs=[_run("r1", input={"messages": [HumanMessage(content="Find the golden key")]}), _run("r2"), _run("r3", error="KeyError: zebra")],
+        steps=[
+            Step(run_id="r1", seq=0, node="env", update={"observation": "You are in a kitchen.\nA wooden Door leads north."}),
+            Step(run_id="r1", seq=1, node="policy", action={"action": "open door"}, update={"action": "open door"}),
+            Step(run_id="r2", seq=0, node="env", update={"observation": "A dusty attic"}, error="ValueError: lantern broke"),
+        ],
+        model_calls=[ModelCall(run_id="r2", seq=0, messages=[HumanMessage(content="what about the chandelier?")], response=AIMessage(content="it sparkles"))],
+        search_nodes=[SearchNode(run_id="r3", id=4, action_text="climb ladder", observation="a trapdoor creaks")],
+    )
+    hits = store.search("wooden")  # the word after a line break of an observation
+    assert [(h.run_id, h.table, h.key) for h in hits] == [("r1", "steps", 0)], hits
+    assert "wooden" in hits[0].snippet.lower() and hits[0].column == "update"
+    assert {(h.run_id, h.table, h.key) for h in store.search("DOOR")} >= {("r1", "steps", 0), ("r1", "steps", 1)}
+    assert [(h.run_id, h.table) for h in store.search("golden key")] == [("r1", "runs")]
+    assert [(h.run_id, h.table, h.key) for h in store.search("chandelier")] == [("r2", "model_calls", 0)]
+    assert [(h.run_id, h.table) for h in store.search("sparkles")] == [("r2", "model_calls")]
+    assert [(h.run_id, h.table, h.key) for h in store.search("lantern")] == [("r2", "steps", 0)]
+    assert [(h.run_id, h.table) for h in store.search("zebra")] == [("r3", "runs")]
+    assert [(h.run_id, h.table, h.key) for h in store.search("trapdoor")] == [("r3", "search_nodes", 4)]
+    assert store.search("golden zebra") == [] and store.search("nowhere") == []  # every word must match
+    store.write(steps=[Step(run_id="r1", seq=0, node="env", update={"observation": "An empty hall"})])  # rewritten
+    assert store.search("wooden") == [] and [h.key for h in store.search("hall")] == [0]
+    store.update_run("r3", status="failed", error="KeyError: giraffe")
+    assert store.search("zebra") == [] and [h.run_id for h in store.search("giraffe")] == ["r3"]
+    store.delete_runs(["r2"])
+    assert store.search("chandelier") == [] and store.search("lantern") == []
+    assert [r.id for r in store.runs(ids=[h.run_id for h in store.search("door")])] == ["r1"]
+    try:
+        store.search("  ?! ")
+    except StoreError as exc:
+        assert "no word" in str(exc)
+    else:
+        raise AssertionError("a search without a word was accepted")
+
+
+def check_outage(make_store: MakeStore, outage: Callable[[float], None], seconds: float = 3.0) -> None:
+    """The database goes away for `seconds` (`outage(seconds)` returns once it is back) while runs are written:
+    writes wait within the store's `write_deadline_s` and land whole; a run started during the outage is
+    kept whole; no run is marked interrupted, since its process lives."""
+    store = make_store()
+    assert store.write_deadline_s > seconds + 2, f"the store's write deadline ({store.write_deadline_s} s) must outlast the outage"
+    store.write(runs=[_run("before", started_at=time.time())], steps=[Step(run_id="before", seq=0, node="n")])
+    errors: list[BaseException] = []
+    during = threading.Thread(target=outage, args=(seconds,))
+    during.start()
+    time.sleep(min(1.0, seconds / 3))  # the database is away now
+
+    def write_during() -> None:
+        try:
+            store.write(steps=[Step(run_id="before", seq=s, node="n", update={"s": s}) for s in range(1, 4)])
+            store.write(runs=[_run("started-during", started_at=time.time())],
+                        steps=[Step(run_id="started-during", seq=s, node="n") for s in range(5)])
+            store.write(run_updates=[("before", {"status": "succeeded"})])
+        except BaseException as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=write_during)
+    writer.start()
+    during.join()
+    writer.join(store.write_deadline_s + 30)
+    assert not writer.is_alive() and not errors, errors
+    assert [s.seq for s in store.steps("before")] == [0, 1, 2, 3] and store.run("before").status == "succeeded"
+    assert [s.seq for s in store.steps("started-during")] == [0, 1, 2, 3, 4]
+    assert store.run("started-during").status == "running" and store.mark_interrupted() == []
+
+
 CHECKS: list[Callable[[MakeStore], None]] = [
     check_run_roundtrip,
     check_steps_roundtrip_in_order,
@@ -371,13 +506,19 @@ CHECKS: list[Callable[[MakeStore], None]] = [
     check_write_errors_are_store_errors,
     check_concurrent_writers,
     check_processes_writing_at_once,
+    check_process_stamp_lives_while_the_run_runs,
+    check_killed_process_run_reads_interrupted_and_names_it,
+    check_custom_redact,
+    check_full_text_search,
 ]
 
 
-def run_store_suite(make_store: MakeStore) -> None:
-    """Run every check; the first failure raises."""
+def run_store_suite(make_store: MakeStore, outage: Callable[[float], None] | None = None) -> None:
+    """Run every check (and `check_outage` when given a way to make the database go away); the first failure raises."""
     for check in CHECKS:
         check(make_store)
+    if outage is not None:
+        check_outage(make_store, outage)
 
 
-__all__ = ["CHECKS", "run_store_suite", *[c.__name__ for c in CHECKS]]
+__all__ = ["CHECKS", "check_outage", "run_store_suite", *[c.__name__ for c in CHECKS]]

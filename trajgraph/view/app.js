@@ -159,7 +159,18 @@ function callView(call, runId) {
 }
 
 function stepView(step, runId) {
-  return el("div", { class: "step" + (step.decision ? " decision" : "") + (step.error ? " failed" : ""), "data-seq": step.seq },
+  // a long value comes cut (step.truncated); "load all" fetches the whole step and puts it in place
+  const loadAll = step.truncated ? el("button", { type: "button", class: "load-all", onclick: async (ev) => {
+    ev.target.disabled = true;
+    try {
+      const whole = await api(`/api/step?id=${encodeURIComponent(runId)}&seq=${step.seq}`);
+      view.replaceWith(stepView(whole, runId));
+    } catch (err) {
+      banner(err.message);
+      ev.target.disabled = false;
+    }
+  } }, "load all") : null;
+  const view = el("div", { class: "step" + (step.decision ? " decision" : "") + (step.error ? " failed" : ""), "data-seq": step.seq },
     el("div", { class: "step-head" },
       el("span", { class: "seq" }, "#" + step.seq),
       el("span", { class: "node" }, step.node),
@@ -169,7 +180,9 @@ function stepView(step, runId) {
       step.error ? el("span", { class: "error" }, step.error) : null),
     step.text ? el("div", { class: "step-text" }, step.text) : null,
     step.model_calls.map((c) => callView(c, runId)),
-    el("details", { class: "raw" }, el("summary", {}, "update"), el("pre", {}, JSON.stringify(step.update, null, 2))));
+    el("details", { class: "raw" }, el("summary", {}, "update"), el("pre", {}, JSON.stringify(step.update, null, 2))),
+    loadAll);
+  return view;
 }
 
 // -- search tree ------------------------------------------------------------------------
@@ -214,10 +227,10 @@ function treeView(runId, roots, total) {
       n.chosen ? el("span", { class: "badge chosen-badge" }, "chosen") : null,
       n.terminal ? el("span", { class: "badge" }, "terminal") : null,
       n.invalid ? el("span", { class: "badge error" }, "invalid") : null);
-    li.append(row,
+    li.append(...[row,  // append() would print a null as the text "null": absent parts are left out
       n.observation ? el("div", { class: "observation" }, n.observation) : null,
       n.reason ? el("div", { class: "reason" }, n.reason) : null,
-      list);
+      list].filter(Boolean));
     return li;
   };
   const items = () => [...document.querySelectorAll("#tree li.tree-node")];

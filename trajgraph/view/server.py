@@ -12,6 +12,7 @@ requests naming another host are refused (DNS rebinding).
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from trajgraph.render import render_action, render_observation, render_task, ste
 from trajgraph.store import Store
 from trajgraph.store.json import finite_or_null, to_jsonable
 from trajgraph.store.rows import resolve_prompts
+from trajgraph.store.text import utf8_data
 from trajgraph.trajectory import ModelCall, PreferencePair, Run, SearchNode, Step
 
 _STATIC = {
@@ -46,6 +48,7 @@ _HEADERS = {
     "Cache-Control": "no-store",
 }
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_HOST = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::([0-9]{1,5}))?|([A-Za-z0-9.-]+)(?::([0-9]{1,5}))?")  # host[:port], IPv6 in []
 
 
 class _Reader:
@@ -106,6 +109,25 @@ _MAX_PAGE = 1000
 _MAX_LEVEL = 1000  # children of one tree node per request
 _MAX_TURNS = 2000  # turns compared side by side
 _MAX_ROWS = 500  # rollouts and pairs listed on a run's page
+_PAGE_BYTES = 1_000_000  # a page of steps stops here (at least one step): 100 steps of 100 KB is not one page
+_MAX_VALUE = 10_000  # characters of one string in a page; the rest with the step's "load all" (/api/step)
+_PREVIEW = 500  # characters of a step's one-line text; the whole value is in its update, sent once
+_MAX_INT = 2**63 - 1  # SQLite's integers (a larger offset is an OverflowError, not a page)
+
+
+def _clip(value: Any, limit: int) -> tuple[Any, bool]:
+    """`value` with every string past `limit` characters cut (and marked), and whether anything was cut."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return value, False
+        return value[:limit] + f"… ({len(value) - limit} more characters: load all)", True
+    if isinstance(value, dict):
+        items = [(k, _clip(v, limit)) for k, v in value.items()]
+        return {k: v for k, (v, _) in items}, any(c for _, (_, c) in items)
+    if isinstance(value, (list, tuple)):
+        parts = [_clip(v, limit) for v in value]
+        return [v for v, _ in parts], any(c for _, c in parts)
+    return value, False
 
 
 def _summaries(db: Store, runs: list[Run]) -> list[dict[str, Any]]:
@@ -187,11 +209,14 @@ def api_run(db: Store, run_id: str) -> dict[str, Any]:
     }
 
 
-def api_steps(db: Store, run_id: str, offset: int, limit: int) -> dict[str, Any]:
-    """Steps `offset` to `offset + limit` of a run, with their model calls (prompts load on demand)."""
+def api_steps(db: Store, run_id: str, offset: int, limit: int, *, whole: bool = False) -> dict[str, Any]:
+    """Steps from `offset` of a run, at most `limit` and about `_PAGE_BYTES`, with their model calls
+    (prompts load on demand). Long strings are cut at `_MAX_VALUE` (the step says `truncated`;
+    `api_step` sends it whole); each step's content is sent once, in `update` (`text` is a preview)."""
     run = db.run(run_id)
     limit = max(1, min(int(limit), _MAX_PAGE))
-    rows = db.db.query('SELECT * FROM steps WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?', [run.id, limit, max(0, int(offset))])
+    offset = max(0, int(offset))
+    rows = db.db.query('SELECT * FROM steps WHERE run_id = ? ORDER BY seq LIMIT ? OFFSET ?', [run.id, limit, offset])
     steps = [Step(**db._decode("steps", r)) for r in rows]
     by_step: dict[int | None, list[dict[str, Any]]] = {}
     if steps:
@@ -203,19 +228,44 @@ def api_steps(db: Store, run_id: str, offset: int, limit: int) -> dict[str, Any]
     if offset == 0:  # calls attributed to no step, shown after the first page
         orphans = [_call_summary(ModelCall(**db._decode("model_calls", r))) for r in db.db.query(
             "SELECT * FROM model_calls WHERE run_id = ? AND step_seq IS NULL ORDER BY seq LIMIT ?", [run.id, _MAX_PAGE])]
-    return {
-        "steps": [{
+    page: list[dict[str, Any]] = []
+    size = 0
+    for s in steps:
+        text = render_action(s.action) if s.action is not None else render_observation(s.update)
+        step = {
             "seq": s.seq, "node": s.node, "lg_step": s.lg_step, "namespace": s.namespace, "latency_ms": s.latency_ms,
             "started_at": s.started_at, "error": s.error, "reward": s.reward, "interrupted": s.interrupted,
             "decision": s.action is not None,
-            "text": render_action(s.action) if s.action is not None else render_observation(s.update),
+            "text": text if whole or len(text) <= _PREVIEW else text[:_PREVIEW] + "…",
             "update": readable_update(s.update),
             "model_calls": by_step.pop(s.seq, []),
-        } for s in steps],
+        }
+        truncated = False
+        if not whole:
+            for key in ("update", "model_calls", "error"):
+                step[key], cut = _clip(step[key], _MAX_VALUE)
+                truncated = truncated or cut
+        step["truncated"] = truncated
+        size += len(json.dumps(step, default=str))
+        if page and size > _PAGE_BYTES:
+            break
+        page.append(step)
+    return {
+        "steps": page,
         "orphan_calls": orphans,
         "offset": offset,
         "total": _count(db, "SELECT COUNT(*) AS n FROM steps WHERE run_id = ?", [run.id]),
     }
+
+
+def api_step(db: Store, run_id: str, seq: int) -> dict[str, Any]:
+    """One step whole (what a page's "load all" asks for)."""
+    run = db.run(run_id)
+    rows = list(db.db.query("SELECT COUNT(*) AS n FROM steps WHERE run_id = ? AND seq < ?", [run.id, int(seq)]))
+    found = api_steps(db, run.id, int(rows[0]["n"]), 1, whole=True)["steps"]
+    if not found or found[0]["seq"] != int(seq):
+        raise ConfigError(f"run {run.id} has no step {seq}")
+    return found[0]
 
 
 def _call_summary(call: ModelCall) -> dict[str, Any]:
@@ -282,9 +332,12 @@ def _int(query: dict[str, str], name: str, default: Any) -> Any:
     if text == "":
         return default
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
         raise ConfigError(f"{name}={text!r} must be a whole number") from None
+    if not -_MAX_INT <= number <= _MAX_INT:
+        raise ConfigError(f"{name}={text[:30]!r} is out of range")
+    return number
 
 
 def _side_text(side: Any) -> str:
@@ -330,6 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
                     data = api_call(db, run_id, _int(query, "seq", 0))
                 elif url.path == "/api/turns":
                     data = api_turns(db, run_id)
+                elif url.path == "/api/step":
+                    data = api_step(db, run_id, _int(query, "seq", 0))
                 else:
                     return self._json(HTTPStatus.NOT_FOUND, {"error": f"no such page {url.path}"})
         except TrajgraphError as exc:
@@ -337,16 +392,25 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(status, {"error": str(exc)})
         except sqlite3.Error as exc:
             return self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"store not readable right now: {exc}"})
+        except Exception as exc:  # never a dropped connection: the page says what went wrong
+            return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"unexpected {type(exc).__name__}: {exc}"[:500]})
         self._json(HTTPStatus.OK, data)
 
     def _host_ok(self) -> bool:
-        """Refuse requests for other host names when serving on loopback (DNS rebinding)."""
+        """Refuse requests for other host names when serving on loopback (DNS rebinding).
+
+        The Host header is parsed as host[:port] (RFC 9110), nothing else: `localhost:80@evil.com`
+        is not a host, and the port, when given, must be ours."""
         if self.server.bound_host not in _LOOPBACK:
             return True
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
-        return host in _LOOPBACK
+        found = _HOST.fullmatch((self.headers.get("Host") or "").strip())
+        if found is None:
+            return False
+        host, port = (found.group(1) or found.group(3)).lower(), found.group(2) or found.group(4)
+        return host in _LOOPBACK and (port is None or int(port) == self.server.server_address[1])
 
     def _json(self, status: HTTPStatus, data: Any) -> None:
+        data = utf8_data(data)  # a lone surrogate as its \\udcxx escape (trajgraph.store.text)
         try:
             text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str)
         except ValueError:  # NaN/inf somewhere: JSON.parse would reject the page's data
@@ -405,4 +469,4 @@ def serve(db: str | Path, host: str = "127.0.0.1", port: int = 0, *, open_browse
         server.server_close()
 
 
-__all__ = ["ViewServer", "serve", "api_runs", "api_run", "api_steps", "api_tree", "api_call", "api_turns"]
+__all__ = ["ViewServer", "serve", "api_runs", "api_run", "api_steps", "api_step", "api_tree", "api_call", "api_turns"]

@@ -19,6 +19,8 @@ import math
 from typing import Any, Protocol, runtime_checkable
 
 from trajgraph.errors import ConfigError
+from trajgraph.search.rollout_value import RolloutValue
+from trajgraph.search.scoring import Scorer
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
 
@@ -71,8 +73,24 @@ def resolve_optimizer(optimizer: Any) -> Optimizer:
     return optimizer
 
 
+def value_source(space: Space, rollouts: int, value: str = "auto") -> tuple[str, Scorer | None]:
+    """How an optimizer values unfinished states, and the name it logs: the search's
+    reward model when given; else the environment's partial outcome when it gives one
+    (`partial=`: free, and on the known-optimum suite more informative than a few
+    rollouts); else the mean outcome of Monte Carlo rollouts of the agent's own node
+    (IPR). `value="rollouts"` or `"partial"` forces one."""
+    if space.reward is not None:
+        return "reward model", space.reward
+    partial = space.partial_scorer()
+    if partial is not None and value != "rollouts":
+        return "partial outcome", partial
+    if rollouts > 0:
+        return f"Monte Carlo rollouts (n={rollouts})", RolloutValue(n=rollouts)
+    return "none (outcomes at finished states only)", None
+
+
 def success(node: Node, threshold: float) -> bool:
     return node.terminal and node.outcome is not None and node.outcome >= threshold
 
 
-__all__ = ["Optimizer", "at_least", "finite", "resolve_optimizer", "success"]
+__all__ = ["Optimizer", "at_least", "finite", "resolve_optimizer", "success", "value_source"]

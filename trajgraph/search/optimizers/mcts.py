@@ -1,19 +1,31 @@
-"""MCTS over decision points, as in LATS.
+"""MCTS over decision points, as in LATS, with AlphaZero's priors where the policy gives them.
 
 Paper: Zhou et al., "Language Agent Tree Search Unifies Reasoning, Acting, and
 Planning in Language Models" (ICML 2024, arXiv:2310.04406). One iteration is
 the paper's six operations, one method each:
 
-    leaf = select(root)                      # UCT descent to a node worth expanding
+    leaf = select(root)                      # UCT (PUCT with priors) descent to a node worth expanding
     children = expand(space, leaf)           # k sampled actions, each a real branch
-    values = evaluate(space, children)       # reward model; without one, a simulation each
+    values = evaluate(space, children)       # reward model; else partial outcome; else a simulation each
     end = simulate(space, best child)        # LATS' rollout to a terminal state
-    backpropagate(node, value)               # running mean up to the root
+    backpropagate(path, value)               # running mean up the selected path
     reflect(space, end)                      # a failed terminal becomes a lesson
 
+Beyond the paper, each a setting (the paper's behaviour is the other value):
+- transpositions: statistics are kept per state key (`Space.state_key`), so two
+  branches that reach the same state share them, and descent continues from the
+  first node that reached it (a state is expanded once);
+- `widen="value"`: a node gets more children as its visits grow (progressive
+  widening, limit max(k, sqrt(visits))); when the policy repeats itself the
+  state's admissible actions fill in (`widen="repeats"`: LATS' fixed k, re-sampled
+  up to `max_expansions` times);
+- `prior="auto"`: PUCT, Q + c·P·sqrt(N)/(1+n) (Silver et al. 2017), when every
+  child carries the policy's probability; UCT otherwise (`prior="uct"` always);
+- `value="auto"`: without a reward model, a child is valued by the environment's
+  partial outcome when it gives one, else by LATS' simulation (`"simulate"`).
+
 Reflections reach later proposals as `state["reflections"]`. It stops at the first
-success; otherwise it grows the tree until the budget stops it (open-ended: all
-budget left over is spent on the tree).
+success; otherwise it grows the tree until the budget stops it.
 """
 
 from __future__ import annotations
@@ -37,6 +49,11 @@ def uct(child: Node, parent_visits: int, c: float) -> float:
     return (child.value or 0.0) + c * math.sqrt(math.log(max(parent_visits, 1)) / child.visits)
 
 
+def puct(child: Node, parent_visits: int, c: float) -> float:
+    """AlphaZero's Q + c * P * sqrt(N) / (1 + n); an unvisited child's Q is 0."""
+    return (child.value or 0.0) + c * (child.prior or 0.0) * math.sqrt(max(parent_visits, 1)) / (1 + child.visits)
+
+
 def backpropagate(node: Node | None, value: float) -> None:
     """Running mean of every value seen below each ancestor."""
     while node is not None:
@@ -51,6 +68,9 @@ class _Progress:
 
     expansions: dict[int, int] = field(default_factory=dict)  # node id -> times expanded
     done: set[int] = field(default_factory=set)  # nodes whose whole subtree is finished
+    path: list[Node] = field(default_factory=list)  # the last selection's path, root first
+    stats: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # state key -> (visits, mean value)
+    share: bool = True  # transpositions share statistics (False: each node its own, as in LATS)
 
 
 @dataclass(frozen=True)
@@ -61,6 +81,9 @@ class MCTS:
     reflect_with: Callable[[Node], str] | None = None  # failed terminal -> lesson (LATS' reflection)
     success: float = 1.0
     max_expansions: int = 3  # re-sample a node whose k samples merged into fewer than k distinct actions
+    widen: str = "value"  # "value": progressive widening + admissible actions; "repeats": LATS' fixed k
+    prior: str = "auto"  # "auto": PUCT when the policy gives priors; "uct": always UCT
+    value: str = "auto"  # without a reward model: "auto" (partial outcome, else simulation), "simulate", "partial"
     name: ClassVar[str] = "mcts"
     open_ended: ClassVar[bool] = True  # grows the tree until success or the budget stops it
 
@@ -69,19 +92,27 @@ class MCTS:
         finite(self, c=self.c, success=self.success)
         if self.c < 0:
             raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
+        for setting, allowed in (("widen", ("value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial"))):
+            if getattr(self, setting) not in allowed:
+                raise ConfigError(f"MCTS({setting}={getattr(self, setting)!r}): choose from {', '.join(allowed)}")
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if root.terminal:
             return root
-        progress = _Progress()
-        while (leaf := self.select(root, progress.expansions, progress.done)) is not None:
+        progress = _Progress(share=space.transpositions)
+        source = self._source(space)
+        log.stats["value_source"] = source
+        log.notes.append(f"mcts values unfinished states by {source}")
+        while (leaf := self.select(root, progress)) is not None:
+            path = list(progress.path)
             children = await self.expand(space, leaf, progress)
             if not children:
                 continue
-            values, ends = await self.evaluate(space, children)
+            values, ends = await self.evaluate(space, children, source)
             valid = [(ch, v) for ch, v in zip(children, values) if not ch.invalid]
-            for child, v in valid:
-                self.backpropagate(child, v)
+            for (child, v), end in zip(valid, [e for ch, e in zip(children, ends) if not ch.invalid]):
+                # a simulation's nodes are real branches: they join the tree with its value
+                self._backup([*path, *end.path()[child.depth:]], v, progress)
             for child, end in zip(children, ends):
                 if child.invalid:
                     continue
@@ -96,7 +127,7 @@ class MCTS:
             self._pairs(log, leaf, best, valid)
             if self._simulates_best(space) and not best.terminal:
                 end = await self.simulate(space, best)
-                self.backpropagate(best, end.outcome if end.outcome is not None else (await space.score([end]))[0])
+                self._backup([*path, best], end.outcome if end.outcome is not None else (await space.score([end]))[0], progress)
                 if success(end, self.success):
                     end.reason = "reached success (simulation)"
                     return end
@@ -106,51 +137,66 @@ class MCTS:
 
     # -- the six LATS operations ----------------------------------------------------------
 
-    def select(self, root: Node, expansions: dict[int, int] | None = None, done: set[int] | None = None) -> Node | None:
-        """Descend by UCT to a node to expand: a leaf, or a node still short of k
-        distinct actions. Finished subtrees are skipped; None when all are finished."""
-        expansions = {} if expansions is None else expansions
-        done = set() if done is None else done
-        node = root
+    def select(self, root: Node, progress: _Progress | None = None) -> Node | None:
+        """Descend by UCT (PUCT with priors) to a node to expand: a leaf, or a node the
+        widening rule lets grow. A transposition continues from the first node that
+        reached its state; one that loops back onto the path is a detour, never
+        taken. Finished subtrees are skipped; None when all are finished."""
+        progress = _Progress() if progress is None else progress
+        done = progress.done
+        node, progress.path = root, [root]
         while True:
-            widen = len(node.children) < self.k and expansions.get(node.id, 0) < self.max_expansions
-            if not node.terminal and (not node.children or widen):
+            if not node.terminal and (not node.children or self._widens(node, progress)):
                 return node
-            live = [ch for ch in node.children if not ch.invalid and ch.id not in done and not ch.terminal]
+            on_path = {n.id for n in progress.path}
+            live = [ch for ch in node.children if not ch.invalid and not ch.terminal
+                    and _at(ch).id not in done and _at(ch).id not in on_path]
+            if not live and self._widens(node, progress, limit=10**9):  # all finished here, but more can be tried
+                return node
             if not live:  # everything below is finished: never select this subtree again
                 done.add(node.id)
                 if node is root:
                     return None
-                node = root
+                node, progress.path = root, [root]
                 continue
             parent = node
-            node = max(live, key=lambda ch: uct(ch, parent.visits, self.c))
+            for ch in live:  # a state's statistics are shared by every node that reached it
+                ch.visits, ch.value = progress.stats.get(ch.key, (ch.visits, ch.value)) if progress.share else (ch.visits, ch.value)
+            rank = puct if self._puct(live) else uct
+            child = max(live, key=lambda ch: rank(ch, parent.visits, self.c))
+            node = _at(child)
+            progress.path.append(node)
 
     async def expand(self, space: Space, leaf: Node, progress: _Progress) -> list[Node]:
-        """Sample up to k actions not yet tried at `leaf` and branch on each."""
+        """Sample up to k actions not yet tried at `leaf` and branch on each; with
+        `widen="value"`, admissible actions fill in for samples that repeat."""
         progress.expansions[leaf.id] = progress.expansions.get(leaf.id, 0) + 1
         known = {canonical_key(ch.action) for ch in leaf.children}
         want = self.k - len(known) if known else self.k
+        if self.widen == "value":
+            want = min(self.k, max(1, self._limit(leaf, progress) - len(known)))
         candidates = [c for c in await space.propose(leaf, want) if c.key not in known]
+        if self.widen == "value" and len(candidates) < want:  # the policy repeats itself: reach the rest
+            candidates += (await space.admissible(leaf, known | {c.key for c in candidates}))[: want - len(candidates)]
         if not candidates:
             return []
         return list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
 
-    async def evaluate(self, space: Space, children: list[Node]) -> tuple[list[float], list[Node]]:
+    async def evaluate(self, space: Space, children: list[Node], source: str = "simulation") -> tuple[list[float], list[Node]]:
         """(value of each child, the node its value was read at). With a reward model:
-        its score (outcome at terminals). Without one, LATS' fallback: one simulation
-        from each child, valued by the outcome it ends with."""
+        its score (outcome at terminals); with the environment's partial outcome: that.
+        Otherwise LATS' fallback: one simulation from each child, valued by its outcome."""
+        for child in children:
+            if child.invalid:
+                child.reason = child.reason or "invalid action"
         if space.reward is not None or self.simulate_best is False:
-            for child in children:
-                if child.invalid:
-                    child.reason = child.reason or "invalid action"
             return await space.score(children), list(children)
+        if source == "partial outcome":
+            return await space.score(children, space.partial_scorer()), list(children)
         ends = await space.gather(*(self.simulate(space, ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
         values = [e.outcome if e.outcome is not None else 0.0 for e in ends]
         for child, v in zip(children, values):
             child.score = v
-            if child.invalid:
-                child.reason = child.reason or "invalid action"
         return values, ends
 
     async def simulate(self, space: Space, node: Node) -> Node:
@@ -167,6 +213,46 @@ class MCTS:
         if end.terminal and not end.invalid and self.reflect_with is not None:
             space.reflections.append(self.reflect_with(end))
 
+    # -- the settings beyond the paper ------------------------------------------------------
+
+    def _source(self, space: Space) -> str:
+        if space.reward is not None:
+            return "reward model"
+        if self.value != "simulate" and space.partial is not None:
+            return "partial outcome"
+        return "simulation"
+
+    def _limit(self, node: Node, progress: _Progress) -> int:
+        """How many children a node may have now: k, growing with the square root of its visits."""
+        return max(self.k, math.ceil(math.sqrt(node.visits)))
+
+    def _widens(self, node: Node, progress: _Progress, limit: int | None = None) -> bool:
+        tries = progress.expansions.get(node.id, 0)
+        cap = self._limit(node, progress) if limit is None else limit
+        if self.widen == "repeats":
+            return len(node.children) < self.k and tries < self.max_expansions
+        listed = node.state.get("actions")
+        room = len(listed) if isinstance(listed, list) and listed else None
+        if room is not None:  # the state lists its actions: every one can be reached
+            return len(node.children) < min(room, cap)
+        return len(node.children) < cap and tries < self.max_expansions + math.isqrt(node.visits)
+
+    def _puct(self, children: list[Node]) -> bool:
+        return self.prior == "auto" and all(ch.prior is not None for ch in children)
+
+    @staticmethod
+    def _backup(path: list[Node], value: float, progress: _Progress) -> None:
+        """Backpropagation along the selected path; statistics are kept per state key,
+        so every node of a state (its transpositions) reads the same visits and value."""
+        for node in reversed(path):
+            own = (node.visits, node.value or 0.0)
+            n, shared = progress.stats.get(node.key, own) if node.key and progress.share else own
+            mean = shared or 0.0
+            n, mean = n + 1, mean + (value - mean) / (n + 1)
+            if node.key and progress.share:
+                progress.stats[node.key] = (n, mean)
+            node.visits, node.value = n, mean
+
     def _simulates_best(self, space: Space) -> bool:
         return bool(self.simulate_best) and space.reward is not None
 
@@ -179,3 +265,8 @@ class MCTS:
 
 async def _same(node: Node) -> Node:
     return node
+
+
+def _at(node: Node) -> Node:
+    """Where descent continues: the first node that reached this state."""
+    return node.twin if node.twin is not None else node

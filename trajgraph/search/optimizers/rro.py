@@ -23,6 +23,15 @@ resumes the walk from the most promising candidate it scored but did not take
 was taken or finished, widens the most promising walked decision point that can
 still be widened. It stops at success, when nothing is left to try, or when the
 budget stops it. `anytime=False` is the paper's single walk.
+
+Beyond the paper, each a setting: `value="auto"` values candidates by the search's
+reward model, else the environment's partial outcome when it gives one, else Monte
+Carlo rollouts (the choice is in `stats["value_source"]`); a state reached before
+keeps its score (transpositions, `Space.score`); `widen="value"`: when the policy
+keeps proposing actions already tried, the state's admissible actions fill in
+(most probable first when the policy gives priors), so widening reaches every
+action (`widen="repeats"`: the paper's re-sampling only); candidates drawn
+together are tried in order of the policy's prior when it gives one.
 """
 
 from __future__ import annotations
@@ -30,8 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from trajgraph.search.optimizers.base import at_least, finite, success
-from trajgraph.search.rollout_value import RolloutValue
+from trajgraph.search.optimizers.base import at_least, finite, success, value_source
 from trajgraph.search.scoring import Scorer
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
@@ -54,6 +62,8 @@ class RRO:
     rollouts: int = 2  # Monte Carlo rollouts per candidate when the search has no reward model
     success: float = 1.0
     anytime: bool = True  # backtrack while the budget lasts (False: the paper's single walk)
+    widen: str = "value"  # "value": admissible actions fill in for repeated samples; "repeats": re-sample only
+    value: str = "auto"  # "auto": reward model, else partial outcome, else rollouts; "rollouts": always rollouts
     name: ClassVar[str] = "rro"
     open_ended: ClassVar[bool] = False  # stops when nothing is left to try
 
@@ -65,7 +75,9 @@ class RRO:
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         # the paper's process reward when the search has none: MC rollouts, kept to this
         # search (the space's own reward stays what the user gave)
-        scorer: Scorer | None = space.reward or (RolloutValue(n=self.rollouts) if self.rollouts > 0 else None)
+        source, scorer = value_source(space, self.rollouts, self.value)
+        log.stats["value_source"] = source
+        log.notes.append(f"rro values candidates by {source}")
         points: dict[int, _Point] = {}
         followed: set[int] = {root.id}
         start, previous = root, (await space.score([root], scorer))[0]
@@ -105,6 +117,9 @@ class RRO:
                 want = min(self.group, self.k_max - len(point.tried))
                 point.drawn += want
                 fresh = [c for c in await space.propose(node, want) if c.key not in point.seen]
+                if not fresh and self.widen == "value":  # the policy repeats itself: reach the rest
+                    fresh = (await space.admissible(node, point.seen))[:want]
+                fresh.sort(key=lambda c: -(c.prior or 0.0))  # most probable first (stable: sampling order otherwise)
                 point.seen.update(c.key for c in fresh)
                 if not fresh:
                     continue

@@ -5,25 +5,32 @@ Multi-Step Reasoning with LLM-Based Agents" (arXiv:2508.02085). A population of
 trajectories evolves for G generations through three operators:
 
 - revision: critique one trajectory and re-run it differently. Structural form:
-  re-branch at its critical step (the largest reward drop along the path) with a
-  different action. LLM form: a critique prompt yields a revised plan that is
-  re-executed through the graph.
+  re-branch at its critical step, the step where its value fell most, with an
+  action not tried there. A step's value is the environment's partial outcome
+  when it gives one, else the best outcome the search has seen below that state
+  (what the tree already knows, at no cost). LLM form: a critique prompt yields a
+  revised plan that is re-executed through the graph.
 - recombination: build a new trajectory from two. Structural form: splice A's
-  prefix onto B's suffix at a shared (equivalent) state, else at equal depth.
-  LLM form: an LLM merges the two plans.
-- refinement: select by reward while keeping diversity (distinct trajectories
-  only); the LLM form also summarises the population into guidance.
+  prefix onto B's suffix at a shared state (a transposition: equal state keys,
+  `Space.state_key`, at any depths), else at equal depth. LLM form: an LLM merges
+  the two plans.
+- refinement: remove detours (the steps between two visits of the same state)
+  and re-run what is left, then select by fitness while keeping diversity
+  (distinct trajectories only); the LLM form also summarises the population into
+  guidance.
 
 Which form runs is stated, not guessed: with `llm=` (a litellm model string or a
 LangChain chat model) each operator runs the paper's LLM-guided form, and falls
 back to the structural form only when the LLM gives no usable plan; without one,
 the structural forms run. Each member's `reason` starts with its operator and
 form ("revision [llm]", "recombination [structural]"), and the search's stats
-name the forms (`stats["operators"]`) and count how often each ran
-(`stats["forms"]`).
+name the forms (`stats["operators"]`), count how often each ran (`stats["forms"]`)
+and give the population's best and mean fitness per generation
+(`stats["fitness_per_generation"]`, `stats["mean_fitness_per_generation"]`).
 
 Every member is a real trajectory executed through the graph; following a known
-action costs no policy call, which is why the structural forms suit small models.
+action costs no policy call (and, with transpositions, no environment step
+either), which is why the structural forms suit small models.
 
 Leftover budget (`anytime=True`, the default): after the paper's `generations`,
 evolution goes on, one generation at a time, until a member reaches `success`,
@@ -48,8 +55,8 @@ _VOLATILE_STATE = ("history", "messages", "action", "reflections", "score")
 
 
 def state_key(node: Node) -> str:
-    """Equivalent decision points: same state apart from the path that led there."""
-    return canonical_key({k: v for k, v in node.state.items() if k not in _VOLATILE_STATE})
+    """Equivalent decision points: the space's state key (else the state apart from its path)."""
+    return node.key or canonical_key({k: v for k, v in node.state.items() if k not in _VOLATILE_STATE})
 
 
 def actions_of(node: Node) -> list[Any]:
@@ -66,6 +73,11 @@ async def follow(space: Space, node: Node, actions: list[Any]) -> Node:
             break
         node = await space.expand(node, cand)
     return node if node.terminal else await space.rollout(node)
+
+
+def fitness(node: Node) -> tuple[bool, float, float]:
+    """Valid first, then outcome, then score."""
+    return (not node.invalid, node.outcome if node.outcome is not None else -1.0, node.score or 0.0)
 
 
 @dataclass(frozen=True)
@@ -89,14 +101,20 @@ class SEAgent:
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         rng = random.Random(self.seed)
-        forms: dict[str, dict[str, int]] = {op: {"llm": 0, "structural": 0} for op in ("revision", "recombination", "refinement")}
+        forms: dict[str, dict[str, int]] = _no_forms()
         log.stats["operators"] = "llm-guided" if self.llm is not None else "structural"
         log.stats["forms"] = forms
-        members = await space.gather(*(space.rollout(root) for _ in range(self.population)))
+        log.stats["value_source"] = "partial outcome" if space.partial is not None else "best outcome seen below each state"
+        best_per_gen: list[float] = log.stats.setdefault("fitness_per_generation", [])
+        mean_per_gen: list[float] = log.stats.setdefault("mean_fitness_per_generation", [])
+        members = _label(await space.gather(*(space.rollout(root) for _ in range(self.population))), "initial rollout")
         log.stats["generations"] = 0
         seen = {canonical_key(actions_of(m)) for m in members}
         generation = 0
         while generation < self.generations or self.anytime:
+            outcomes = [m.outcome if m.outcome is not None and not m.invalid else 0.0 for m in members]
+            best_per_gen.append(max(outcomes))
+            mean_per_gen.append(sum(outcomes) / len(outcomes))
             done = [m for m in members if success(m, self.success)]
             if done:
                 return done[0]
@@ -110,15 +128,12 @@ class SEAgent:
             members = await self.refine(space, members + offspring, forms)
             generation += 1
             log.stats["generations"] = generation
-            for m in members:
-                origin = m.reason.split(" [survived", 1)[0] or "initial rollout"
-                m.reason = f"{origin} [survived generation {generation}]"
             new = {canonical_key(actions_of(o)) for o in offspring} - seen
             seen |= new
             if generation >= self.generations and not new and space.meter.spent.policy_calls == calls_before:
                 log.stats["stagnated"] = True  # nothing new and no call spent: the next would repeat this one
                 break
-        return max(members, key=lambda m: (not m.invalid, m.outcome if m.outcome is not None else -1.0, m.score or 0.0))
+        return max(members, key=fitness)
 
     # -- revision ---------------------------------------------------------------------
 
@@ -128,24 +143,66 @@ class SEAgent:
             plan = await _llm_plan(self.llm, "revise", space, [member])
             if plan:
                 forms["revision"]["llm"] += 1
-                child = await follow(space, member.path()[0], plan)
-                child.reason = "revision [llm]: LLM critique and revised plan"
-                return child
+                return _label([await follow(space, member.path()[0], plan)], "revision [llm]: LLM critique and revised plan")[0]
         forms["revision"]["structural"] += 1
         path = member.path()
-        scores = await space.score(path[1:]) if len(path) > 1 else []
-        values = [path[0].score or 0.0, *scores]
-        # critical step: the largest drop in reward; ties go to the latest step
-        drops = [(values[i - 1] - values[i], i) for i in range(1, len(values))]
-        _, critical = max(drops) if drops else (0.0, 1)
-        parent, original = path[critical - 1], path[critical].action if critical < len(path) else None
-        others = [c for c in await space.propose(parent, 3) if c.key != canonical_key(original)]
-        if not others:
+        if len(path) < 2:
             return member
-        child = await space.expand(parent, others[0])
-        end = child if child.terminal else await space.rollout(child)
-        end.reason = f"revision [structural]: re-branched at step {critical} with {others[0].text!r}"
-        return end
+        values = await self.values(space, path)
+        # critical step: the largest fall in value; ties go to the latest step
+        fall, critical = max((values[i - 1] - values[i], i) for i in range(1, len(values)))
+        if fall <= 0:  # no step lost value (it rose into a trap or the horizon): the step that ended it
+            critical = len(path) - 1
+        for step in [critical, *range(len(path) - 1, 0, -1)]:  # where nothing new is left, an earlier step
+            parent = path[step - 1]
+            tried = {canonical_key(ch.action) for ch in parent.children}
+            child = await self._step(space, parent, tried, {n.key for n in path[:step]})
+            if child is not None:
+                end = child if child.terminal else await self._rewrite(space, child, {n.key for n in path[:step]})
+                return _label([end], f"revision [structural]: re-branched at step {step} (value fell there) with {child.action_text!r}, rewritten from there")[0]
+        return member
+
+    async def _step(self, space: Space, node: Node, tried: set[str], visited: set[str]) -> Node | None:
+        """One rewritten step: the policy's proposal and, when the environment gives a partial
+        outcome, every admissible action not tried; the best by value (no return to a state
+        already on the path; ties: the policy's own proposal). None when nothing new is left."""
+        others = [c for c in await space.propose(node, 1) if c.key not in tried]
+        if space.partial is not None or not others:
+            others += await space.admissible(node, tried | {c.key for c in others})
+        children = [c for c in await space.gather(*(space.expand(node, c) for c in others)) if not c.invalid]
+        if not children:
+            return None
+        values = await self.values(space, children) if space.partial is not None or space.reward is not None else [0.0] * len(children)
+        return max(zip(values, children), key=lambda vc: (vc[1].key not in visited, vc[0]))[1]
+
+    async def _rewrite(self, space: Space, node: Node, visited: set[str]) -> Node:
+        """The rest of the trajectory, rewritten step by step (value-guided with a partial
+        outcome; the policy's own samples otherwise)."""
+        if space.partial is None:
+            return await space.rollout(node)
+        visited = set(visited)
+        while not node.terminal:
+            visited.add(node.key)
+            nxt = await self._step(space, node, set(), visited)
+            if nxt is None:
+                return node
+            node = nxt
+        return node
+
+    async def values(self, space: Space, path: list[Node]) -> list[float]:
+        """Each step's value: the search's reward model when given; else the partial outcome
+        when the environment gives one; else the best outcome the search has reached below
+        that state (transpositions included)."""
+        if space.reward is not None:
+            return await space.score(path)
+        if space.partial is not None:
+            return await space.score(path, space.partial_scorer())
+        best: dict[str, float] = {}
+        for n in space.nodes:
+            if n.terminal and not n.invalid and n.outcome is not None:
+                for a in n.path():
+                    best[a.key] = max(best.get(a.key, float("-inf")), n.outcome)
+        return [best.get(n.key, 0.0) for n in path]
 
     # -- recombination -----------------------------------------------------------------
 
@@ -156,9 +213,7 @@ class SEAgent:
             plan = await _llm_plan(self.llm, "recombine", space, [a, b])
             if plan:
                 forms["recombination"]["llm"] += 1
-                child = await follow(space, a.path()[0], plan)
-                child.reason = "recombination [llm]: LLM merged plans"
-                return child
+                return _label([await follow(space, a.path()[0], plan)], "recombination [llm]: LLM merged plans")[0]
         forms["recombination"]["structural"] += 1
         pa, pb = a.path(), b.path()
         keys_b = {state_key(n): j for j, n in enumerate(pb[:-1])}
@@ -172,28 +227,53 @@ class SEAgent:
             i = j = rng.randint(0, max(0, min(len(pa), len(pb)) - 2))
             how = f"at equal depth {i}"
         child = await follow(space, pa[i], actions_of(pb[-1])[j:])
-        child.reason = f"recombination [structural]: prefix of #{a.id} + suffix of #{b.id} {how}"
-        return child
+        return _label([child], f"recombination [structural]: prefix of #{a.id} + suffix of #{b.id} {how}")[0]
 
     # -- refinement ----------------------------------------------------------------------
 
     async def refine(self, space: Space, candidates: list[Node], forms: dict[str, dict[str, int]] | None = None) -> list[Node]:
-        """Select by reward, keeping only distinct trajectories (invalid ones last); the
+        """Remove detours (re-run without the steps between two visits of a state), then
+        select by fitness, keeping only distinct trajectories (invalid ones last); the
         LLM form also writes the population's lesson into `space.reflections`."""
         forms = forms if forms is not None else _no_forms()
+        for m in list(candidates):
+            shorter = without_detours(m)
+            if shorter is not None:
+                end = await follow(space, m.path()[0], shorter)
+                candidates.append(_label([end], f"refinement: #{m.id} without its detours")[0])
         await space.score(candidates)
         distinct: dict[str, Node] = {}
         for m in candidates:
             key = canonical_key(actions_of(m))
             if key not in distinct or (m.score or 0.0) > (distinct[key].score or 0.0):
                 distinct[key] = m
-        ranked = sorted(distinct.values(),
-                        key=lambda m: (m.invalid, -(m.outcome if m.outcome is not None else -1.0), -(m.score or 0.0), m.id))
+        ranked = sorted(distinct.values(), key=lambda m: (m.invalid, -fitness(m)[1], -(m.score or 0.0), m.id))
         guidance = await _llm_text(self.llm, _summary_prompt(space, ranked)) if self.llm is not None else ""
         if guidance:
             space.reflections.append(guidance)
         forms["refinement"]["llm" if guidance else "structural"] += 1
         return ranked[: self.population]
+
+
+def without_detours(member: Node) -> list[Any] | None:
+    """The member's actions with every loop cut out (from a state to its last later
+    visit); None when it has none."""
+    path = member.path()
+    last = {n.key: i for i, n in enumerate(path) if n.key and not n.terminal}
+    actions, i = [], 0
+    while i < len(path) - 1:
+        i = max(i, last.get(path[i].key, i))
+        if i < len(path) - 1:
+            actions.append(path[i + 1].action)
+        i += 1
+    return actions if len(actions) < len(path) - 1 else None
+
+
+def _label(members: list[Node], how: str) -> list[Node]:
+    """Say where a member came from, once: a trajectory reached again keeps its first origin."""
+    for m in members:
+        m.reason = m.reason or how
+    return members
 
 
 def _no_forms() -> dict[str, dict[str, int]]:
