@@ -9,6 +9,7 @@ must walk the chain greedily where the untrained head falls into the trap.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 import trajgraph as tg
 from trajgraph.learn import train_policy
-from trajgraph.learn.targets import lm_rows, search_targets
+from trajgraph.learn.targets import lm_rows, search_targets, write_lm_rows
 from trajgraph.policies.head import load_trainable_policy, trainable_policy
 from trajgraph.store import Store
 from trajgraph.testing.chain_suite import ChainSuite
@@ -61,11 +62,17 @@ def test_targets_rank_the_exit_first_at_every_depth_of_the_stored_tree(searched:
     assert search_targets(searched, tags=("split:test",)) == []
 
 
-def test_lm_rows_give_weighted_sft_rows_and_dpo_pairs(searched: Path) -> None:
+def test_lm_rows_give_weighted_sft_rows_and_dpo_pairs(searched: Path, tmp_path: Path) -> None:
     sft, dpo = lm_rows(search_targets(searched))
     assert [r["action"] for r in sorted(sft, key=lambda r: len(r["state"]["history"]))] == list(TASK.solution)
     assert all(r["weight"] > 0 for r in sft)
     assert dpo and all(p["chosen"] != p["rejected"] and p["margin"] >= 0.1 for p in dpo)
+    sft_path, dpo_path = write_lm_rows(searched, tmp_path / "lm")
+    rows = [json.loads(x) for x in sft_path.read_text().splitlines()]
+    assert len(rows) == len(sft) and {r["messages"][-1]["content"] for r in rows} == set(TASK.solution)
+    assert all(r["messages"][-1]["role"] == "assistant" and r["weight"] > 0 for r in rows)
+    pairs = [json.loads(x) for x in dpo_path.read_text().splitlines()]
+    assert len(pairs) == len(dpo) and all(p["chosen"][0]["content"] != p["rejected"][0]["content"] for p in pairs)
 
 
 def test_head_fit_on_search_targets_alone_beats_the_untrained_head(searched: Path, tmp_path: Path) -> None:

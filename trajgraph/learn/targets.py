@@ -215,4 +215,27 @@ def lm_rows(targets: Sequence[SoftTarget], *, margin: float = 0.1, weight: str =
     return sft, dpo
 
 
-__all__ = ["SoftTarget", "search_targets", "lm_rows", "TARGET_KINDS", "WEIGHTS"]
+def write_lm_rows(store: Store | str | Path, folder: str | Path, *, tags: Sequence[str] = (), tasks: Iterable[str] | None = None,
+                  margin: float = 0.1, weight: str = "spread") -> tuple[Path, Path]:
+    """Write `sft.jsonl` (messages + weight) and `dpo.jsonl` (prompt, chosen, rejected) from the
+    store's search targets, in the chat format the LM policies read (`build_messages`)."""
+    import json
+
+    from trajgraph.policies.prompt import build_messages
+
+    sft, dpo = lm_rows(search_targets(store, tags=tags, tasks=tasks), margin=margin, weight=weight)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "sft.jsonl", "w") as f:
+        for r in sft:
+            messages = build_messages(r["state"]) + [{"role": "assistant", "content": r["action"]}]
+            f.write(json.dumps({"messages": messages, "weight": r["weight"], "task": r["task"]}) + "\n")
+    with open(folder / "dpo.jsonl", "w") as f:
+        for p in dpo:
+            f.write(json.dumps({"prompt": build_messages(p["state"]), "chosen": [{"role": "assistant", "content": p["chosen"]}],
+                                "rejected": [{"role": "assistant", "content": p["rejected"]}], "margin": p["margin"],
+                                "task": p["task"]}) + "\n")
+    return folder / "sft.jsonl", folder / "dpo.jsonl"
+
+
+__all__ = ["SoftTarget", "search_targets", "lm_rows", "write_lm_rows", "TARGET_KINDS", "WEIGHTS", "BACKUPS"]
