@@ -76,7 +76,7 @@ class RoundResult:
 @dataclass
 class EvolveReport:
     rounds: list[RoundResult]
-    stopped: str  # "rounds" or "validation stopped improving"
+    stopped: str  # "rounds", "validation stopped improving" or "not improved" (the fit kept its start: no candidate)
     policies: list[str] = field(default_factory=list)  # folders, round 1..
     plot: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -309,6 +309,10 @@ def evolve(
                                    name=f"{name}-r{r + 1}", base=None, **(train_options or {}))
             data = trained.card.get("data", {})
             row.decisions, row.preferences, row.targets = data.get("decisions"), data.get("preferences"), data.get("targets")
+        if stop is None and r < rounds and not trained.improved:
+            stop = "not improved"  # the fit kept its start or did not improve: nothing to promote (issue 22.3)
+            state["candidate"] = None
+        elif stop is None and r < rounds:
             new_value = state.get("incumbent_value", start_value)
             if retrain_reward:
                 new_value = _retrain_reward(store, out / f"value-r{r + 1}", seed, tags, reward_options or {})
