@@ -112,7 +112,7 @@ def fit(policy: TrainablePolicy, decisions: Sequence[Any], preferences: Sequence
         commands = list(dict.fromkeys([*(t.state.get("actions") or []), *dist]))
         if w <= 0 or len(commands) < 2:
             continue
-        t_examples.append((t.state, commands))
+        t_examples.append((t.state, commands, None))
         t_probs += [dist.get(c, 0.0) for c in commands]
         t_w.append(w)
         t_tasks.append(str(t.task))
