@@ -20,7 +20,7 @@ from trajgraph.testing.locked_boxes import LockedBoxesSuite
 
 SUITE = LockedBoxesSuite(goals=2, distractors=1)
 TRAIN, TEST = SUITE.tasks("train", 6), SUITE.tasks("test", 3)
-OPTIONS = dict(rounds=1, optimizer="best-of-n", budget=16, name="boxes", workers=1, val_fraction=0.34,
+OPTIONS: dict[str, Any] = dict(rounds=1, optimizer="best-of-n", budget=16, name="boxes", workers=1, val_fraction=0.34,
                train_options={"epochs": 3, "min_steps": 20}, temperatures=(0.0, 0.3))
 
 

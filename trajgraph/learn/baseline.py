@@ -52,8 +52,10 @@ def best_decoding(tasks: Sequence[Any], policy_at: Callable[[float], Any], *, te
     best: tuple[tuple[float, float, float], float] | None = None
     for t in sorted(temperatures):
         policy = policy_at(t)
-        view = policy.view if hasattr(policy, "view") else (lambda p=policy: p)
-        results = asyncio.run(bench.run_bench(tasks, ["greedy"], policy_for=lambda task, v=view: v(), budget=budget,
+        def view(task: Any, p: Any = policy) -> Any:
+            return p.view() if hasattr(p, "view") else p
+
+        results = asyncio.run(bench.run_bench(tasks, ["greedy"], policy_for=view, budget=budget,
                                               concurrency=workers, repeatable=True, graph_name=graph_name))
         rate = sum(r.success for r in results) / len(results)
         score = sum(r.outcome or 0.0 for r in results) / len(results)

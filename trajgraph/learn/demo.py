@@ -78,7 +78,10 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
         decoding = Decoding(temperature=0.0, tasks=0)
 
     def evaluate(label: str, optimizer: str, pol: Any, round_: int) -> list[Any]:
-        done = asyncio.run(bench.run_bench(test, [optimizer], policy_for=lambda task, p=pol: p.view(), reward=reward, budget=budget,
+        def view(task: Any, p: Any = pol) -> Any:
+            return p.view()
+
+        done = asyncio.run(bench.run_bench(test, [optimizer], policy_for=view, reward=reward, budget=budget,
                                            store=store, concurrency=workers, tags=("test", "learn"), graph_name=graph_name,
                                            repeatable=True, on_result=tick(f"learning: {label} on {len(test)} test games", len(test))))
         stamp(store, [r.run_id for r in done], round=round_, version=policy_version(pol), split="test")
@@ -113,7 +116,7 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
         data = trained.card.get("data", {})
         curve.append({"round": r, "test_greedy": _rate(done), "policy": argmax.name, "targets": data.get("targets"),
                       "decisions": data.get("decisions")})
-        explorer = lambda task, p=policy: p.view()  # noqa: E731  the next round explores with this round's policy
+        explorer = _viewer(policy)  # the next round explores with this round's policy
     if policy is not None:
         label = f"{s.search} {TRAINED} (T={s.temperature:g})"
         results += evaluate(label, s.search, policy, s.rounds)
@@ -121,6 +124,13 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     plot = _plot_curve(curve, str(out / "learning.png"), f"greedy (argmax) on {len(test)} test games by round")
     return LearningRound(names=names, results=results, policy=policy.name if policy is not None else "minilm",
                          card=trained.card if trained is not None else {}, decoding=decoding.to_dict(), curve=curve, plot=plot)
+
+
+def _viewer(policy: Any) -> Callable[[Any], Any]:
+    def view(task: Any) -> Any:
+        return policy.view()
+
+    return view
 
 
 def _rate(results: Sequence[Any]) -> float:

@@ -142,9 +142,9 @@ def _read_tree(db: Any, search: Run, merged: dict[str, _Acc]) -> None:
     states: dict[int, dict[str, Any]] = {}
     for run in db.runs(parent_id=search.id, newest_first=False):
         leaf = run.metadata.get("search_node") if isinstance(run.metadata, Mapping) else None
-        if run.kind != "rollout" or leaf not in nodes:
+        if run.kind != "rollout" or not isinstance(leaf, int) or leaf not in nodes:
             continue
-        path = _path(nodes, int(leaf))
+        path = _path(nodes, leaf)
         for node, (state, _action) in zip(path, run_decisions(run, db.steps(run.id))):
             states.setdefault(node.id, state)
     below = _finished_below(nodes, children)

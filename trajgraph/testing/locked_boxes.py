@@ -89,7 +89,7 @@ def env_node(world: World) -> Callable[[EnvState], dict[str, Any]]:
             obs = f"You open the {action[5:]}." if colour in keys or colour in world.unlocked else f"The {action[5:]} is locked."
         else:
             obs = "Nothing happens."
-        turn = {"action": action, "observation": obs, "reward": None}
+        turn: dict[str, Any] = {"action": action, "observation": obs, "reward": None}
         keys, opened = world.progress(history + [turn])
         score = world.score(opened)
         steps = len(history) + 1
