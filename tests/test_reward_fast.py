@@ -219,3 +219,57 @@ def test_onnx_quantization_leaves_the_root_logger_alone(model_dir: Path, tmp_pat
     _onnx.quantize(src, tmp_path / "m8.onnx")
     assert (tmp_path / "m8.onnx").stat().st_size < src.stat().st_size / 2  # int8 weights: a quarter of fp32's bytes
     assert root.handlers == handlers and root.filters == filters
+
+
+def test_scores_are_kept_by_content(model_dir: Path) -> None:
+    """An item scored before is not run again (issue 20): the same logit comes back, the model runs
+    only the new items, and cache_size=0 turns it off."""
+    import asyncio
+
+    items = [RewardItem(f"task {i}", (("go north", f"room {i}"),), "open door") for i in range(6)]
+    rm = LocalRewardModel(model_dir)
+    ran: list[int] = []
+    inner = rm._run
+    rm._run = lambda batch: (ran.append(len(batch)), inner(batch))[1]  # count what reaches the real model
+    first = rm.logits(items[:4])
+    again = rm.logits(items)  # four known, two new
+    assert again[:4] == first and ran == [4, 2]
+    assert asyncio.run(rm.ascore(items[::-1])) == rm.score(items)[::-1] and ran == [4, 2]
+    off = LocalRewardModel(model_dir, cache_size=0)
+    # the same values up to float noise (a batch of six pads differently from batches of four and two)
+    assert off.logits(items) == pytest.approx(again, abs=1e-5) and off._memo == {}
+    rm.close()
+    off.close()
+
+
+def test_auto_needs_most_rounds_not_one_lucky_one(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A path that beat fp32 in one probe round only (the load dropped while it ran) is not chosen:
+    `auto` must never be slower than fp32 on the machine (issue 20)."""
+    import time as _time
+
+    real = _paths.build
+
+    def build(path, *args):  # type: ignore[no-untyped-def]
+        run, module = real("fp32", *args)
+        calls = [0]
+
+        first: list[list[float]] = []
+
+        def timed(batch):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            if not first:  # the warm-up runs the model (its logits are what the rank check compares) ...
+                first.append(run(batch))
+            out = first[0]  # ... and the timed rounds take only the time set here
+            if path == "fp32":
+                _time.sleep(0.03)
+            elif calls[0] != 2:  # "lucky": call 1 is the warm-up; fast only in the first timed round
+                _time.sleep(0.1)
+            return out
+
+        return timed, module
+
+    monkeypatch.setattr(_paths, "build", build)
+    loaded = _net.load(model_dir)
+    probe = _paths.measure(loaded.net, loaded.pad_id, loaded.encoder, model_dir, ["fp32", "lucky"])
+    assert probe.items_per_s["lucky"] >= _paths.MARGIN * probe.items_per_s["fp32"]  # its best round won...
+    assert probe.chosen == "fp32"  # ...but one round of three is not enough

@@ -160,8 +160,9 @@ def test_fixed_seed_gives_the_same_model(small_store, tmp_path: Path) -> None:
 
 
 def test_early_stopping_keeps_the_best_epoch(small_store, tmp_path: Path) -> None:
-    # lr 0: fine-tuning cannot improve on the probed head, so patience 1 stops after one epoch
-    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=0.0, head_lr=0.0, patience=1)
+    # lr 1e-30 (0 is refused): fp32 weights cannot move, so fine-tuning cannot improve on the probed head and
+    # patience 1 stops after one epoch
+    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=1e-30, head_lr=1e-30, patience=1)
     assert report.stopped_early
     assert [e.epoch for e in report.epochs] == [0, 1]
     assert report.best_epoch == 0
@@ -195,3 +196,30 @@ def test_training_needs_labelled_data(tmp_path: Path) -> None:
         train(store, tmp_path / "rm", labels="outcome", progress=False)
     with pytest.raises(ConfigError, match="labels="):
         train(store, tmp_path / "rm", labels="vibes", progress=False)
+
+
+def test_train_or_reuse_keys_by_content(tmp_path: Path) -> None:
+    """The same data, settings and code: the cached model is copied, byte for byte; a changed
+    setting or more data trains again (issue 20: the demo reuses its reward model across runs)."""
+    from trajgraph.reward import train_or_reuse
+
+    small_store = tg.Store(tmp_path / "own.db")
+    record_chain_runs(small_store, tasks=3, runs=6, depth=2, seed0=20)
+    cache = tmp_path / "cache"
+    first = train_or_reuse(small_store, tmp_path / "a", cache_root=cache, seed=7, **TINY)
+    again = train_or_reuse(small_store, tmp_path / "b", cache_root=cache, seed=7, **TINY)
+    assert not first.reused and again.reused and again.key == first.key
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    assert again.report["n_train"] == first.report["n_train"] > 0
+    from dataclasses import replace as _replace
+
+    from trajgraph.reward import build_dataset
+
+    data = build_dataset(small_store, "auto")
+    shuffled = _replace(data, examples=data.examples[::-1], pairs=data.pairs[::-1])  # runs stored in another order
+    assert train_or_reuse(shuffled, tmp_path / "e", cache_root=cache, seed=7, **TINY).key == first.key
+    other_seed = train_or_reuse(small_store, tmp_path / "c", cache_root=cache, seed=8, **TINY)
+    assert not other_seed.reused and other_seed.key != first.key
+    record_chain_runs(small_store, tasks=1, runs=2, depth=2, seed0=40)  # new data in the store
+    more = train_or_reuse(small_store, tmp_path / "d", cache_root=cache, seed=7, **TINY)
+    assert not more.reused and more.key not in (first.key, other_seed.key)

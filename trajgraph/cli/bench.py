@@ -123,7 +123,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out.mkdir(parents=True, exist_ok=True)
     store = open_db(db, write=True, create=True)
     started = time.time()
-    with console.status(f"generating {tasks} test tasks ({suite})"):
+    with console.status(f"generating {tasks} test tasks ({suite}; generated games are cached on disk by seed)"):
         test = suite_obj.tasks("test", tasks, seed)
     rm_report: dict[str, Any] = {}
 
@@ -139,10 +139,17 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
                                         executor=executor,
                                         on_result=lambda r: prog.advance(job)))
         rm_dir = out / "reward-model"
-        # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores
-        report = rw.train(store, rm_dir, labels="auto", seed=seed, epochs=1, progress=True)
-        rm_report.update(_plain(report))
-        return rw.LocalRewardModel(rm_dir)
+        # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores;
+        # a model trained before on the same data, settings and code is reused (keyed by content)
+        done = rw.train_or_reuse(store, rm_dir, labels="auto", seed=seed, epochs=1, progress=True)
+        if done.reused:
+            console.print(f"reward model: reused the one trained before on the same data and settings "
+                          f"(cache {done.cache}); delete that folder to train again")
+        rm_report.update({k: v for k, v in done.report.items() if isinstance(v, (int, float, str, bool, list, type(None)))})
+        rm_report["reused"] = done.reused
+        # fast="auto": bf16 (or another path) only where it measures faster than fp32 and ranks as fp32 does
+        # (on the Xeon with AMX: 1.2x the searches per CPU-second, the same successes on 40 searches)
+        return rw.LocalRewardModel(rm_dir, fast="auto")
 
     reward_obj = make_reward(reward, train=train_rm)
     if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
@@ -210,14 +217,6 @@ def _fair_greedy(names: list[str], results: list[Any], suite_obj: Any, test: Any
     for r in extra:
         r.optimizer = fair
     return [sampled if n == "greedy" else n for n in names] + [fair], results + extra, decoding.to_dict()
-
-
-def _plain(obj: Any) -> dict[str, Any]:
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: v for k, v in dataclasses.asdict(obj).items() if isinstance(v, (int, float, str, bool, list, type(None)))}
-    return dict(obj) if isinstance(obj, dict) else {"report": str(obj)}
 
 
 def _progress() -> Progress:

@@ -18,7 +18,7 @@ from trajgraph.reward.combine import EnvReward, Weighted
 from trajgraph.reward.data import Dataset, build_dataset
 from trajgraph.reward.judge import Judgement, LLMJudge
 from trajgraph.reward.local import LocalRewardModel
-from trajgraph.reward.train import EpochStats, RewardTrainConfig, TrainReport, init_model, train
+from trajgraph.reward.train import EpochStats, Reuse, RewardTrainConfig, TrainReport, init_model, train, train_or_reuse
 
 __all__ = [
     "RewardItem",
@@ -26,6 +26,8 @@ __all__ = [
     "Formatter",
     "LocalRewardModel",
     "train",
+    "train_or_reuse",
+    "Reuse",
     "RewardTrainConfig",
     "init_model",
     "TrainReport",

@@ -26,7 +26,9 @@ Concurrent callers (threads, or coroutines through `ascore`) are coalesced: each
 call puts its items on a queue, one worker thread drains everything queued,
 sorts it by length, runs it in batches padded to the longest item of each batch,
 and hands every caller its own scores. Several searches in one process thus share
-batches instead of taking turns with small ones. The worker lives as long as the
+batches instead of taking turns with small ones. Scores are also kept by content (`cache_size`
+items, default 100,000): an item scored before is not tokenized or run again (the
+optimizers of a benchmark share tasks and states; a search revisits its prefixes). The worker lives as long as the
 model (a daemon thread, no idle exit: restarting it cost the next call 11%).
 """
 
@@ -63,6 +65,7 @@ class LocalRewardModel:
         *,
         batch_size: int | None = None,
         max_length: int | None = None,
+        cache_size: int = 100_000,
     ) -> None:
         if path is None:  # there is no useful default: an untrained head ranks at random
             raise ConfigError("LocalRewardModel() needs a model folder: train one with `trajgraph reward train --db runs.db --out rm/` "
@@ -97,6 +100,10 @@ class LocalRewardModel:
         self._run = run
         self.batch_size = int(batch_size or (512 if self.device.type == "cuda" else 32))
         self._batcher = _Batcher(weakref.WeakMethod(self._forward), self.batch_size)
+        # item -> logit, by content: searches score the same states again (the optimizers of a benchmark
+        # share tasks, a search revisits its prefixes), and a model's logit for an item does not change
+        self.cache_size = cache_size
+        self._memo: dict[RewardItem, float] = {}
         # the worker thread holds the batcher, not the model: a dropped model stops its thread
         weakref.finalize(self, self._batcher.close)
 
@@ -126,14 +133,42 @@ class LocalRewardModel:
     async def ascore(self, items: Sequence[RewardItem]) -> list[float]:
         if not items:
             return []
-        future = self._batcher.submit(self._encoder.encode(list(items)))
-        return [_sigmoid(x) for x in await asyncio.wrap_future(future)]
+        memo, missing = self._lookup(items)
+        if missing:
+            self._remember(missing, await asyncio.wrap_future(self._batcher.submit(self._encoder.encode(missing))), memo)
+        return [_sigmoid(memo[item]) for item in items]
 
     def logits(self, items: Sequence[RewardItem]) -> list[float]:
         """Raw head outputs (the scores before the sigmoid): finer for ranking near 0 or 1."""
         if not items:
             return []
-        return self._batcher.submit(self._encoder.encode(list(items))).result()
+        memo, missing = self._lookup(items)
+        if missing:
+            self._remember(missing, self._batcher.submit(self._encoder.encode(missing)).result(), memo)
+        return [memo[item] for item in items]
+
+    def _lookup(self, items: Sequence[RewardItem]) -> tuple[dict[RewardItem, float], list[RewardItem]]:
+        """The logits known for `items` (a private dict for this call) and the distinct items still to run."""
+        memo: dict[RewardItem, float] = {}
+        missing: list[RewardItem] = []
+        for item in items:
+            if item in memo:
+                continue
+            known = self._memo.get(item)
+            if known is None:
+                memo[item] = math.nan
+                missing.append(item)
+            else:
+                memo[item] = known
+        return memo, missing
+
+    def _remember(self, items: list[RewardItem], values: list[float], memo: dict[RewardItem, float]) -> None:
+        for item, value in zip(items, values):
+            memo[item] = value
+        if self.cache_size > 0:
+            if len(self._memo) + len(items) > self.cache_size:
+                self._memo.clear()
+            self._memo.update(zip(items, values))
 
     def __repr__(self) -> str:
         fast = f", fast={self.fast!r}" if self.fast else ""

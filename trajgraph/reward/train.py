@@ -170,6 +170,73 @@ def train(
     return _train(store, out_dir, cfg)
 
 
+@dataclass(frozen=True)
+class Reuse:
+    """What `train_or_reuse` did: trained (and cached), or copied a model trained on the same data."""
+
+    reused: bool
+    key: str  # sha256 of the training data (in any order), the settings, the backbone's files and this package's code
+    cache: Path  # the cached model folder
+    report: dict[str, Any]  # the TrainReport (as a dict) of the training that made the model
+
+
+_REUSE_VERSION = 1
+
+
+def train_or_reuse(store: Store | str | Path | Dataset, out_dir: str | Path, *, cache_root: str | Path | None = None,
+                   **settings: Any) -> Reuse:
+    """`train`, unless a model was already trained on the same content: the same examples and pairs
+    (read from the store as `train` reads them), the same settings and backbone files, the same
+    training code. Then the cached model is copied to `out_dir` in a second instead of minutes.
+    Cache: `cache_root`, else $TRAJGRAPH_CACHE, else ~/.cache/trajgraph (reward-models/KEY)."""
+    import hashlib
+    import json
+    import os
+    import shutil
+
+    from trajgraph.reward import _net
+
+    cfg = replace(RewardTrainConfig(), **settings)
+    if cfg.formatter is not None or cfg.outcome is not None:  # code we cannot hash: always train
+        report = train(store, out_dir, cfg)
+        return Reuse(False, "", Path(out_dir), report.to_dict())
+    data = store if isinstance(store, Dataset) else build_dataset(
+        Store(store, readonly=True) if isinstance(store, (str, Path)) else store,
+        cfg.label_kinds, threshold=cfg.threshold, decision_nodes=cfg.decision_nodes)
+    backbone = Path(cfg.backbone) if cfg.backbone is not None else _net.default_backbone()
+    h = hashlib.sha256()
+    # the examples as a set: concurrent searches store their runs in any order, and the same runs
+    # read in another order are the same data
+    h.update(repr((_REUSE_VERSION, sorted(map(repr, data.examples)), sorted(map(repr, data.pairs)), data.threshold,
+                   data.scale)).encode())
+    h.update(repr(sorted((k, repr(v)) for k, v in asdict(cfg).items() if k not in ("progress", "device"))).encode())
+    for f in sorted(backbone.iterdir()):  # the backbone's files by name, size and time: a new checkpoint retrains
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for f in sorted(Path(__file__).parent.glob("*.py")):  # this package's code: a fix to training retrains
+        h.update(f.read_bytes())
+    key = h.hexdigest()[:24]
+    root = Path(cache_root or os.environ.get("TRAJGRAPH_CACHE") or Path.home() / ".cache" / "trajgraph")
+    cached = root / "reward-models" / key
+    out = Path(out_dir)
+    if (cached / "report.json").is_file():
+        if out.exists():
+            shutil.rmtree(out)
+        shutil.copytree(cached, out, ignore=shutil.ignore_patterns("report.json"))
+        return Reuse(True, key, cached, json.loads((cached / "report.json").read_text()))
+    report = train(data, out, cfg)
+    tmp = cached.with_name(f"{key}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(out, tmp)
+    (tmp / "report.json").write_text(json.dumps(report.to_dict(), default=str))
+    try:  # another process may have finished the same key first: theirs is as good
+        tmp.rename(cached)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Reuse(False, key, cached, report.to_dict())
+
+
 def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: RewardTrainConfig) -> TrainReport:
     backbone, labels, epochs, batch_size, lr, head_lr = cfg.backbone, cfg.label_kinds, cfg.epochs, cfg.batch_size, cfg.lr, cfg.head_lr
     seed, val_fraction, max_length, freeze_layers, patience = cfg.seed, cfg.val_fraction, cfg.max_length, cfg.freeze_layers, cfg.patience

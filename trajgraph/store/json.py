@@ -322,18 +322,24 @@ except ImportError:  # pragma: no cover - a Python where langsmith skips orjson
         return False
 
 
-def dumps(value: Any, memo: dict[int, Any] | None = None) -> str:
+def dumps(value: Any, memo: dict[int, Any] | None = None, transform: Any = None) -> str:
     """JSON text for a value; never raises for the value's sake (see `unstored`).
 
     In a dict (a node's update: state key -> value) only the values that cannot be
-    encoded take the fallback form; their siblings are stored as usual.
+    encoded take the fallback form; their siblings are stored as usual. `transform`
+    (plain JSON value -> plain JSON value; the store's redaction) rewrites what is written.
     """
+    same = _same if transform is None else transform
     try:
-        return _encode(to_jsonable(value, memo, True))
+        return _encode(same(to_jsonable(value, memo, True)))
     except (RecursionError, ValueError, TypeError) as exc:
         if type(value) is dict and all(type(k) is str for k in value):
-            return _ENCODER.encode({_escape(k): _part(v, memo) for k, v in value.items()})
-        return _ENCODER.encode(unstored(value, _reason(exc)))
+            return _ENCODER.encode(same({_escape(k): _part(v, memo) for k, v in value.items()}))
+        return _ENCODER.encode(same(unstored(value, _reason(exc))))
+
+
+def _same(data: Any) -> Any:
+    return data
 
 
 def _part(value: Any, memo: dict[int, Any] | None) -> Any:

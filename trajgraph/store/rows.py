@@ -14,7 +14,7 @@ from typing import Any
 
 from trajgraph.errors import NotAStoreError
 from trajgraph.store.json import dumps, loads
-from trajgraph.store.redact import Redactor, redact_secrets
+from trajgraph.store.redact import Redactor, may_hold_secret, redact_secrets, redact_value
 from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import ModelCall
 
@@ -49,23 +49,32 @@ def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
     out = dict(row)
     if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
         out["messages"] = out["messages"][out["prompt_shared"] :]  # the rest is stored with call prompt_ref
+    # the default redaction works on the value (linear, no regex over JSON text); a custom one on the JSON text
+    by_value = redact_value if redact is redact_secrets else None
+    by_text = None if redact is redact_secrets else redact
     for f in JSON_FIELDS[table]:
         if f in out:
             value = out[f]
             if f == "action" and value is not None and value is row.get("update"):
-                out[f] = out["update"]  # a decision node's action is its update: encode it once
-            elif f == "tags":
+                out[f] = out["update"]  # a decision node's action is its update: encode (and redact) it once
+                continue
+            if f == "tags":
                 out[f] = json.dumps(list(value or ()))
-            elif f == "metadata" or f == "params":
-                out[f] = dumps(value or {}, memo)
-            else:
-                out[f] = None if value is None else dumps(value, memo)
-            if redact is not None and isinstance(out[f], str) and f != "tags":
-                out[f] = redact(out[f])
+                continue
+            if f == "metadata" or f == "params":
+                value = value or {}
+            elif value is None:
+                out[f] = None
+                continue
+            out[f] = text = dumps(value, memo)
+            if by_value is not None and may_hold_secret(text):  # a cheap linear pre-check, then the walk
+                out[f] = dumps(value, memo, by_value)
+            elif by_text is not None:
+                out[f] = by_text(text)
     if redact is not None:
         for f in TEXT_FIELDS:
             if isinstance(out.get(f), str):
-                out[f] = redact(out[f])
+                out[f] = (by_text or redact_value)(out[f])
     for f in BOOL_FIELDS.get(table, set()) & out.keys():
         out[f] = int(bool(out[f]))
     return out
