@@ -4,7 +4,8 @@ Two families, one verb:
 
 - `method="head"` (default): the small offline policy, the frozen MiniLM encoder
   plus a scoring head (`trajgraph.policies.head`, fit by `trajgraph.learn.head_fit`), on the
-  store's successful env-loop decisions and step-level pairs; CPU, minutes.
+  store's successful env-loop decisions, the searches' soft targets at every
+  node they expanded (`trajgraph.learn.targets`) and step-level pairs; CPU, minutes.
 - `method="sft" | "dpo" | "sft+dpo"`: a causal language model through TRL
   (`trajgraph.learn.lm`): SFT on successful trajectories in the chat format of
   `export sft`, DPO on the pairs of `export dpo`, optionally LoRA.
@@ -28,6 +29,7 @@ from trajgraph.learn import head_fit as fitting
 from trajgraph.learn import lm
 from trajgraph.learn.data import NoTrainingDataError, ReadReport, coverage, decisions, detours, mc_preferences, preferences
 from trajgraph.learn.result import TrainResult, source_summary
+from trajgraph.learn.targets import search_targets
 from trajgraph.policies import head as trainable
 from trajgraph.store import Store
 
@@ -84,7 +86,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
                 hidden: int = 128, features: str = "full", temperature: float | None = None, use_pairs: bool = True, mc_margin: float | None = 0.1,
                 use_detours: bool = True, situation: str = "observation", graph: Any = None, decision_node: str = "policy",
                 prior: str | None = None, state_map: StateMap | dict[str, Any] | None = None, on_unread: str = "error",
-                top_k: int | None = None, **fit_options: Any) -> TrainResult:
+                top_k: int | None = None, use_targets: bool = True, backup: str = "max", **fit_options: Any) -> TrainResult:
     known = set(fitting.FitConfig.__dataclass_fields__)
     unknown = set(fit_options) - known
     if unknown:
@@ -101,7 +103,8 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
     if use_pairs and mc_margin is not None:
         ps += mc_preferences(store, margin=mc_margin, tags=tags, tasks=tasks, state_map=smap)
     ns = detours(store, tags=tags, tasks=tasks, situation=situation, state_map=smap) if use_detours else []
-    if not ds and not ps:
+    ts = search_targets(store, tags=tags, tasks=tasks, backup=backup) if use_targets else []
+    if not ds and not ps and not ts:
         where = f" with tags {list(tags)}" if tags else ""
         raise NoTrainingDataError(f"{_name(store)}: no successful env-loop runs (outcome >= {success_threshold:g}) and no "
                                   f"step-level pairs{where} to train on; run a search into this store first")
@@ -116,8 +119,8 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
         policy = trainable.trainable_policy(hidden=hidden, features=features, seed=seed, base=node, state_map=smap, top_k=top_k)
     parent = policy.card.get("hash")
     config = fitting.FitConfig(seed=seed, **fit_options)
-    report = fitting.fit(policy, ds, ps, config, progress=progress, detours=ns)
-    runs = {d.run_id for d in ds} | {p.run_id for p in ps} | {n.run_id for n in ns}
+    report = fitting.fit(policy, ds, ps, config, progress=progress, detours=ns, targets=ts)
+    runs = {d.run_id for d in ds} | {p.run_id for p in ps} | {n.run_id for n in ns} | {t.run_id for t in ts}
     improved, why = _improved(report)
     if not improved:
         warnings.warn(f"train_policy: {why}; the saved policy is its base (improved: false on the card)", NotImprovedWarning, stacklevel=3)
@@ -133,6 +136,7 @@ def _train_head(store: Store | str | Path, out: Path, *, base: Any, tags: Sequen
         "round": round,
         "parent": parent,
         "data": {"decisions": report.decisions, "preferences": report.preferences, "detours": report.detours,
+                 "targets": report.targets, "target_backup": backup if use_targets else None,
                  "train_tasks": report.train_tasks,
                  "val_tasks": report.val_tasks, "tasks": sorted({str(x.task) for x in [*ds, *ns]} | {str(p.task) for p in ps})[:50],
                  "success_threshold": success_threshold, "tags": list(tags), "situation": situation, "read": read.as_dict()},
