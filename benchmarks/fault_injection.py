@@ -48,6 +48,7 @@ import trajgraph as tg
 import trajgraph.testing
 import trajgraph.testing.hostile
 from trajgraph.errors import TrajgraphError
+from trajgraph.testing.hostile import value_chain
 
 ROOT = Path(__file__).resolve().parent.parent
 Row = dict[str, Any]
@@ -63,15 +64,7 @@ class S(TypedDict, total=False):
     n: int
 
 
-def chain(first: Any, n: int = 4) -> Any:
-    g = StateGraph(S)
-    g.add_node("n0", lambda s: {"value": first, "n": 1})
-    g.add_edge(START, "n0")
-    for i in range(1, n):
-        g.add_node(f"n{i}", lambda s, i=i: {"value": i, "n": i + 1})
-        g.add_edge(f"n{i - 1}", f"n{i}")
-    g.add_edge(f"n{n - 1}", END)
-    return g.compile()
+chain = value_chain  # a compiled graph writing one value, then counting (trajgraph.testing.hostile)
 
 
 def _typed(exc: BaseException) -> bool:
