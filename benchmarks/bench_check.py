@@ -90,8 +90,10 @@ def startup(tries: int) -> dict[str, Measure]:
     cmds = {"bare": [py, "-c", "pass"], "import": [py, "-c", "import trajgraph"],
             "cli": [py, "-m", "trajgraph.cli", "--help"]}
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    times = interleaved({k: (lambda c=c: subprocess.run(c, check=True, capture_output=True, env=env, cwd=ROOT))
-                         for k, c in cmds.items()}, tries)
+    def runner(cmd: list[str]) -> Callable[[], object]:
+        return lambda: subprocess.run(cmd, check=True, capture_output=True, env=env, cwd=ROOT)
+
+    times = interleaved({k: runner(c) for k, c in cmds.items()}, tries)
     return {"startup.import_over_bare": (times["import"] / times["bare"], LOWER, "`python -c 'import trajgraph'` / `python -c pass`"),
             "startup.cli_help_over_bare": (times["cli"] / times["bare"], LOWER, "`python -m trajgraph.cli --help` / `python -c pass`")}
 

@@ -35,7 +35,7 @@ def _suites(n: int) -> list[tuple[str, list[Any], Any]]:
     """(label, tasks, node_for(task, seed)): the agent's own sampling decision node per task."""
     from trajgraph.adapters.chain import ChainSuite, NoisyOracle
     from trajgraph.adapters.gym_toytext import CliffWalkingSuite, FrozenLakeSuite
-    from trajgraph.adapters.policies import SimulatedPolicy
+    from trajgraph.policies import SimulatedPolicy
     from trajgraph.testing.known_optimum import KeyMazeSuite, biased_node
 
     return [
@@ -56,7 +56,8 @@ def solution_length(task: Any) -> int:
 
 
 def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    rows, per_generation = [], {}
+    rows: list[dict[str, Any]] = []
+    per_generation: dict[str, Any] = {}
     for label, tasks, node_for in _suites(n):
         lengths = [solution_length(t) for t in tasks]
         for name in names:

@@ -93,5 +93,9 @@ def test_the_same_seed_gives_the_same_results_with_a_shared_model_policy(tmp_pat
         return sorted((r["optimizer"], r["task"], r["outcome"], r["policy_calls"], r["env_steps"], r["decisions"]) for r in rows)
 
     first = bench(1)
-    assert len(first) == 20 and len({r[2] for r in first}) > 1  # outcomes vary across tasks and optimizers
+    assert len(first) == 24 and len({r[2] for r in first}) > 1  # outcomes vary across tasks and optimizers
+    # the sampled greedy row says its temperature; the fair row is the policy at its best decoding, chosen on train
+    assert sum(r[0] == "greedy (sampled, T=0.1)" for r in first) == 4
+    fair = [r for r in first if r[0].startswith("greedy · best decoding (") and r[0].endswith(", chosen on train)")]
+    assert len(fair) == 4
     assert bench(2) == first

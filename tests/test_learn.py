@@ -195,7 +195,7 @@ def test_cli_train_policy_and_evolve(searched: Path, tmp_path: Path) -> None:
     tg.Store(tmp_path / "empty.db").setup().close()
     bad = runner.invoke(app, ["train", "policy", str(tmp_path / "h2"), "--db", str(tmp_path / "empty.db")])
     assert bad.exit_code == 2 and "no successful env-loop runs" in bad.output and bad.output.count("\n") == 1
-    missing = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--policy", str(tmp_path / "nowhere"), "--train-tasks", "1", "--tasks", "1"])
+    missing = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--policy", str(tmp_path / "nowhere"), "--train-tasks", "2", "--tasks", "1"])
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
     res = runner.invoke(app, ["evolve", str(tmp_path / "ev"), "--suite", "chain", "--train-tasks", "2", "--tasks", "2", "--rounds", "1",
@@ -220,8 +220,13 @@ def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
                               settings=LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3))
 
     first = once()
-    assert first.names == ["greedy · trained", "best-of-n · trained", "greedy · base argmax", "greedy · trained argmax"]
-    assert sorted({r.optimizer for r in first.results}) == sorted(first.names) and len(first.results) == 4 * len(test)
+    assert first.names[0].startswith("greedy · base best decoding (") and first.names[0].endswith(", chosen on train)")
+    assert first.names[1:] == ["greedy · trained argmax", "best-of-n · trained (T=0.3)"]
+    assert first.decoding["tasks"] == 3 and set(first.decoding["tried"]) == {"0", "0.1", "0.3"}
+    best = max(first.decoding["tried"].values())  # the chosen temperature scored best on the training games
+    assert tuple(first.decoding["tried"][f"{first.decoding['temperature']:g}"]) == tuple(best)
+    assert [c["round"] for c in first.curve] == [0, 1] and first.plot and Path(first.plot).is_file()
+    assert sorted({r.optimizer for r in first.results}) == sorted(first.names) and len(first.results) == 3 * len(test)
     assert first.card["data"]["tasks"] and not set(first.card["data"]["tasks"]) & {t.id for t in test}
     assert [(r.optimizer, r.outcome, r.policy_calls) for r in once().results] == [(r.optimizer, r.outcome, r.policy_calls) for r in first.results]
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,7 +86,7 @@ def test_auto_choice_is_measured_once_per_process_and_model(model_dir: Path, mon
     calls: list[list[str]] = []
     real = _paths.measure
 
-    def counting(net, pad_id, encoder, path, candidates):  # type: ignore[no-untyped-def]
+    def counting(net, pad_id, encoder, path, candidates):
         calls.append(list(candidates))
         return real(net, pad_id, encoder, path, candidates)
 
@@ -100,14 +101,14 @@ def test_auto_choice_is_measured_once_per_process_and_model(model_dir: Path, mon
 class _Fake:
     """Extra candidates for the selection rule: instant runners that agree with fp32, or not."""
 
-    def __init__(self, real_build):  # type: ignore[no-untyped-def]
+    def __init__(self, real_build):
         self.real_build = real_build
 
-    def __call__(self, path, net, pad_id, model_dir, max_length):  # type: ignore[no-untyped-def]
+    def __call__(self, path, net, pad_id, model_dir, max_length):
         fp32, module = self.real_build("fp32", net, pad_id, model_dir, max_length)
         reference: dict[int, list[float]] = {}
 
-        def remembered(batch):  # type: ignore[no-untyped-def]
+        def remembered(batch):
             key = id(batch)
             if key not in reference:
                 reference[key] = fp32(batch)
@@ -134,7 +135,7 @@ def test_a_fast_path_that_ranks_differently_is_never_chosen(model_dir: Path, mon
 def test_a_path_that_cannot_be_built_is_reported_not_fatal(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = _paths.build
 
-    def failing(path, *args):  # type: ignore[no-untyped-def]
+    def failing(path, *args):
         if path == "int8":
             raise ConfigError("no quantized engine on this CPU")
         return real(path, *args)
@@ -230,7 +231,11 @@ def test_scores_are_kept_by_content(model_dir: Path) -> None:
     rm = LocalRewardModel(model_dir)
     ran: list[int] = []
     inner = rm._run
-    rm._run = lambda batch: (ran.append(len(batch)), inner(batch))[1]  # count what reaches the real model
+    def counted(batch: Any) -> Any:  # count what reaches the real model
+        ran.append(len(batch))
+        return inner(batch)
+
+    rm._run = counted
     first = rm.logits(items[:4])
     again = rm.logits(items)  # four known, two new
     assert again[:4] == first and ran == [4, 2]
@@ -249,13 +254,13 @@ def test_auto_needs_most_rounds_not_one_lucky_one(model_dir: Path, monkeypatch: 
 
     real = _paths.build
 
-    def build(path, *args):  # type: ignore[no-untyped-def]
+    def build(path: Any, *args: Any) -> Any:
         run, module = real("fp32", *args)
         calls = [0]
 
         first: list[list[float]] = []
 
-        def timed(batch):  # type: ignore[no-untyped-def]
+        def timed(batch: Any) -> Any:
             calls[0] += 1
             if not first:  # the warm-up runs the model (its logits are what the rank check compares) ...
                 first.append(run(batch))

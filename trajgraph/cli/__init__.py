@@ -35,6 +35,7 @@ _COMMAND_MODULES: tuple[tuple[str, str | None], ...] = (
     ("trajgraph.cli.view", None),  # view
     ("trajgraph.cli.bench", None),  # bench, demo
     ("trajgraph.cli.learn", None),  # train policy, evolve
+    ("trajgraph.cli.serve", None),  # serve (a trained model folder, OpenAI-compatible)
     ("trajgraph.cli.stores", "store"),  # store copy / prune (between SQLite and PostgreSQL; retention)
 )
 

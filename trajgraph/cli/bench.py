@@ -160,6 +160,10 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
                                               concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
                                               graph_name=suite, repeatable=repeatable, executor=executor))
+    decoding: dict[str, Any] = {}
+    if "greedy" in names and not learn_round and model is None:  # the fair baseline row (issue 18): best decoding, chosen on train
+        names, results, decoding = _fair_greedy(names, results, suite_obj, test, policy_for, train_tasks=train_tasks, budget=budget,
+                                                store=store, seed=seed, workers=workers, graph_name=suite)
     if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
         from trajgraph.learn.demo import demo_rows
 
@@ -170,7 +174,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
                                curves=curves, config=dict(suite=suite, tasks=tasks, train_tasks=train_tasks, optimizers=names,
                                                           budget=budget, policy=policy_label, reward=reward, seed=seed, repeatable=repeatable,
-                                                          reward_model=rm_report, wall_s=time.time() - started))
+                                                          reward_model=rm_report, greedy_decoding=decoding, wall_s=time.time() - started))
     data = report.to_dict()
     (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
     png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget (policy {model or policy}, reward {reward})")
@@ -179,6 +183,40 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out_console.print(f"\nstore:  {shown}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
     out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
     return data
+
+
+def _fair_greedy(names: list[str], results: list[Any], suite_obj: Any, test: Any, policy_for: Any, *, train_tasks: int, budget: int,
+                 store: Any, seed: int, workers: int, graph_name: str) -> tuple[list[str], list[Any], dict[str, Any]]:
+    """Label the sampled greedy row with its temperature and add the policy at its best decoding,
+    chosen on `train_tasks` training tasks (a policy without a temperature is left as it is)."""
+    import copy
+
+    from trajgraph import bench
+    from trajgraph.learn.baseline import best_decoding
+
+    shared = getattr(policy_for, "policy", None)
+    own = getattr(shared, "temperature", None)
+    if shared is None or not isinstance(own, (int, float)) or train_tasks <= 0:
+        return names, results, {}
+
+    def at(t: float) -> Any:
+        other = copy.copy(shared)
+        other.temperature = t
+        return other
+
+    train = suite_obj.tasks("train", train_tasks, seed)
+    with console.status(f"choosing the greedy baseline's decoding on {len(train)} training tasks"):
+        decoding = best_decoding(train, at, budget=budget, workers=workers, graph_name=graph_name)
+    sampled = "greedy" if own == 0 else f"greedy (sampled, T={own:g})"
+    fair = f"greedy · best decoding ({decoding.label()}, chosen on train)"
+    extra = asyncio.run(bench.run_bench(test, ["greedy"], policy_for=lambda task: at(decoding.temperature).view(), budget=budget,
+                                        store=store, concurrency=workers, tags=("test",), graph_name=graph_name, repeatable=True))
+    for r in results:
+        if r.optimizer == "greedy":
+            r.optimizer = sampled
+    for r in extra:
+        r.optimizer = fair
+    return [sampled if n == "greedy" else n for n in names] + [fair], results + extra, decoding.to_dict()
 
 
 def _progress() -> Progress:

@@ -76,12 +76,14 @@ def evolve_cmd(
     suite: Annotated[str, typer.Option(help="Task suite: chain, frozenlake, cliffwalking, taxi, textworld.")] = "chain",
     train_tasks: Annotated[int, typer.Option(help="Tasks of the training split searched each round.")] = 8,
     tasks: Annotated[int, typer.Option(help="Tasks of the test split (disjoint) evaluated each round.")] = 10,
-    rounds: Annotated[int, typer.Option(help="Most rounds of search -> train (stops early when test success stops rising).")] = 2,
+    rounds: Annotated[int, typer.Option(help="Most rounds of search -> train (stops when validation stops improving).")] = 2,
+    val_fraction: Annotated[float, typer.Option(help="Share of the training tasks held out for validation (promotion, stopping).")] = 0.25,
+    mix: Annotated[str, typer.Option(help="Training data: all rounds, or the recent round only.")] = "all",
     optimizer: Annotated[str, typer.Option(help="Search on both splits: greedy, best-of-n, rro, mcts, se-agent.")] = "best-of-n",
     budget: Annotated[int, typer.Option(help="Policy calls per task.")] = 100,
     policy: Annotated[str | None, typer.Option(help="Starting policy folder (default: an untrained MiniLM head).")] = None,
     reward_model: Annotated[str | None, typer.Option(help="Reward model folder for the search (trajgraph reward train).")] = None,
-    retrain_reward: Annotated[bool, typer.Option(help="Train a fresh reward model on the store after each round.")] = False,
+    retrain_reward: Annotated[bool, typer.Option(help="Train the next value model on each round's outcomes; the next search uses it.")] = False,
     epochs: Annotated[int, typer.Option(help="Head training passes per round.")] = 30,
     situation: Annotated[str, typer.Option(help="observation, or commands for text games (see train policy).")] = "observation",
     seed: int = 0,
@@ -107,12 +109,14 @@ def evolve_cmd(
 
     def on_round(row: Any) -> None:
         table = Table(title=f"round {row.round}: policy {row.policy}@{str(row.policy_hash)[:12]}")
-        for col in ("train search", "trained on", f"test greedy ({len(test)})", f"test {optimizer}", "wall s"):
+        for col in ("promoted", "train search", "trained on", "val greedy", f"val {optimizer}", f"test greedy ({len(test)})",
+                    f"test {optimizer}", "wall s"):
             table.add_column(col, justify="right")
-        trained = "—" if row.decisions is None else f"{row.decisions} decisions, {row.preferences} pairs"
-        table.add_row("—" if row.train_search_success is None else f"{row.train_search_success:.0%}", trained,
-                      f"{row.test_greedy:.0%} ({row.test_greedy_score:.2f})", f"{row.test_search:.0%} ({row.test_search_score:.2f})",
-                      f"{row.wall_s:.0f}")
+        trained = "—" if row.decisions is None else f"{row.targets} targets, {row.decisions} decisions, {row.preferences} pairs"
+        table.add_row("yes" if row.promoted else "refused", "—" if row.train_search_success is None else f"{row.train_search_success:.0%}",
+                      trained, f"{row.val_greedy:.0%}", f"{row.val_search:.0%}",
+                      f"{row.test_greedy:.0%} ({row.test_greedy_score:.2f}, {'argmax' if row.greedy_temperature == 0 else f'T={row.greedy_temperature:g}'})",
+                      f"{row.test_search:.0%} ({row.test_search_score:.2f})", f"{row.wall_s:.0f}")
         Console().print(table)
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console) as prog:
@@ -122,12 +126,14 @@ def evolve_cmd(
 
         report = evolve(train, test, store=store, out=folder, policy=policy, rounds=rounds, optimizer=optimizer, budget=budget,
                         reward=reward, retrain_reward=retrain_reward, name=suite, seed=seed, workers=workers,
-                        train_options={"epochs": epochs, "situation": situation}, on_round=on_round, progress=bar)
+                        train_options={"epochs": epochs, "situation": situation}, on_round=on_round, progress=bar,
+                        val_fraction=val_fraction, mix=mix)
     summary = Table(title=f"evolve: {suite}, {optimizer} at {budget} calls/task, stopped by {report.stopped}")
-    for col in ("round", "policy", "test greedy", f"test {optimizer}"):
+    for col in ("round", "policy", "promoted", "val greedy", f"val {optimizer}", "test greedy", f"test {optimizer}"):
         summary.add_column(col, justify="right" if col != "policy" else "left")
     for row in report.rounds:
-        summary.add_row(str(row.round), f"{row.policy}@{str(row.policy_hash)[:12]}", f"{row.test_greedy:.0%}", f"{row.test_search:.0%}")
+        summary.add_row(str(row.round), f"{row.policy}@{str(row.policy_hash)[:12]}", "yes" if row.promoted else "refused",
+                        f"{row.val_greedy:.0%}", f"{row.val_search:.0%}", f"{row.test_greedy:.0%}", f"{row.test_search:.0%}")
     Console().print(summary)
     Console().print(f"store:  {store.path if hasattr(store, 'path') else db}\nreport: {folder / 'evolve.json'}\nplot:   {report.plot or '(matplotlib not installed)'}")
 

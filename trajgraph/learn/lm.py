@@ -31,7 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.modelfolder import SAFE_LOAD, refuse_remote_code
 from trajgraph.errors import ConfigError
+from trajgraph.learn import chat_template
 from trajgraph.learn.data import NoTrainingDataError
 from trajgraph.learn.result import TrainResult, source_summary
 from trajgraph.policies import smollm
@@ -116,11 +118,15 @@ def train_lm(
     out = Path(out)
     cuda = bool(torch.cuda.is_available())
     source = base_model_dir(base)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    refuse_remote_code(source)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), **SAFE_LOAD)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    # a chat agent's rows hold tool calls and tool results: the template must write them (chat_template.py)
+    tool_rows = any(chat_template.uses_tools(rows) for rows in data.values())
+    template = chat_template.NAME if tool_rows and chat_template.ensure_tool_template(tokenizer) else "model"
     dtype = torch.bfloat16 if cuda else torch.float32
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), use_safetensors=True, dtype=dtype, local_files_only=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), use_safetensors=True, dtype=dtype, **SAFE_LOAD)
     if not model.config.architectures:  # a GGUF conversion leaves it empty; servers (and TRL's ref model) read it
         model.config.architectures = [type(model).__name__]
     metrics: dict[str, Any] = {}
@@ -129,8 +135,7 @@ def train_lm(
     with tempfile.TemporaryDirectory(prefix="trajgraph-train-") as scratch:
         for stage in stages:
             rows = data[stage]
-            columns = ("messages",) if stage == "sft" else ("prompt", "chosen", "rejected")
-            dataset = datasets.Dataset.from_list([{c: r[c] for c in columns} for r in rows])
+            dataset = datasets.Dataset.from_list([_row(stage, r, tool_rows) for r in rows])
             peft_config = _lora(lora_r) if lora else None
             common: dict[str, Any] = dict(cuda=cuda, max_steps=max_steps, batch_size=batch_size, max_length=max_length, lr=lr, seed=seed)
             if stage == "sft":
@@ -165,6 +170,7 @@ def train_lm(
         "base": str(source), "lora": {"r": lora_r} if lora else None, "dtype": str(dtype).removeprefix("torch."),
         "device": "cuda" if cuda else "cpu",
         "data": {stage: len(rows) for stage, rows in data.items()} | {"tags": list(tags), "success_threshold": success_threshold},
+        "chat_template": template,
         "source_runs": source_summary(runs), "metrics": metrics,
         "settings": {"max_steps": max_steps, "batch_size": batch_size, "max_length": max_length, "lr": lr, "beta": beta, "seed": seed},
         "seconds": builtins.round(time.perf_counter() - started, 2), "created_at": time.time(),
@@ -177,13 +183,23 @@ def train_lm(
     return TrainResult(path=out, method=method, card=card)
 
 
+def _row(stage: str, row: dict[str, Any], tools: bool) -> dict[str, Any]:
+    """One training row in TRL's columns; with tool rows, calls' arguments as JSON text and the tool schemas as a `tools` column."""
+    columns = ("messages",) if stage == "sft" else ("prompt", "chosen", "rejected")
+    if not tools:
+        return {c: row[c] for c in columns}
+    out: dict[str, Any] = {c: chat_template.training_chat(row[c]) if isinstance(row[c], list) else row[c] for c in columns}
+    out["tools"] = json.dumps(row["tools"]) if row.get("tools") else None  # TRL reads JSON text; one Arrow type for every row
+    return out
+
+
 def _lora(r: int) -> Any:
     peft = _need("peft")
     return peft.LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
 
 
 def _last_log(history: list[dict[str, Any]]) -> dict[str, Any]:
-    keep = ("loss", "rewards/accuracies", "rewards/margins", "mean_token_accuracy")
+    keep = ("loss", "rewards/accuracies", "rewards/margins", "mean_token_accuracy", "logps/chosen", "logps/rejected")
     out: dict[str, Any] = {}
     for entry in history:
         for k in keep:

@@ -41,7 +41,8 @@ def hostile_values() -> dict[str, Any]:
             "tag-shaped data": {"x": {"__lc_message__": 1}, "__send__": 2}}
 
 
-def _chain(first: Any, n: int = 4) -> Any:
+def value_chain(first: Any, n: int = 4) -> Any:
+    """A compiled n-node graph whose first node writes `first` (a hostile value) and the rest count."""
     from typing import TypedDict
 
     from langgraph.graph import END, START, StateGraph
@@ -95,7 +96,7 @@ def seed_hostile_store(store: Any) -> dict[str, list[str]]:
 
     for name, value in hostile_values().items():
         before = {r.id for r in store.runs()}
-        tg.record(_chain(value), store=store, name=f"{name} {HOSTILE_TEXT}", tags=[HOSTILE_TEXT]).invoke({"n": 0})
+        tg.record(value_chain(value), store=store, name=f"{name} {HOSTILE_TEXT}", tags=[HOSTILE_TEXT]).invoke({"n": 0})
         ids["values"] += new(before)
 
     def policy(state: dict[str, Any]) -> dict[str, Any]:

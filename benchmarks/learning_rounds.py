@@ -1,0 +1,98 @@
+"""Expert iteration that compounds, measured: `tg.evolve` rounds on the partial-credit locked-boxes family.
+
+The family (trajgraph.testing.locked_boxes): open the K containers the objective
+names; all but one are locked until their (unmentioned) key is taken; the score is
+the share opened, within 2K+1 actions. The MiniLM base policy at argmax opens the
+free one and loops on a lock (full success 0%, mean 0.33).
+
+Each variant runs `evolve` (24 training tasks, a quarter held out for validation,
+20 unseen test tasks, `--rounds` rounds, the search at `--budget` policy calls) with
+one training recipe; rows are per round, with Wilson intervals on success and
+bootstrap intervals on the mean score (20 test tasks: intervals are wide).
+
+- `all`: search soft targets (every expanded node) + cloning + pairs + detours;
+- `no-targets`: the recipe before issue 18 (cloning of successes, pairs, detours);
+- `targets-only`: the soft targets alone;
+- `mcts+value`: MCTS, the value model retrained each round (`retrain_reward=True`);
+- `mcts`: MCTS with Monte Carlo values only.
+
+Run: python benchmarks/learning_rounds.py [--variants all,no-targets,targets-only] [--work learning-rounds-out]
+A finished variant's folder is read back, not rerun (evolve resumes from its state file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from _table import emit
+
+VARIANTS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "all": ("best-of-n", {}, False),
+    "no-targets": ("best-of-n", {"use_targets": False}, False),
+    "targets-only": ("best-of-n", {"bc_weight": 0, "pair_weight": 0, "use_pairs": False, "detour_weight": 0, "use_detours": False}, False),
+    "mcts+value": ("mcts", {}, True),
+    "mcts": ("mcts", {}, False),
+}
+FOLDERS = {"all": "bx_bon", "no-targets": "bx_old", "targets-only": "bx_tgt", "mcts+value": "bx_mcts_rm", "mcts": "bx_mcts"}
+
+
+def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    if not xs:
+        return 0.0, 0.0
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(xs, k=len(xs))) / len(xs) for _ in range(n))
+    return means[int(0.025 * n)], means[int(0.975 * n) - 1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--variants", default="all,no-targets,targets-only")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--budget", type=int, default=60)
+    ap.add_argument("--work", default="learning-rounds-out")
+    args = ap.parse_args()
+
+    from trajgraph.bench import wilson
+    from trajgraph.learn.evolve import evolve
+    from trajgraph.store import Store
+    from trajgraph.testing.locked_boxes import LockedBoxesSuite
+
+    suite = LockedBoxesSuite()
+    train, test = suite.tasks("train", 24, 0), suite.tasks("test", 20, 0)
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {}
+    for variant in args.variants.split(","):
+        optimizer, options, retrain = VARIANTS[variant]
+        out = Path(args.work) / FOLDERS[variant]
+        started = time.time()
+        report = evolve(train, test, store=f"{out}.db", out=out, rounds=args.rounds, optimizer=optimizer, budget=args.budget,
+                        name="boxes", workers=2, retrain_reward=retrain, train_options={"epochs": 30, **options})
+        extra[variant] = {"stopped": report.stopped, "decoding": report.config["decoding"], "wall_s": time.time() - started}
+        store = Store(f"{out}.db")
+        for row in report.rounds:
+            cells: dict[str, Any] = {"variant": variant, "round": row.round, "promoted": row.promoted,
+                                     "greedy decoding": "argmax" if row.greedy_temperature == 0 else f"T={row.greedy_temperature:g}"}
+            for opt, label in (("greedy", "greedy"), (optimizer, "search")):
+                runs = [r for r in store.runs(kind="search", tag=f"round:{row.round}") if "split:test" in r.tags
+                        and (r.metadata or {}).get("optimizer") == opt]
+                by_task = {r.task: float(r.outcome or 0.0) for r in sorted(runs, key=lambda r: r.started_at)}  # last run per task
+                xs = [by_task.get(t.id, 0.0) for t in test]
+                wins = sum(x >= 1.0 for x in xs)
+                lo, hi = wilson(wins, len(xs))
+                slo, shi = bootstrap(xs)
+                cells[f"test {label}"] = f"{wins}/{len(xs)} ({lo:.0%}–{hi:.0%})"
+                cells[f"{label} score"] = f"{sum(xs) / len(xs):.2f} ({slo:.2f}–{shi:.2f})"
+            cells["val greedy/search"] = f"{row.val_greedy:.0%}/{row.val_search:.0%}"
+            cells["value model AUC"] = "-" if not row.value_model or row.value_model.get("val_auc") is None else f"{row.value_model['val_auc']:.3f}"
+            cells["next trained on"] = "-" if row.targets is None else f"{row.targets} targets, {row.decisions} decisions"
+            rows.append(cells)
+    emit("learning_rounds", f"evolve on locked boxes (3 goals, 2 distractors): 24 training tasks (1/4 validation), 20 unseen test tasks, "
+                            f"{args.budget} calls", rows, extra=extra)
+
+
+if __name__ == "__main__":
+    main()

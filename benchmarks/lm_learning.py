@@ -1,0 +1,281 @@
+"""A language model that learns from search data: SmolLM2-135M on TextWorld, SFT then DPO, on CPU.
+
+The question (issue 18, item 8): base SmolLM2-135M-Instruct ranks TextWorld's
+admissible commands at ~16% top-1 agreement with the walkthrough (random 8-9%).
+Does training it with TRL on training-split decisions move it on *unseen* games?
+
+Data (tw-simple; train seeds >= 1e6, test seeds < 1e6, disjoint games):
+- every decision along the walkthrough of `--train-games` training games (the
+  oracle's trajectory, what a successful search returns), as a compact prompt:
+  objective + current observation + last actions + the admissible commands, and
+  the command as the completion;
+- DPO pairs at the same decisions: the walkthrough command against the command
+  the SFT model ranks highest among the wrong ones (on-policy hard negatives, the
+  pairs a search that tried the model's favourite and failed would record).
+
+Training: TRL `SFTTrainer` (prompt/completion, loss on the completion only), then
+`DPOTrainer` from the SFT weights; full fine-tune in float32 on CPU, short
+sequences (`--max-length`). Evaluation on `--test-games` unseen games:
+- walkthrough agreement: top-1 of the log-prob ranking of all admissible commands
+  (`SmolLM2.score_replies`, as `rank_commands`), base vs SFT vs SFT+DPO vs the
+  MiniLM ranker at argmax (the head's base policy);
+- greedy success: whole episodes played at argmax, won / games.
+
+Run: python benchmarks/lm_learning.py [--train-games 30] [--test-games 10] [--sft-steps 60] [--dpo-steps 30]
+Prints a table and writes benchmarks/results/lm_learning.json. Timings are taken on whatever
+the machine is doing; the JSON holds seconds per training step and per ranking decision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from _table import emit
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> str:
+    """95% Wilson interval of k/n, as 'lo-hi%'."""
+    if n == 0:
+        return "-"
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return f"{100 * max(0, c - h):.0f}-{100 * min(1, c + h):.0f}%"
+
+
+# -- data ------------------------------------------------------------------------------
+
+
+def walkthrough_decisions(tasks: list[Any]) -> list[dict[str, Any]]:
+    """Every decision along each game's walkthrough: the state the agent sees and the walkthrough's command."""
+    from trajgraph.adapters.textworld_env import TextWorldEnv
+
+    out = []
+    for task in tasks:
+        env = TextWorldEnv(task.make_graph.gamefile, fork="replay")
+        frame = env.reset()
+        history: list[Any] = []
+        for _ in range(task.max_steps):
+            if frame.done or not frame.admissible_commands:
+                break
+            state = {"task": frame.objective, "observation": frame.observation, "actions": list(frame.admissible_commands),
+                     "history": history, "policy_commands": list(frame.policy_commands)}
+            best = task.oracle(state)
+            if best not in state["actions"]:
+                break
+            out.append({**state, "best": best, "game": task.id})
+            frame = env.step(best)
+            history = [*history, {"action": best, "observation": frame.observation}]
+        env.close()
+    return out
+
+
+def prompt(state: dict[str, Any], obs_chars: int = 240) -> list[dict[str, str]]:
+    """The compact prompt: goal, what the agent sees now, its last two actions, the commands it may type.
+
+    A one-line system turn replaces SmolLM2's default one (fewer tokens, the same template)."""
+    last = "; ".join(str(h["action"]) for h in (state.get("history") or [])[-2:]) or "none"
+    obs = " ".join(str(state.get("observation") or "").split())[:obs_chars]
+    text = (f"Goal: {' '.join(str(state['task']).split())[:obs_chars]}\nYou see: {obs}\nLast actions: {last}\n"
+            f"Commands: {' | '.join(state['actions'])}")
+    return [{"role": "system", "content": "Play the text game: reply with one command."}, {"role": "user", "content": text}]
+
+
+# -- models ----------------------------------------------------------------------------
+
+
+def load(path: Path) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trajgraph.policies.smollm import SmolLM2
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, local_files_only=True, trust_remote_code=False,
+                                                 dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
+    return SmolLM2(model, tokenizer, str(path), 0.0)
+
+
+def rank(lm: Any, state: dict[str, Any]) -> list[float]:
+    sums, _, _ = lm.score_replies(prompt(state), state["actions"])
+    return sums
+
+
+def agreement(choose: Any, decisions: list[dict[str, Any]]) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    right = sum(choose(d) == d["best"] for d in decisions)
+    return right, (time.perf_counter() - t0) / max(1, len(decisions))
+
+
+def lm_chooser(lm: Any) -> Any:
+    def choose(state: dict[str, Any]) -> str:
+        scores = rank(lm, state)
+        return state["actions"][max(range(len(scores)), key=scores.__getitem__)]
+    return choose
+
+
+def episodes(choose: Any, tasks: list[Any]) -> tuple[int, float]:
+    """Greedy episodes: won games and mean score fraction."""
+    from trajgraph.adapters.textworld_env import TextWorldEnv, outcome_of
+
+    won, scores = 0, []
+    for task in tasks:
+        env = TextWorldEnv(task.make_graph.gamefile, fork="replay")
+        frame = env.reset()
+        history: list[Any] = []
+        for _ in range(task.max_steps):
+            if frame.done or not frame.admissible_commands:
+                break
+            state = {"task": frame.objective, "observation": frame.observation, "actions": list(frame.admissible_commands),
+                     "history": history}
+            action = choose(state)
+            frame = env.step(action)
+            history = [*history, {"action": action, "observation": frame.observation}]
+        won += bool(frame.won)
+        scores.append(outcome_of(frame))
+        env.close()
+    return won, statistics.mean(scores)
+
+
+def freeze_below(model: Any, top: int) -> int:
+    """Train only the top `top` decoder layers and the final norm (0: everything); returns the trainable parameter count.
+
+    The backward pass then stops at the lowest trained layer: on CPU that is most of a step's cost."""
+    if top > 0:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for module in [*model.model.layers[-top:], model.model.norm]:
+            for p in module.parameters():
+                p.requires_grad_(True)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def train(stage: str, model: Any, tokenizer: Any, rows: list[dict[str, Any]], args: argparse.Namespace, scratch: Path) -> tuple[Any, dict[str, Any]]:
+    import datasets
+    import trl
+
+    common = dict(output_dir=str(scratch / stage), per_device_train_batch_size=args.batch, max_length=args.max_length, seed=0,
+                  use_cpu=True, report_to="none", save_strategy="no", logging_steps=5, disable_tqdm=True, dataloader_num_workers=0)
+    data = datasets.Dataset.from_list(rows)
+    cfg: Any
+    trainer: Any
+    if stage == "sft":
+        cfg = trl.SFTConfig(max_steps=args.sft_steps, learning_rate=args.sft_lr, lr_scheduler_type="cosine", warmup_steps=3, **common)
+        trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=data, processing_class=tokenizer)
+    else:
+        cfg = trl.DPOConfig(max_steps=args.dpo_steps, learning_rate=args.dpo_lr, beta=args.beta, lr_scheduler_type="cosine", warmup_steps=2,
+                            **common)
+        trainer = trl.DPOTrainer(model=model, ref_model=copy.deepcopy(model).eval(), args=cfg, train_dataset=data, processing_class=tokenizer)
+    t0 = time.perf_counter()
+    result = trainer.train()
+    seconds = time.perf_counter() - t0
+    steps = int(result.global_step)
+    return trainer.model, {"rows": len(rows), "steps": steps, "loss": round(float(result.training_loss), 4),
+                           "seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(1, steps), 2),
+                           "examples_per_step": args.batch}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--train-games", type=int, default=30)
+    ap.add_argument("--test-games", type=int, default=10)
+    ap.add_argument("--episode-games", type=int, default=10, help="unseen games played whole at argmax per policy")
+    ap.add_argument("--sft-steps", type=int, default=60)
+    ap.add_argument("--dpo-steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--max-length", type=int, default=320)
+    ap.add_argument("--sft-lr", type=float, default=1e-4)
+    ap.add_argument("--dpo-lr", type=float, default=2e-5)
+    ap.add_argument("--beta", type=float, default=0.1)
+    ap.add_argument("--dpo-decisions", type=int, default=96, help="training decisions re-ranked by the SFT model for DPO pairs")
+    ap.add_argument("--top-layers", type=int, default=8, help="train only the top N of 30 decoder layers (0: full fine-tune)")
+    ap.add_argument("--episodes", default="MiniLM ranker, argmax,SmolLM2-135M SFT+DPO",
+                    help="comma-separated policy names that also play whole episodes ('all' for every one)")
+    ap.add_argument("--work", default="lm-learning-out")
+    args = ap.parse_args()
+
+    import tempfile
+
+    import torch
+
+    from trajgraph.adapters.textworld_env import TextWorldSuite
+    from trajgraph.learn.lm import base_model_dir
+    from trajgraph.policies import minilm_policy
+
+    torch.manual_seed(0)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    suite = TextWorldSuite()
+    t0 = time.perf_counter()
+    train_tasks, test_tasks = suite.tasks("train", args.train_games, 0), suite.tasks("test", args.test_games, 0)
+    train_d, test_d = walkthrough_decisions(train_tasks), walkthrough_decisions(test_tasks)
+    print(f"data: {len(train_d)} training decisions from {len(train_tasks)} games, {len(test_d)} test decisions from "
+          f"{len(test_tasks)} unseen games ({time.perf_counter() - t0:.0f} s)", flush=True)
+    chance = statistics.mean(1 / len(d["actions"]) for d in test_d)
+    ep_tasks = test_tasks[: args.episode_games]
+
+    rows: list[dict[str, Any]] = []
+    timing: dict[str, Any] = {}
+
+    play = args.episodes
+
+    def measure(name: str, choose: Any) -> None:
+        right, per = agreement(choose, test_d)
+        t1 = time.perf_counter()
+        ep = ep_tasks if play == "all" or name in play else []
+        won, mean = episodes(choose, ep) if ep else (0, float("nan"))
+        rows.append({"policy": name, "agreement": f"{right / len(test_d):.0%}", "agreement_95ci": wilson(right, len(test_d)),
+                     "won": f"{won}/{len(ep)}" if ep else "-", "won_95ci": wilson(won, len(ep)), "mean_score": round(mean, 3) if ep else "-",
+                     "ms_per_decision": round(1000 * per)})
+        print(rows[-1], f"(episodes {time.perf_counter() - t1:.0f} s)", flush=True)
+
+    rng = random.Random(0)
+    measure("random", lambda s: rng.choice(s["actions"]))
+    minilm = minilm_policy(temperature=0)
+    measure("MiniLM ranker, argmax", lambda s: minilm(s)["action"])
+    source = base_model_dir(None)
+    base = load(source)
+    measure("SmolLM2-135M base", lm_chooser(base))
+
+    model, tokenizer = base.model.train(), base.tokenizer
+    if not model.config.architectures:
+        model.config.architectures = [type(model).__name__]
+    timing["trainable_parameters"] = freeze_below(model, args.top_layers)
+    sft_rows = [{"prompt": prompt(d), "completion": [{"role": "assistant", "content": d["best"]}]} for d in train_d]
+    with tempfile.TemporaryDirectory(prefix="lm-learning-") as scratch:
+        model, timing["sft"] = train("sft", model, tokenizer, sft_rows, args, Path(scratch))
+        print("sft", timing["sft"], flush=True)
+        sft = type(base)(model.eval(), tokenizer, "sft", 0.0)
+        measure("SmolLM2-135M SFT", lm_chooser(sft))
+        # on-policy hard negatives: the SFT model's favourite wrong command at each training decision
+        # (one ranking per decision: `--dpo-decisions` of them, the rest of the training set is not re-ranked)
+        pairs = []
+        for d in train_d[: args.dpo_decisions] if args.dpo_steps > 0 else []:
+            scores = rank(sft, d)
+            wrong = max((i for i, a in enumerate(d["actions"]) if a != d["best"]), key=scores.__getitem__, default=None)
+            if wrong is not None:
+                pairs.append({"prompt": prompt(d), "chosen": [{"role": "assistant", "content": d["best"]}],
+                              "rejected": [{"role": "assistant", "content": d["actions"][wrong]}]})
+        if args.dpo_steps > 0:
+            model, timing["dpo"] = train("dpo", model.train(), tokenizer, pairs, args, Path(scratch))
+            print("dpo", timing["dpo"], flush=True)
+            dpo = type(base)(model.eval(), tokenizer, "sft+dpo", 0.0)
+            measure("SmolLM2-135M SFT+DPO", lm_chooser(dpo))
+        model.save_pretrained(str(work / "smollm2-tw"), safe_serialization=True)
+        tokenizer.save_pretrained(str(work / "smollm2-tw"))
+    emit("lm_learning", f"SmolLM2-135M learning TextWorld on CPU: {len(train_d)} train decisions ({args.train_games} games), "
+         f"{len(test_d)} test decisions ({args.test_games} unseen games), episodes on {len(ep_tasks)}", rows,
+         {"training": timing, "settings": vars(args), "chance": round(chance, 4), "train_decisions": len(train_d),
+          "test_decisions": len(test_d)})
+
+
+if __name__ == "__main__":
+    main()
