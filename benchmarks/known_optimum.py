@@ -10,6 +10,7 @@ misleading bias; the outcome is the only reward (no reward model). The budget is
 repeatable, so the table is the same every run.
 
 Run: python benchmarks/known_optimum.py [--tasks 20] [--multiple 20] [--label after]
+     [--suites keymaze,chain] [--no-partial]  (outcome-only: the maze's partial credit withheld)
      [--mcts key=value ...]  (optimizer settings, to measure one change at a time)
 """
 
@@ -33,9 +34,9 @@ _SETTINGS = {f.name for f in dataclasses.fields(SearchSettings)}
 
 def _suites(n: int) -> list[tuple[str, list[Any], Any]]:
     """(label, tasks, node_for(task, seed)): the agent's own sampling decision node per task."""
-    from trajgraph.adapters.chain import ChainSuite, NoisyOracle
     from trajgraph.adapters.gym_toytext import CliffWalkingSuite, FrozenLakeSuite
-    from trajgraph.adapters.policies import SimulatedPolicy
+    from trajgraph.policies import SimulatedPolicy
+    from trajgraph.testing.chain_suite import ChainSuite, NoisyOracle
     from trajgraph.testing.known_optimum import KeyMazeSuite, biased_node
 
     return [
@@ -55,16 +56,21 @@ def solution_length(task: Any) -> int:
     return len(graph.invoke(task.input, {"recursion_limit": 10_000}).get("history") or [])
 
 
-def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, Any]], suites: str = "",
+        partial: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows, per_generation = [], {}
     for label, tasks, node_for in _suites(n):
+        if suites and not any(s in label for s in suites.split(",")):
+            continue
+        if not partial:
+            label += " outcome-only"
         lengths = [solution_length(t) for t in tasks]
         for name in names:
             t0, hits, gaps, calls = time.perf_counter(), 0, 0.0, 0
             for task, length in zip(tasks, lengths):
                 graph, env = task.make_graph(node_for(task, zlib.crc32(task.id.encode())))
                 optimizer = OPTIMIZERS[name](**settings.get(name, {}))
-                extra = {"partial": task.partial} if hasattr(task, "partial") and "partial" in _SETTINGS else {}
+                extra = {"partial": task.partial} if partial and hasattr(task, "partial") and "partial" in _SETTINGS else {}
                 result = search(graph, task.input, decision_node=task.decision_node, optimizer=optimizer, outcome=task.outcome,
                                 budget=Budget(policy_calls=multiple * length), environment=env, repeatable=True, **extra)
                 best = float(getattr(task, "optimum", 1.0))
@@ -87,12 +93,14 @@ def main() -> None:
     ap.add_argument("--multiple", type=int, default=20)
     ap.add_argument("--optimizers", default="greedy,best-of-n,rro,mcts,se-agent")
     ap.add_argument("--label", default="current")
+    ap.add_argument("--suites", default="", help="comma-separated label prefixes (keymaze,chain,frozenlake,cliffwalking); all by default")
+    ap.add_argument("--no-partial", action="store_true", help="outcome-only: do not give the search the partial outcome")
     for name in ("rro", "mcts", "se-agent", "best-of-n"):
         ap.add_argument(f"--{name}", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     settings = {name: {kv.split("=", 1)[0]: ast.literal_eval(kv.split("=", 1)[1]) for kv in getattr(args, name.replace("-", "_"))}
                 for name in ("rro", "mcts", "se-agent", "best-of-n")}
-    rows, per_generation = run(args.optimizers.split(","), args.tasks, args.multiple, settings)
+    rows, per_generation = run(args.optimizers.split(","), args.tasks, args.multiple, settings, args.suites, not args.no_partial)
     emit(f"known_optimum_{args.label}", f"known-optimum suite ({args.label}): optimum reached and mean gap, "
          f"budget {args.multiple}x solution length, repeatable", rows, {"settings": settings})
     if per_generation:

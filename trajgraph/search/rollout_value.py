@@ -4,6 +4,10 @@ As in IPR (Xiong et al., "Watch Every Step! LLM Agent Learning via Iterative
 Step-Level Process Refinement", EMNLP 2024) and RRO's process supervision:
 a step's value is estimated by finishing the trajectory n times with the policy.
 Rollouts are real branches through the graph and spend the search's budget.
+`aggregate="max"` values a step by the best of its rollouts instead, for a
+deterministic environment where the best finished trajectory below a state is a
+lower bound on what that state can reach; its rollouts avoid finished subtrees
+(`Space.rollout`), so the n are n different trajectories.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ class RolloutValue:
 
     n: int = 4
     unknown: float = 0.0  # value of a rollout whose outcome the task does not report
+    aggregate: str = "mean"  # "mean": the policy's expected outcome (IPR); "max": the best outcome reachable
 
     async def score_nodes(self, space: Space, nodes: Sequence[Node]) -> list[float]:
         return await space.gather(*(self._value(space, n) for n in nodes))
@@ -30,9 +35,10 @@ class RolloutValue:
     async def _value(self, space: Space, node: Node) -> float:
         if node.terminal:
             return node.outcome if node.outcome is not None else self.unknown
-        ends = await space.gather(*(space.rollout(node) for _ in range(self.n)))
+        best = self.aggregate == "max"
+        ends = await space.gather(*(space.rollout(node, fresh=best) for _ in range(self.n)))
         values = [e.outcome if e.outcome is not None else self.unknown for e in ends]
-        node.value = sum(values) / len(values)
+        node.value = max(values) if best else sum(values) / len(values)
         return node.value
 
 

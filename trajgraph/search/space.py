@@ -115,6 +115,9 @@ class Space:
         self.table: dict[str, Node] = {}  # state key -> the first node that reached it
         self.merged = 0  # nodes that reached a state already in the table
         self.reused = 0  # expansions answered from the tree (the same action at the same node)
+        self.closed: set[int] = set()  # nodes whose every continuation has finished (nothing left to learn)
+        self._twins: dict[int, list[Node]] = {}  # first node id -> the transpositions that point at it
+        self.diverted = 0  # rollout steps turned away from a finished subtree (see `rollout`)
         self._values: dict[tuple[int, str], float] = {}  # (scorer, state key) -> score
         self.cached_scores = 0
         self._priors: dict[int, dict[str, float] | None] = {}
@@ -262,6 +265,8 @@ class Space:
         if child.terminal and not child.invalid:
             self.meter.answered = True  # a real answer exists: the finish reserve is released
         insert_by_id(node.children, child)
+        if self.transpositions and (child.terminal or self.is_closed(child)):
+            self._close(child if child.terminal else node)
         self._done(child)
         return child
 
@@ -339,12 +344,52 @@ class Space:
                 raise
         return out
 
-    async def rollout(self, node: Node, *, temperature_k: int = 1) -> Node:
-        """Finish a trajectory from `node` with the policy's first sample at each step."""
+    async def rollout(self, node: Node, *, temperature_k: int = 1, fresh: bool = True) -> Node:
+        """Finish a trajectory from `node` with the policy's first sample at each step.
+
+        With transpositions (a deterministic space), a sample that leads into a finished
+        subtree (`is_closed`: every continuation there already ended) is diverted to an
+        open child, else to an admissible action not tried yet: re-walking a finished
+        trajectory would spend calls to learn nothing. So every rollout ends at a
+        trajectory not seen before while one is left (`diverted` counts the turns).
+        `fresh=False`: the policy's samples only (an unbiased Monte Carlo estimate)."""
         while not node.terminal:
             cands = await self.propose(node, temperature_k)
-            node = await self.expand(node, cands[0])
+            node = await self.expand(node, await self._fresh(node, cands[0]) if fresh else cands[0])
         return node
+
+    def is_closed(self, node: Node) -> bool:
+        """Whether every continuation from `node` has finished: it is terminal, or it lists
+        its actions and each has been tried and is closed (a transposition: its first node)."""
+        return node.id in self.closed or (node.twin is not None and not node.children and node.twin.id in self.closed)
+
+    async def _fresh(self, node: Node, cand: Candidate) -> Candidate:
+        if not self.transpositions or cand.invalid:
+            return cand
+        child = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == cand.key), None)
+        if child is None or not self.is_closed(child):
+            return cand
+        open_children = [ch for ch in node.children if not ch.invalid and not self.is_closed(ch)]
+        tried = {canonical_key(ch.action) for ch in node.children}
+        alternatives = [self.candidate(ch.action, node.state) for ch in open_children] or await self.admissible(node, tried)
+        if not alternatives:
+            return cand
+        self.diverted += 1
+        return alternatives[0]
+
+    def _close(self, node: Node | None) -> None:
+        """Mark finished subtrees closed, from a new terminal node upward."""
+        while node is not None and node.id not in self.closed:
+            if not node.terminal:
+                listed = {self.candidate({"action": a}, node.state).key for a in self.actions_at(node)}
+                tried = {canonical_key(ch.action): ch for ch in node.children if not ch.invalid}
+                if not listed or not listed <= tried.keys() or not all(self.is_closed(ch) for ch in tried.values()):
+                    return
+            self.closed.add(node.id)
+            for twin in self._twins.get(node.id, []):  # a transposition of a finished state is finished
+                if not twin.children:
+                    self._close(twin.parent)
+            node = node.parent
 
     def candidate(self, action: Any, state: dict[str, Any] | None = None) -> Candidate:
         if isinstance(action, Candidate):
@@ -512,6 +557,7 @@ class Space:
             first = self.table.setdefault(node.key, node)
             if first is not node:
                 node.twin = first
+                self._twins.setdefault(first.id, []).append(node)
                 self.merged += 1
                 node.reason = f"transposition of #{first.id}"
         insert_by_id(self.nodes, node)
