@@ -62,6 +62,9 @@ def backpropagate(node: Node | None, value: float) -> None:
         node = node.parent
 
 
+CONSISTENCY = "self-consistency + simulation"  # the value source without a reward model or partial outcome
+
+
 @dataclass
 class _Progress:
     """What one search remembers between iterations (not in the tree itself)."""
@@ -71,6 +74,7 @@ class _Progress:
     path: list[Node] = field(default_factory=list)  # the last selection's path, root first
     stats: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # state key -> (visits, mean value)
     share: bool = True  # transpositions share statistics (False: each node its own, as in LATS)
+    best: bool = False  # back up the best value seen below a node, not the running mean
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class MCTS:
     widen: str = "value"  # "value": progressive widening + admissible actions; "repeats": LATS' fixed k
     prior: str = "auto"  # "auto": PUCT when the policy gives priors; "uct": always UCT
     value: str = "auto"  # without a reward model: "auto" (partial outcome, else simulation), "simulate", "partial"
+    backup: str = "auto"  # "mean": LATS' running mean; "max": best value below; "auto": max in a deterministic space
     name: ClassVar[str] = "mcts"
     open_ended: ClassVar[bool] = True  # grows the tree until success or the budget stops it
 
@@ -92,14 +97,15 @@ class MCTS:
         finite(self, c=self.c, success=self.success)
         if self.c < 0:
             raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
-        for setting, allowed in (("widen", ("value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial"))):
+        for setting, allowed in (("widen", ("value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial")),
+                                 ("backup", ("auto", "mean", "max"))):
             if getattr(self, setting) not in allowed:
                 raise ConfigError(f"MCTS({setting}={getattr(self, setting)!r}): choose from {', '.join(allowed)}")
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if root.terminal:
             return root
-        progress = _Progress(share=space.transpositions)
+        progress = _Progress(share=space.transpositions, best=self._max_backup(space))
         source = self._source(space)
         log.stats["value_source"] = source
         log.notes.append(f"mcts values unfinished states by {source}")
@@ -112,7 +118,9 @@ class MCTS:
             valid = [(ch, v) for ch, v in zip(children, values) if not ch.invalid]
             for (child, v), end in zip(valid, [e for ch, e in zip(children, ends) if not ch.invalid]):
                 # a simulation's nodes are real branches: they join the tree with its value
-                self._backup([*path, *end.path()[child.depth:]], v, progress)
+                # (a vote share is a prior, not a value: only finished children back up then)
+                if source != CONSISTENCY or child.terminal:
+                    self._backup([*path, *end.path()[child.depth:]], v, progress)
             for child, end in zip(children, ends):
                 if child.invalid:
                     continue
@@ -125,9 +133,12 @@ class MCTS:
                 continue
             best, _ = max(valid, key=lambda cv: cv[1])
             self._pairs(log, leaf, best, valid)
-            if self._simulates_best(space) and not best.terminal:
+            if source == CONSISTENCY:  # LATS' simulation from the child the policy voted for most
+                best = max(((ch, v) for ch, v in valid if not ch.terminal), key=lambda cv: cv[1], default=(best, 0.0))[0]
+            if (self._simulates_best(space) or source == CONSISTENCY) and not best.terminal:
                 end = await self.simulate(space, best)
-                self._backup([*path, best], end.outcome if end.outcome is not None else (await space.score([end]))[0], progress)
+                value = end.outcome if end.outcome is not None else (await space.score([end]))[0]
+                self._backup([*path, *end.path()[best.depth:]], value, progress)
                 if success(end, self.success):
                     end.reason = "reached success (simulation)"
                     return end
@@ -180,7 +191,12 @@ class MCTS:
             candidates += (await space.admissible(leaf, known | {c.key for c in candidates}))[: want - len(candidates)]
         if not candidates:
             return []
-        return list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
+        children = list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
+        if self._source(space) == CONSISTENCY:  # the vote share stands in for the prior the policy did not give
+            total = sum(c.count for c in candidates if c.prior is None) or 1
+            for child, cand in zip(children, candidates):
+                child.prior = cand.prior if cand.prior is not None else cand.count / total if cand.count else 0.0
+        return children
 
     async def evaluate(self, space: Space, children: list[Node], source: str = "simulation") -> tuple[list[float], list[Node]]:
         """(value of each child, the node its value was read at). With a reward model:
@@ -193,6 +209,8 @@ class MCTS:
             return await space.score(children), list(children)
         if source == "partial outcome":
             return await space.score(children, space.partial_scorer()), list(children)
+        if source == CONSISTENCY:  # LATS' self-consistency score: the share of samples that chose it
+            return [(ch.outcome or 0.0) if ch.terminal else (ch.prior or 0.0) for ch in children], list(children)
         ends = await space.gather(*(self.simulate(space, ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
         values = [e.outcome if e.outcome is not None else 0.0 for e in ends]
         for child, v in zip(children, values):
@@ -220,6 +238,8 @@ class MCTS:
             return "reward model"
         if self.value != "simulate" and space.partial is not None:
             return "partial outcome"
+        if self.value == "auto":
+            return CONSISTENCY
         return "simulation"
 
     def _limit(self, node: Node, progress: _Progress) -> int:
@@ -248,10 +268,16 @@ class MCTS:
             own = (node.visits, node.value or 0.0)
             n, shared = progress.stats.get(node.key, own) if node.key and progress.share else own
             mean = shared or 0.0
-            n, mean = n + 1, mean + (value - mean) / (n + 1)
+            n, mean = n + 1, (max(mean, value) if progress.best and n else mean + (value - mean) / (n + 1))
             if node.key and progress.share:
                 progress.stats[node.key] = (n, mean)
             node.visits, node.value = n, mean
+
+    def _max_backup(self, space: Space) -> bool:
+        """Max backup where the same actions always lead to the same end (transpositions on):
+        a state is then worth the best trajectory found through it, and a mean would let
+        the policy's own slips hide a branch that holds the optimum."""
+        return self.backup == "max" or (self.backup == "auto" and space.transpositions and self._source(space) in ("simulation", CONSISTENCY))
 
     def _simulates_best(self, space: Space) -> bool:
         return bool(self.simulate_best) and space.reward is not None
