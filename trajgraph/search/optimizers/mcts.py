@@ -75,6 +75,7 @@ class _Progress:
     stats: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # state key -> (visits, mean value)
     share: bool = True  # transpositions share statistics (False: each node its own, as in LATS)
     best: bool = False  # back up the best value seen below a node, not the running mean
+    classic: bool = False  # progressive widening from one child (sqrt(visits)), not from k
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ class MCTS:
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if root.terminal:
             return root
-        progress = _Progress(share=space.transpositions, best=self._max_backup(space))
         source = self._source(space)
+        progress = _Progress(share=space.transpositions, best=self._max_backup(space), classic=source == CONSISTENCY)
         log.stats["value_source"] = source
         log.notes.append(f"mcts values unfinished states by {source}")
         while (leaf := self.select(root, progress)) is not None:
@@ -185,7 +186,7 @@ class MCTS:
         known = {canonical_key(ch.action) for ch in leaf.children}
         want = self.k - len(known) if known else self.k
         if self.widen == "value":
-            want = min(self.k, max(1, self._limit(leaf, progress) - len(known)))
+            want = self.k if not known else min(self.k, max(1, self._limit(leaf, progress) - len(known)))
         candidates = [c for c in await space.propose(leaf, want) if c.key not in known]
         if self.widen == "value" and len(candidates) < want:  # the policy repeats itself: reach the rest
             candidates += (await space.admissible(leaf, known | {c.key for c in candidates}))[: want - len(candidates)]
@@ -243,7 +244,11 @@ class MCTS:
         return "simulation"
 
     def _limit(self, node: Node, progress: _Progress) -> int:
-        """How many children a node may have now: k, growing with the square root of its visits."""
+        """How many children a node may have now: k, growing with the square root of its visits.
+        Valued by simulation alone, the classic rule, sqrt(visits) from 1: a simulation's path
+        (one child a node) is then descended, not widened at once with actions nobody voted for."""
+        if progress.classic:
+            return max(1, math.ceil(math.sqrt(node.visits)))
         return max(self.k, math.ceil(math.sqrt(node.visits)))
 
     def _widens(self, node: Node, progress: _Progress, limit: int | None = None) -> bool:
