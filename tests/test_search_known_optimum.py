@@ -120,16 +120,27 @@ def test_widening_reaches_actions_a_node_that_proposes_the_trap_90_percent_never
 
 
 def test_refinement_cuts_detours_back_to_a_seen_state():
-    space = Space(line_graph(goal=3, max_turns=9), "policy", meter=BudgetMeter(Budget(policy_calls=50)), repeatable=True)
+    detour = [{"action": a} for a in ("forward", "back", "forward", "wait", "forward", "forward")]
 
-    async def go():
-        root = await space.root(line_start())
-        member = await follow(space, root, [{"action": a} for a in ("forward", "back", "forward", "wait", "forward", "forward")])
-        return member, await follow(space, root, without_detours(member) or [])
+    def play(transpositions: bool):
+        space = Space(line_graph(goal=3, max_turns=9), "policy", meter=BudgetMeter(Budget(policy_calls=50)), repeatable=True,
+                      transpositions=transpositions)
 
-    member, refined = asyncio.run(go())
+        async def go():
+            root = await space.root(line_start())
+            member = await follow(space, root, detour)
+            return member, await follow(space, root, without_detours(member) or [])
+
+        return asyncio.run(go())
+
+    # each node its own: the member keeps its detours, and refinement cuts them
+    member, refined = play(transpositions=False)
     assert [a["action"] for a in without_detours(member) or []] == ["forward", "forward", "forward"]
     assert refined.outcome == 1.0 and refined.depth == 3 < member.depth
+    # with transpositions a state reached again grows where it was first reached: the
+    # detour is cut as it is walked, and there is nothing left for refinement to cut
+    member, _ = play(transpositions=True)
+    assert member.outcome == 1.0 and member.depth == 3 and without_detours(member) is None
 
 
 def test_se_agent_fitness_rises_across_generations():

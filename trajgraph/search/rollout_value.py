@@ -6,8 +6,8 @@ a step's value is estimated by finishing the trajectory n times with the policy.
 Rollouts are real branches through the graph and spend the search's budget.
 `aggregate="max"` values a step by the best of its rollouts instead, for a
 deterministic environment where the best finished trajectory below a state is a
-lower bound on what that state can reach; its rollouts avoid finished subtrees
-(`Space.rollout`), so the n are n different trajectories.
+lower bound on what that state can reach. Either way the rollouts are the
+policy's own samples (`Space.rollout(fresh=False)`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class RolloutValue:
         if node.terminal:
             return node.outcome if node.outcome is not None else self.unknown
         best = self.aggregate == "max"
-        ends = await space.gather(*(space.rollout(node, fresh=best) for _ in range(self.n)))
+        ends = await space.gather(*(space.rollout(node, fresh=False) for _ in range(self.n)))
         values = [e.outcome if e.outcome is not None else self.unknown for e in ends]
         node.value = max(values) if best else sum(values) / len(values)
         return node.value

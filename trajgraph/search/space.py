@@ -13,10 +13,13 @@ is the search tree. The interface, kept small on purpose:
 
 Transpositions: every node gets a state key (`state_key=`, default: the decision
 state without its path, `history`/`action`/`reflections`). A node whose state
-was reached before points at the first node that did (`node.twin`); the same
-action at the same node is never expanded twice (`expand` returns the child it
-has), and a state already scored is not scored again (`score` remembers values
-by key). `space.merged` counts the transpositions. Policies may give priors
+was reached before, at the same depth or sooner, points at the first node that did
+(`node.twin`) and is expanded there (`expand` grows a state in one place: a state
+reached again is a detour cut out, and one reached sooner becomes the state's node,
+so a graph that counts turns only in its history loses no turns to a merge); the
+same action at the same node is never expanded twice (`expand` returns the child it
+has), and a state already scored is not scored again (`score` remembers values by
+key). `space.merged` counts the transpositions. Policies may give priors
 (`propose_with_priors`, `scores`) and environments admissible actions
 (`admissible`); see docs/search.md.
 
@@ -232,6 +235,8 @@ class Space:
             raise ValueError(f"cannot expand a finished state ({node!r})")
         await self._gate()
         self.meter.check()
+        if self.transpositions and node.twin is not None:  # a state reached before grows in one place
+            node = node.twin
         if self.transpositions and not candidate.invalid:
             done = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == candidate.key), None)
             if done is not None:  # this action was applied here before: a deterministic step gives the same child
@@ -265,7 +270,7 @@ class Space:
         if child.terminal and not child.invalid:
             self.meter.answered = True  # a real answer exists: the finish reserve is released
         insert_by_id(node.children, child)
-        if self.transpositions and (child.terminal or self.is_closed(child)):
+        if self.transpositions and (child.terminal or child.twin is not None):  # a loop or a closed state may close `node`
             self._close(child if child.terminal else node)
         self._done(child)
         return child
@@ -363,13 +368,20 @@ class Space:
         its actions and each has been tried and is closed (a transposition: its first node)."""
         return node.id in self.closed or (node.twin is not None and not node.children and node.twin.id in self.closed)
 
+    def _spent(self, node: Node, child: Node, ancestors: set[int]) -> bool:
+        """Whether `child` of `node` has nothing new below it: closed, or a loop back to a
+        state on the way here (a transposition of `node` or of one of its ancestors)."""
+        return self.is_closed(child) or (child.twin is not None and child.twin.id in ancestors)
+
     async def _fresh(self, node: Node, cand: Candidate) -> Candidate:
         if not self.transpositions or cand.invalid:
             return cand
+        node = self.resolve(node)
         child = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == cand.key), None)
-        if child is None or not self.is_closed(child):
+        ancestors = {n.id for n in node.path()}
+        if child is None or not self._spent(node, child, ancestors):
             return cand
-        open_children = [ch for ch in node.children if not ch.invalid and not self.is_closed(ch)]
+        open_children = [ch for ch in node.children if not ch.invalid and not self._spent(node, ch, ancestors)]
         tried = {canonical_key(ch.action) for ch in node.children}
         alternatives = [self.candidate(ch.action, node.state) for ch in open_children] or await self.admissible(node, tried)
         if not alternatives:
@@ -383,7 +395,8 @@ class Space:
             if not node.terminal:
                 listed = {self.candidate({"action": a}, node.state).key for a in self.actions_at(node)}
                 tried = {canonical_key(ch.action): ch for ch in node.children if not ch.invalid}
-                if not listed or not listed <= tried.keys() or not all(self.is_closed(ch) for ch in tried.values()):
+                ancestors = {n.id for n in node.path()}
+                if not listed or not listed <= tried.keys() or not all(self._spent(node, ch, ancestors) for ch in tried.values()):
                     return
             self.closed.add(node.id)
             for twin in self._twins.get(node.id, []):  # a transposition of a finished state is finished
@@ -555,6 +568,8 @@ class Space:
         node.key = self.state_key(node.state)
         if not terminal and self.transpositions:
             first = self.table.setdefault(node.key, node)
+            if first.depth > node.depth:  # reached sooner now (more turns left): this one stands for the state
+                self.table[node.key] = first = node
             if first is not node:
                 node.twin = first
                 self._twins.setdefault(first.id, []).append(node)

@@ -121,7 +121,7 @@ class MCTS:
                 # a simulation's nodes are real branches: they join the tree with its value
                 # (a vote share is a prior, not a value: only finished children back up then)
                 if source != CONSISTENCY or child.terminal:
-                    self._backup([*path, *end.path()[child.depth:]], v, progress)
+                    self._backup(_through(path, child, end, progress.best), v, progress)
             for child, end in zip(children, ends):
                 if child.invalid:
                     continue
@@ -139,7 +139,7 @@ class MCTS:
             if (self._simulates_best(space) or source == CONSISTENCY) and not best.terminal:
                 end = await self.simulate(space, best)
                 value = end.outcome if end.outcome is not None else (await space.score([end]))[0]
-                self._backup([*path, *end.path()[best.depth:]], value, progress)
+                self._backup(_through(path, best, end, progress.best), value, progress)
                 if success(end, self.success):
                     end.reason = "reached success (simulation)"
                     return end
@@ -211,7 +211,10 @@ class MCTS:
         if source == "partial outcome":
             return await space.score(children, space.partial_scorer()), list(children)
         if source == CONSISTENCY:  # LATS' self-consistency score: the share of samples that chose it
-            return [(ch.outcome or 0.0) if ch.terminal else (ch.prior or 0.0) for ch in children], list(children)
+            values = [(ch.outcome or 0.0) if ch.terminal else (ch.prior or 0.0) for ch in children]
+            for child, v in zip(children, values):
+                child.score = v
+            return values, list(children)
         ends = await space.gather(*(self.simulate(space, ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
         values = [e.outcome if e.outcome is not None else 0.0 for e in ends]
         for child, v in zip(children, values):
@@ -296,6 +299,19 @@ class MCTS:
 
 async def _same(node: Node) -> Node:
     return node
+
+
+def _through(path: list[Node], child: Node, end: Node, everywhere: bool) -> list[Node]:
+    """The nodes a value found at `end` backs up through: the selected path and the child's
+    way to `end`; with max backup (`everywhere`), also every other node `end` descends
+    from (its lineage may run through other transpositions: each reaches it too), each
+    state once. A running mean counts only the path selected, as UCT assumes."""
+    if not everywhere:
+        return [*path, *end.path()[child.depth:]]
+    seen: dict[str, Node] = {}
+    for node in [*path, child, *end.path()]:
+        seen.setdefault(node.key or str(node.id), node)
+    return list(seen.values())
 
 
 def _at(node: Node) -> Node:
