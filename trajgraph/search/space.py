@@ -227,15 +227,17 @@ class Space:
         """The environment's partial outcome as a scorer (None when it gives none)."""
         return self._partial
 
-    async def expand(self, node: Node, candidate: Candidate | Any) -> Node:
-        """Apply an action at a decision point and run to the next one."""
+    async def expand(self, node: Node, candidate: Candidate | Any, *, merge: bool = True) -> Node:
+        """Apply an action at a decision point and run to the next one. A transposition is
+        expanded at the first node of its state (`merge=False`: at `node` itself, as the
+        agent alone would go on, e.g. `Greedy`)."""
         if not isinstance(candidate, Candidate):
             candidate = self.candidate(candidate, node.state)
         if node.terminal:
             raise ValueError(f"cannot expand a finished state ({node!r})")
         await self._gate()
         self.meter.check()
-        if self.transpositions and node.twin is not None:  # a state reached before grows in one place
+        if self.transpositions and merge and node.twin is not None:  # a state reached before grows in one place
             node = node.twin
         if self.transpositions and not candidate.invalid:
             done = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == candidate.key), None)
