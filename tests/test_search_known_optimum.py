@@ -185,3 +185,100 @@ def test_priors_from_scores_reach_candidates_and_puct_orders_the_tree():
     result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=MCTS(k=2), policy=_PriorPolicy(),
                     reward=lambda s: 0.0, budget=Budget(policy_calls=40), repeatable=True)
     assert result.outcome == 1.0  # the prior's action is tried and taken by PUCT though never proposed
+
+
+# -- SE-Agent's LLM-guided operators, through litellm to a loopback OpenAI-compatible server --
+
+
+class _Critic:
+    """Answers /chat/completions like a model would: a revised or merged plan ending in
+    `ACTION:` lines, or the population's lesson; `plan=None` answers with no plan."""
+
+    def __init__(self, plan: list[str] | None) -> None:
+        self.plan = plan
+        self.prompts: list[str] = []
+
+    def reply(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        if "what separates" in prompt:
+            return "The better trajectories never jump for coins; they take the door that advances."
+        if self.plan is None:
+            return "I am not sure what went wrong."
+        return "It went wrong where it jumped.\n" + "\n".join(f"ACTION: {a}" for a in self.plan)
+
+
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    critic = _Critic(None)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            text = critic.reply(body["messages"][-1]["content"])
+            data = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                               "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                               "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", base)
+    monkeypatch.setenv("OPENAI_API_BASE", base)
+    try:
+        yield critic
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _jumping_chain(depth: int = 4, seed: int = 7):
+    """A deceptive chain whose own decision node always takes the trap: alone it never finishes better than 0.3."""
+    from trajgraph.envloop import env_loop_graph
+    from trajgraph.testing.chain import chain_env_node, chain_solution, chain_start
+
+    sol = chain_solution(seed, depth)
+    graph = env_loop_graph(chain_env_node(sol), lambda state: {"action": "jump"}, "jumping_chain").compile()
+    return graph, chain_start(), sol
+
+
+def test_se_agent_llm_operators_run_through_litellm_against_a_loopback_model(loopback):
+    graph, start, sol = _jumping_chain()
+    loopback.plan = sol
+    result = search(graph, start, decision_node="policy", optimizer=SEAgent(population=2, generations=2, llm="openai/loopback-critic"),
+                    budget=Budget(policy_calls=30), repeatable=True)
+    # the critique's plan is re-executed through the graph: the optimum the agent alone never reaches
+    assert result.outcome == 1.0 and [n.action["action"] for n in result.best.path()[1:]] == sol
+    assert result.best.reason.startswith("revision [llm]")
+    assert result.stats["operators"] == "llm-guided" and result.stats["forms"]["revision"]["llm"] >= 1
+    # the prompts carry the trajectories the paper's operators reason over
+    assert any("Critique this trajectory" in p and "jump" in p for p in loopback.prompts)
+
+
+def test_se_agent_llm_forms_for_all_three_operators_and_the_structural_fallback(loopback):
+    graph, start, sol = _jumping_chain()
+    loopback.plan = None  # no usable plan: revision and recombination fall back to their structural forms
+    result = search(graph, start, decision_node="policy", optimizer=SEAgent(population=2, generations=1, anytime=False,
+                                                                              llm="openai/loopback-critic"),
+                    budget=Budget(policy_calls=30), repeatable=True)
+    forms = result.stats["forms"]
+    assert forms["revision"] == {"llm": 0, "structural": 2} and forms["recombination"] == {"llm": 0, "structural": 2}
+    # refinement's LLM form summarised the population into guidance that later proposals see
+    assert forms["refinement"]["llm"] == 1
+    assert result.space.reflections == ["The better trajectories never jump for coins; they take the door that advances."]
+    assert any("Combine the strengths" in p for p in loopback.prompts)
