@@ -11,6 +11,7 @@ repeatable, so the table is the same every run.
 
 Run: python benchmarks/known_optimum.py [--tasks 20] [--multiple 20] [--label after]
      [--suites keymaze,chain] [--no-partial]  (outcome-only: the maze's partial credit withheld)
+     [--state-key]  (maze, toy-text: state_key= the cell and key held, dropping turn, return and feedback text)
      [--mcts key=value ...]  (optimizer settings, to measure one change at a time)
 """
 
@@ -43,9 +44,9 @@ def _suites(n: int) -> list[tuple[str, list[Any], Any]]:
         ("keymaze 5x4 (skill .35, lure .45)", KeyMazeSuite().tasks("test", n), lambda t, s: biased_node(t, seed=s)),
         ("chain depth 6 (skill .5, trap .3)", ChainSuite(6).tasks("test", n),
          lambda t, s: NoisyOracle(t, skill=0.5, trap=0.3, seed=s)),
-        ("frozenlake 4x4 (skill .5)", FrozenLakeSuite(size=4).tasks("test", n, seed=1),
+        ("frozenlake 4x4 (skill .5, toy-text)", FrozenLakeSuite(size=4).tasks("test", n, seed=1),
          lambda t, s: SimulatedPolicy(skill=0.5, oracle=t.oracle, seed=s)),
-        ("cliffwalking (skill .8)", CliffWalkingSuite().tasks("test", max(1, n // 2), seed=1),
+        ("cliffwalking (skill .8, toy-text)", CliffWalkingSuite().tasks("test", max(1, n // 2), seed=1),
          lambda t, s: SimulatedPolicy(skill=0.8, oracle=t.oracle, seed=s)),
     ]
 
@@ -56,14 +57,22 @@ def solution_length(task: Any) -> int:
     return len(graph.invoke(task.input, {"recursion_limit": 10_000}).get("history") or [])
 
 
+def _cell(state: dict[str, Any]) -> Any:
+    """The situation as a user who knows these tasks would key it: the cell (and the maze's key
+    held); the running return, the turn counter and the feedback text are how it was reached."""
+    return state.get("pos"), state.get("key")
+
+
 def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, Any]], suites: str = "",
-        partial: bool = True) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        partial: bool = True, state_key: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows, per_generation = [], {}
     for label, tasks, node_for in _suites(n):
         if suites and not any(s in label for s in suites.split(",")):
             continue
         if not partial:
             label += " outcome-only"
+        if state_key and "chain" not in label:
+            label += ", state_key=cell"
         lengths = [solution_length(t) for t in tasks]
         for name in names:
             t0, hits, gaps, calls = time.perf_counter(), 0, 0.0, 0
@@ -71,6 +80,8 @@ def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, A
                 graph, env = task.make_graph(node_for(task, zlib.crc32(task.id.encode())))
                 optimizer = OPTIMIZERS[name](**settings.get(name, {}))
                 extra = {"partial": task.partial} if partial and hasattr(task, "partial") and "partial" in _SETTINGS else {}
+                if state_key and "chain" not in label:
+                    extra["state_key"] = _cell
                 result = search(graph, task.input, decision_node=task.decision_node, optimizer=optimizer, outcome=task.outcome,
                                 budget=Budget(policy_calls=multiple * length), environment=env, repeatable=True, **extra)
                 best = float(getattr(task, "optimum", 1.0))
@@ -95,12 +106,13 @@ def main() -> None:
     ap.add_argument("--label", default="current")
     ap.add_argument("--suites", default="", help="comma-separated label prefixes (keymaze,chain,frozenlake,cliffwalking); all by default")
     ap.add_argument("--no-partial", action="store_true", help="outcome-only: do not give the search the partial outcome")
+    ap.add_argument("--state-key", action="store_true", help="maze and toy-text: pass state_key= (the cell, and the key held) as a user who knows the task would")
     for name in ("rro", "mcts", "se-agent", "best-of-n"):
         ap.add_argument(f"--{name}", nargs="*", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     settings = {name: {kv.split("=", 1)[0]: ast.literal_eval(kv.split("=", 1)[1]) for kv in getattr(args, name.replace("-", "_"))}
                 for name in ("rro", "mcts", "se-agent", "best-of-n")}
-    rows, per_generation = run(args.optimizers.split(","), args.tasks, args.multiple, settings, args.suites, not args.no_partial)
+    rows, per_generation = run(args.optimizers.split(","), args.tasks, args.multiple, settings, args.suites, not args.no_partial, args.state_key)
     emit(f"known_optimum_{args.label}", f"known-optimum suite ({args.label}): optimum reached and mean gap, "
          f"budget {args.multiple}x solution length, repeatable", rows, {"settings": settings})
     if per_generation:
