@@ -6,8 +6,10 @@ a step's value is estimated by finishing the trajectory n times with the policy.
 Rollouts are real branches through the graph and spend the search's budget.
 `aggregate="max"` values a step by the best of its rollouts instead, for a
 deterministic environment where the best finished trajectory below a state is a
-lower bound on what that state can reach. Either way the rollouts are the
-policy's own samples (`Space.rollout(fresh=False)`).
+lower bound on what that state can reach; finished trajectories already in the
+tree below the state count among the n (a state passed by earlier rollouts costs
+fewer new ones). Either way the rollouts are the policy's own samples
+(`Space.rollout(fresh=False)`).
 """
 
 from __future__ import annotations
@@ -36,10 +38,24 @@ class RolloutValue:
         if node.terminal:
             return node.outcome if node.outcome is not None else self.unknown
         best = self.aggregate == "max"
-        ends = await space.gather(*(space.rollout(node, fresh=False) for _ in range(self.n)))
-        values = [e.outcome if e.outcome is not None else self.unknown for e in ends]
+        known = _finished_below(space.resolve(node)) if best else []  # trajectories already through it count
+        ends = await space.gather(*(space.rollout(node, fresh=False) for _ in range(max(0, self.n - len(known)))))
+        values = [e.outcome if e.outcome is not None else self.unknown for e in [*known, *ends]]
         node.value = max(values) if best else sum(values) / len(values)
         return node.value
+
+
+def _finished_below(node: Node) -> list[Node]:
+    """The finished, valid trajectories already in the tree below `node`."""
+    out, stack = [], list(node.children)
+    while stack:
+        n = stack.pop()
+        if n.terminal:
+            if not n.invalid:
+                out.append(n)
+        else:
+            stack.extend(n.children)
+    return out
 
 
 __all__ = ["RolloutValue"]
