@@ -6,7 +6,7 @@ the paper's six operations, one method each:
 
     leaf = select(root)                      # UCT (PUCT with priors) descent to a node worth expanding
     children = expand(space, leaf)           # k sampled actions, each a real branch
-    values = evaluate(space, children)       # reward model; else partial outcome; else a simulation each
+    values = evaluate(space, children)       # reward model; else partial outcome; else self-consistency
     end = simulate(space, best child)        # LATS' rollout to a terminal state
     backpropagate(path, value)               # running mean up the selected path
     reflect(space, end)                      # a failed terminal becomes a lesson
@@ -22,7 +22,15 @@ Beyond the paper, each a setting (the paper's behaviour is the other value):
 - `prior="auto"`: PUCT, Q + c·P·sqrt(N)/(1+n) (Silver et al. 2017), when every
   child carries the policy's probability; UCT otherwise (`prior="uct"` always);
 - `value="auto"`: without a reward model, a child is valued by the environment's
-  partial outcome when it gives one, else by LATS' simulation (`"simulate"`).
+  partial outcome when it gives one; else by LATS' self-consistency score (the
+  share of the k samples that chose it, which also serves as its PUCT prior) and
+  one simulation from the most-voted child, whose nodes join the tree (progressive
+  widening then starts from one child, sqrt(visits), so a simulation's path is
+  descended before it is widened). `"simulate"`: a simulation from every child;
+- `backup="auto"`: where the space is deterministic (transpositions on) and values
+  are outcomes of simulations, a node keeps the best value found below it (max
+  backup, through every lineage of the end reached) instead of the running mean:
+  the policy's slips then cannot hide a branch that holds the optimum.
 
 Reflections reach later proposals as `state["reflections"]`. It stops at the first
 success; otherwise it grows the tree until the budget stops it.
