@@ -359,10 +359,12 @@ class Space:
         open child, else to an admissible action not tried yet: re-walking a finished
         trajectory would spend calls to learn nothing. So every rollout ends at a
         trajectory not seen before while one is left (`diverted` counts the turns).
-        `fresh=False`: the policy's samples only (an unbiased Monte Carlo estimate)."""
+        `fresh=False`: the policy's samples only, where they lead (an unbiased Monte Carlo
+        estimate; no loop is cut, so an episode that ends at a step limit kept in its
+        history does end)."""
         while not node.terminal:
             cands = await self.propose(node, temperature_k)
-            node = await self.expand(node, await self._fresh(node, cands[0]) if fresh else cands[0])
+            node = await self.expand(node, await self._fresh(node, cands[0]) if fresh else cands[0], merge=fresh)
         return node
 
     def is_closed(self, node: Node) -> bool:
@@ -439,7 +441,7 @@ class Space:
             try:
                 while not node.terminal and failures < retries:
                     candidate = (await self.propose(node, 1))[0]
-                    child = await self.expand(node, candidate)
+                    child = await self.expand(node, candidate, merge=False)  # the agent's own way to the end: no loop cut
                     if child.invalid:
                         failures += 1
                         continue
