@@ -37,7 +37,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -127,7 +127,7 @@ def _same(a: Any, b: Any) -> bool:
 # -- storage failures ---------------------------------------------------------------------------
 
 
-def _tiny_fs(tmp: Path, size: str = "1m") -> tuple[Path, Callable[[], None]] | None:
+def _tiny_fs(tmp: Path, size: str = "1m") -> tuple[Path, Callable[[], object]] | None:
     if os.geteuid() != 0:
         return None
     mnt = tmp / "tinyfs"
@@ -208,7 +208,7 @@ def read_only_store(tmp: Path) -> Row:
                note="StoreError '...readonly...' at the end of invoke; a read-only folder is named a permissions problem")
 
 
-def _read_only(folder: Path) -> Callable[[], None]:
+def _read_only(folder: Path) -> Callable[[], object]:
     if os.geteuid() == 0 and not subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], capture_output=True).returncode:
         return lambda: subprocess.run(["umount", "-l", str(folder)], check=False) and None
     folder.chmod(0o555)
@@ -356,7 +356,7 @@ def providers(tmp: Path) -> Row:
     g = StateGraph(S)
     g.add_node("ok", lambda s: {"n": 1})
 
-    def model(s: Any) -> Any:
+    def model(state: Any) -> Any:
         raise TimeoutError("provider hung up")
 
     g.add_node("agent", model)
@@ -391,7 +391,7 @@ def payload_store(tmp: Path) -> Row:
         for kwargs in ({}, {"import_recorded": named}):
             tried += 1
             try:
-                tg.replay(store, run_id, **kwargs)
+                tg.replay(store, run_id, **cast(dict[str, Any], kwargs))
             except TrajgraphError as exc:
                 clear += int(_typed(exc))
             except BaseException:
@@ -440,7 +440,7 @@ def secrets(tmp: Path) -> Row:
     key = "sk-proj-" + "Zz9" * 8
     model = FakeListChatModel(responses=["ok"])
     g = StateGraph(S)
-    g.add_node("agent", lambda s: {"value": model.invoke("hi", api_key=key).content + f" Bearer {key}", "n": 1})
+    g.add_node("agent", lambda s: {"value": cast(str, model.invoke("hi", api_key=key).content) + f" Bearer {key}", "n": 1})
     g.add_edge(START, "agent")
     g.add_edge("agent", END)
     store = tg.Store(tmp / "secrets.db")
@@ -756,7 +756,8 @@ def main() -> None:
                 rows.append(step(sub))
             except Exception as exc:
                 rows.append(row(name, 1, 0, 1, note=f"harness: {type(exc).__name__}: {exc}"[:120]))
-    totals = row("total", *(sum(r[c] or 0 for r in rows) for c in ("tried", "clear error", "traceback", "rows lost", "code executed")))
+    tried, clear, tb, lost, executed = (sum(r[c] or 0 for r in rows) for c in ("tried", "clear error", "traceback", "rows lost", "code executed"))
+    totals = row("total", tried, clear, tb, lost, executed)
     for r in rows:
         r["rows lost"] = "-" if r["rows lost"] is None else r["rows lost"]
     emit("fault_injection", "Fault injection (issues 11 and 21): target 0 in traceback, rows lost, code executed", [*rows, totals])

@@ -65,7 +65,8 @@ def _cell(state: dict[str, Any]) -> Any:
 
 def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, Any]], suites: str = "",
         partial: bool = True, state_key: bool = False) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    rows, per_generation = [], {}
+    rows: list[dict[str, Any]] = []
+    per_generation: dict[str, Any] = {}
     for label, tasks, node_for in _suites(n):
         if suites and not any(s in label for s in suites.split(",")):
             continue

@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 from _table import emit
 
@@ -44,6 +45,7 @@ def main() -> None:
     from trajgraph.learn import train_policy
     from trajgraph.policies import minilm_policy
     from trajgraph.policies.head import load_trainable_policy
+    from trajgraph.policies.prompt import SeededPolicy
     from trajgraph.store import Store
 
     work = Path(args.work)
@@ -60,7 +62,7 @@ def main() -> None:
     t0 = time.time()
     card = train_policy(store, work / "head", tasks=[t.id for t in train], situation=args.situation, features=args.features).card
     trained_s = time.time() - t0
-    policies = {"base T=0.1": base}
+    policies: dict[str, SeededPolicy] = {"base T=0.1": base}
     for t in (float(x) for x in args.temperatures.split(",")):
         policies[f"trained T={t:g}"] = load_trainable_policy(work / "head", temperature=t)
     policies.update({"base argmax": minilm_policy(temperature=0.0, seed=0),
@@ -68,7 +70,11 @@ def main() -> None:
     rows = []
     for label, policy in policies.items():
         for optimizer in ("greedy", "best-of-n") if "argmax" not in label else ("greedy",):
-            results = asyncio.run(run_bench(test, [optimizer], policy_for=lambda t, p=policy: p.view(), budget=args.budget,
+
+            def policy_for(task: Any, p: SeededPolicy = policy) -> SeededPolicy:
+                return p.view()
+
+            results = asyncio.run(run_bench(test, [optimizer], policy_for=policy_for, budget=args.budget,
                                             concurrency=2, repeatable=True, graph_name="textworld"))
             s = summarise(results, [optimizer])[0]
             rows.append({"policy": label, "optimizer": optimizer, "success": s.success_rate,

@@ -14,6 +14,8 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
 from _table import emit
 
@@ -29,7 +31,7 @@ from trajgraph.policies import (  # before torch: sets OMP_WAIT_POLICY
 from trajgraph.testing.choice_task import choice_states
 
 
-def timed(fn, repeat: int = 1) -> tuple[float, object]:
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
     """Median seconds of `repeat` calls, and the last result."""
     times, out = [], None
     for _ in range(repeat):

@@ -134,6 +134,7 @@ def main() -> None:
     cpu = _paths.cpu_info()
     print(f"CPU: {cpu['cpu']}; flags: {' '.join(cpu['flags'])}; torch {torch.__version__} capability {cpu['torch_capability']}, "
           f"{cpu['threads']} threads; load average {os.getloadavg()[0]:.2f}", flush=True)
+    modes: list[str | None]
     if cuda:
         cells, modes = [(t, b, 1) for t in (64, 128, 256) for b in (32, 256, 1024, 4096)], [None]
     elif args.quick:
@@ -180,7 +181,7 @@ def main() -> None:
                     "callers": callers,
                     "items_per_s": round(statistics.median(got), 1),
                     "best": round(max(got), 1),
-                    "rho": None if rho[name] is None else round(rho[name], 4),
+                    "rho": None if (rho_n := rho[name]) is None else round(rho_n, 4),
                 }
                 if peak:
                     row["share_of_bf16_peak"] = round(statistics.median(got) * flops_per_item(models[name], tokens) / peak, 3)

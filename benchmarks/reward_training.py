@@ -45,7 +45,7 @@ def chain_store(path: Path) -> tg.Store:
 def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_length: int) -> dict[str, Any]:
     real_options, real_of = _fit.adam_options, _fit.FrozenPrefix.of
     if variant == "before":
-        _fit.adam_options = lambda dev: {}  # type: ignore[assignment]  # torch's default AdamW
+        _fit.adam_options = lambda dev: {}  # torch's default AdamW
         _fit.FrozenPrefix.of = classmethod(lambda cls, *a: None)  # type: ignore[assignment,method-assign]
     try:
         t0, c0 = time.perf_counter(), time.process_time()
@@ -63,7 +63,7 @@ def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_le
         "cpu_s": round(cpu_seconds, 1),  # this process's CPU time: less moved than wall time by other processes
         "probe_s": round(by_epoch[0].seconds, 1) if 0 in by_epoch else None,
         "epoch_s": [round(by_epoch[e].seconds, 1) for e in sorted(by_epoch) if e > 0],
-        "val_auc": [None if by_epoch[e].val_auc is None else round(by_epoch[e].val_auc, 4) for e in sorted(by_epoch)],
+        "val_auc": [None if (auc := by_epoch[e].val_auc) is None else round(auc, 4) for e in sorted(by_epoch)],
     }
 
 
@@ -80,7 +80,7 @@ def adam_steps(repeats: int = 5, steps: int = 10) -> list[dict[str, Any]]:
     params = [p for p in net.parameters() if p.requires_grad]
     for p in params:
         p.grad = torch.randn_like(p) * 1e-3
-    variants = {"default (for-loop)": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
+    variants: dict[str, dict[str, Any]] = {"default (for-loop)": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}
     optimizers = {name: torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01, **opts) for name, opts in variants.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for opt in optimizers.values():

@@ -37,9 +37,10 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=20)
     args = ap.parse_args()
     from trajgraph.adapters.gym_toytext import CliffWalkingSuite, FrozenLakeSuite
+    from trajgraph.envloop.task import Suite
     from trajgraph.testing.chain_suite import ChainSuite
 
-    cases = [("chain (depth 5)", ChainSuite(5), 0.6, (8, 16, 32)),
+    cases: list[tuple[str, Suite, float, tuple[int, ...]]] = [("chain (depth 5)", ChainSuite(5), 0.6, (8, 16, 32)),
              ("frozenlake 4x4", FrozenLakeSuite(size=4), 0.5, (16, 32, 64)),
              ("cliffwalking", CliffWalkingSuite(), 0.8, (50, 100, 200))]
     names = list(OPTIMIZERS)

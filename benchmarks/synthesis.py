@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 from _table import emit
 
@@ -60,7 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     suite = FrozenLakeSuite(size=4)
     test = suite.tasks("test", args.test_tasks, 0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     base = trainable_policy(temperature=0.0)
     untrained = sum(rollout(t, base).outcome >= 1.0 for t in test) / len(test)
     for seed in [int(s) for s in args.seeds.split(",")]:

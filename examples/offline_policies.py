@@ -57,7 +57,7 @@ def choice_task(n: int, smollm: bool) -> None:
 
 def textworld(games: int, smollm: bool, episodes: bool) -> None:
     try:
-        from trajgraph.adapters.textworld_env import TextWorldEnv, textworld_task
+        from trajgraph.adapters.textworld_env import TextWorldEnv, TextWorldGraph, textworld_task
     except ImportError as exc:
         print(f"\n(TextWorld skipped: {exc})")
         return
@@ -68,7 +68,9 @@ def textworld(games: int, smollm: bool, episodes: bool) -> None:
         chance: list[float] = []
         start = time.perf_counter()
         for task in tasks:
+            assert isinstance(task.make_graph, TextWorldGraph) and task.oracle is not None
             env = TextWorldEnv(task.make_graph.gamefile, fork="replay")
+            history: list[dict[str, Any]]
             frame, history = env.reset(), []
             oracle = task.oracle
             for _ in range(task.max_steps):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 
+from langchain_core.messages import HumanMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
 
 import trajgraph as tg
@@ -56,7 +57,7 @@ def main() -> None:
     parent.add_edge(START, "solver")
     parent.add_edge("solver", "polish")
     parent.add_edge("polish", END)
-    print(parent.compile().invoke({"messages": [("user", "What is 6 times 7?")]})["messages"][-1].content)
+    print(parent.compile().invoke({"messages": [HumanMessage("What is 6 times 7?")]})["messages"][-1].content)
     search_run = store.runs(kind="search", limit=1)[0]
     print(f"search tree of the last run: {len(store.search_nodes(search_run.id))} nodes; "
           f"see it with: trajgraph show {search_run.id[:12]} --db example-optimize.db --tree")

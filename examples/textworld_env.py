@@ -15,8 +15,8 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from trajgraph.adapters.gym_toytext import frozenlake_task
-from trajgraph.adapters.textworld_env import TextWorldEnv, make_game, textworld_task
+from trajgraph.adapters.gym_toytext import ToyTextGraph, frozenlake_task
+from trajgraph.adapters.textworld_env import TextWorldEnv, TextWorldGraph, make_game, textworld_task
 
 
 def timeit(fn: Callable[[], object], n: int) -> float:
@@ -48,7 +48,9 @@ def main() -> None:
     rows.append(("cached game lookup (ms)", f"{(time.perf_counter() - t0) * 1e3:.2f}"))
 
     # play the walkthrough through the graph: the task's oracle is the walkthrough
-    graph, env = task.make_graph(lambda state: {"action": task.oracle(state)})
+    assert task.oracle is not None and isinstance(task.make_graph, TextWorldGraph)
+    oracle = task.oracle
+    graph, env = task.make_graph(lambda state: {"action": oracle(state)})
     t0 = time.perf_counter()
     out = graph.invoke(task.input, {"recursion_limit": 4 * task.max_steps})
     rows.append((f"episode through the graph ({len(out['history'])} steps, outcome {task.outcome(out)}) (ms)",
@@ -73,8 +75,13 @@ def main() -> None:
     rows.append(("snapshot (µs)", f"{timeit(env.snapshot, 2000) * 1e6:.1f}"))
     rows.append(("restore (µs)", f"{timeit(lambda: env.restore(snap), 2000) * 1e6:.1f}"))
     nxt = walk[len(walk) // 2]
+
+    def restore_and_step() -> None:
+        env.restore(snap)
+        env.step(nxt)
+
     rows.append(("restore + step, incl. copy-on-write of the tracker (ms)",
-                 f"{timeit(lambda: (env.restore(snap), env.step(nxt)), 200) * 1e3:.2f}"))
+                 f"{timeit(restore_and_step, 200) * 1e3:.2f}"))
     rows.append(("textworld env.copy() (ms)", f"{timeit(lambda: env._env.copy(), 20) * 1e3:.1f}"))
     replay = TextWorldEnv(task.make_graph.gamefile, fork="replay")
     replay.reset()
@@ -87,8 +94,10 @@ def main() -> None:
     import gymnasium as gym
 
     lake = frozenlake_task(8)
+    toy = lake.make_graph
+    assert isinstance(toy, ToyTextGraph)
     state = {**lake.input, "action": "right"}
-    rows.append(("gym toy-text step in the graph's env node (µs)", f"{timeit(lambda: lake.make_graph.env_node(state), 5000) * 1e6:.1f}"))
+    rows.append(("gym toy-text step in the graph's env node (µs)", f"{timeit(lambda: toy.env_node(state), 5000) * 1e6:.1f}"))
     genv = gym.make("FrozenLake-v1", map_name="8x8", is_slippery=False)
     genv.reset(seed=0)
     rows.append(("gymnasium FrozenLake env.step (µs)", f"{timeit(lambda: genv.step(0), 5000) * 1e6:.1f}"))  # left: a wall

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks and the oldest-LangGraph job, run by .ci/run before the tests.
-#   ruff over every Python file in the repository, mypy over the library, graphs/ and adapters/;
+#   ruff and mypy over every Python file in the repository (the library, graphs/, adapters/, tests/,
+#   benchmarks/, examples/);
 #   the LangGraph seam (trajgraph/_internal/langgraph.py) and the suites that lean on it, against the
 #   oldest LangGraph the project supports (installed beside the venv, shadowing the newest).
 set -euo pipefail
@@ -8,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 $PY -m ruff check .  # the library, graphs/, adapters/, tests/, benchmarks/, examples/ (what .gitignore leaves)
-bash scripts/mypy.sh  # mypy over the installed layout (graphs/, adapters/ as trajgraph.graphs/.adapters)
+bash scripts/mypy.sh  # mypy over the installed layout (graphs/, adapters/ as trajgraph.graphs/.adapters), tests/, benchmarks/, examples/
 
 # the oldest releases pyproject.toml allows; langgraph-checkpoint 4.0.1 is the first whose JsonPlusSerializer
 # takes allowed_msgpack_modules (trajgraph/_hermetic.strict_serde: a checkpoint revives no class it does not name)

@@ -5,8 +5,8 @@
 # `trajgraph.graphs` / `trajgraph.adapters` to check their imports of each other against.
 # So this builds a throwaway tree of symlinks with the installed layout,
 #   $TMP/trajgraph/<each entry of trajgraph/>, $TMP/trajgraph/graphs -> graphs/, $TMP/trajgraph/adapters -> adapters/,
-# runs mypy there with pyproject.toml's [tool.mypy] (its cache stays in ./.mypy_cache), and names the
-# files in its messages by their paths in the repository.
+# runs mypy there with pyproject.toml's [tool.mypy] (its cache stays in ./.mypy_cache) over the package and
+# tests/, benchmarks/, examples/, and names the files in its messages by their paths in the repository.
 # Usage: bash scripts/mypy.sh [mypy options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,12 +23,17 @@ for entry in trajgraph/* trajgraph/.[!.]*; do
 done
 ln -s "$ROOT/graphs" "$SHADOW/trajgraph/graphs"
 ln -s "$ROOT/adapters" "$SHADOW/trajgraph/adapters"
+# tests/, benchmarks/ and examples/ sit beside the package as in the repository: tests/ is a namespace
+# package (`from tests._services import ...`, explicit_package_bases names its modules tests.*), and the
+# benchmark scripts import their sibling `_table` as the top-level module they run beside (mypy_path).
+for extra in tests benchmarks examples; do ln -s "$ROOT/$extra" "$SHADOW/$extra"; done
 
-# files: the whole installed package (pyproject's `files` lists the three folders for editors and a
-# bare `mypy`, which checks graphs/ and adapters/ under the wrong names); exclude and the rest as configured.
+# files: the whole installed package and the three folders beside it (pyproject's `files` lists the package
+# folders for editors and a bare `mypy`, which checks graphs/ and adapters/ under the wrong names).
 cd "$SHADOW"
 set +e
-"$PY" -m mypy --config-file "$ROOT/pyproject.toml" --cache-dir "$ROOT/.mypy_cache" "$@" trajgraph \
+MYPYPATH="$SHADOW/benchmarks" "$PY" -m mypy --config-file "$ROOT/pyproject.toml" --cache-dir "$ROOT/.mypy_cache" \
+    --explicit-package-bases "$@" trajgraph tests benchmarks examples \
     | sed -e 's#^trajgraph/graphs/#graphs/#' -e 's#^trajgraph/adapters/#adapters/#'
 status=${PIPESTATUS[0]}
 set -e

@@ -11,7 +11,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from langchain_core.runnables import RunnableConfig
@@ -104,7 +104,7 @@ def record_search(store: tg.Store, facts: Facts) -> str:
     nodes: list[dict[str, Any]] = [{"id": 0, "parent_id": None, "depth": 0, "action": None, "observation": start["observation"],
                                     "terminal": False, "outcome": None, "path": []}]
 
-    def expand(parent: dict[str, Any], state: dict[str, Any]) -> None:
+    def expand(parent: dict[str, Any], state: Any) -> None:
         for action in CHAIN_ACTIONS:
             update = env({**state, "action": action})
             node = {"id": len(nodes), "parent_id": parent["id"], "depth": parent["depth"] + 1, "action": action,
@@ -175,8 +175,8 @@ def record_real_searches(store: tg.Store, facts: Facts) -> None:
         task = f"chain-{name}"
         result = tg.search(deceptive_chain_graph(depth=CHAIN_DEPTH, seed=4, skill=0.7), chain_start(task), decision_node="policy",
                            optimizer=optimizer, reward=reward, budget=tg.Budget(policy_calls=calls), store=store, task=task)
-        facts.real_searches[name] = result.run_id
-        facts.real_rollouts[task] = {rid: store.run(rid).outcome for rid in result.rollout_ids}
+        facts.real_searches[name] = cast(str, result.run_id)
+        facts.real_rollouts[task] = {rid: cast(float, store.run(rid).outcome) for rid in result.rollout_ids}
 
 
 def _noisy_calculator(messages: list[Any], rng: random.Random) -> Any:
@@ -196,8 +196,8 @@ def record_react_search(store: tg.Store, facts: Facts) -> None:
     agent = react_calculator_agent(FakeToolModel(respond=_noisy_calculator, seed=1))
     result = tg.search(agent, {"messages": [("user", "what is 3 times 4?")]}, decision_node="agent", optimizer=tg.MCTS(k=3),
                        budget=tg.Budget(policy_calls=12), outcome=_answered_12, store=store, task="times")
-    facts.real_searches["react"] = result.run_id
-    facts.real_rollouts["times"] = {rid: store.run(rid).outcome for rid in result.rollout_ids}
+    facts.real_searches["react"] = cast(str, result.run_id)
+    facts.real_rollouts["times"] = {rid: cast(float, store.run(rid).outcome) for rid in result.rollout_ids}
 
 
 def build_store(path: Path) -> Facts:

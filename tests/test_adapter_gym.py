@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from typing import Any, cast
 
 import gymnasium as gym
 import pytest
@@ -40,7 +41,7 @@ def gym_return(env_id: str, actions: list[str], words: tuple[str, ...], start: i
     env = gym.make(env_id, **kw)
     env.reset(seed=0)
     if start is not None:
-        env.unwrapped.s = start
+        cast(Any, env.unwrapped).s = start  # the toy-text envs keep their state in `s`
     total, terminated = 0.0, False
     for a in actions:
         _, r, terminated, _, _ = env.step(words.index(a))
@@ -154,7 +155,9 @@ def checkpoint_search(task: TaskSpec) -> tuple[float, float, int]:
             values = child.values
             assert values["history"][-1]["action"] == action and len(values["history"]) == len(state["history"]) + 1
             if values["done"]:
-                best_outcome = max(best_outcome, task.outcome(values))
+                outcome = task.outcome(values)
+                assert outcome is not None
+                best_outcome = max(best_outcome, outcome)
                 if values["reward"] > 0:
                     best_return = max(best_return, values["score"])
             else:

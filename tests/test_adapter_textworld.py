@@ -62,6 +62,7 @@ def test_invoking_twice_restarts_the_game(tw_task, walkthrough):
 
 def frame_view(env: TextWorldEnv) -> tuple:
     f = env.frame
+    assert f is not None
     return f.observation, f.score, f.admissible_commands, f.policy_commands, f.won
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import typer
@@ -35,7 +36,7 @@ def test_reward_train_options_are_the_config_fields() -> None:
     assert cli_fields >= {"epochs", "batch_size", "lr", "seed", "val_fraction", "max_length", "freeze_layers", "threshold",
                           "backbone", "device", "progress", "labels", "patience", "probe_steps", "head_lr", "decision_nodes"}
     assert _options("reward", "train") == cli_fields | {"out_arg", "out", "db"}
-    helps = {p.name: p.help for p in _command("reward", "train").params}
+    helps = {p.name: cast(Any, p).help for p in _command("reward", "train").params}  # typer's options and arguments carry help
     assert all(helps[f.name] == f.metadata["help"] for f in dataclasses.fields(RewardTrainConfig) if f.metadata["cli"])
 
 

@@ -22,6 +22,7 @@ CASES = {
     "train_reward_model.py": (["out"], ["MCTS with the trained reward model: outcome"]),
     "textworld_env.py": (["--cache", "games"], ["restore by replay from reset"]),
     "offline_policies.py": (["--no-smollm", "--states", "20", "--games", "1"], ["minilm(T=0)", "random"]),
+    "learn_own_graph.py": (["out"], ["decisions read: 30 of 30 decision steps", "on base node (scores)", "greedy success on unseen"]),
     "learn_from_search.py": (["out"], ["before training, greedy: reward 0.0", "after training, greedy: reward 1.0", "evolve round 1"]),
 }
 

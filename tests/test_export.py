@@ -209,7 +209,7 @@ def _expected_labels(nodes: dict[int, SearchNode], threshold: float) -> dict[int
             kids.setdefault(n.parent_id, []).append(n.id)
 
     def finished(i: int) -> list[float]:
-        own = [nodes[i].outcome] if nodes[i].terminal and nodes[i].outcome is not None else []
+        own = [o] if nodes[i].terminal and (o := nodes[i].outcome) is not None else []
         return own + [x for k in kids.get(i, []) for x in finished(k)]
 
     out = {}

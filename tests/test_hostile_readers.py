@@ -102,7 +102,7 @@ def test_training_data(db: Path) -> None:
     from trajgraph.learn.data import decisions, mc_preferences, preferences, state_key
     from trajgraph.reward.data import build_dataset
 
-    found = [decisions(db), preferences(db), mc_preferences(db)]
+    found: list[list[Any]] = [decisions(db), preferences(db), mc_preferences(db)]
     assert all(found), [len(f) for f in found]
     for items in found:
         for item in items:

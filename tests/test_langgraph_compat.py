@@ -58,7 +58,11 @@ def test_swapped_nodes_keep_edges_and_routing() -> None:
     orig = node_runnables(graph)
 
     def spy(name: str) -> Any:
-        return RunnableLambda(lambda s: (seen.append(name), orig[name].invoke(s))[1])
+        def run(s: Any) -> Any:
+            seen.append(name)
+            return orig[name].invoke(s)
+
+        return RunnableLambda(run)
 
     swapped = with_node_runnables(graph, {n: (spy(n), node_subgraphs(graph, n)) for n in ("a", "b")})
     assert swapped.invoke({"x": 1}) == {"x": 20, "log": ["a", "b"]}
@@ -94,14 +98,18 @@ class P(BaseModel):
     x: int
 
 
+class Ctx(TypedDict):
+    k: int
+
+
 def test_ainvoke_node_reads_channels_mapper_and_runtime() -> None:
     got: dict[str, Any] = {}
 
-    def node(state: P, runtime: Runtime[dict]) -> dict[str, Any]:
+    def node(state: P, runtime: Runtime[Ctx]) -> dict[str, Any]:
         got["state"], got["context"] = state, runtime.context
         return {"x": state.x + 100}
 
-    g = StateGraph(P, context_schema=dict)
+    g = StateGraph(P, context_schema=Ctx)
     g.add_node("n", node)
     g.add_edge(START, "n")
     graph = g.compile()

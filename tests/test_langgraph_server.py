@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -174,7 +174,7 @@ def test_every_graph_answers_through_runs_wait(server: Server) -> None:
     rollouts = store.runs(kind="rollout", parent_id=search.id)
     (best,) = [r for r in rollouts if "best" in r.tags]
     # the agent answers with the best of the trajectories it searched, and says so in the store
-    assert best.outcome == max(r.outcome for r in rollouts) == search.outcome
+    assert best.outcome == max(cast(float, r.outcome) for r in rollouts) == search.outcome
     assert best.output["messages"][-1].content == _last_message(answers["optimized"])["content"]
     assert [n.id for n in tree if n.chosen][-1] == best.metadata["search_node"]
     if best.outcome == 1.0:
@@ -216,6 +216,6 @@ def test_an_empty_or_malformed_input_gets_one_line_naming_the_expected_input(ser
         assert "\n" not in message and message.startswith(f"{graph}: "), message
         assert ("missing key" in message or "unknown key 'foo'" in message) and "it expects" in message, message
     # the recorded agent keeps each refused call, as a failed run with the message
-    failed = sorted(r.error for r in _store(server).runs(kind="record", status="failed"))
+    failed = sorted(cast(str, r.error) for r in _store(server).runs(kind="record", status="failed"))
     refused = sorted(f"InputError: {a['__error__']['message']}" for (name, _), a in zip(MALFORMED, answers) if name == "recorded")
     assert len(refused) == 2 and failed == refused

@@ -36,7 +36,7 @@ def _arithmetic(fail_at: int | None = None, factor: int = 2) -> Any:
 
     b = StateGraph(Inner)
     b.add_node("double", lambda s: {"y": s["y"] * factor})
-    b.add_node("inc", inc)
+    b.add_node("inc", inc)  # type: ignore[arg-type]  # LangGraph's node protocols name the argument `state`; it passes it positionally
     b.add_edge(START, "double")
     b.add_edge("double", "inc")
     b.add_edge("inc", END)
@@ -55,13 +55,13 @@ def _outer(inner: Any, agent: Any = None) -> Any:
 
     b = StateGraph(Outer)
     b.add_node("first", lambda s: {"x": s["x"] + 1})
-    b.add_node("call_inner", call_inner)
+    b.add_node("call_inner", call_inner)  # type: ignore[arg-type]  # LangGraph's node protocols name the argument `state`; it passes it positionally
     b.add_edge(START, "first")
     b.add_edge("first", "call_inner")
     if agent is None:
         b.add_edge("call_inner", END)
     else:
-        b.add_node("ask", ask)
+        b.add_node("ask", ask)  # type: ignore[arg-type]  # LangGraph's node protocols name the argument `state`; it passes it positionally
         b.add_edge("call_inner", "ask")
         b.add_edge("ask", END)
     return b.compile()
@@ -149,6 +149,7 @@ def test_a_changed_called_graph_is_a_divergence_at_its_step(store: Store) -> Non
 
     result = tg.replay(store, run.id, _outer(_arithmetic(factor=3)), live=True)
     assert not result.matched
+    assert result.divergence is not None
     assert (result.divergence.seq, result.divergence.node, result.divergence.reason) == (1, "call_inner", "update differs")
 
 

@@ -26,6 +26,7 @@ from typing import Annotated, Any, TypedDict
 import pytest
 from blockbuster.blockbuster import BlockingError, blockbuster_ctx  # the dev extra; setup.sh installs it
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, interrupt
@@ -167,7 +168,7 @@ def test_a_failed_and_an_interrupted_async_run_are_stored_without_blocking(store
     g.add_node("boom", explode)
     g.add_edge(START, "boom")
     failing = tg.record(g.compile(), store=store, name="boom")
-    config = {"configurable": {"thread_id": "t1"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t1"}}
 
     async def main() -> tuple[Any, Any]:
         first = await graph.ainvoke({"xs": []}, config)
@@ -184,6 +185,7 @@ def test_a_failed_and_an_interrupted_async_run_are_stored_without_blocking(store
     assert run.status == "succeeded" and run.metadata["resumes"][0].resume == "yes"
     assert [s.node for s in store.steps(run.id)] == ["draft", "ask", "ask", "send"]
     (failed,) = store.runs(graph="boom")
+    assert failed.error is not None
     assert failed.status == "failed" and "the tool broke" in failed.error
 
 

@@ -107,7 +107,7 @@ def test_open_ended_searches_refuse_a_budget_without_limits():
 
 
 @pytest.mark.parametrize("make", [lambda: RRO(k_max=0), lambda: RRO(group=0), lambda: MCTS(k=0), lambda: MCTS(c=-0.5),
-                                  lambda: SEAgent(population=0), lambda: BestOfN(n=0), lambda: MCTS(k=2.5)])
+                                  lambda: SEAgent(population=0), lambda: BestOfN(n=0), lambda: MCTS(k=2.5)])  # type: ignore[arg-type]  # a float k on purpose
 def test_settings_that_would_do_nothing_are_refused_at_construction(make):
     with pytest.raises(ConfigError, match=r"^(RRO|MCTS|SEAgent|BestOfN)\("):
         make()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -44,7 +44,8 @@ def test_react_run_span_tree(facts: Facts) -> None:
     assert root.attributes["openinference.span.kind"] == "AGENT"
     assert root.attributes["gen_ai.operation.name"] == "invoke_agent" and root.attributes["gen_ai.agent.name"] == "calculator"
     assert root.attributes["tag.tags"] == ("calc",)
-    assert root.attributes["gen_ai.usage.input_tokens"] == sum(c.prompt_tokens for c in calls)
+    assert root.attributes["gen_ai.usage.input_tokens"] == sum(cast(int, c.prompt_tokens) for c in calls)
+    assert run.ended_at is not None
     assert root.start_time == int(run.started_at * 1e9) and root.end_time == int(run.ended_at * 1e9)
     assert {s.context.trace_id for s in spans} == {root.context.trace_id}
 
@@ -69,6 +70,7 @@ def test_react_run_span_tree(facts: Facts) -> None:
         assert a["gen_ai.operation.name"] == "chat" and a["gen_ai.request.model"] == "scripted-tool-model"
         assert a["gen_ai.usage.input_tokens"] == a["llm.token_count.prompt"] == call.prompt_tokens
         assert a["gen_ai.usage.output_tokens"] == a["llm.token_count.completion"] == call.completion_tokens
+        assert call.prompt_tokens is not None and call.completion_tokens is not None
         assert a["llm.token_count.total"] == call.prompt_tokens + call.completion_tokens
         assert a["llm.input_messages.0.message.role"] == "user"
         assert a["llm.input_messages.0.message.content"] == "What is (2+3)*4?"

@@ -11,6 +11,7 @@ import collections
 import pickle
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -242,7 +243,7 @@ def test_minilm_policy_beats_random_and_caches_embeddings(encoder: MiniLM) -> No
 def test_minilm_policy_moves_on_to_the_next_instruction(encoder: MiniLM) -> None:
     """An executed action closes the objective sentence it answered, so the next one leads."""
     policy = minilm_policy(temperature=0, encoder=encoder)
-    state = {
+    state: dict[str, Any] = {
         "task": "First, open the wooden chest. Then, take the golden key from the chest. Finally, go east.",
         "observation": "You are in a cellar. There is a wooden chest here. An exit leads east.",
         "actions": ["go east", "open wooden chest", "take golden key from wooden chest", "look"],

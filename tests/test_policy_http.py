@@ -119,6 +119,7 @@ def test_a_search_over_a_local_server_records_malformed_tool_calls_as_invalid(se
     result = search(agent, {"messages": [HumanMessage(content="add 1 and 2")]}, decision_node="agent",
                     optimizer=BestOfN(n=3), policy=_policy(api_base), budget=Budget(policy_calls=12))
     assert fake.requests and all(r["model"] == "fake-model" for r in fake.requests)
+    assert result.space is not None
     children = result.space.nodes[0].children
     assert children, "the root was expanded with the server's candidates"
     invalid = [n for n in result.space.nodes if n.invalid]

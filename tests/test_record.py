@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.store.memory import InMemoryStore
@@ -174,7 +175,7 @@ def _approval_graph() -> StateGraph:
 
 def test_interrupt_resumed_later_is_the_same_run(store: Store) -> None:
     graph = tg.record(_approval_graph().compile(), store=store, name="hitl", checkpointer=InMemorySaver())
-    config = {"configurable": {"thread_id": "t1"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t1"}}
     first = graph.invoke({"xs": []}, config)
     assert "__interrupt__" in first
     (run,) = store.runs()
@@ -207,7 +208,7 @@ def test_retrying_a_failed_checkpointed_thread_continues_the_run(store: Store) -
     g.add_edge(START, "a")
     g.add_edge("a", "flaky")
     graph = tg.record(g.compile(checkpointer=InMemorySaver()), store=store)
-    config = {"configurable": {"thread_id": "retry"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "retry"}}
     with pytest.raises(TimeoutError):
         graph.invoke({"xs": []}, config)
     assert store.runs()[0].status == "failed"
@@ -225,7 +226,7 @@ def test_interrupt_inside_a_recorded_child_graph_resumes_the_child_run(store: St
     parent.add_node("child", child)
     parent.add_edge(START, "child")
     app = parent.compile(checkpointer=InMemorySaver())
-    config = {"configurable": {"thread_id": "p1"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "p1"}}
     assert "__interrupt__" in app.invoke({"xs": []}, config)
     assert [r.status for r in store.runs(graph="child")] == ["interrupted"]
     app.invoke(Command(resume="ok"), config)
@@ -326,14 +327,14 @@ def test_checkpointer_config_and_langgraph_store_pass_through(store: Store, tmp_
     lg_store = InMemoryStore()
     with SqliteSaver.from_conn_string(str(tmp_path / "ckpt.db")) as saver:
         graph = tg.record(g.compile(checkpointer=saver, store=lg_store), store=store)
-        assert graph.store is lg_store and graph.trajgraph_store is store
-        config = {"configurable": {"thread_id": "th-9"}, "tags": ["from-config"]}
+        assert graph.store is lg_store and graph.trajgraph_store is store  # type: ignore[attr-defined]  # record() is typed Pregel
+        config: RunnableConfig = {"configurable": {"thread_id": "th-9"}, "tags": ["from-config"]}
         graph.invoke({"xs": []}, config)
         graph.invoke({"xs": []}, config)
         assert graph.get_state(config).values["xs"] == ["noted", "noted"]  # the checkpointer kept the thread
         bound = graph.with_config({"tags": ["bound"]})
         bound.invoke({"xs": []}, {"configurable": {"thread_id": "th-10"}})
-    assert lg_store.get(("notes",), "k").value == {"v": 1}
+    assert (item := lg_store.get(("notes",), "k")) is not None and item.value == {"v": 1}
     runs = store.runs(newest_first=False)
     assert [r.thread_id for r in runs] == ["th-9", "th-9", "th-10"]
     assert "from-config" in runs[0].tags and "bound" in runs[2].tags
@@ -342,7 +343,7 @@ def test_checkpointer_config_and_langgraph_store_pass_through(store: Store, tmp_
 
 def test_record_rejects_what_it_cannot_wrap(store: Store) -> None:
     with pytest.raises(TypeError, match="compile"):
-        tg.record(StateGraph(S), store=store)
+        tg.record(StateGraph(S), store=store)  # type: ignore[arg-type]  # the wrong type on purpose
     with pytest.raises(ValueError, match="not in graph"):
         tg.record(deceptive_chain_graph(), store=store, decision_nodes=["nope"])
 

@@ -51,6 +51,7 @@ def test_repeatable_search_gives_the_same_tree_and_spend_every_time(optimizer: A
 def test_children_keep_the_order_they_were_asked_for_when_expansions_finish_out_of_order() -> None:
     result = search(line_graph(goal=4, max_turns=8), line_start(), decision_node="policy", optimizer=MCTS(k=3),
                     budget=Budget(policy_calls=30), policy=JitteryPolicy(seed=3))
+    assert result.space is not None
     for node in result.space.nodes:
         ids = [c.id for c in node.children]
         assert ids == sorted(ids)
@@ -90,6 +91,7 @@ def test_a_budget_stop_leaves_no_concurrent_branch_running(optimizer: Any) -> No
 
         r = await asearch(line_graph(goal=30, max_turns=12), line_start(), decision_node="policy", optimizer=optimizer,
                           policy=JitteryPolicy(seed=3), budget=Budget(policy_calls=6))
+        assert r.space is not None
         returned = len(r.space.nodes)
         await asyncio.sleep(0.3)  # a branch left running would keep expanding now
         return r, returned, len(r.space.nodes)

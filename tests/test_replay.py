@@ -8,6 +8,7 @@ from typing import Annotated, Any, TypedDict
 
 import pytest
 from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, StateGraph
@@ -74,10 +75,12 @@ def test_replay_reports_first_divergence_of_a_changed_tool(store: Store, calcula
     assert model.calls == calls
     assert not result.matched and result.status == "succeeded"
     d = result.divergence
+    assert d is not None
     assert (d.seq, d.node, d.reason) == (1, "tools", "update differs")
     assert d.expected["messages"][0]["__lc_message__"]["content"] == "1.0"
     assert d.got["messages"][0]["__lc_message__"]["content"] == "101.0"
     rows = diff(store, run_id, result.run_id)
+    assert rows.first_difference is not None
     assert rows.counts()["changed"] == 2 and rows.first_difference.a_seq == 1  # both add calls changed
 
 
@@ -113,7 +116,9 @@ def test_cassette_replay_refuses_a_model_call_it_has_no_answer_for(store: Store)
     assert model.calls == 1
     result = replay(store, run_id, _summarizing_graph(model, summarize=True))
     assert model.calls == 1  # the new call in prep was stopped before it reached the model
+    assert result.error is not None
     assert not result.matched and result.status == "failed" and "calls no model" in result.error
+    assert result.divergence is not None
     assert (result.divergence.seq, result.divergence.node, result.divergence.reason) == (0, "prep", "error differs")
 
     live = replay(store, run_id, _summarizing_graph(model, summarize=False), live=True)
@@ -145,6 +150,7 @@ def test_fork_at_step_n_with_a_substituted_action(store: Store, calculator_scrip
     assert new[2].action["messages"][0].tool_calls[0]["args"] == {"a": 10, "b": 20}
     assert new[3].update["messages"][0].content == "30.0"  # the tool really ran on the new action
     assert new[4].update["messages"][0].content == "forked answer"
+    assert result.divergence is not None
     assert (result.divergence.seq, result.divergence.node) == (2, "agent")
     d = diff(store, run_id, result.run_id)
     assert [s.status for s in d.steps] == ["same", "same", "changed", "changed", "changed"] and not d.identical
@@ -223,7 +229,7 @@ def _hitl_graph(checkpointer: bool = True) -> Any:
 
 def test_replay_of_an_interrupted_and_resumed_run_resumes_the_same_way(store: Store) -> None:
     graph = tg.record(_hitl_graph(), store=store)
-    config = {"configurable": {"thread_id": "x"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "x"}}
     graph.invoke({"xs": []}, config)
     graph.invoke(Command(resume="yes"), config)
     run_id = store.runs()[0].id
@@ -241,6 +247,7 @@ def test_replay_of_a_failed_run_fails_the_same_way(store: Store) -> None:
         tg.record(broken, store=store).invoke(chain_start())
     run_id = store.runs()[0].id
     result = replay(store, run_id, broken)
+    assert result.error is not None
     assert result.status == "failed" and "env crashed" in result.error and result.matched
 
 
@@ -261,7 +268,7 @@ def test_replay_of_a_failed_then_retried_run(store: Store) -> None:
         return g.compile(checkpointer=InMemorySaver())
 
     graph = tg.record(build([]), store=store)
-    config = {"configurable": {"thread_id": "t"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t"}}
     with pytest.raises(TimeoutError):
         graph.invoke({"xs": []}, config)
     graph.invoke(None, config)
@@ -373,7 +380,7 @@ def test_a_failed_recorded_decision_step_is_run_again_not_answered(store: Store)
         return g.compile(checkpointer=InMemorySaver())
 
     graph = tg.record(build([]), store=store, decision_nodes=["decide"])
-    config = {"configurable": {"thread_id": "t"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "t"}}
     with pytest.raises(TimeoutError):
         graph.invoke({"xs": []}, config)
     graph.invoke(None, config)
@@ -386,7 +393,7 @@ def test_a_failed_recorded_decision_step_is_run_again_not_answered(store: Store)
 
 def test_replay_gives_a_graph_without_a_checkpointer_one_to_apply_recorded_resumes(store: Store) -> None:
     graph = tg.record(_hitl_graph(checkpointer=False), store=store, checkpointer=InMemorySaver())
-    config = {"configurable": {"thread_id": "x"}}
+    config: RunnableConfig = {"configurable": {"thread_id": "x"}}
     graph.invoke({"xs": []}, config)
     graph.invoke(Command(resume="yes"), config)
     run_id = store.runs()[0].id
@@ -408,5 +415,6 @@ def test_a_decision_step_with_no_recorded_answer_is_a_divergence(store: Store) -
     run_id = store.runs()[0].id
     result = replay(store, run_id, deceptive_chain_graph(depth=3, skill=1.0, trap=0.0))  # one more decision to make
     assert not result.matched and result.status == "failed"
+    assert result.error is not None
     assert "has no recorded answer" in result.error and "live=True" in result.error
     assert replay(store, run_id, deceptive_chain_graph(depth=3, skill=1.0, trap=0.0), live=True).status == "succeeded"

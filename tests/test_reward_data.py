@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +21,7 @@ from trajgraph.trajectory import PreferencePair, Run, SearchNode, Step
 
 
 def test_reward_item_normalises_turns_and_renders_like_render_prefix() -> None:
-    item = RewardItem("find the key", [["go north", "a door"], ("open door", "")], "take key")
+    item = RewardItem("find the key", [["go north", "a door"], ("open door", "")], "take key")  # type: ignore[arg-type]  # lists on purpose
     assert item.turns == (("go north", "a door"), ("open door", ""))
     assert hash(item) == hash(RewardItem("find the key", (("go north", "a door"), ("open door", "")), "take key"))
     assert item.text == render_prefix("find the key", item.turns, "take key")
@@ -218,6 +219,7 @@ def test_weighted_mixes_rewards() -> None:
     assert mix.score([RewardItem("t")] * 2) == [0.75, 0.75]
     assert asyncio.run(mix.ascore([RewardItem("t")])) == [0.75]
     assert mix.score([]) == []
+    bad: Any
     for bad in ([], [(_Const(1), -1)], [(_Const(1), 0)], [(EnvReward(), 1)], [("not a reward", 1)]):
         with pytest.raises(ConfigError):
             Weighted(bad)

@@ -85,7 +85,7 @@ def test_auto_choice_is_measured_once_per_process_and_model(model_dir: Path, mon
     calls: list[list[str]] = []
     real = _paths.measure
 
-    def counting(net, pad_id, encoder, path, candidates):  # type: ignore[no-untyped-def]
+    def counting(net, pad_id, encoder, path, candidates):
         calls.append(list(candidates))
         return real(net, pad_id, encoder, path, candidates)
 
@@ -100,14 +100,14 @@ def test_auto_choice_is_measured_once_per_process_and_model(model_dir: Path, mon
 class _Fake:
     """Extra candidates for the selection rule: instant runners that agree with fp32, or not."""
 
-    def __init__(self, real_build):  # type: ignore[no-untyped-def]
+    def __init__(self, real_build):
         self.real_build = real_build
 
-    def __call__(self, path, net, pad_id, model_dir, max_length):  # type: ignore[no-untyped-def]
+    def __call__(self, path, net, pad_id, model_dir, max_length):
         fp32, module = self.real_build("fp32", net, pad_id, model_dir, max_length)
         reference: dict[int, list[float]] = {}
 
-        def remembered(batch):  # type: ignore[no-untyped-def]
+        def remembered(batch):
             key = id(batch)
             if key not in reference:
                 reference[key] = fp32(batch)
@@ -134,7 +134,7 @@ def test_a_fast_path_that_ranks_differently_is_never_chosen(model_dir: Path, mon
 def test_a_path_that_cannot_be_built_is_reported_not_fatal(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     real = _paths.build
 
-    def failing(path, *args):  # type: ignore[no-untyped-def]
+    def failing(path, *args):
         if path == "int8":
             raise ConfigError("no quantized engine on this CPU")
         return real(path, *args)

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 import trajgraph as tg
 from trajgraph.reward import LocalRewardModel, RewardItem, _fit, _net, build_dataset, train
@@ -29,7 +31,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> tg.Store:
 
 
 @pytest.fixture(scope="module")
-def backbone() -> tuple[_net.RewardNet, object, int]:
+def backbone() -> tuple[_net.RewardNet, Tokenizer, int]:
     return _net.load_backbone(_net.default_backbone())
 
 
@@ -40,7 +42,7 @@ def items(n: int) -> list[RewardItem]:
     ]
 
 
-def frozen_net(backbone: tuple[_net.RewardNet, object, int], n: int) -> tuple[_net.RewardNet, _fit.Cache, int]:
+def frozen_net(backbone: tuple[_net.RewardNet, Tokenizer, int], n: int) -> tuple[_net.RewardNet, _fit.Cache, int]:
     import copy
 
     net, tokenizer, pad_id = backbone
@@ -75,7 +77,12 @@ def test_frozen_states_are_computed_once_per_item(backbone, monkeypatch: pytest.
     assert prefix is not None
     embedded: list[int] = []
     real = prefix._embed
-    monkeypatch.setattr(prefix, "_embed", lambda inputs: (embedded.append(len(inputs["input_ids"])), real(inputs))[1])
+
+    def counted(inputs: Any) -> Any:
+        embedded.append(len(inputs["input_ids"]))
+        return real(inputs)
+
+    monkeypatch.setattr(prefix, "_embed", counted)
     batch = items(8)
     first = prefix.logits(batch).tolist()
     assert embedded == [8] and len(prefix.kept) == 8
@@ -115,7 +122,7 @@ def test_adam_is_fused_on_cpu(backbone) -> None:
 
 
 def test_training_with_the_cache_gives_the_model_training_without_it(store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = dict(epochs=2, probe_steps=30, max_length=48, freeze_layers=5, batch_size=8, val_fraction=0.34, seed=3, progress=False)
+    settings: dict[str, Any] = dict(epochs=2, probe_steps=30, max_length=48, freeze_layers=5, batch_size=8, val_fraction=0.34, seed=3, progress=False)
     cached = train(store, tmp_path / "cached", **settings)
     monkeypatch.setattr(_fit.FrozenPrefix, "of", classmethod(lambda cls, *a: None))  # the plain path, as before
     plain = train(store, tmp_path / "plain", **settings)

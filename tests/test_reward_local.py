@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -158,7 +159,7 @@ class _Gate:
         self.sizes.append(len(batch))
         return self.run(batch)
 
-    def block(self, rm: LocalRewardModel) -> object:
+    def block(self, rm: LocalRewardModel) -> Future[list[float]]:
         """Occupy the worker with a one-item request; return once the worker holds it."""
         self.batcher._run = self
         future = self.batcher.submit(rm._encoder.encode(items(1)))
@@ -207,7 +208,12 @@ def test_large_requests_are_split_into_length_sorted_batches(model_dir: Path) ->
     rm = LocalRewardModel(model_dir, device="cpu", batch_size=8)
     sizes: list[list[int]] = []
     real = rm._batcher._forward()
-    rm._batcher._run = lambda batch: (sizes.append([len(e.ids) for e in batch]), real(batch))[1]
+
+    def sized(batch: list) -> list[float]:
+        sizes.append([len(e.ids) for e in batch])
+        return real(batch)
+
+    rm._batcher._run = sized
     batch = items(20, long=2)
     scores = rm.score(batch)
     assert [len(s) for s in sizes] == [8, 8, 4]

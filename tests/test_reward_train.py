@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from trajgraph.reward import LocalRewardModel, RewardItem, train
 from trajgraph.reward.metrics import spearman
 from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
 
-FAST = dict(max_length=64, freeze_layers=5, batch_size=16, progress=False)
+FAST: dict[str, Any] = dict(max_length=64, freeze_layers=5, batch_size=16, progress=False)
 
 
 def record_chain_runs(store: tg.Store, tasks: int, runs: int, depth: int = 3, seed0: int = 0) -> None:
@@ -51,6 +52,7 @@ def held_out_steps(store: tg.Store, tasks: set[str]) -> tuple[list[RewardItem], 
             turns = steps_to_turns(store.steps(run.id))
             for k in range(len(turns)):
                 items.append(RewardItem(render_task(run.input), tuple(turns[: k + 1])))
+                assert run.outcome is not None
                 labels.append(run.outcome >= 0.5)
     return items, labels
 
@@ -108,7 +110,7 @@ def test_save_load_gives_identical_scores_and_any_search_node_item_scores(chain_
     items = items[:20] + [
         RewardItem("chain-3"),  # the root decision point: no turns yet
         RewardItem("chain-3", (("left", "room 1: three doors and a ledge"),), "jump"),  # a candidate action
-        RewardItem("chain-3", [["up", "the floor gives way"]]),  # lists, as JSON gives them
+        RewardItem("chain-3", [["up", "the floor gives way"]]),  # type: ignore[arg-type]  # lists, as JSON gives them
     ]
     a = LocalRewardModel(out, device="cpu").score(items)
     b = LocalRewardModel(out, device="cpu").score(items)
@@ -145,7 +147,7 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> tg.Store:
     return store
 
 
-TINY = dict(FAST, epochs=1, probe_steps=50, max_length=48, val_fraction=0.34)
+TINY: dict[str, Any] = dict(FAST, epochs=1, probe_steps=50, max_length=48, val_fraction=0.34)
 
 
 def test_fixed_seed_gives_the_same_model(small_store, tmp_path: Path) -> None:
@@ -158,8 +160,9 @@ def test_fixed_seed_gives_the_same_model(small_store, tmp_path: Path) -> None:
 
 
 def test_early_stopping_keeps_the_best_epoch(small_store, tmp_path: Path) -> None:
-    # lr 0: fine-tuning cannot improve on the probed head, so patience 1 stops after one epoch
-    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=0.0, head_lr=0.0, patience=1)
+    # lr 1e-30 (0 is refused): fp32 weights cannot move, so fine-tuning cannot improve on the probed head and
+    # patience 1 stops after one epoch
+    report = train(small_store, tmp_path / "rm", seed=7, **dict(TINY, epochs=3), lr=1e-30, head_lr=1e-30, patience=1)
     assert report.stopped_early
     assert [e.epoch for e in report.epochs] == [0, 1]
     assert report.best_epoch == 0

@@ -13,6 +13,7 @@ from trajgraph.testing.tiny_env import chain_start, deceptive_chain_graph
 
 
 def _tree(result: tg.SearchResult) -> list[tuple]:
+    assert result.space is not None
     return [(n.id, n.parent.id if n.parent else None, n.action_text, n.outcome, n.invalid) for n in result.space.nodes]
 
 

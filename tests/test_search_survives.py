@@ -89,6 +89,7 @@ def test_sigterm_mid_search_writes_the_tree_and_ends_the_run_interrupted(tmp_pat
             child.kill()
     store = tg.Store(db)
     (search,) = store.runs(kind="search")
+    assert search.error is not None
     assert search.status == "interrupted" and search.error.startswith("interrupted: the search was stopped")
     assert search.metadata["spent"]["policy_calls"] > 0  # the search's own final write, not a liveness guess
     nodes = store.search_nodes(search.id)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)
     conn.execute("PRAGMA journal_mode = WAL")
-    for statement in SQLITE.render(_MIGRATIONS[1][0]):
+    for statement in SQLITE.render(cast(str, _MIGRATIONS[1][0])):
         conn.execute(statement)
     conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
     conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1'), ('app', 'trajgraph')")
@@ -244,7 +245,7 @@ def test_four_processes_record_into_one_file_and_lose_nothing(db_path: Path) -> 
         assert [s.seq for s in steps] == list(range(8)) and [s.node for s in steps] == ["policy", "env"] * 4
         assert r.output["reward"] == 1.0
     assert store.count("steps") == 4 * runs * 8
-    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(r.ended_at for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
+    spans = [(min(r.started_at for r in all_runs if r.graph == g), max(cast(float, r.ended_at) for r in all_runs if r.graph == g)) for g in ("w0", "w1", "w2", "w3")]
     assert max(a for a, _ in spans) < min(b for _, b in spans)  # the four really wrote at the same time
 
 

@@ -10,7 +10,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import pytest
@@ -128,7 +128,7 @@ def test_older_store_is_migrated_forward(postgres: Postgres) -> None:
     schema = postgres.schema()
     with psycopg.connect(PostgresStore(postgres.url, schema=schema)._conninfo, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-        for statement in pg_schema.POSTGRES.render(MIGRATIONS[1][0]):
+        for statement in pg_schema.POSTGRES.render(cast(str, MIGRATIONS[1][0])):
             conn.execute(statement)
         conn.execute("CREATE TABLE _trajgraph_meta (key TEXT PRIMARY KEY, value TEXT)")
         conn.execute("INSERT INTO _trajgraph_meta VALUES ('schema_version', '1')")

@@ -320,7 +320,7 @@ def test_page_filters_and_compares_two_runs(server: ViewServer, browser: Browser
     browser.wait("document.querySelectorAll('#runs tbody tr.run-row').length === 1")
     assert browser.js("document.querySelector('#runs tbody tr.run-row').dataset.runId") == facts.calc_failed[0]
 
-    a, b = sorted(facts.env_rewards, key=facts.env_rewards.get)[0], max(facts.env_rewards, key=facts.env_rewards.get)
+    a, b = sorted(facts.env_rewards, key=facts.env_rewards.__getitem__)[0], max(facts.env_rewards, key=facts.env_rewards.__getitem__)
     set_filter(browser, "status", "")
     browser.wait(f"document.querySelector('#runs tr.run-row[data-run-id=\"{a}\"]') !== null")
     for rid in (a, b):
@@ -357,6 +357,7 @@ def test_cli_view_binds_loopback(facts: Facts) -> None:
 
     proc = subprocess.Popen([sys.executable, "-m", "trajgraph.cli", "view", "--db", str(facts.path), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         line = proc.stdout.readline()  # "trajgraph view: http://127.0.0.1:PORT/  (store ..., read-only; ...)"
         assert line.startswith("trajgraph view: http://127.0.0.1:"), line + proc.stderr.read() if proc.poll() is not None else line

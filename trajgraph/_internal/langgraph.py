@@ -113,7 +113,7 @@ def sync_nodes(graph: Pregel) -> bool:
     return all(ok(bound) for name, bound in node_runnables(graph).items() if not name.startswith("__"))
 
 
-async def ainvoke_node(graph: Pregel, name: str, state: Mapping[str, Any], config: RunnableConfig, context: Any = None) -> Any:
+async def ainvoke_node(graph: Pregel[Any, Any, Any, Any], name: str, state: Mapping[str, Any], config: RunnableConfig, context: Any = None) -> Any:
     """Run node `name` once on `state` as LangGraph would inside a step, without writing its output.
 
     The node reads its channels (through its input mapper, e.g. a pydantic state schema)

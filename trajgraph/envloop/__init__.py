@@ -9,7 +9,8 @@ Adapters (TextWorld, gym toy-text, SQL) and the test kit build on it; it imports
 """
 
 from trajgraph.envloop.loop import EnvState, Node, env_loop, env_loop_graph, oracle_policy
+from trajgraph.envloop.statemap import StateMap
 from trajgraph.envloop.task import SPLITS, Suite, Task, TaskSpec, check_split, sample_pool, seed_pool, split_pool
 
-__all__ = ["EnvState", "Node", "env_loop", "env_loop_graph", "oracle_policy", "Task", "Suite", "TaskSpec", "SPLITS",
+__all__ = ["StateMap", "EnvState", "Node", "env_loop", "env_loop_graph", "oracle_policy", "Task", "Suite", "TaskSpec", "SPLITS",
            "check_split", "sample_pool", "seed_pool", "split_pool"]

@@ -23,7 +23,7 @@ from typing import Annotated, Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
-Node = Callable[[Any], dict[str, Any]]
+Node = Callable[..., dict[str, Any]]  # (state) or, as LangGraph allows, (state, config)
 
 
 class EnvState(TypedDict, total=False):

@@ -83,7 +83,8 @@ class Task(Protocol):
 class Suite(Protocol):
     """A family of tasks with disjoint train/test pools."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # read-only, so frozen dataclasses conform
 
     def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> Sequence[Task]: ...
 

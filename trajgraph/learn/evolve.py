@@ -47,7 +47,7 @@ class RoundResult:
 @dataclass
 class EvolveReport:
     rounds: list[RoundResult]
-    stopped: str  # "rounds" or "no gain"
+    stopped: str  # "rounds", "no gain" or "not improved" (the fit did not improve: nothing promoted)
     policies: list[str] = field(default_factory=list)  # folders, round 1..
     plot: str | None = None
     config: dict[str, Any] = field(default_factory=dict)
@@ -169,15 +169,18 @@ def evolve(
                                    **(train_options or {}))
             row.decisions = trained.card.get("data", {}).get("decisions")
             row.preferences = trained.card.get("data", {}).get("preferences")
-            folders.append(str(folder))
-            current = as_node_policy(folder)
+            if trained.improved:  # a fit that kept its start or did not improve is not promoted (issue 22.3)
+                folders.append(str(folder))
+                current = as_node_policy(folder)
+            else:
+                stopped = "not improved"
             if retrain_reward:
                 reward = _retrain_reward(store, out / f"reward-r{r + 1}", seed)
         row.wall_s = time.perf_counter() - t0
         rows.append(row)
         if on_round is not None:
             on_round(row)
-        if stopped == "no gain" or r == rounds:
+        if stopped in ("no gain", "not improved") or r == rounds:
             break
     report = EvolveReport(rounds=rows, stopped=stopped, policies=folders,
                           config={"train_tasks": [t.id for t in train], "test_tasks": [t.id for t in test], "optimizer": optimizer,

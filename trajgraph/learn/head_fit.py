@@ -54,11 +54,12 @@ class _Table:
         return self.index.setdefault(text, len(self.index))
 
 
-def _rows(policy: TrainablePolicy, examples: Sequence[tuple[dict[str, Any], list[str]]], table: _Table) -> tuple[list[list[int]], list[list[float]], list[int]]:
-    """Per candidate: [command, next, observation, last] text rows, scalars, and its example index."""
+def _rows(policy: TrainablePolicy, examples: Sequence[tuple[dict[str, Any], list[str], Any]], table: _Table) -> tuple[list[list[int]], list[list[float]], list[int]]:
+    """Per candidate: [command, next, observation, last] text rows, scalars, and its example index.
+    (An example is (policy view, commands, the user's raw state or None), the raw state for a node base.)"""
     idx, scal, seg = [], [], []
-    for e, (state, commands) in enumerate(examples):
-        parts = policy.parts(state, commands)
+    for e, (state, commands, raw) in enumerate(examples):
+        parts = policy.parts(state, commands, raw)
         ctx = [table(t) for t in parts.context]
         for c, s in zip(parts.commands, parts.scalars):
             idx.append([table(c), *ctx, 1 if parts.context[2] else 0])
@@ -88,9 +89,9 @@ def fit(policy: TrainablePolicy, decisions: Sequence[Any], preferences: Sequence
 
     table = _Table()
     # decisions: the chosen command first, then the other admissible ones
-    d_examples = [(d.state, [d.action] + [a for a in dict.fromkeys(d.state["actions"]) if a != d.action]) for d in decisions]
-    p_examples = [(p.state, [p.chosen, p.rejected]) for p in preferences]
-    n_examples = [(d.state, [d.action] + [a for a in dict.fromkeys(d.state["actions"]) if a != d.action]) for d in detours]
+    d_examples = [(d.state, [d.action] + [a for a in dict.fromkeys(d.state["actions"]) if a != d.action], getattr(d, "raw", None)) for d in decisions]
+    p_examples = [(p.state, [p.chosen, p.rejected], getattr(p, "raw", None)) for p in preferences]
+    n_examples = [(d.state, [d.action] + [a for a in dict.fromkeys(d.state["actions"]) if a != d.action], getattr(d, "raw", None)) for d in detours]
     n_examples = [e for e in n_examples if len(e[1]) > 1]  # a detour with no alternative teaches nothing
     d_idx, d_scal, d_seg = _rows(policy, d_examples, table)
     n_idx, n_scal, n_seg = _rows(policy, n_examples, table)

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.modelfolder import SAFE_LOAD, refuse_remote_code
 from trajgraph.errors import ConfigError
 from trajgraph.learn.data import NoTrainingDataError
 from trajgraph.learn.result import TrainResult, source_summary
@@ -116,11 +117,12 @@ def train_lm(
     out = Path(out)
     cuda = bool(torch.cuda.is_available())
     source = base_model_dir(base)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    refuse_remote_code(source)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(source), **SAFE_LOAD)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = torch.bfloat16 if cuda else torch.float32
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), use_safetensors=True, dtype=dtype, local_files_only=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(source), use_safetensors=True, dtype=dtype, **SAFE_LOAD)
     if not model.config.architectures:  # a GGUF conversion leaves it empty; servers (and TRL's ref model) read it
         model.config.architectures = [type(model).__name__]
     metrics: dict[str, Any] = {}

@@ -22,6 +22,12 @@ class TrainResult:
     def version(self) -> dict[str, Any]:
         return {"name": self.card.get("name"), "hash": self.card.get("hash"), "round": self.card.get("round")}
 
+    @property
+    def improved(self) -> bool:
+        """Did training make the policy better on its held-out check? (`evolve` should promote only such a version.)
+        A card without the field (the TRL methods) counts as improved."""
+        return bool(self.card.get("improved", True))
+
 
 def source_summary(run_ids: Iterable[str]) -> dict[str, Any]:
     """How a card names its source runs: the count, a digest of the sorted ids, and the first few."""

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.modelfolder import bounded_int, finite_number
+from trajgraph.envloop.statemap import StateMap
 from trajgraph.errors import ConfigError
 
 from .minilm_ranker import MiniLM, MiniLMPolicy, _sentences, minilm_policy
@@ -54,7 +56,7 @@ TRAINED_TEMPERATURE = 0.3
 FEATURES = ("full", "scalars")
 
 
-def _head(hidden: int, features: str = "full") -> Any:
+def _head(hidden: int, features: str = "full", base_weight: float = 1.0 / BASE_TEMPERATURE) -> Any:
     import torch
 
     if features not in FEATURES:
@@ -69,7 +71,7 @@ def _head(hidden: int, features: str = "full") -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.full = features == "full"
-            self.base_weight = torch.nn.Parameter(torch.tensor(1.0 / BASE_TEMPERATURE))
+            self.base_weight = torch.nn.Parameter(torch.tensor(float(base_weight)))
             width = 4 * DIM + N_SCALARS if self.full else N_SCALARS
             self.mlp = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
             last = self.mlp[2]
@@ -94,17 +96,98 @@ class Parts:
     scalars: list[list[float]]  # (n, N_SCALARS)
 
 
+# -- the base policy the head starts from ------------------------------------------------
+
+MAX_HIDDEN = 65_536
+MAX_PRIOR_SAMPLES = 256
+
+
+class MiniLMPrior:
+    """The library's MiniLM ranker as the base: its similarity scores, weighted 1 / 0.1 at the start."""
+
+    kind = "minilm"
+    weight0 = 1.0 / BASE_TEMPERATURE
+
+    def __init__(self, ranker: MiniLMPolicy) -> None:
+        self.ranker = ranker
+
+    def logits(self, raw: Mapping[str, Any], view: Mapping[str, Any], commands: Sequence[str]) -> list[float]:
+        return self.ranker.scores({**view, "actions": list(commands)})
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "source": "scores", "weight0": self.weight0}
+
+
+class NodePrior:
+    """The user's own decision node as the base.
+
+    Where the node exposes `scores(state)` (one number per admissible action, sampled
+    at its `temperature`, as trajgraph's policies do) the base logits are its scores /
+    its temperature; otherwise its samples are the prior: the node is called `samples`
+    times and each action gets log((count + 0.5) / (samples + 0.5 n)). Weighted 1 at the start."""
+
+    kind = "node"
+    weight0 = 1.0
+
+    def __init__(self, node: Any, state_map: StateMap | None = None, samples: int = 8, name: str | None = None) -> None:
+        if not callable(node) and not callable(getattr(node, "scores", None)):
+            raise ConfigError(f"the base decision node must be callable (state) -> update, got {type(node).__name__}")
+        if isinstance(samples, bool) or not isinstance(samples, int) or not 1 <= samples <= MAX_PRIOR_SAMPLES:
+            raise ConfigError(f"prior samples must be an integer in [1, {MAX_PRIOR_SAMPLES}], got {samples!r}")
+        self.node, self.samples = node, samples
+        self.state_map = state_map or StateMap()
+        self.scorer = getattr(node, "scores", None)
+        self.source = "scores" if callable(self.scorer) else "samples"
+        self.name = name or str(getattr(node, "name", None) or getattr(node, "__name__", None) or type(node).__name__)
+
+    @property
+    def temperature(self) -> float:
+        t = getattr(self.node, "temperature", 1.0)
+        return float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0 else 1.0
+
+    def logits(self, raw: Mapping[str, Any], view: Mapping[str, Any], commands: Sequence[str]) -> list[float]:
+        state = {**raw, self.state_map.actions: list(commands)}
+        if self.source == "scores":
+            assert self.scorer is not None
+            scores = list(self.scorer(state))
+            if len(scores) != len(commands):
+                raise ConfigError(f"base node {self.name!r}: scores() gave {len(scores)} numbers for {len(commands)} actions")
+            return [float(x) / self.temperature for x in scores]
+        counts = dict.fromkeys(commands, 0)
+        for _ in range(self.samples):
+            chosen = self.state_map.action_of(self.node(state))
+            if chosen in counts:
+                counts[chosen] += 1
+        total = self.samples + 0.5 * len(commands)
+        return [math.log((counts[c] + 0.5) / total) for c in commands]
+
+    def describe(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "source": self.source, "weight0": self.weight0, "name": self.name}
+        if self.source == "samples":
+            out["samples"] = self.samples
+        else:
+            out["temperature"] = self.temperature
+        return out
+
+
 class TrainablePolicy(SeededPolicy):
-    """A decision node `(state) -> {"action": str}` with `propose(state, k)`; see module docstring."""
+    """A decision node `(state) -> {"action": str}` with `propose(state, k)`; see module docstring.
+
+    prior: the base the head starts from (`MiniLMPrior` by default, `NodePrior` for a user's
+    own decision node); state_map: where the user's state keeps what the head reads;
+    top_k: score only the base's top k admissible actions (large action sets)."""
 
     def __init__(self, head: Any, card: dict[str, Any], temperature: float | None = None, seed: int | None = 0,
-                 encoder: MiniLM | None = None) -> None:
+                 encoder: MiniLM | None = None, prior: Any = None, state_map: StateMap | None = None, top_k: int | None = None) -> None:
         self.head = head.eval()
         self.card = card
         self.temperature = check_temperature(card.get("temperature", 1.0) if temperature is None else temperature)
         self.seeds = StateSeeds(seed)
         self.stats = PolicyStats()
         self.base: MiniLMPolicy = minilm_policy(encoder=encoder)
+        self.prior = prior if prior is not None else MiniLMPrior(self.base)
+        self.state_map = state_map or StateMap()
+        self.top_k = check_top_k(top_k)
         self.name = f"{card.get('name', 'minilm-head')}@{str(card.get('hash', 'untrained'))[:12]}"
 
     # -- features -------------------------------------------------------------------
@@ -118,11 +201,28 @@ class TrainablePolicy(SeededPolicy):
         """What a run records about the policy that produced it."""
         return {"name": self.card.get("name", "minilm-head"), "hash": self.card.get("hash"), "round": self.card.get("round")}
 
-    def parts(self, state: Mapping[str, Any], commands: Sequence[str]) -> Parts:
+    def untrained(self) -> bool:
+        """Does the head still score exactly as its base (last layer zero, base weight at its start)?"""
+        last = self.head.mlp[2]
+        return bool((last.weight == 0).all() and (last.bias == 0).all()) and float(self.head.base_weight.detach()) == float(self.prior.weight0)
+
+    @property
+    def reproduces_base(self) -> bool:
+        """An untrained head over a user's node is that node: `with_policy` keeps the node itself."""
+        return self.prior.kind == "node" and self.untrained()
+
+    def state_view(self, state: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The head's view of a user's state (checked by the state map; the env-loop keys as they are)."""
+        return state if self.state_map.is_default else self.state_map.view(state)
+
+    def parts(self, state: Mapping[str, Any], commands: Sequence[str], raw: Mapping[str, Any] | None = None,
+              base: Sequence[float] | None = None) -> Parts:
+        """Features of `commands` at `state` (the policy's view); `raw`: the user's own state, for a node prior."""
         import torch
 
         commands = list(commands)
-        base = self.base.scores({**state, "actions": commands})
+        if base is None:
+            base = self.prior.logits(state if raw is None else raw, state, commands)
         sentences = _sentences(objective(state)) or [""]
         done = [a for a, _ in recent_history(state, 1_000_000) if a]
         last = done[-1] if done else ""
@@ -154,34 +254,56 @@ class TrainablePolicy(SeededPolicy):
             ctx[2] = 0.0  # no previous action
         return vec[:n], ctx.unsqueeze(0).expand(n, -1, -1), torch.tensor(parts.scalars, dtype=torch.float32)
 
-    def scores(self, state: Mapping[str, Any], commands: Sequence[str] | None = None) -> list[float]:
+    def scores(self, state: Mapping[str, Any], commands: Sequence[str] | None = None, raw: Mapping[str, Any] | None = None) -> list[float]:
+        """Head scores of `commands` (default: every admissible action) at `state` (the policy's view)."""
         import torch
 
         with torch.inference_mode():
-            return self.head(*self.tensors(self.parts(state, commands or admissible(state)))).tolist()
+            return self.head(*self.tensors(self.parts(state, commands or admissible(state), raw))).tolist()
+
+    def ranked(self, state: Mapping[str, Any]) -> tuple[list[str], list[float]]:
+        """(commands, scores) at a user's state: with `top_k`, only the base's top k are scored by the head."""
+        import torch
+
+        view = self.state_view(state)
+        commands = admissible(view)
+        base = self.prior.logits(state, view, commands)
+        if self.top_k is not None and len(commands) > self.top_k:
+            keep = sorted(sorted(range(len(commands)), key=lambda i: -base[i])[: self.top_k])
+            commands, base = [commands[i] for i in keep], [base[i] for i in keep]
+        with torch.inference_mode():
+            return commands, self.head(*self.tensors(self.parts(view, commands, state, base))).tolist()
 
     # -- the policy -----------------------------------------------------------------
 
     def _choose(self, state: Mapping[str, Any], k: int, rng: random.Random) -> list[str]:
-        commands = admissible(state)
+        commands, scores = self.ranked(state)
         self.stats.calls += 1
         self.stats.samples += k
-        return sample(commands, self.scores(state, commands), self.temperature, k, rng)
+        return sample(commands, scores, self.temperature, k, rng)
 
     def __call__(self, state: Mapping[str, Any]) -> dict[str, str]:
-        return {"action": self._choose(state, 1, self.seeds.rng(state))[0]}
+        return self.state_map.update_of(self._choose(state, 1, self.seeds.rng(self.state_view(state)))[0])
 
     async def propose(self, state: Mapping[str, Any], k: int) -> list[dict[str, str]]:
-        rng = self.seeds.rng(state)  # here, not in the thread: see StateSeeds
-        return [{"action": a} for a in await asyncio.to_thread(self._choose, state, k, rng)]
+        rng = self.seeds.rng(self.state_view(state))  # here, not in the thread: see StateSeeds
+        return [self.state_map.update_of(a) for a in await asyncio.to_thread(self._choose, state, k, rng)]
 
     def __repr__(self) -> str:
         return self.name
 
     # -- folders ----------------------------------------------------------------------
 
+    def settings(self) -> dict[str, Any]:
+        """What changes behaviour besides the weights (what the content hash covers)."""
+        return {**{k: self.card.get(k) for k in SETTINGS}, "base": self.prior.describe(),
+                "state_map": None if self.state_map.is_default else self.state_map.as_dict()}
+
+    def content_hash(self) -> str:
+        return content_hash(self.head.state_dict(), self.settings())
+
     def save(self, path: str | Path) -> Path:
-        """Write head.safetensors and policy.json; the card's `hash` is the content hash of both."""
+        """Write head.safetensors and policy.json; the card's `hash` is the content hash of weights and settings."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -189,18 +311,37 @@ class TrainablePolicy(SeededPolicy):
         weights = {k: v.detach().contiguous() for k, v in self.head.state_dict().items()}
         save_file(weights, str(path / WEIGHTS), metadata={"format": "pt", "kind": KIND})
         card = {k: v for k, v in self.card.items() if k != "hash"}
-        card["hash"] = content_hash(path / WEIGHTS, card)
-        (path / CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
+        card.update({k: v for k, v in self.settings().items() if k in ("base", "state_map")})
         self.card = card
+        card["hash"] = self.content_hash()
+        (path / CARD).write_text(json.dumps(card, indent=2, sort_keys=True, default=str))
         self.name = f"{card.get('name', 'minilm-head')}@{card['hash'][:12]}"
         return path
 
 
-def content_hash(weights: Path, card: Mapping[str, Any]) -> str:
-    """sha256 over the weight bytes and the settings that change behaviour (not metrics or dates)."""
-    h = hashlib.sha256(weights.read_bytes())
-    h.update(json.dumps({k: card.get(k) for k in ("kind", "hidden", "features", "temperature")}, sort_keys=True).encode())
+SETTINGS = ("kind", "hidden", "features", "temperature")
+
+
+def content_hash(tensors: Mapping[str, Any], settings: Mapping[str, Any]) -> str:
+    """sha256 over each tensor (name, dtype, shape, bytes; names sorted) and the settings as canonical JSON.
+
+    Equal weights and settings give equal hashes, however the file was written
+    (safetensors' metadata order varies from one save to the next)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        h.update(t.numpy().tobytes() if t.numel() else b"")
+    h.update(json.dumps(dict(settings), sort_keys=True, separators=(",", ":"), default=str).encode())
     return h.hexdigest()
+
+
+def check_top_k(top_k: Any) -> int | None:
+    if top_k is None:
+        return None
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ConfigError(f"top_k must be a positive integer or None, got {top_k!r}")
+    return top_k
 
 
 def is_policy_folder(path: str | Path) -> bool:
@@ -208,39 +349,94 @@ def is_policy_folder(path: str | Path) -> bool:
 
 
 def trainable_policy(hidden: int = 128, temperature: float = 1.0, seed: int | None = 0, name: str = "minilm-head",
-                     encoder: MiniLM | None = None, features: str = "full") -> TrainablePolicy:
-    """An untrained head: it ranks exactly like `minilm_policy()` until `fit` moves it."""
-    import torch
-    from safetensors.torch import save
+                     encoder: MiniLM | None = None, features: str = "full", base: Any = None,
+                     state_map: StateMap | None = None, top_k: int | None = None, prior_samples: int = 8) -> TrainablePolicy:
+    """An untrained head: it ranks exactly like its base until `fit` moves it.
 
+    base: None or "minilm" (the library's MiniLM ranker), or the user's own decision
+    node (a callable `(state) -> update`, ideally with `scores(state)` and `temperature`)."""
+    import torch
+
+    hidden = bounded_int(hidden, "hidden", "trainable_policy", 1, MAX_HIDDEN)
+    check_temperature(temperature)
     torch.manual_seed(0)  # the first layer's init: the same untrained policy every time
-    head = _head(hidden, features)
+    ranker = minilm_policy(encoder=encoder)
+    prior = MiniLMPrior(ranker) if base is None or base == "minilm" else NodePrior(base, state_map, prior_samples)
+    head = _head(hidden, features, prior.weight0)
     card: dict[str, Any] = {"kind": KIND, "name": name, "hidden": hidden, "features": features, "temperature": temperature, "round": 0}
-    weights = save({k: v.detach().contiguous() for k, v in head.state_dict().items()})
-    card["hash"] = hashlib.sha256(weights + json.dumps([hidden, features, temperature]).encode()).hexdigest()
-    return TrainablePolicy(head, card, temperature, seed, encoder)
+    policy = TrainablePolicy(head, card, temperature, seed, encoder, prior, state_map, top_k)
+    card.update({k: v for k, v in policy.settings().items() if k in ("base", "state_map")})
+    card["hash"] = policy.content_hash()
+    policy.name = f"{name}@{card['hash'][:12]}"
+    return policy
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """policy.json, checked: a JSON object of this kind with well-typed, bounded settings; else one ConfigError."""
+    try:
+        card = json.loads((path / CARD).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path / CARD}: not valid JSON ({exc})") from None
+    where = str(path / CARD)
+    if not isinstance(card, dict):
+        raise ConfigError(f"{where}: a policy card must be a JSON object, got {type(card).__name__}")
+    if card.get("kind") != KIND:
+        raise ConfigError(f"{path}: holds a {card.get('kind')!r} model, not a {KIND!r} policy")
+    if "hidden" not in card:
+        raise ConfigError(f"{where}: no 'hidden' (the head's width)")
+    bounded_int(card["hidden"], "hidden", where, 1, MAX_HIDDEN)
+    if card.get("features", "full") not in FEATURES:
+        raise ConfigError(f"{where}: 'features' must be one of {', '.join(FEATURES)}, got {card.get('features')!r}")
+    finite_number(card.get("temperature", 1.0), "temperature", where)
+    if not isinstance(card.get("hash"), str):
+        raise ConfigError(f"{where}: no 'hash' (the content hash of the weights and settings)")
+    base = card.get("base", {"kind": "minilm"})
+    if not isinstance(base, dict) or base.get("kind") not in ("minilm", "node"):
+        raise ConfigError(f"{where}: 'base' must say which base the head starts from ({{'kind': 'minilm' | 'node'}}), got {base!r}")
+    if card.get("state_map") is not None:
+        StateMap.from_dict(card["state_map"])
+    return card
 
 
 def load_trainable_policy(path: str | Path, temperature: float | None = None, seed: int | None = 0,
-                          encoder: MiniLM | None = None) -> TrainablePolicy:
-    """A saved head; a folder without policy.json + head.safetensors, or of another kind, is a one-line error."""
+                          encoder: MiniLM | None = None, base: Any = None, top_k: int | None = None) -> TrainablePolicy:
+    """A saved head, checked before use: the card's fields, and the weights against the card's hash.
+
+    A head trained over a user's own decision node (card base "node") needs that node
+    as `base` (`tg.with_policy(graph, folder)` passes the graph's)."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not is_policy_folder(path):
         raise ConfigError(f"{path}: not a trainable policy folder (needs {CARD} and {WEIGHTS}); train one with `trajgraph train policy`")
+    card = read_card(path)
+    state_map = StateMap.from_dict(card.get("state_map"))
+    spec = card.get("base") or {"kind": "minilm"}
+    if spec["kind"] == "node":
+        if base is None or base == "minilm":
+            raise ConfigError(f"{path}: this head starts from its graph's own decision node ({spec.get('name')!r}); "
+                              "load it with tg.with_policy(graph, folder) or pass base=<that node>")
+        samples = spec.get("samples", 8)
+        prior: Any = NodePrior(base, state_map, bounded_int(samples, "base.samples", str(path / CARD), 1, MAX_PRIOR_SAMPLES), spec.get("name"))
+    else:
+        prior = MiniLMPrior(minilm_policy(encoder=encoder))
+    head = _head(int(card["hidden"]), str(card.get("features", "full")), prior.weight0)
     try:
-        card = json.loads((path / CARD).read_text())
-    except ValueError as exc:
-        raise ConfigError(f"{path / CARD}: not valid JSON ({exc})") from None
-    if card.get("kind") != KIND:
-        raise ConfigError(f"{path}: holds a {card.get('kind')!r} model, not a {KIND!r} policy")
-    head = _head(int(card["hidden"]), str(card.get("features", "full")))
+        weights = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path / WEIGHTS}: not a readable safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     try:
-        head.load_state_dict(load_file(str(path / WEIGHTS)))
+        head.load_state_dict(weights)
     except (RuntimeError, KeyError) as exc:
         raise ConfigError(f"{path / WEIGHTS}: weights do not fit the card ({str(exc).splitlines()[0]})") from None
-    return TrainablePolicy(head, card, temperature, seed, encoder)
+    policy = TrainablePolicy(head, card, temperature, seed, encoder, prior, state_map, top_k)
+    actual = policy.content_hash()
+    if actual != card["hash"]:
+        raise ConfigError(f"{path}: the weights and settings hash to {actual[:12]}, but the card says {str(card['hash'])[:12]}; "
+                          "the folder was changed after training: retrain or restore it")
+    return policy
 
 
-__all__ = ["TrainablePolicy", "Parts", "trainable_policy", "load_trainable_policy", "is_policy_folder", "content_hash", "KIND"]
+__all__ = ["TrainablePolicy", "Parts", "MiniLMPrior", "NodePrior", "trainable_policy", "load_trainable_policy", "read_card",
+           "is_policy_folder", "content_hash", "check_top_k", "KIND"]

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.modelfolder import SAFE_LOAD, refuse_remote_code
 from trajgraph.errors import ConfigError
 
 from .prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, resolve, sample
@@ -94,8 +95,9 @@ def load_lm_policy(path: str | Path, mode: str = "rank", temperature: float = 0.
     if not is_lm_folder(path):
         raise ConfigError(f"{path}: not a model folder (needs config.json and *.safetensors); train one with `trajgraph train policy --method sft`")
     start = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    refuse_remote_code(path)
+    model = AutoModelForCausalLM.from_pretrained(str(path), use_safetensors=True, **SAFE_LOAD)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), **SAFE_LOAD)
     model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # type: ignore[arg-type]  # transformers types .to() narrowly
     card = json.loads((path / CARD).read_text()) if (path / CARD).is_file() else {"name": path.name}
     return LMPolicy(SmolLM2(model, tokenizer, str(path), time.perf_counter() - start), card, mode, temperature, seed, window)

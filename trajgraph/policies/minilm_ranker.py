@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.modelfolder import SAFE_LOAD, refuse_remote_code
 from trajgraph.errors import ConfigError
 
 from .prompt import PolicyStats, SeededPolicy, StateSeeds, admissible, check_temperature, objective, recent_history, sample
@@ -45,8 +46,9 @@ class MiniLM:
         from transformers import AutoModel, AutoTokenizer
 
         path = str(path or model_dir())
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, use_safetensors=True, local_files_only=True).eval()
+        refuse_remote_code(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, **SAFE_LOAD)
+        self.model = AutoModel.from_pretrained(path, use_safetensors=True, **SAFE_LOAD).eval()
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.model.to(self.device)
         self.max_length = max_length

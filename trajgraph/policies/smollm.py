@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from trajgraph._internal.modelfolder import SAFE_LOAD, refuse_remote_code
 from trajgraph.errors import ConfigError
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -59,8 +60,9 @@ def _convert(gguf: Path, dest: Path) -> None:
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, local_files_only=True)
+    refuse_remote_code(gguf.parent)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **SAFE_LOAD)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **SAFE_LOAD)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}-{threading.get_ident()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -131,8 +133,9 @@ class SmolLM2:
         if not _is_current(dest, gguf):
             _convert(gguf, dest)
             source = "gguf"
-        model = AutoModelForCausalLM.from_pretrained(str(dest), use_safetensors=True, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(str(dest), local_files_only=True)
+        refuse_remote_code(dest)
+        model = AutoModelForCausalLM.from_pretrained(str(dest), use_safetensors=True, **SAFE_LOAD)
+        tokenizer = AutoTokenizer.from_pretrained(str(dest), **SAFE_LOAD)
         # transformers declares to() as @wraps(torch.nn.Module.to), which typeshed types as an unbound function
         model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))  # type: ignore[arg-type]
         return cls(model, tokenizer, source, time.perf_counter() - start)

@@ -23,6 +23,7 @@ from safetensors.torch import load_model, save_model
 from tokenizers import Encoding, Tokenizer
 from torch import nn
 
+from trajgraph._internal.modelfolder import SAFE_LOAD, bounded_int, check_config_sizes, refuse_remote_code
 from trajgraph.errors import ConfigError, RewardModelError
 from trajgraph.reward.base import Formatter, RewardItem
 
@@ -198,7 +199,16 @@ class Loaded:
 
 
 def load(path: Path, max_length: int | None = None) -> Loaded:
-    """Build the network from config.json and fill it from model.safetensors (never pickle)."""
+    """Build the network from config.json and fill it from model.safetensors (never pickle).
+
+    A malformed folder (ill-typed fields, a damaged file) is one RewardModelError naming it."""
+    try:
+        return _load(path, max_length)
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise RewardModelError(f"{path}: not a valid reward model folder ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _load(path: Path, max_length: int | None = None) -> Loaded:
     from transformers import AutoConfig, AutoModel
 
     config = read_config(path)
@@ -209,11 +219,20 @@ def load(path: Path, max_length: int | None = None) -> Loaded:
     model_type = backbone.pop("model_type", None)
     if not model_type:
         raise RewardModelError(f"{path / CONFIG}: backbone config has no model_type")
+    if not isinstance(model_type, str):
+        raise RewardModelError(f"{path / CONFIG}: backbone model_type must be text, got {model_type!r}")
+    if any(field in backbone for field in ("auto_map", "custom_pipelines")):
+        raise RewardModelError(f"{path / CONFIG}: backbone field 'auto_map' asks to run code shipped in the folder; trajgraph never runs it")
+    check_config_sizes(backbone, str(path / CONFIG) + " backbone", RewardModelError)
+    head = config.get("head")
+    if not isinstance(head, dict):
+        raise RewardModelError(f"{path / CONFIG}: reward model config has no 'head' object")
+    bounded_int(head.get("hidden_size"), "head.hidden_size", str(path / CONFIG), 1, 16_384, RewardModelError)
     try:
         hf_config = AutoConfig.for_model(model_type, **backbone)
         encoder = AutoModel.from_config(hf_config)
-    except (ValueError, KeyError) as exc:
-        raise RewardModelError(f"{path}: cannot build backbone {model_type!r} with this transformers ({exc})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RewardModelError(f"{path}: cannot build backbone {model_type!r} with this transformers ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     net = RewardNet(encoder, int(config["head"]["hidden_size"]), uses_token_types(hf_config))
     try:
         missing, unexpected = load_model(net, str(path / WEIGHTS), strict=False)
@@ -253,12 +272,13 @@ def load_backbone(path: Path) -> tuple[RewardNet, Any, int]:
 
     if not (path / "config.json").is_file():
         raise RewardModelError(f"backbone {path}: not a local transformers checkpoint (config.json missing)")
+    refuse_remote_code(path, RewardModelError)
     enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the "Loading weights" bar would interleave with ours
     try:
         # use_safetensors: refuse pickle-based weight files (pytorch_model.bin) outright.
-        encoder = AutoModel.from_pretrained(str(path), use_safetensors=True, local_files_only=True)
-        hf_tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        encoder = AutoModel.from_pretrained(str(path), use_safetensors=True, **SAFE_LOAD)
+        hf_tok = AutoTokenizer.from_pretrained(str(path), **SAFE_LOAD)
     except (OSError, ValueError) as exc:
         raise RewardModelError(f"backbone {path}: cannot load it offline ({str(exc).splitlines()[0]})") from None
     finally:

@@ -71,7 +71,7 @@ def rollout_rows(search_run: Run, leaf: Node, decision_node: str, task: str | No
         started_at=search_run.started_at, ended_at=time.time(),
     )
     steps, seq = [], 0
-    for n in leaf.path()[1:]:
+    for n in leaf.path():  # the root's steps too: what ran before the first decision (a reset node) builds its state
         for name, update in n.steps:
             steps.append(Step(run_id=run.id, seq=seq, node=name, update=update,
                               action=update if name == decision_node else None,
@@ -105,7 +105,7 @@ def write_search(store: Store, space: Space, search_run: Run, log: TreeLog, best
         ca, ct, cn = _action_of(p["chosen"])
         ra, rt, rn = _action_of(p["rejected"])
         pairs.append(PreferencePair(
-            run_id=search_run.id, source=p["source"], prompt={"task": space.task_text, "history": [list(t) for t in at.turns()]},
+            run_id=search_run.id, source=p["source"], prompt={"task": space.task_text, "history": [list(t) for t in at.turns()], "state": at.state},
             chosen={"action": ca, "text": ct}, rejected={"action": ra, "text": rt}, chosen_score=p["chosen_score"],
             rejected_score=p["rejected_score"], node_id=at.id, chosen_node=cn, rejected_node=rn, task=task,
         ))
