@@ -90,8 +90,8 @@ def run(names: list[str], n: int, multiple: int, settings: dict[str, dict[str, A
                 hits += got >= best - 1e-9
                 gaps += best - got
                 calls += result.spent.policy_calls
-                for g, f in enumerate(result.stats.get("fitness_per_generation") or []):
-                    per_generation.setdefault(label, {}).setdefault(g, []).append(f)
+                if result.stats.get("fitness_per_generation"):
+                    per_generation.setdefault(label, []).append(list(result.stats["fitness_per_generation"]))
             rows.append({"suite": label, "optimizer": name, "tasks": len(tasks), "budget": f"{multiple}x len ({sum(lengths) / len(lengths):.1f})",
                          "optimum reached": f"{hits / len(tasks):.0%}", "mean gap": round(gaps / len(tasks), 3),
                          "mean calls": round(calls / len(tasks)), "wall_s": round(time.perf_counter() - t0, 1)})
@@ -117,9 +117,16 @@ def main() -> None:
     emit(f"known_optimum_{args.label}", f"known-optimum suite ({args.label}): optimum reached and mean gap, "
          f"budget {args.multiple}x solution length, repeatable", rows, {"settings": settings})
     if per_generation:
-        gen_rows = [{"suite": s, "generation": g, "mean best fitness": round(sum(v) / len(v), 3), "searches": len(v)}
-                    for s, gens in per_generation.items() for g, v in sorted(gens.items())]
-        emit(f"se_agent_generations_{args.label}", "SE-Agent: population's best fitness per generation", gen_rows)
+        # a search that stopped (it reached the optimum, or the budget ran out) keeps its last best
+        # fitness in later generations, so the mean is over every search, not only the survivors
+        gen_rows = []
+        for suite, runs in per_generation.items():
+            for g in range(max(len(r) for r in runs)):
+                best = [r[min(g, len(r) - 1)] for r in runs]
+                gen_rows.append({"suite": suite, "generation": g, "mean best fitness": round(sum(best) / len(best), 3),
+                                 "still evolving": sum(len(r) > g + 1 for r in runs), "searches": len(runs)})
+        emit(f"se_agent_generations_{args.label}", "SE-Agent: population's best fitness per generation "
+             "(a stopped search keeps its last)", gen_rows)
 
 
 if __name__ == "__main__":
