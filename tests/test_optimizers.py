@@ -92,9 +92,9 @@ def test_rro_takes_a_candidate_whose_value_is_already_at_success():
     assert result.outcome == 1.0
     assert result.stats["candidates_per_step"] == [1, 1, 1]
     assert all(n.reason.startswith("first candidate at success") for n in result.best.path()[1:3])
-    # root value 6 (2 rollouts x 3), then a sample and one rollout a step: the trajectory the root's
-    # rollouts finished through each candidate counts as one of its two (15 when both were new; 29 before)
-    assert result.spent.policy_calls == 6 + (1 + 2) + (1 + 1) + 1
+    # root value 3: its first rollout reaches 1.0, which no second can beat; then one sample a step,
+    # valued free by that rollout, which finished through it (15 when every value took 2 new rollouts; 29 before)
+    assert result.spent.policy_calls == 3 + 1 + 1 + 1
 
 
 def test_open_ended_searches_refuse_a_budget_without_limits():
