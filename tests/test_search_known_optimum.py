@@ -9,11 +9,11 @@ import itertools
 import random
 
 import pytest
-from _search_helpers import line_graph, line_start
+from _search_helpers import SequencePolicy, line_graph, line_start
 
 from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.search.optimize import search
-from trajgraph.search.optimizers import MCTS, RRO, SEAgent
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 from trajgraph.search.optimizers.se_agent import follow, without_detours
 from trajgraph.search.space import Space
 from trajgraph.testing.known_optimum import KeyMazeSuite, biased_node, optimum
@@ -160,6 +160,55 @@ def test_without_a_reward_model_the_value_source_is_chosen_and_logged():
     assert rollouts.stats["value_source"].startswith("Monte Carlo rollouts")
     assert partial.stats["value_source"] == "partial outcome"
     assert model.stats["value_source"] == "reward model"
+
+
+def test_outcome_only_mcts_values_by_self_consistency_and_keeps_the_best_below():
+    # a deterministic space, no reward model, no partial outcome: LATS' vote share + one simulation, max backup
+    policy = SequencePolicy({0: ["forward", "forward", "back"], 1: ["forward"], 2: ["wait", "forward"], 3: ["forward"]})
+    result = search(line_graph(goal=3, max_turns=6), line_start(), decision_node="policy", optimizer=MCTS(k=3), policy=policy,
+                    budget=Budget(policy_calls=40), repeatable=True)
+    assert result.stats["value_source"] == "self-consistency + simulation"
+    assert result.outcome == 1.0
+    root = result.space.nodes[0]
+    forward = next(ch for ch in root.children if ch.action["action"] == "forward")
+    assert forward.prior == pytest.approx(2 / 3)  # two of the three samples chose it
+    assert forward.value == 1.0  # max backup: the best outcome found below, not a mean with the failures
+
+
+def test_best_of_n_never_samples_a_scored_trajectory_again_and_stops_when_all_are_seen():
+    # two turns, three actions, the goal out of reach: 9 trajectories, fewer once
+    # transpositions merge equal states; a policy that always says "forward" would repeat one
+    policy = SequencePolicy({pos: ["forward"] for pos in range(4)})
+    result = search(line_graph(goal=3, max_turns=2), line_start(), decision_node="policy", optimizer=BestOfN(), policy=policy,
+                    budget=Budget(policy_calls=200), repeatable=True)
+    space = result.space
+    ends = {tuple(a.action["action"] for a in n.path()[1:]) for n in space.nodes if n.terminal}
+    # every end reachable: forward or back (wait at the start is back's state, a transposition) then any move
+    assert ends == {(a, b) for a in ("forward", "back") for b in ("forward", "back", "wait")}
+    # one trajectory each, but for the last: "wait" at the start shows it is back's state only once expanded
+    assert result.stats["trajectories"] == len(ends) + 1
+    assert result.stats["exhausted"] and space.is_closed(space.nodes[0])
+    assert result.stats["diverted_rollout_steps"] > 0 and result.spent.policy_calls < 200
+
+
+def test_greedy_keeps_its_loops_and_a_state_reached_sooner_stands_for_it():
+    # greedy is the agent as it is: forward/back forever ends at the turn limit kept in the history
+    policy = SequencePolicy({0: ["forward"], 1: ["back"]})
+    result = search(line_graph(goal=3, max_turns=4), line_start(), decision_node="policy", optimizer=Greedy(), policy=policy,
+                    budget=Budget(policy_calls=20), repeatable=True)
+    assert result.best.depth == 4 and result.outcome == 0.0
+    # a state first reached at depth 2, then at depth 1: the sooner node becomes the state's node
+    space = Space(line_graph(goal=3), "policy", meter=BudgetMeter(Budget(policy_calls=50)), repeatable=True)
+
+    async def go():
+        root = await space.root(line_start())
+        late = await space.expand(await space.expand(root, {"action": "wait"}), {"action": "forward"})
+        soon = await space.expand(root, {"action": "forward"})
+        return late, soon
+
+    late, soon = asyncio.run(go())
+    assert late.key == soon.key and late.depth == 2 and soon.depth == 1
+    assert soon.twin is None and space.table[soon.key] is soon
 
 
 class _PriorPolicy:

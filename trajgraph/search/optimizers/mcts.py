@@ -195,16 +195,18 @@ class MCTS:
         want = self.k - len(known) if known else self.k
         if self.widen == "value":
             want = self.k if not known else min(self.k, max(1, self._limit(leaf, progress) - len(known)))
-        candidates = [c for c in await space.propose(leaf, want) if c.key not in known]
+        sampled = await space.propose(leaf, want)
+        candidates = [c for c in sampled if c.key not in known]
+        voted = len(candidates)  # the rest are admissible fill-ins nobody sampled
         if self.widen == "value" and len(candidates) < want:  # the policy repeats itself: reach the rest
             candidates += (await space.admissible(leaf, known | {c.key for c in candidates}))[: want - len(candidates)]
         if not candidates:
             return []
         children = list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
         if self._source(space) == CONSISTENCY:  # the vote share stands in for the prior the policy did not give
-            total = sum(c.count for c in candidates if c.prior is None) or 1
-            for child, cand in zip(children, candidates):
-                child.prior = cand.prior if cand.prior is not None else cand.count / total if cand.count else 0.0
+            drawn = sum(c.count for c in sampled) or 1
+            for i, (child, cand) in enumerate(zip(children, candidates)):
+                child.prior = cand.prior if cand.prior is not None else cand.count / drawn if i < voted else 0.0
         return children
 
     async def evaluate(self, space: Space, children: list[Node], source: str = "simulation") -> tuple[list[float], list[Node]]:
