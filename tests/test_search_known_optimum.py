@@ -171,7 +171,9 @@ def test_outcome_only_mcts_values_by_self_consistency_and_keeps_the_best_below()
     assert result.outcome == 1.0
     root = result.space.nodes[0]
     forward = next(ch for ch in root.children if ch.action["action"] == "forward")
-    assert forward.prior == pytest.approx(2 / 3)  # two of the three samples chose it
+    # two of the three samples chose it, one chose back, none wait: shares (2+1, 1+1, 0+1) / 6, add-one smoothed
+    assert forward.prior == pytest.approx(3 / 6)
+    assert sorted(ch.prior for ch in root.children) == pytest.approx([1 / 6, 2 / 6, 3 / 6])
     assert forward.value == 1.0  # max backup: the best outcome found below, not a mean with the failures
 
 

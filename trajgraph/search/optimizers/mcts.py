@@ -204,9 +204,11 @@ class MCTS:
             return []
         children = list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
         if self._source(space) == CONSISTENCY:  # the vote share stands in for the prior the policy did not give
-            drawn = sum(c.count for c in sampled) or 1
+            # add-one smoothed over the actions branched here: an action nobody sampled keeps some prior,
+            # or PUCT would never try it where the policy's favourite is a lure
+            drawn = sum(c.count for c in sampled) + len(candidates)
             for i, (child, cand) in enumerate(zip(children, candidates)):
-                child.prior = cand.prior if cand.prior is not None else cand.count / drawn if i < voted else 0.0
+                child.prior = cand.prior if cand.prior is not None else ((cand.count if i < voted else 0) + 1) / drawn
         return children
 
     async def evaluate(self, space: Space, children: list[Node], source: str = "simulation") -> tuple[list[float], list[Node]]:
