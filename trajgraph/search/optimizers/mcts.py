@@ -194,7 +194,9 @@ class MCTS:
         known = {canonical_key(ch.action) for ch in leaf.children}
         want = self.k - len(known) if known else self.k
         if self.widen == "value":
-            want = self.k if not known else min(self.k, max(1, self._limit(leaf, progress) - len(known)))
+            want = min(self.k, max(1, self._limit(leaf, progress) - len(known)))
+            if not known or (progress.classic and not space.actions_at(leaf)):  # samples are the only way to new actions
+                want = self.k
         sampled = await space.propose(leaf, want)
         candidates = [c for c in sampled if c.key not in known]
         voted = len(candidates)  # the rest are admissible fill-ins nobody sampled
