@@ -9,11 +9,11 @@ import itertools
 import random
 
 import pytest
-from _search_helpers import line_graph, line_start
+from _search_helpers import SequencePolicy, line_graph, line_start
 
 from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.search.optimize import search
-from trajgraph.search.optimizers import MCTS, RRO, SEAgent
+from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, SEAgent
 from trajgraph.search.optimizers.se_agent import follow, without_detours
 from trajgraph.search.space import Space
 from trajgraph.testing.known_optimum import KeyMazeSuite, biased_node, optimum
@@ -120,16 +120,27 @@ def test_widening_reaches_actions_a_node_that_proposes_the_trap_90_percent_never
 
 
 def test_refinement_cuts_detours_back_to_a_seen_state():
-    space = Space(line_graph(goal=3, max_turns=9), "policy", meter=BudgetMeter(Budget(policy_calls=50)), repeatable=True)
+    detour = [{"action": a} for a in ("forward", "back", "forward", "wait", "forward", "forward")]
 
-    async def go():
-        root = await space.root(line_start())
-        member = await follow(space, root, [{"action": a} for a in ("forward", "back", "forward", "wait", "forward", "forward")])
-        return member, await follow(space, root, without_detours(member) or [])
+    def play(transpositions: bool):
+        space = Space(line_graph(goal=3, max_turns=9), "policy", meter=BudgetMeter(Budget(policy_calls=50)), repeatable=True,
+                      transpositions=transpositions)
 
-    member, refined = asyncio.run(go())
+        async def go():
+            root = await space.root(line_start())
+            member = await follow(space, root, detour)
+            return member, await follow(space, root, without_detours(member) or [])
+
+        return asyncio.run(go())
+
+    # each node its own: the member keeps its detours, and refinement cuts them
+    member, refined = play(transpositions=False)
     assert [a["action"] for a in without_detours(member) or []] == ["forward", "forward", "forward"]
     assert refined.outcome == 1.0 and refined.depth == 3 < member.depth
+    # with transpositions a state reached again grows where it was first reached: the
+    # detour is cut as it is walked, and there is nothing left for refinement to cut
+    member, _ = play(transpositions=True)
+    assert member.outcome == 1.0 and member.depth == 3 and without_detours(member) is None
 
 
 def test_se_agent_fitness_rises_across_generations():
@@ -149,6 +160,57 @@ def test_without_a_reward_model_the_value_source_is_chosen_and_logged():
     assert rollouts.stats["value_source"].startswith("Monte Carlo rollouts")
     assert partial.stats["value_source"] == "partial outcome"
     assert model.stats["value_source"] == "reward model"
+
+
+def test_outcome_only_mcts_values_by_self_consistency_and_keeps_the_best_below():
+    # a deterministic space, no reward model, no partial outcome: LATS' vote share + one simulation, max backup
+    policy = SequencePolicy({0: ["forward", "forward", "back"], 1: ["forward"], 2: ["wait", "forward"], 3: ["forward"]})
+    result = search(line_graph(goal=3, max_turns=6), line_start(), decision_node="policy", optimizer=MCTS(k=3), policy=policy,
+                    budget=Budget(policy_calls=40), repeatable=True)
+    assert result.stats["value_source"] == "self-consistency + simulation"
+    assert result.outcome == 1.0
+    root = result.space.nodes[0]
+    forward = next(ch for ch in root.children if ch.action["action"] == "forward")
+    # two of the three samples chose it, one chose back, none wait: shares (2+1, 1+1, 0+1) / 6, add-one smoothed
+    assert forward.prior == pytest.approx(3 / 6)
+    assert sorted(ch.prior for ch in root.children) == pytest.approx([1 / 6, 2 / 6, 3 / 6])
+    assert forward.value == 1.0  # max backup: the best outcome found below, not a mean with the failures
+
+
+def test_best_of_n_never_samples_a_scored_trajectory_again_and_stops_when_all_are_seen():
+    # two turns, three actions, the goal out of reach: 9 trajectories, fewer once
+    # transpositions merge equal states; a policy that always says "forward" would repeat one
+    policy = SequencePolicy({pos: ["forward"] for pos in range(4)})
+    result = search(line_graph(goal=3, max_turns=2), line_start(), decision_node="policy", optimizer=BestOfN(), policy=policy,
+                    budget=Budget(policy_calls=200), repeatable=True)
+    space = result.space
+    ends = {tuple(a.action["action"] for a in n.path()[1:]) for n in space.nodes if n.terminal}
+    # every end reachable: forward or back (wait at the start is back's state, a transposition) then any move
+    assert ends == {(a, b) for a in ("forward", "back") for b in ("forward", "back", "wait")}
+    # one trajectory each, but for the last: "wait" at the start shows it is back's state only once expanded
+    assert result.stats["trajectories"] == len(ends) + 1
+    assert result.stats["exhausted"] and space.is_closed(space.nodes[0])
+    assert result.stats["diverted_rollout_steps"] > 0 and result.spent.policy_calls < 200
+
+
+def test_greedy_keeps_its_loops_and_a_state_reached_sooner_stands_for_it():
+    # greedy is the agent as it is: forward/back forever ends at the turn limit kept in the history
+    policy = SequencePolicy({0: ["forward"], 1: ["back"]})
+    result = search(line_graph(goal=3, max_turns=4), line_start(), decision_node="policy", optimizer=Greedy(), policy=policy,
+                    budget=Budget(policy_calls=20), repeatable=True)
+    assert result.best.depth == 4 and result.outcome == 0.0
+    # a state first reached at depth 2, then at depth 1: the sooner node becomes the state's node
+    space = Space(line_graph(goal=3), "policy", meter=BudgetMeter(Budget(policy_calls=50)), repeatable=True)
+
+    async def go():
+        root = await space.root(line_start())
+        late = await space.expand(await space.expand(root, {"action": "wait"}), {"action": "forward"})
+        soon = await space.expand(root, {"action": "forward"})
+        return late, soon
+
+    late, soon = asyncio.run(go())
+    assert late.key == soon.key and late.depth == 2 and soon.depth == 1
+    assert soon.twin is None and space.table[soon.key] is soon
 
 
 class _PriorPolicy:
@@ -174,3 +236,100 @@ def test_priors_from_scores_reach_candidates_and_puct_orders_the_tree():
     result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=MCTS(k=2), policy=_PriorPolicy(),
                     reward=lambda s: 0.0, budget=Budget(policy_calls=40), repeatable=True)
     assert result.outcome == 1.0  # the prior's action is tried and taken by PUCT though never proposed
+
+
+# -- SE-Agent's LLM-guided operators, through litellm to a loopback OpenAI-compatible server --
+
+
+class _Critic:
+    """Answers /chat/completions like a model would: a revised or merged plan ending in
+    `ACTION:` lines, or the population's lesson; `plan=None` answers with no plan."""
+
+    def __init__(self, plan: list[str] | None) -> None:
+        self.plan = plan
+        self.prompts: list[str] = []
+
+    def reply(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        if "what separates" in prompt:
+            return "The better trajectories never jump for coins; they take the door that advances."
+        if self.plan is None:
+            return "I am not sure what went wrong."
+        return "It went wrong where it jumped.\n" + "\n".join(f"ACTION: {a}" for a in self.plan)
+
+
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    critic = _Critic(None)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            text = critic.reply(body["messages"][-1]["content"])
+            data = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
+                               "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                               "usage": {"prompt_tokens": 50, "completion_tokens": 20, "total_tokens": 70}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback")
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    monkeypatch.setenv("OPENAI_BASE_URL", base)
+    monkeypatch.setenv("OPENAI_API_BASE", base)
+    try:
+        yield critic
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _jumping_chain(depth: int = 4, seed: int = 7):
+    """A deceptive chain whose own decision node always takes the trap: alone it never finishes better than 0.3."""
+    from trajgraph.envloop import env_loop_graph
+    from trajgraph.testing.chain import chain_env_node, chain_solution, chain_start
+
+    sol = chain_solution(seed, depth)
+    graph = env_loop_graph(chain_env_node(sol), lambda state: {"action": "jump"}, "jumping_chain").compile()
+    return graph, chain_start(), sol
+
+
+def test_se_agent_llm_operators_run_through_litellm_against_a_loopback_model(loopback):
+    graph, start, sol = _jumping_chain()
+    loopback.plan = sol
+    result = search(graph, start, decision_node="policy", optimizer=SEAgent(population=2, generations=2, llm="openai/loopback-critic"),
+                    budget=Budget(policy_calls=30), repeatable=True)
+    # the critique's plan is re-executed through the graph: the optimum the agent alone never reaches
+    assert result.outcome == 1.0 and [n.action["action"] for n in result.best.path()[1:]] == sol
+    assert result.best.reason.startswith("revision [llm]")
+    assert result.stats["operators"] == "llm-guided" and result.stats["forms"]["revision"]["llm"] >= 1
+    # the prompts carry the trajectories the paper's operators reason over
+    assert any("Critique this trajectory" in p and "jump" in p for p in loopback.prompts)
+
+
+def test_se_agent_llm_forms_for_all_three_operators_and_the_structural_fallback(loopback):
+    graph, start, sol = _jumping_chain()
+    loopback.plan = None  # no usable plan: revision and recombination fall back to their structural forms
+    result = search(graph, start, decision_node="policy", optimizer=SEAgent(population=2, generations=1, anytime=False,
+                                                                              llm="openai/loopback-critic"),
+                    budget=Budget(policy_calls=30), repeatable=True)
+    forms = result.stats["forms"]
+    assert forms["revision"] == {"llm": 0, "structural": 2} and forms["recombination"] == {"llm": 0, "structural": 2}
+    # refinement's LLM form summarised the population into guidance that later proposals see
+    assert forms["refinement"]["llm"] == 1
+    assert result.space.reflections == ["The better trajectories never jump for coins; they take the door that advances."]
+    assert any("Combine the strengths" in p for p in loopback.prompts)

@@ -118,8 +118,10 @@ def test_best_of_n_pairs_the_winner_against_the_loser_where_they_diverge():
 def test_se_agent_revises_at_the_step_with_the_largest_reward_drop():
     # member: forward (0 -> 1/3), back (1/3 -> 0: the largest drop, step 2), wait (0 -> 0)
     policy = SequencePolicy({0: ["forward"], 1: ["back", "forward"], 2: ["forward"], 3: ["forward"]})
+    # transpositions off: the member must keep its step back to the start (with them, a state
+    # reached again is expanded where it was first reached, and the walk would skip it)
     space = Space(line_graph(goal=3, max_turns=4), "policy", policy=policy, reward=lambda s: s.get("pos", 0) / 3,
-                  meter=BudgetMeter(Budget(policy_calls=100)), repeatable=True)
+                  meter=BudgetMeter(Budget(policy_calls=100)), repeatable=True, transpositions=False)
 
     async def go():
         root = await space.root(line_start())

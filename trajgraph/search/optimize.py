@@ -181,7 +181,8 @@ async def asearch(graph: Any, input: Any, *, task: str | None = None, metadata: 
         if not space.nodes:
             raise BudgetError(f"the budget ({meter.spent.stopped_by}) ran out before the graph reached its first decision point")
         best = _settle(space, returned)
-        log.stats.update(merged_states=space.merged, reused_expansions=space.reused, cached_scores=space.cached_scores)
+        log.stats.update(merged_states=space.merged, reused_expansions=space.reused, cached_scores=space.cached_scores,
+                         diverted_rollout_steps=space.diverted)
         finish = ""
         if not best.terminal:
             best, finish = await _finish(space, best, meter) if budget.finish else (best, "unfinished: Budget(finish=False) skips the greedy finish")

@@ -13,10 +13,13 @@ is the search tree. The interface, kept small on purpose:
 
 Transpositions: every node gets a state key (`state_key=`, default: the decision
 state without its path, `history`/`action`/`reflections`). A node whose state
-was reached before points at the first node that did (`node.twin`); the same
-action at the same node is never expanded twice (`expand` returns the child it
-has), and a state already scored is not scored again (`score` remembers values
-by key). `space.merged` counts the transpositions. Policies may give priors
+was reached before, at the same depth or sooner, points at the first node that did
+(`node.twin`) and is expanded there (`expand` grows a state in one place: a state
+reached again is a detour cut out, and one reached sooner becomes the state's node,
+so a graph that counts turns only in its history loses no turns to a merge); the
+same action at the same node is never expanded twice (`expand` returns the child it
+has), and a state already scored is not scored again (`score` remembers values by
+key). `space.merged` counts the transpositions. Policies may give priors
 (`propose_with_priors`, `scores`) and environments admissible actions
 (`admissible`); see docs/search.md.
 
@@ -115,6 +118,9 @@ class Space:
         self.table: dict[str, Node] = {}  # state key -> the first node that reached it
         self.merged = 0  # nodes that reached a state already in the table
         self.reused = 0  # expansions answered from the tree (the same action at the same node)
+        self.closed: set[int] = set()  # nodes whose every continuation has finished (nothing left to learn)
+        self._twins: dict[int, list[Node]] = {}  # first node id -> the transpositions that point at it
+        self.diverted = 0  # rollout steps turned away from a finished subtree (see `rollout`)
         self._values: dict[tuple[int, str], float] = {}  # (scorer, state key) -> score
         self.cached_scores = 0
         self._priors: dict[int, dict[str, float] | None] = {}
@@ -221,14 +227,18 @@ class Space:
         """The environment's partial outcome as a scorer (None when it gives none)."""
         return self._partial
 
-    async def expand(self, node: Node, candidate: Candidate | Any) -> Node:
-        """Apply an action at a decision point and run to the next one."""
+    async def expand(self, node: Node, candidate: Candidate | Any, *, merge: bool = True) -> Node:
+        """Apply an action at a decision point and run to the next one. A transposition is
+        expanded at the first node of its state (`merge=False`: at `node` itself, as the
+        agent alone would go on, e.g. `Greedy`)."""
         if not isinstance(candidate, Candidate):
             candidate = self.candidate(candidate, node.state)
         if node.terminal:
             raise ValueError(f"cannot expand a finished state ({node!r})")
         await self._gate()
         self.meter.check()
+        if self.transpositions and merge and node.twin is not None:  # a state reached before grows in one place
+            node = node.twin
         if self.transpositions and not candidate.invalid:
             done = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == candidate.key), None)
             if done is not None:  # this action was applied here before: a deterministic step gives the same child
@@ -262,6 +272,8 @@ class Space:
         if child.terminal and not child.invalid:
             self.meter.answered = True  # a real answer exists: the finish reserve is released
         insert_by_id(node.children, child)
+        if self.transpositions and (child.terminal or child.twin is not None):  # a loop or a closed state may close `node`
+            self._close(child if child.terminal else node)
         self._done(child)
         return child
 
@@ -339,12 +351,62 @@ class Space:
                 raise
         return out
 
-    async def rollout(self, node: Node, *, temperature_k: int = 1) -> Node:
-        """Finish a trajectory from `node` with the policy's first sample at each step."""
+    async def rollout(self, node: Node, *, temperature_k: int = 1, fresh: bool = True) -> Node:
+        """Finish a trajectory from `node` with the policy's first sample at each step.
+
+        With transpositions (a deterministic space), a sample that leads into a finished
+        subtree (`is_closed`: every continuation there already ended) is diverted to an
+        open child, else to an admissible action not tried yet: re-walking a finished
+        trajectory would spend calls to learn nothing. So every rollout ends at a
+        trajectory not seen before while one is left (`diverted` counts the turns).
+        `fresh=False`: the policy's samples only, where they lead (an unbiased Monte Carlo
+        estimate; no loop is cut, so an episode that ends at a step limit kept in its
+        history does end)."""
         while not node.terminal:
             cands = await self.propose(node, temperature_k)
-            node = await self.expand(node, cands[0])
+            node = await self.expand(node, await self._fresh(node, cands[0]) if fresh else cands[0], merge=fresh)
         return node
+
+    def is_closed(self, node: Node) -> bool:
+        """Whether every continuation from `node` has finished: it is terminal, or it lists
+        its actions and each has been tried and is closed (a transposition: its first node)."""
+        return node.id in self.closed or (node.twin is not None and not node.children and node.twin.id in self.closed)
+
+    def _spent(self, node: Node, child: Node, ancestors: set[int]) -> bool:
+        """Whether `child` of `node` has nothing new below it: closed, or a loop back to a
+        state on the way here (a transposition of `node` or of one of its ancestors)."""
+        return self.is_closed(child) or (child.twin is not None and child.twin.id in ancestors)
+
+    async def _fresh(self, node: Node, cand: Candidate) -> Candidate:
+        if not self.transpositions or cand.invalid:
+            return cand
+        node = self.resolve(node)
+        child = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == cand.key), None)
+        ancestors = {n.id for n in node.path()}
+        if child is None or not self._spent(node, child, ancestors):
+            return cand
+        open_children = [ch for ch in node.children if not ch.invalid and not self._spent(node, ch, ancestors)]
+        tried = {canonical_key(ch.action) for ch in node.children}
+        alternatives = [self.candidate(ch.action, node.state) for ch in open_children] or await self.admissible(node, tried)
+        if not alternatives:
+            return cand
+        self.diverted += 1
+        return alternatives[0]
+
+    def _close(self, node: Node | None) -> None:
+        """Mark finished subtrees closed, from a new terminal node upward."""
+        while node is not None and node.id not in self.closed:
+            if not node.terminal:
+                listed = {self.candidate({"action": a}, node.state).key for a in self.actions_at(node)}
+                tried = {canonical_key(ch.action): ch for ch in node.children if not ch.invalid}
+                ancestors = {n.id for n in node.path()}
+                if not listed or not listed <= tried.keys() or not all(self._spent(node, ch, ancestors) for ch in tried.values()):
+                    return
+            self.closed.add(node.id)
+            for twin in self._twins.get(node.id, []):  # a transposition of a finished state is finished
+                if not twin.children:
+                    self._close(twin.parent)
+            node = node.parent
 
     def candidate(self, action: Any, state: dict[str, Any] | None = None) -> Candidate:
         if isinstance(action, Candidate):
@@ -379,7 +441,7 @@ class Space:
             try:
                 while not node.terminal and failures < retries:
                     candidate = (await self.propose(node, 1))[0]
-                    child = await self.expand(node, candidate)
+                    child = await self.expand(node, candidate, merge=False)  # the agent's own way to the end: no loop cut
                     if child.invalid:
                         failures += 1
                         continue
@@ -510,8 +572,11 @@ class Space:
         node.key = self.state_key(node.state)
         if not terminal and self.transpositions:
             first = self.table.setdefault(node.key, node)
+            if first.depth > node.depth:  # reached sooner now (more turns left): this one stands for the state
+                self.table[node.key] = first = node
             if first is not node:
                 node.twin = first
+                self._twins.setdefault(first.id, []).append(node)
                 self.merged += 1
                 node.reason = f"transposition of #{first.id}"
         insert_by_id(self.nodes, node)

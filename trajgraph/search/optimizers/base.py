@@ -73,19 +73,22 @@ def resolve_optimizer(optimizer: Any) -> Optimizer:
     return optimizer
 
 
-def value_source(space: Space, rollouts: int, value: str = "auto") -> tuple[str, Scorer | None]:
+def value_source(space: Space, rollouts: int, value: str = "auto", aggregate: str = "auto") -> tuple[str, Scorer | None]:
     """How an optimizer values unfinished states, and the name it logs: the search's
     reward model when given; else the environment's partial outcome when it gives one
     (`partial=`: free, and on the known-optimum suite more informative than a few
     rollouts); else the mean outcome of Monte Carlo rollouts of the agent's own node
-    (IPR). `value="rollouts"` or `"partial"` forces one."""
+    (IPR). `value="rollouts"` or `"partial"` forces one. The rollouts' outcomes are
+    averaged (`aggregate="mean"`), or the best is taken (`"max"`; `"auto"`: in a
+    deterministic space, where it is what the state is known to reach)."""
     if space.reward is not None:
         return "reward model", space.reward
     partial = space.partial_scorer()
     if partial is not None and value != "rollouts":
         return "partial outcome", partial
     if rollouts > 0:
-        return f"Monte Carlo rollouts (n={rollouts})", RolloutValue(n=rollouts)
+        how = "max" if aggregate == "max" or (aggregate == "auto" and space.transpositions) else "mean"
+        return f"Monte Carlo rollouts (n={rollouts}, {how})", RolloutValue(n=rollouts, aggregate=how)
     return "none (outcomes at finished states only)", None
 
 

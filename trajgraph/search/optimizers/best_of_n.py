@@ -6,6 +6,11 @@ samples until the budget is spent (leftover budget is what it is for); it stops
 early once one trajectory reaches `success` when outcomes are known. An invalid
 trajectory (a failed call, an inadmissible action) never ranks above a valid one. Emits a pair at the first step where the best
 trajectory and each worse one diverge (same prefix, chosen vs rejected).
+
+Beyond the baseline: in a deterministic space (transpositions on) a situation already
+scored is not sampled again. A sample that would walk into a finished subtree is
+turned to an open branch or an untried admissible action (`Space.rollout`), so each
+trajectory is new; when every trajectory has been seen it stops (`stats["exhausted"]`).
 """
 
 from __future__ import annotations
@@ -41,6 +46,9 @@ class BestOfN:
                 leaf = await space.rollout(root)
                 finished.append(leaf)
                 if success(leaf, self.success):
+                    break
+                if space.is_closed(root):  # every trajectory has been seen: another would repeat one
+                    log.stats["exhausted"] = True
                     break
         except BudgetExhausted:
             if not finished:

@@ -20,6 +20,6 @@ class Greedy:
         node = root
         while not node.terminal:
             candidate = (await space.propose(node, 1))[0]
-            node = await space.expand(node, candidate)
+            node = await space.expand(node, candidate, merge=False)  # no loop cut: the agent as it is
             node.reason = node.reason or "greedy: the policy's only sample"  # an invalid one keeps its why
         return node

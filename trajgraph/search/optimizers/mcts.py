@@ -6,7 +6,7 @@ the paper's six operations, one method each:
 
     leaf = select(root)                      # UCT (PUCT with priors) descent to a node worth expanding
     children = expand(space, leaf)           # k sampled actions, each a real branch
-    values = evaluate(space, children)       # reward model; else partial outcome; else a simulation each
+    values = evaluate(space, children)       # reward model; else partial outcome; else self-consistency
     end = simulate(space, best child)        # LATS' rollout to a terminal state
     backpropagate(path, value)               # running mean up the selected path
     reflect(space, end)                      # a failed terminal becomes a lesson
@@ -22,7 +22,15 @@ Beyond the paper, each a setting (the paper's behaviour is the other value):
 - `prior="auto"`: PUCT, Q + c·P·sqrt(N)/(1+n) (Silver et al. 2017), when every
   child carries the policy's probability; UCT otherwise (`prior="uct"` always);
 - `value="auto"`: without a reward model, a child is valued by the environment's
-  partial outcome when it gives one, else by LATS' simulation (`"simulate"`).
+  partial outcome when it gives one; else by LATS' self-consistency score (the
+  share of the k samples that chose it, which also serves as its PUCT prior) and
+  one simulation from the most-voted child, whose nodes join the tree (progressive
+  widening then starts from one child, sqrt(visits), so a simulation's path is
+  descended before it is widened). `"simulate"`: a simulation from every child;
+- `backup="auto"`: where the space is deterministic (transpositions on) and values
+  are outcomes of simulations, a node keeps the best value found below it (max
+  backup, through every lineage of the end reached) instead of the running mean:
+  the policy's slips then cannot hide a branch that holds the optimum.
 
 Reflections reach later proposals as `state["reflections"]`. It stops at the first
 success; otherwise it grows the tree until the budget stops it.
@@ -62,6 +70,9 @@ def backpropagate(node: Node | None, value: float) -> None:
         node = node.parent
 
 
+CONSISTENCY = "self-consistency + simulation"  # the value source without a reward model or partial outcome
+
+
 @dataclass
 class _Progress:
     """What one search remembers between iterations (not in the tree itself)."""
@@ -71,6 +82,8 @@ class _Progress:
     path: list[Node] = field(default_factory=list)  # the last selection's path, root first
     stats: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # state key -> (visits, mean value)
     share: bool = True  # transpositions share statistics (False: each node its own, as in LATS)
+    best: bool = False  # back up the best value seen below a node, not the running mean
+    classic: bool = False  # progressive widening from one child (sqrt(visits)), not from k
 
 
 @dataclass(frozen=True)
@@ -84,6 +97,7 @@ class MCTS:
     widen: str = "value"  # "value": progressive widening + admissible actions; "repeats": LATS' fixed k
     prior: str = "auto"  # "auto": PUCT when the policy gives priors; "uct": always UCT
     value: str = "auto"  # without a reward model: "auto" (partial outcome, else simulation), "simulate", "partial"
+    backup: str = "auto"  # "mean": LATS' running mean; "max": best value below; "auto": max in a deterministic space
     name: ClassVar[str] = "mcts"
     open_ended: ClassVar[bool] = True  # grows the tree until success or the budget stops it
 
@@ -92,15 +106,16 @@ class MCTS:
         finite(self, c=self.c, success=self.success)
         if self.c < 0:
             raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
-        for setting, allowed in (("widen", ("value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial"))):
+        for setting, allowed in (("widen", ("value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial")),
+                                 ("backup", ("auto", "mean", "max"))):
             if getattr(self, setting) not in allowed:
                 raise ConfigError(f"MCTS({setting}={getattr(self, setting)!r}): choose from {', '.join(allowed)}")
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         if root.terminal:
             return root
-        progress = _Progress(share=space.transpositions)
         source = self._source(space)
+        progress = _Progress(share=space.transpositions, best=self._max_backup(space), classic=source == CONSISTENCY)
         log.stats["value_source"] = source
         log.notes.append(f"mcts values unfinished states by {source}")
         while (leaf := self.select(root, progress)) is not None:
@@ -112,7 +127,9 @@ class MCTS:
             valid = [(ch, v) for ch, v in zip(children, values) if not ch.invalid]
             for (child, v), end in zip(valid, [e for ch, e in zip(children, ends) if not ch.invalid]):
                 # a simulation's nodes are real branches: they join the tree with its value
-                self._backup([*path, *end.path()[child.depth:]], v, progress)
+                # (a vote share is a prior, not a value: only finished children back up then)
+                if source != CONSISTENCY or child.terminal:
+                    self._backup(_through(path, child, end, progress.best), v, progress)
             for child, end in zip(children, ends):
                 if child.invalid:
                     continue
@@ -125,9 +142,12 @@ class MCTS:
                 continue
             best, _ = max(valid, key=lambda cv: cv[1])
             self._pairs(log, leaf, best, valid)
-            if self._simulates_best(space) and not best.terminal:
+            if source == CONSISTENCY:  # LATS' simulation from the child the policy voted for most
+                best = max(((ch, v) for ch, v in valid if not ch.terminal), key=lambda cv: cv[1], default=(best, 0.0))[0]
+            if (self._simulates_best(space) or source == CONSISTENCY) and not best.terminal:
                 end = await self.simulate(space, best)
-                self._backup([*path, best], end.outcome if end.outcome is not None else (await space.score([end]))[0], progress)
+                value = end.outcome if end.outcome is not None else (await space.score([end]))[0]
+                self._backup(_through(path, best, end, progress.best), value, progress)
                 if success(end, self.success):
                     end.reason = "reached success (simulation)"
                     return end
@@ -175,12 +195,23 @@ class MCTS:
         want = self.k - len(known) if known else self.k
         if self.widen == "value":
             want = min(self.k, max(1, self._limit(leaf, progress) - len(known)))
-        candidates = [c for c in await space.propose(leaf, want) if c.key not in known]
+            if not known or (progress.classic and not space.actions_at(leaf)):  # samples are the only way to new actions
+                want = self.k
+        sampled = await space.propose(leaf, want)
+        candidates = [c for c in sampled if c.key not in known]
+        voted = len(candidates)  # the rest are admissible fill-ins nobody sampled
         if self.widen == "value" and len(candidates) < want:  # the policy repeats itself: reach the rest
             candidates += (await space.admissible(leaf, known | {c.key for c in candidates}))[: want - len(candidates)]
         if not candidates:
             return []
-        return list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
+        children = list(await space.gather(*(space.expand(leaf, c) for c in candidates)))
+        if self._source(space) == CONSISTENCY:  # the vote share stands in for the prior the policy did not give
+            # add-one smoothed over the actions branched here: an action nobody sampled keeps some prior,
+            # or PUCT would never try it where the policy's favourite is a lure
+            drawn = sum(c.count for c in sampled) + len(candidates)
+            for i, (child, cand) in enumerate(zip(children, candidates)):
+                child.prior = cand.prior if cand.prior is not None else ((cand.count if i < voted else 0) + 1) / drawn
+        return children
 
     async def evaluate(self, space: Space, children: list[Node], source: str = "simulation") -> tuple[list[float], list[Node]]:
         """(value of each child, the node its value was read at). With a reward model:
@@ -193,6 +224,11 @@ class MCTS:
             return await space.score(children), list(children)
         if source == "partial outcome":
             return await space.score(children, space.partial_scorer()), list(children)
+        if source == CONSISTENCY:  # LATS' self-consistency score: the share of samples that chose it
+            values = [(ch.outcome or 0.0) if ch.terminal else (ch.prior or 0.0) for ch in children]
+            for child, v in zip(children, values):
+                child.score = v
+            return values, list(children)
         ends = await space.gather(*(self.simulate(space, ch) if not (ch.terminal or ch.invalid) else _same(ch) for ch in children))
         values = [e.outcome if e.outcome is not None else 0.0 for e in ends]
         for child, v in zip(children, values):
@@ -220,10 +256,16 @@ class MCTS:
             return "reward model"
         if self.value != "simulate" and space.partial is not None:
             return "partial outcome"
+        if self.value == "auto":
+            return CONSISTENCY
         return "simulation"
 
     def _limit(self, node: Node, progress: _Progress) -> int:
-        """How many children a node may have now: k, growing with the square root of its visits."""
+        """How many children a node may have now: k, growing with the square root of its visits.
+        Valued by simulation alone, the classic rule, sqrt(visits) from 1: a simulation's path
+        (one child a node) is then descended, not widened at once with actions nobody voted for."""
+        if progress.classic:
+            return max(1, math.ceil(math.sqrt(node.visits)))
         return max(self.k, math.ceil(math.sqrt(node.visits)))
 
     def _widens(self, node: Node, progress: _Progress, limit: int | None = None) -> bool:
@@ -248,10 +290,16 @@ class MCTS:
             own = (node.visits, node.value or 0.0)
             n, shared = progress.stats.get(node.key, own) if node.key and progress.share else own
             mean = shared or 0.0
-            n, mean = n + 1, mean + (value - mean) / (n + 1)
+            n, mean = n + 1, (max(mean, value) if progress.best and n else mean + (value - mean) / (n + 1))
             if node.key and progress.share:
                 progress.stats[node.key] = (n, mean)
             node.visits, node.value = n, mean
+
+    def _max_backup(self, space: Space) -> bool:
+        """Max backup where the same actions always lead to the same end (transpositions on):
+        a state is then worth the best trajectory found through it, and a mean would let
+        the policy's own slips hide a branch that holds the optimum."""
+        return self.backup == "max" or (self.backup == "auto" and space.transpositions and self._source(space) in ("simulation", CONSISTENCY))
 
     def _simulates_best(self, space: Space) -> bool:
         return bool(self.simulate_best) and space.reward is not None
@@ -265,6 +313,19 @@ class MCTS:
 
 async def _same(node: Node) -> Node:
     return node
+
+
+def _through(path: list[Node], child: Node, end: Node, everywhere: bool) -> list[Node]:
+    """The nodes a value found at `end` backs up through: the selected path and the child's
+    way to `end`; with max backup (`everywhere`), also every other node `end` descends
+    from (its lineage may run through other transpositions: each reaches it too), each
+    state once. A running mean counts only the path selected, as UCT assumes."""
+    if not everywhere:
+        return [*path, *end.path()[child.depth:]]
+    seen: dict[str, Node] = {}
+    for node in [*path, child, *end.path()]:
+        seen.setdefault(node.key or str(node.id), node)
+    return list(seen.values())
 
 
 def _at(node: Node) -> Node:

@@ -113,6 +113,7 @@ class RRO:
             point = points.setdefault(node.id, _Point())
             chosen: Node | None = None
             new = 0
+            been = {n.key for n in node.path()}  # a candidate back to a state on this walk is a loop, never taken
             while len(point.tried) < self.k_max and point.drawn < 2 * self.k_max and chosen is None:
                 want = min(self.group, self.k_max - len(point.tried))
                 point.drawn += want
@@ -128,7 +129,7 @@ class RRO:
                 for child, s in zip(children, scores):  # first rising, in sampling order
                     point.tried.append((child, s))
                     new += 1
-                    if chosen is not None or child.invalid:
+                    if chosen is not None or child.invalid or child.key in been:
                         continue
                     if s > previous + self.min_rise or success(child, self.success):
                         chosen = child
@@ -137,7 +138,7 @@ class RRO:
                         chosen = child
                         chosen.reason = f"first candidate at success ({s:.3f}, previous {previous:.3f})"
             if chosen is None:
-                valid = [(c, s) for c, s in point.tried if not c.invalid and c.id not in followed]
+                valid = [(c, s) for c, s in point.tried if not c.invalid and c.id not in followed and c.key not in been]
                 if not valid:
                     return node  # every candidate here failed or was taken: a dead end
                 chosen = max(valid, key=lambda cs: cs[1])[0]

@@ -133,7 +133,9 @@ class SEAgent:
             if generation >= self.generations and not new and space.meter.spent.policy_calls == calls_before:
                 log.stats["stagnated"] = True  # nothing new and no call spent: the next would repeat this one
                 break
-        return max(members, key=fitness)
+        # an operator's side branch may have finished better than any member kept (a real trajectory)
+        found = space.best_terminal()
+        return max([*members, found] if found is not None else members, key=fitness)
 
     # -- revision ---------------------------------------------------------------------
 
@@ -154,36 +156,50 @@ class SEAgent:
         if fall <= 0:  # no step lost value (it rose into a trap or the horizon): the step that ended it
             critical = len(path) - 1
         for step in [critical, *range(len(path) - 1, 0, -1)]:  # where nothing new is left, an earlier step
-            parent = path[step - 1]
-            tried = {canonical_key(ch.action) for ch in parent.children}
-            child = await self._step(space, parent, tried, {n.key for n in path[:step]})
+            child = await self._step(space, path[step - 1], path[step], {n.key for n in path[:step]})
             if child is not None:
                 end = child if child.terminal else await self._rewrite(space, child, {n.key for n in path[:step]})
                 return _label([end], f"revision [structural]: re-branched at step {step} (value fell there) with {child.action_text!r}, rewritten from there")[0]
         return member
 
-    async def _step(self, space: Space, node: Node, tried: set[str], visited: set[str]) -> Node | None:
-        """One rewritten step: the policy's proposal and, when the environment gives a partial
-        outcome, every admissible action not tried; the best by value (no return to a state
-        already on the path; ties: the policy's own proposal). None when nothing new is left."""
+    async def _step(self, space: Space, node: Node, avoid: Node | None, visited: set[str]) -> Node | None:
+        """One rewritten step at `node` (other than `avoid`, the member's own): the policy's
+        proposal and, when the environment gives a partial outcome or the proposal was tried
+        already, every admissible action not tried; besides them, the branches already made
+        here that are still open (their subtree not finished). The best by value (no return
+        to a state already on the path; ties: the policy's own proposal). None when nothing
+        new is left here."""
+        tried = {canonical_key(ch.action) for ch in node.children}
         others = [c for c in await space.propose(node, 1) if c.key not in tried]
         if space.partial is not None or not others:
             others += await space.admissible(node, tried | {c.key for c in others})
-        children = [c for c in await space.gather(*(space.expand(node, c) for c in others)) if not c.invalid]
+        new = [c for c in await space.gather(*(space.expand(node, c) for c in others)) if not c.invalid]
+        known = [ch for ch in node.children if ch not in new and ch is not avoid and not ch.invalid and not space.is_closed(ch)]
+        children = new + known
         if not children:
             return None
-        values = await self.values(space, children) if space.partial is not None or space.reward is not None else [0.0] * len(children)
+        values = await self.worth(space, children)
         return max(zip(values, children), key=lambda vc: (vc[1].key not in visited, vc[0]))[1]
+
+    async def worth(self, space: Space, children: list[Node]) -> list[float]:
+        """What a rewritten step is worth: its value (`values`) when a reward model or partial
+        outcome gives one; else its outcome when finished, the best outcome seen below it, or,
+        where nothing below it has finished yet, more than any outcome (an unexplored branch
+        is worth trying before one whose end is known)."""
+        if space.partial is not None or space.reward is not None:
+            return await self.values(space, children)
+        best = _best_below(space)
+        return [(c.outcome or 0.0) if c.terminal else best.get(c.key, float("inf")) for c in children]
 
     async def _rewrite(self, space: Space, node: Node, visited: set[str]) -> Node:
         """The rest of the trajectory, rewritten step by step (value-guided with a partial
-        outcome; the policy's own samples otherwise)."""
+        outcome; the policy's own samples otherwise, turned away from finished subtrees)."""
         if space.partial is None:
             return await space.rollout(node)
         visited = set(visited)
         while not node.terminal:
             visited.add(node.key)
-            nxt = await self._step(space, node, set(), visited)
+            nxt = await self._step(space, node, None, visited)
             if nxt is None:
                 return node
             node = nxt
@@ -197,11 +213,7 @@ class SEAgent:
             return await space.score(path)
         if space.partial is not None:
             return await space.score(path, space.partial_scorer())
-        best: dict[str, float] = {}
-        for n in space.nodes:
-            if n.terminal and not n.invalid and n.outcome is not None:
-                for a in n.path():
-                    best[a.key] = max(best.get(a.key, float("-inf")), n.outcome)
+        best = _best_below(space)
         return [best.get(n.key, 0.0) for n in path]
 
     # -- recombination -----------------------------------------------------------------
@@ -267,6 +279,16 @@ def without_detours(member: Node) -> list[Any] | None:
             actions.append(path[i + 1].action)
         i += 1
     return actions if len(actions) < len(path) - 1 else None
+
+
+def _best_below(space: Space) -> dict[str, float]:
+    """State key -> the best outcome of any finished trajectory through that state."""
+    best: dict[str, float] = {}
+    for n in space.nodes:
+        if n.terminal and not n.invalid and n.outcome is not None:
+            for a in n.path():
+                best[a.key] = max(best.get(a.key, float("-inf")), n.outcome)
+    return best
 
 
 def _label(members: list[Node], how: str) -> list[Node]:
