@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import math
 import random
 import statistics
@@ -131,16 +132,17 @@ def rank(lm: Any, state: dict[str, Any]) -> list[float]:
     ids = lm.chat_ids(prompt(state))
     replies = [lm.tokenizer(r, add_special_tokens=False)["input_ids"] + [lm.eos_id] for r in state["actions"]]
     model = lm.model
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # transformers 5 renamed it
     with torch.inference_mode(), autocast():
         cache = DynamicCache()
-        head = model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1, past_key_values=cache)
+        head = model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1, **{kw: cache})
         first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
         width = max(len(r) for r in replies)
         tokens = torch.tensor([r + [lm.eos_id] * (width - len(r)) for r in replies])
         mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in replies])
         cache.batch_repeat_interleave(len(replies))
         out = model(input_ids=tokens, attention_mask=torch.cat([torch.ones(len(replies), len(ids), dtype=mask.dtype), mask], 1),
-                    position_ids=torch.arange(len(ids), len(ids) + width).expand(len(replies), -1), use_cache=True, past_key_values=cache)
+                    position_ids=torch.arange(len(ids), len(ids) + width).expand(len(replies), -1), use_cache=True, **{kw: cache})
         logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
         rest = logp.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
         return (first[tokens[:, 0]] + rest.sum(1)).tolist()
