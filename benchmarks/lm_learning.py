@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import math
 import random
 import statistics
@@ -78,10 +79,14 @@ def walkthrough_decisions(tasks: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def prompt(state: dict[str, Any], obs_chars: int = 240) -> list[dict[str, str]]:
+OBS_CHARS = 240  # set from --obs-chars: how much of the goal and of the observation the prompt keeps
+
+
+def prompt(state: dict[str, Any], obs_chars: int | None = None) -> list[dict[str, str]]:
     """The compact prompt: goal, what the agent sees now, its last two actions, the commands it may type.
 
     A one-line system turn replaces SmolLM2's default one (fewer tokens, the same template)."""
+    obs_chars = obs_chars or OBS_CHARS
     last = "; ".join(str(h["action"]) for h in (state.get("history") or [])[-2:]) or "none"
     obs = " ".join(str(state.get("observation") or "").split())[:obs_chars]
     text = (f"Goal: {' '.join(str(state['task']).split())[:obs_chars]}\nYou see: {obs}\nLast actions: {last}\n"
@@ -104,15 +109,51 @@ def load(path: Path) -> Any:
     return SmolLM2(model, tokenizer, str(path), 0.0)
 
 
+AUTOCAST = False  # set from --bf16: matmuls in bfloat16 (AMX on this CPU), weights stay float32
+
+
+def autocast() -> Any:
+    import contextlib
+
+    import torch
+
+    return torch.autocast("cpu", dtype=torch.bfloat16) if AUTOCAST else contextlib.nullcontext()
+
+
 def rank(lm: Any, state: dict[str, Any]) -> list[float]:
-    sums, _, _ = lm.score_replies(prompt(state), state["actions"])
-    return sums
+    """log P(command + <|im_end|> | prompt) for every admissible command, in one batched pass.
+
+    As `SmolLM2.score_replies` (the prompt runs once, its KV cache is repeated over the
+    commands), but the prompt pass keeps only its last position's logits: the 49k-word
+    head over every prompt position was a fifth of a decision's cost."""
+    import torch
+    from transformers import DynamicCache
+
+    ids = lm.chat_ids(prompt(state))
+    replies = [lm.tokenizer(r, add_special_tokens=False)["input_ids"] + [lm.eos_id] for r in state["actions"]]
+    model = lm.model
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"  # transformers 5 renamed it
+    with torch.inference_mode(), autocast():
+        cache = DynamicCache()
+        head = model(input_ids=torch.tensor([ids]), use_cache=True, logits_to_keep=1, **{kw: cache})
+        first = torch.log_softmax(head.logits[0, -1].float(), dim=-1)
+        width = max(len(r) for r in replies)
+        tokens = torch.tensor([r + [lm.eos_id] * (width - len(r)) for r in replies])
+        mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in replies])
+        cache.batch_repeat_interleave(len(replies))
+        out = model(input_ids=tokens, attention_mask=torch.cat([torch.ones(len(replies), len(ids), dtype=mask.dtype), mask], 1),
+                    position_ids=torch.arange(len(ids), len(ids) + width).expand(len(replies), -1), use_cache=True, **{kw: cache})
+        logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)
+        rest = logp.gather(-1, tokens[:, 1:].unsqueeze(-1)).squeeze(-1) * mask[:, 1:]
+        return (first[tokens[:, 0]] + rest.sum(1)).tolist()
 
 
-def agreement(choose: Any, decisions: list[dict[str, Any]]) -> tuple[int, float]:
-    t0 = time.perf_counter()
+def agreement(choose: Any, decisions: list[dict[str, Any]]) -> tuple[int, float, float]:
+    """(right, wall seconds per decision, CPU seconds per decision)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     right = sum(choose(d) == d["best"] for d in decisions)
-    return right, (time.perf_counter() - t0) / max(1, len(decisions))
+    n = max(1, len(decisions))
+    return right, (time.perf_counter() - t0) / n, (time.process_time() - c0) / n
 
 
 def lm_chooser(lm: Any) -> Any:
@@ -163,7 +204,7 @@ def train(stage: str, model: Any, tokenizer: Any, rows: list[dict[str, Any]], ar
     import trl
 
     common = dict(output_dir=str(scratch / stage), per_device_train_batch_size=args.batch, max_length=args.max_length, seed=0,
-                  use_cpu=True, report_to="none", save_strategy="no", logging_steps=5, disable_tqdm=True, dataloader_num_workers=0)
+                  use_cpu=True, bf16=AUTOCAST, report_to="none", save_strategy="no", logging_steps=5, disable_tqdm=True, dataloader_num_workers=0)
     data = datasets.Dataset.from_list(rows)
     cfg: Any
     trainer: Any
@@ -174,13 +215,106 @@ def train(stage: str, model: Any, tokenizer: Any, rows: list[dict[str, Any]], ar
         cfg = trl.DPOConfig(max_steps=args.dpo_steps, learning_rate=args.dpo_lr, beta=args.beta, lr_scheduler_type="cosine", warmup_steps=2,
                             **common)
         trainer = trl.DPOTrainer(model=model, ref_model=copy.deepcopy(model).eval(), args=cfg, train_dataset=data, processing_class=tokenizer)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = trainer.train()
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     steps = int(result.global_step)
-    return trainer.model, {"rows": len(rows), "steps": steps, "loss": round(float(result.training_loss), 4),
+    losses = [round(h["loss"], 3) for h in trainer.state.log_history if "loss" in h]
+    return trainer.model, {"rows": len(rows), "steps": steps, "loss": round(float(result.training_loss), 4), "loss_curve": losses,
                            "seconds": round(seconds, 1), "seconds_per_step": round(seconds / max(1, steps), 2),
+                           "cpu_seconds_per_step": round(cpu / max(1, steps), 2),
                            "examples_per_step": args.batch}
+
+
+def profile(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list[dict[str, Any]]) -> None:
+    """Time one ranking decision and one SFT step alone, float32 then bf16 autocast (wall and CPU seconds)."""
+    import tempfile
+
+    global AUTOCAST
+    from trajgraph.learn.lm import base_model_dir
+
+    lm = load(base_model_dir(None))
+    lens = [len(lm.chat_ids(prompt(d))) for d in test_d]
+    print(f"prompt tokens: mean {statistics.mean(lens):.0f}, max {max(lens)}; commands per decision "
+          f"{statistics.mean(len(d['actions']) for d in test_d):.1f}", flush=True)
+    for bf in (False, True, False, True):
+        AUTOCAST = bf
+        t0, c0 = time.perf_counter(), time.process_time()
+        rank(lm, test_d[1])
+        print(f"rank bf16={bf}: {time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s CPU", flush=True)
+    rows = [{"prompt": prompt(d), "completion": [{"role": "assistant", "content": d["best"]}]} for d in train_d[:16]]
+    for bf in (False, True):
+        AUTOCAST = bf
+        model = load(base_model_dir(None)).model.train()
+        if not model.config.architectures:
+            model.config.architectures = [type(model).__name__]
+        freeze_below(model, args.top_layers)
+        args.sft_steps = 2
+        with tempfile.TemporaryDirectory(prefix="lm-learning-") as scratch:
+            _, t = train("sft", model, lm.tokenizer, rows, args, Path(scratch))
+        print(f"sft bf16={bf}, batch {args.batch}, max_length {args.max_length}, top {args.top_layers} layers:", t, flush=True)
+
+
+def paired(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list[dict[str, Any]], games: int, chance: float) -> None:
+    """Train first, then rank each unseen decision with every policy back to back; the JSON is rewritten after each one.
+
+    On a loaded machine a run may be cut short: the rows then cover the same first k decisions for every policy."""
+    import json
+    import tempfile
+
+    from trajgraph.learn.lm import base_model_dir
+    from trajgraph.policies import minilm_policy
+
+    source = base_model_dir(None)
+    base = load(source)
+    model, tokenizer = load(source).model.train(), base.tokenizer
+    base.model.eval()
+    if not model.config.architectures:
+        model.config.architectures = [type(model).__name__]
+    timing: dict[str, Any] = {"trainable_parameters": freeze_below(model, args.top_layers)}
+    policies: dict[str, Any] = {}
+    rng = random.Random(0)
+    policies["random"] = lambda s: rng.choice(s["actions"])
+    minilm = minilm_policy(temperature=0)
+    policies["MiniLM ranker, argmax"] = lambda s: minilm(s)["action"]
+    policies["SmolLM2-135M base"] = lm_chooser(base)
+    sft_rows = [{"prompt": prompt(d), "completion": [{"role": "assistant", "content": d["best"]}]} for d in train_d]
+    with tempfile.TemporaryDirectory(prefix="lm-learning-") as scratch:
+        model, timing["sft"] = train("sft", model, tokenizer, sft_rows, args, Path(scratch))
+        print("sft", timing["sft"], flush=True)
+        sft = type(base)(model.eval(), tokenizer, "sft", 0.0)
+        policies["SmolLM2-135M SFT"] = lm_chooser(sft)
+        if args.dpo_steps > 0:
+            pairs = []
+            for d in train_d[: args.dpo_decisions]:
+                scores = rank(sft, d)
+                wrong = max((i for i, a in enumerate(d["actions"]) if a != d["best"]), key=scores.__getitem__, default=None)
+                if wrong is not None:
+                    pairs.append({"prompt": prompt(d), "chosen": [{"role": "assistant", "content": d["best"]}],
+                                  "rejected": [{"role": "assistant", "content": d["actions"][wrong]}]})
+            dpo_model = copy.deepcopy(model).train()
+            dpo_model, timing["dpo"] = train("dpo", dpo_model, tokenizer, pairs, args, Path(scratch))
+            print("dpo", timing["dpo"], flush=True)
+            policies["SmolLM2-135M SFT+DPO"] = lm_chooser(type(base)(dpo_model.eval(), tokenizer, "sft+dpo", 0.0))
+    right = dict.fromkeys(policies, 0)
+    wall = dict.fromkeys(policies, 0.0)
+    cpu = dict.fromkeys(policies, 0.0)
+    out = Path(__file__).parent / "results" / "lm_learning.json"
+    for k, d in enumerate(test_d, 1):
+        for name, choose in policies.items():
+            t0, c0 = time.perf_counter(), time.process_time()
+            right[name] += choose(d) == d["best"]
+            wall[name] += time.perf_counter() - t0
+            cpu[name] += time.process_time() - c0
+        rows = [{"policy": n, "agreement": f"{right[n] / k:.0%}", "agreement_95ci": wilson(right[n], k), "right": right[n], "decisions": k,
+                 "s_per_decision": round(wall[n] / k, 2), "cpu_s_per_decision": round(cpu[n] / k, 2)} for n in policies]
+        done_games = len({x["game"] for x in test_d[:k]})
+        payload = {"name": "lm_learning", "title": f"SmolLM2-135M learning TextWorld on CPU (paired, reduced): {len(train_d)} train decisions, "
+                   f"{k}/{len(test_d)} test decisions ranked from {done_games} of {games} unseen games",
+                   "rows": rows, "training": timing, "settings": vars(args), "chance": round(chance, 4),
+                   "train_decisions": len(train_d), "test_decisions_ranked": k, "load_average": list(__import__("os").getloadavg())}
+        out.write_text(json.dumps(payload, indent=1))
+        print(k, {n: f"{right[n]}/{k}" for n in policies}, {n: round(wall[n] / k, 1) for n in policies}, flush=True)
 
 
 def main() -> None:
@@ -200,7 +334,17 @@ def main() -> None:
     ap.add_argument("--episodes", default="MiniLM ranker, argmax,SmolLM2-135M SFT+DPO",
                     help="comma-separated policy names that also play whole episodes ('all' for every one)")
     ap.add_argument("--work", default="lm-learning-out")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training and ranking (weights stay float32)")
+    ap.add_argument("--obs-chars", type=int, default=240, help="characters of the goal and of the observation kept in the prompt")
+    ap.add_argument("--paired", action="store_true",
+                    help="reduced CPU plan: train SFT (then DPO) first, then rank each test decision with every policy in turn "
+                         "(load cancels), writing the JSON after every decision")
+    ap.add_argument("--max-decisions", type=int, default=0, help="rank only the first N test decisions (0: all)")
+    ap.add_argument("--profile", action="store_true", help="time one ranking decision and one SFT step (float32 and bf16), then stop")
     args = ap.parse_args()
+    global OBS_CHARS, AUTOCAST
+    OBS_CHARS, AUTOCAST = args.obs_chars, args.bf16
 
     import tempfile
 
@@ -211,6 +355,7 @@ def main() -> None:
     from trajgraph.policies import minilm_policy
 
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     suite = TextWorldSuite()
@@ -220,6 +365,12 @@ def main() -> None:
     print(f"data: {len(train_d)} training decisions from {len(train_tasks)} games, {len(test_d)} test decisions from "
           f"{len(test_tasks)} unseen games ({time.perf_counter() - t0:.0f} s)", flush=True)
     chance = statistics.mean(1 / len(d["actions"]) for d in test_d)
+    if args.profile:
+        profile(args, train_d, test_d)
+        return
+    if args.paired:
+        paired(args, train_d, test_d[: args.max_decisions or None], len(test_tasks), chance)
+        return
     ep_tasks = test_tasks[: args.episode_games]
 
     rows: list[dict[str, Any]] = []
@@ -228,13 +379,13 @@ def main() -> None:
     play = args.episodes
 
     def measure(name: str, choose: Any) -> None:
-        right, per = agreement(choose, test_d)
+        right, per, cpu = agreement(choose, test_d)
         t1 = time.perf_counter()
         ep = ep_tasks if play == "all" or name in play else []
         won, mean = episodes(choose, ep) if ep else (0, float("nan"))
         rows.append({"policy": name, "agreement": f"{right / len(test_d):.0%}", "agreement_95ci": wilson(right, len(test_d)),
                      "won": f"{won}/{len(ep)}" if ep else "-", "won_95ci": wilson(won, len(ep)), "mean_score": round(mean, 3) if ep else "-",
-                     "ms_per_decision": round(1000 * per)})
+                     "s_per_decision": round(per, 2), "cpu_s_per_decision": round(cpu, 2)})
         print(rows[-1], f"(episodes {time.perf_counter() - t1:.0f} s)", flush=True)
 
     rng = random.Random(0)
