@@ -114,7 +114,7 @@ def shared_reward(path: str, *, device: str = "auto", max_batch: int = 256, num_
                   address: str | None = None, name: str | None = None, **model_kwargs: Any) -> RemoteReward:
     """Start the reward actor (one GPU when the cluster has one, unless `num_gpus` says otherwise) and wait
     until its model is loaded; a bad model folder fails here, not in the first search."""
-    from trajgraph.adapters.ray_executor import connect
+    from trajgraph.adapters.ray_connect import connect
 
     ray = connect(address)
     if num_gpus is None:

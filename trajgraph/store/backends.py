@@ -37,13 +37,11 @@ def mask_url(url: str) -> str:
     return _PARAM_PASSWORD.sub(r"\1***", _NETLOC_PASSWORD.sub(r"\1:***@", url))
 
 
-def backend_class(target: Any) -> type:
-    """The store class that opens `target`."""
+def backend_class(target: Any) -> type | None:
+    """The store class that opens a URL `target`; None for a file path (the SQLite store, `Store.file_backend`)."""
     scheme = scheme_of(target)
     if scheme is None:
-        from trajgraph.store.sqlite import SQLiteStore
-
-        return SQLiteStore
+        return None
     if scheme not in plugin_names(GROUP):
         known = ", ".join(f"{s}://" for s in plugin_names(GROUP))
         raise ConfigError(f"{mask_url(target)!r}: unknown store URL scheme {scheme!r}; give a file path or one of {known or 'none installed'}")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from trajgraph.errors import RunNotFoundError, StoreError
+from trajgraph.errors import ConfigError, RunNotFoundError, StoreError
 from trajgraph.store.dialect import Dialect
 from trajgraph.store.liveness import died_message, gone, this_process
 from trajgraph.store.redact import Redactor
@@ -87,6 +87,8 @@ class Store:
     """
 
     dialect: ClassVar[Dialect]
+    # the class a file path opens: SQLiteStore, set by store/sqlite.py (so this module never imports its subclass)
+    file_backend: ClassVar[type[Store] | None] = None
     path: Any  # the file (a Path), or the URL without its password
     readonly: bool
     redact: Redactor | None
@@ -99,7 +101,10 @@ class Store:
         if cls is Store:
             from trajgraph.store.backends import backend_class
 
-            cls = backend_class(path)
+            backend = backend_class(path) or Store.file_backend
+            if backend is None:  # only if trajgraph.store.sqlite was never imported (trajgraph.store imports it)
+                raise ConfigError("no file store backend loaded; import trajgraph.store")
+            cls = backend
         return object.__new__(cls)
 
     # -- what a backend provides ---------------------------------------------------

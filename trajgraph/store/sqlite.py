@@ -347,4 +347,6 @@ def migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
+Store.file_backend = SQLiteStore  # `Store("runs.db")` opens this class
+
 __all__ = ["SQLiteStore", "Database", "check", "migrate", "execute_when_free", "sql_limit", "write_error"]
