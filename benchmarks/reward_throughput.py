@@ -153,7 +153,8 @@ def main() -> None:
             name = "bf16" if cuda else (fast or "fp32")
             t0 = time.perf_counter()
             models[name] = LocalRewardModel(model_dir, device="cuda" if cuda else "cpu", fast=None if fast == "fp32" else fast,
-                                            max_length=tokens, batch_size=bs)
+                                            max_length=tokens, batch_size=bs,
+                                            cache_size=0)  # the model's work, not its score cache (the items repeat)
             if name == "auto":
                 probe = models[name].probe
                 assert probe is not None
