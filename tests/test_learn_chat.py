@@ -11,7 +11,6 @@ reaches it through litellm's `api_base`.
 from __future__ import annotations
 
 import json
-import random
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 import trajgraph as tg
+from tests._export_store import _answered_12, _noisy_calculator
 from trajgraph.learn import train_policy
 from trajgraph.learn.chat_template import NAME, TOOL_TEMPLATE, parse_tool_calls, renders_tool_calls
 from trajgraph.testing import FakeToolModel, ScriptedToolModel, fake_tool_call, react_calculator_agent
@@ -31,18 +31,6 @@ QUESTION = "what is 3 times 4?"
 CALL = {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": {"name": "multiply", "arguments": {"a": 3, "b": 4}}}]}
 
 
-def _noisy(messages: list[Any], rng: random.Random) -> Any:
-    last = messages[-1]
-    if last.type == "human":  # the right tool half of the time
-        return [fake_tool_call("multiply", a=3, b=4)] if rng.random() < 0.5 else [fake_tool_call("add", a=3, b=4)]
-    return f"The answer is {last.content}"
-
-
-def _answered_12(state: dict[str, Any]) -> float | None:
-    last = state["messages"][-1]
-    return float("12" in str(last.content)) if last.type == "ai" and not last.tool_calls else None
-
-
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("chat") / "chat.db"
@@ -50,7 +38,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     agent = tg.record(react_calculator_agent(ScriptedToolModel(script=[[fake_tool_call("multiply", a=3, b=4)], "The answer is 12.0"])),
                       store=store)
     agent.invoke({"messages": [("user", QUESTION)]})
-    tg.search(react_calculator_agent(FakeToolModel(respond=_noisy, seed=1)), {"messages": [("user", QUESTION)]}, decision_node="agent",
+    tg.search(react_calculator_agent(FakeToolModel(respond=_noisy_calculator, seed=1)), {"messages": [("user", QUESTION)]}, decision_node="agent",
               optimizer=tg.RRO(), budget=tg.Budget(policy_calls=12), outcome=_answered_12, store=store, task="times")
     store.close()
     return path
