@@ -18,7 +18,8 @@ Beyond the paper, each a setting (the paper's behaviour is the other value):
 - `widen="value"`: a node gets more children as its visits grow (progressive
   widening, limit max(k, sqrt(visits))); when the policy repeats itself the
   state's admissible actions fill in (`widen="repeats"`: LATS' fixed k, re-sampled
-  up to `max_expansions` times);
+  up to `max_expansions` times; `"auto"`, the default: "value" unless a learned
+  reward model values the children, see `fills_in`);
 - `prior="auto"`: PUCT, Q + c·P·sqrt(N)/(1+n) (Silver et al. 2017), when every
   child carries the policy's probability; UCT otherwise (`prior="uct"` always);
 - `value="auto"`: without a reward model, a child is valued by the environment's
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from trajgraph.errors import ConfigError
-from trajgraph.search.optimizers.base import at_least, finite, success
+from trajgraph.search.optimizers.base import at_least, finite, fills_in, success
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
 from trajgraph.store.json import canonical_key
@@ -84,6 +85,7 @@ class _Progress:
     share: bool = True  # transpositions share statistics (False: each node its own, as in LATS)
     best: bool = False  # back up the best value seen below a node, not the running mean
     classic: bool = False  # progressive widening from one child (sqrt(visits)), not from k
+    widen: str = "value"  # the widening this search runs ("value" or "repeats": `MCTS.widen` resolved)
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ class MCTS:
     reflect_with: Callable[[Node], str] | None = None  # failed terminal -> lesson (LATS' reflection)
     success: float = 1.0
     max_expansions: int = 3  # re-sample a node whose k samples merged into fewer than k distinct actions
-    widen: str = "value"  # "value": progressive widening + admissible actions; "repeats": LATS' fixed k
+    widen: str = "auto"  # "value": progressive widening + admissible actions; "repeats": LATS' fixed k; "auto": see fills_in
     prior: str = "auto"  # "auto": PUCT when the policy gives priors; "uct": always UCT
     value: str = "auto"  # without a reward model: "auto" (partial outcome, else simulation), "simulate", "partial"
     backup: str = "auto"  # "mean": LATS' running mean; "max": best value below; "auto": max in a deterministic space
@@ -106,7 +108,7 @@ class MCTS:
         finite(self, c=self.c, success=self.success)
         if self.c < 0:
             raise ConfigError(f"MCTS(c={self.c!r}): the exploration weight must be >= 0")
-        for setting, allowed in (("widen", ("value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial")),
+        for setting, allowed in (("widen", ("auto", "value", "repeats")), ("prior", ("auto", "uct")), ("value", ("auto", "simulate", "partial")),
                                  ("backup", ("auto", "mean", "max"))):
             if getattr(self, setting) not in allowed:
                 raise ConfigError(f"MCTS({setting}={getattr(self, setting)!r}): choose from {', '.join(allowed)}")
@@ -115,7 +117,8 @@ class MCTS:
         if root.terminal:
             return root
         source = self._source(space)
-        progress = _Progress(share=space.transpositions, best=self._max_backup(space), classic=source == CONSISTENCY)
+        progress = _Progress(share=space.transpositions, best=self._max_backup(space), classic=source == CONSISTENCY,
+                             widen="value" if fills_in(space, self.widen) else "repeats")
         log.stats["value_source"] = source
         log.notes.append(f"mcts values unfinished states by {source}")
         while (leaf := self.select(root, progress)) is not None:
@@ -193,14 +196,14 @@ class MCTS:
         progress.expansions[leaf.id] = progress.expansions.get(leaf.id, 0) + 1
         known = {canonical_key(ch.action) for ch in leaf.children}
         want = self.k - len(known) if known else self.k
-        if self.widen == "value":
+        if progress.widen == "value":
             want = min(self.k, max(1, self._limit(leaf, progress) - len(known)))
             if not known or (progress.classic and not space.actions_at(leaf)):  # samples are the only way to new actions
                 want = self.k
         sampled = await space.propose(leaf, want)
         candidates = [c for c in sampled if c.key not in known]
         voted = len(candidates)  # the rest are admissible fill-ins nobody sampled
-        if self.widen == "value" and len(candidates) < want:  # the policy repeats itself: reach the rest
+        if progress.widen == "value" and len(candidates) < want:  # the policy repeats itself: reach the rest
             candidates += (await space.admissible(leaf, known | {c.key for c in candidates}))[: want - len(candidates)]
         if not candidates:
             return []
@@ -271,7 +274,7 @@ class MCTS:
     def _widens(self, node: Node, progress: _Progress, limit: int | None = None) -> bool:
         tries = progress.expansions.get(node.id, 0)
         cap = self._limit(node, progress) if limit is None else limit
-        if self.widen == "repeats":
+        if progress.widen == "repeats":
             return len(node.children) < self.k and tries < self.max_expansions
         listed = node.state.get("actions")
         room = len(listed) if isinstance(listed, list) and listed else None

@@ -30,7 +30,8 @@ Carlo rollouts (the choice is in `stats["value_source"]`); a state reached befor
 keeps its score (transpositions, `Space.score`); `widen="value"`: when the policy
 keeps proposing actions already tried, the state's admissible actions fill in
 (most probable first when the policy gives priors), so widening reaches every
-action (`widen="repeats"`: the paper's re-sampling only); candidates drawn
+action (`widen="repeats"`: the paper's re-sampling only; `"auto"`, the default:
+"value" unless a learned reward model values the candidates, see `fills_in`); candidates drawn
 together are tried in order of the policy's prior when it gives one.
 """
 
@@ -39,7 +40,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from trajgraph.search.optimizers.base import at_least, finite, success, value_source
+from trajgraph.errors import ConfigError
+from trajgraph.search.optimizers.base import at_least, finite, fills_in, success, value_source
 from trajgraph.search.scoring import Scorer
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
@@ -62,7 +64,7 @@ class RRO:
     rollouts: int = 2  # Monte Carlo rollouts per candidate when the search has no reward model
     success: float = 1.0
     anytime: bool = True  # backtrack while the budget lasts (False: the paper's single walk)
-    widen: str = "value"  # "value": admissible actions fill in for repeated samples; "repeats": re-sample only
+    widen: str = "auto"  # "value": admissible actions fill in for repeated samples; "repeats": re-sample only; "auto": see fills_in
     value: str = "auto"  # "auto": reward model, else partial outcome, else rollouts; "rollouts": always rollouts
     name: ClassVar[str] = "rro"
     open_ended: ClassVar[bool] = False  # stops when nothing is left to try
@@ -71,6 +73,8 @@ class RRO:
         at_least(self, group=self.group, k_max=self.k_max)
         at_least(self, 0, rollouts=self.rollouts)
         finite(self, min_rise=self.min_rise, success=self.success)
+        if self.widen not in ("auto", "value", "repeats"):
+            raise ConfigError(f"RRO(widen={self.widen!r}): choose from auto, value, repeats")
 
     async def search(self, space: Space, root: Node, log: TreeLog) -> Node:
         # the paper's process reward when the search has none: MC rollouts, kept to this
@@ -109,6 +113,7 @@ class RRO:
         (widening up to k_max), until the trajectory ends. Returns where it ended (a
         decision point with nothing valid to take when every candidate failed)."""
         per_step: list[int] = log.stats.setdefault("candidates_per_step", [])
+        fill = fills_in(space, self.widen)
         while not node.terminal:
             point = points.setdefault(node.id, _Point())
             chosen: Node | None = None
@@ -118,7 +123,7 @@ class RRO:
                 want = min(self.group, self.k_max - len(point.tried))
                 point.drawn += want
                 fresh = [c for c in await space.propose(node, want) if c.key not in point.seen]
-                if not fresh and self.widen == "value":  # the policy repeats itself: reach the rest
+                if not fresh and fill:  # the policy repeats itself: reach the rest
                     fresh = (await space.admissible(node, point.seen))[:want]
                 fresh.sort(key=lambda c: -(c.prior or 0.0))  # most probable first (stable: sampling order otherwise)
                 point.seen.update(c.key for c in fresh)

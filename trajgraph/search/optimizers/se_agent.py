@@ -46,7 +46,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from trajgraph.search.optimizers.base import at_least, finite, success
+from trajgraph.errors import ConfigError
+from trajgraph.search.optimizers.base import at_least, finite, fills_in, success
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
 from trajgraph.store.json import canonical_key
@@ -88,12 +89,15 @@ class SEAgent:
     success: float = 1.0
     seed: int = 0
     anytime: bool = True  # evolve past `generations` while the budget lasts (False: the paper's G)
+    widen: str = "auto"  # revision's admissible fill-ins: "value" always, "repeats" never, "auto": see fills_in
     name: ClassVar[str] = "se-agent"
 
     def __post_init__(self) -> None:
         at_least(self, population=self.population)
         at_least(self, 0, generations=self.generations)
         finite(self, success=self.success)
+        if self.widen not in ("auto", "value", "repeats"):
+            raise ConfigError(f"SEAgent(widen={self.widen!r}): choose from auto, value, repeats")
 
     @property
     def open_ended(self) -> bool:  # anytime: only success, the budget or stagnation stop it
@@ -171,7 +175,7 @@ class SEAgent:
         new is left here."""
         tried = {canonical_key(ch.action) for ch in node.children}
         others = [c for c in await space.propose(node, 1) if c.key not in tried]
-        if space.partial is not None or not others:
+        if fills_in(space, self.widen) and (space.partial is not None or not others):
             others += await space.admissible(node, tried | {c.key for c in others})
         new = [c for c in await space.gather(*(space.expand(node, c) for c in others)) if not c.invalid]
         known = [ch for ch in node.children if ch not in new and ch is not avoid and not ch.invalid and not space.is_closed(ch)]
