@@ -274,3 +274,35 @@ def test_se_agent_llm_guided_revision_re_executes_the_revised_plan():
     assert result.best.reason.startswith("revision [llm]")
     assert result.stats["operators"] == "llm-guided" and result.stats["forms"]["revision"]["llm"] >= 1
     assert prompts and "Trajectory A" in prompts[0] and "jump" in prompts[0]
+
+
+class _FlatModel:
+    """A learned reward model in trajgraph.reward's sense (score/ascore over RewardItems)."""
+
+    def score(self, items):
+        return [0.5 for _ in items]
+
+    async def ascore(self, items):
+        return self.score(items)
+
+
+@pytest.mark.parametrize("make", [lambda w: RRO(group=1, k_max=3, widen=w), lambda w: MCTS(k=3, widen=w),
+                                  lambda w: SEAgent(population=2, generations=1, widen=w)], ids=["rro", "mcts", "se-agent"])
+def test_admissible_fill_ins_wait_for_a_value_that_is_not_a_learned_model(make):
+    # the agent always says "wait"; "forward" and "back" are admissible. A learned reward model
+    # is trained on the agent's own trajectories, so widen="auto" does not fill in where one
+    # values the candidates (on TextWorld its picks among fill-ins cost RRO 3 of 8 games);
+    # a function of the state, or widen="value", does
+    def tried(widen: str, reward: object) -> set[str]:
+        policy = SequencePolicy({pos: ["wait"] for pos in range(8)})
+        result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=make(widen), policy=policy,
+                        reward=reward, budget=Budget(policy_calls=30), transpositions=False)  # no loop is cut: samples only
+        assert result.space is not None
+        return {n.action_text for n in result.space.nodes if n.depth >= 1 and not n.invalid}
+
+    assert tried("auto", _FlatModel()) == {"wait"}
+    assert tried("repeats", lambda s: 0.5) == {"wait"}
+    assert tried("auto", lambda s: 0.5) == {"forward", "back", "wait"}
+    assert tried("value", _FlatModel()) == {"forward", "back", "wait"}
+    with pytest.raises(ConfigError, match="widen"):
+        make("sometimes")
