@@ -306,3 +306,27 @@ def test_admissible_fill_ins_wait_for_a_value_that_is_not_a_learned_model(make):
     assert tried("value", _FlatModel()) == {"forward", "back", "wait"}
     with pytest.raises(ConfigError, match="widen"):
         make("sometimes")
+
+
+def test_mcts_pairs_under_self_consistency_follow_outcomes_not_votes():
+    # the ReAct calculator agent's own model calls add or multiply (half each): without a reward
+    # model MCTS values new children by their vote share, but its preference pairs must say
+    # what worked: multiply(3, 4) answers 12 (outcome 1), add does not (outcome 0)
+    from tests._export_store import _answered_12, _noisy_calculator
+    from trajgraph.testing import FakeToolModel, react_calculator_agent
+
+    result = search(react_calculator_agent(FakeToolModel(respond=_noisy_calculator, seed=1)),
+                    {"messages": [("user", "what is 3 times 4?")]}, decision_node="agent", optimizer=MCTS(k=3),
+                    budget=Budget(policy_calls=12), outcome=_answered_12, store=(store := _memory_store()), task="times")
+    assert result.stats["value_source"] == "self-consistency + simulation" and result.outcome == 1.0
+    pairs = store.pairs(run_id=result.run_id)
+    assert pairs, "MCTS wrote no preference pair"
+    for p in pairs:
+        assert p.chosen["text"].startswith("multiply(") and p.rejected["text"].startswith("add("), (p.chosen, p.rejected)
+        assert p.chosen_score == 1.0 and p.rejected_score == 0.0
+
+
+def _memory_store():
+    import trajgraph as tg
+
+    return tg.Store(":memory:")

@@ -121,6 +121,15 @@ class MCTS:
                              widen="value" if fills_in(space, self.widen) else "repeats")
         log.stats["value_source"] = source
         log.notes.append(f"mcts values unfinished states by {source}")
+        # a vote share says what the policy liked, not what worked: with it, the preference pairs
+        # are written once the search ends, from the outcomes backed up below each child
+        try:
+            return await self._search(space, root, log, source, progress)
+        finally:
+            if source == CONSISTENCY:
+                self._outcome_pairs(space, log, progress)
+
+    async def _search(self, space: Space, root: Node, log: TreeLog, source: str, progress: _Progress) -> Node:
         while (leaf := self.select(root, progress)) is not None:
             path = list(progress.path)
             children = await self.expand(space, leaf, progress)
@@ -138,13 +147,15 @@ class MCTS:
                     continue
                 if success(end, self.success):
                     end.reason = "reached success"
-                    self._pairs(log, leaf, child, valid)
+                    if source != CONSISTENCY:
+                        self._pairs(log, leaf, child, valid)
                     return end
                 self.reflect(space, end)
             if not valid:
                 continue
             best, _ = max(valid, key=lambda cv: cv[1])
-            self._pairs(log, leaf, best, valid)
+            if source != CONSISTENCY:
+                self._pairs(log, leaf, best, valid)
             if source == CONSISTENCY:  # LATS' simulation from the child the policy voted for most
                 best = max(((ch, v) for ch, v in valid if not ch.terminal), key=lambda cv: cv[1], default=(best, 0.0))[0]
             if (self._simulates_best(space) or source == CONSISTENCY) and not best.terminal:
@@ -312,6 +323,29 @@ class MCTS:
         for other, s in scored:
             if other is not best and s < (best.score or 0.0):
                 log.pair("mcts", at, best, other, best.score, s)
+
+    @staticmethod
+    def _outcome_pairs(space: Space, log: TreeLog, progress: _Progress) -> None:
+        """Pairs by what each child is known to reach: at every decision point, the child
+        with the best value backed up from finished trajectories (an outcome, or the best
+        or mean outcome below it) over each child that reached less. Children with nothing
+        finished below them are left out: no outcome says how they do."""
+        for at in space.nodes:
+            known: list[tuple[Node, float]] = []
+            for ch in at.children:
+                if ch.invalid:
+                    continue
+                visits, value = progress.stats.get(ch.key, (ch.visits, ch.value)) if progress.share and ch.key else (ch.visits, ch.value)
+                if ch.terminal and ch.outcome is not None:
+                    known.append((ch, float(ch.outcome)))
+                elif visits and value is not None:
+                    known.append((ch, float(value)))
+            if len(known) < 2:
+                continue
+            best, top = max(known, key=lambda cv: cv[1])
+            for other, v in known:
+                if other is not best and v < top:
+                    log.pair("mcts", at, best, other, top, v)
 
 
 async def _same(node: Node) -> Node:
