@@ -27,7 +27,9 @@ Beyond the paper, each a setting (the paper's behaviour is the other value):
   share of the k samples that chose it, which also serves as its PUCT prior) and
   one simulation from the most-voted child, whose nodes join the tree (progressive
   widening then starts from one child, sqrt(visits), so a simulation's path is
-  descended before it is widened). `"simulate"`: a simulation from every child;
+  descended before it is widened). `"simulate"`: a simulation from every child.
+  Preference pairs then come from the outcomes backed up below each child when the
+  search ends (`_outcome_pairs`), never from vote shares;
 - `backup="auto"`: where the space is deterministic (transpositions on) and values
   are outcomes of simulations, a node keeps the best value found below it (max
   backup, through every lineage of the end reached) instead of the running mean:
