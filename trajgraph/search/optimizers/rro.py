@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from trajgraph.errors import ConfigError
-from trajgraph.search.optimizers.base import at_least, finite, fills_in, success, value_source
+from trajgraph.search.optimizers.base import at_least, fills_in, finite, success, value_source
 from trajgraph.search.scoring import Scorer
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog

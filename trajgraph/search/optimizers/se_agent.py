@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from trajgraph.errors import ConfigError
-from trajgraph.search.optimizers.base import at_least, finite, fills_in, success
+from trajgraph.search.optimizers.base import at_least, fills_in, finite, success
 from trajgraph.search.space import Node, Space
 from trajgraph.search.tree import TreeLog
 from trajgraph.store.json import canonical_key
