@@ -109,9 +109,11 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 async def run_one(task: Any, optimizer_name: str, *, policy_for: Callable[[Any], Any], reward: Any, budget: int,
                   store: Store | None, success: float, tags: Sequence[str] = (), graph_name: str | None = None,
-                  repeatable: bool = False) -> TaskResult:
+                  repeatable: bool = False, transpositions: bool = True) -> TaskResult:
     """One search. `policy_for(task)` gives the agent's decision-node function; when it
-    also has `propose(state, k)` the k candidates come from that (batched) instead."""
+    also has `propose(state, k)` the k candidates come from that (batched) instead.
+    `transpositions=False`: every trajectory as the policy walks it, detours and loops kept
+    (the demo explores so for its reward model's data: `trajgraph.cli.bench`)."""
     agent_policy = policy_for(task)
     policy = agent_policy if hasattr(agent_policy, "propose") else None
     graph, env = task.make_graph(agent_policy)
@@ -119,7 +121,7 @@ async def run_one(task: Any, optimizer_name: str, *, policy_for: Callable[[Any],
     result = await asearch(graph, task.input, decision_node=task.decision_node, optimizer=OPTIMIZERS[optimizer_name](),
                            reward=reward, outcome=task.outcome, budget=Budget(policy_calls=budget), store=store,
                            policy=policy, environment=env, task=task.id, tags=("bench", optimizer_name, *tags),
-                           name=graph_name or graph.get_name(), repeatable=repeatable)
+                           name=graph_name or graph.get_name(), repeatable=repeatable, transpositions=transpositions)
     decisions = max(1, result.best.depth)
     per_step = result.stats.get("mean_candidates_per_step") or result.spent.policy_calls / decisions
     outcome = result.outcome
@@ -133,7 +135,8 @@ async def run_one(task: Any, optimizer_name: str, *, policy_for: Callable[[Any],
 async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_for: Callable[[Any], Any], reward: Any = None,
                     budget: int = 32, store: Store | None = None, success: float = 1.0, concurrency: int = 2,
                     on_result: Callable[[TaskResult], None] | None = None, tags: Sequence[str] = (),
-                    graph_name: str | None = None, repeatable: bool = False, executor: Any = None) -> list[TaskResult]:
+                    graph_name: str | None = None, repeatable: bool = False, executor: Any = None,
+                    transpositions: bool = True) -> list[TaskResult]:
     """Every optimizer on every task, `concurrency` searches at a time (each `repeatable`
     or not: see `trajgraph.search.optimize.asearch`). `executor` (e.g.
     `trajgraph.adapters.ray_executor.RayExecutor`) runs the searches elsewhere: it gets
@@ -142,7 +145,7 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
         raise ConfigError(f"budget must be a positive number of policy calls, got {budget}")
     if executor is not None:
         search = functools.partial(run_one, policy_for=policy_for, reward=reward, budget=budget, success=success,
-                                   tags=tags, graph_name=graph_name, repeatable=repeatable)
+                                   tags=tags, graph_name=graph_name, repeatable=repeatable, transpositions=transpositions)
         jobs = [(t, name) for name in optimizers for t in tasks]
         return list(await executor.map(search, jobs, store=store, on_result=on_result))
     # a bench owns its event loop (asyncio.run(run_bench(...))): repeatable searches of sync
@@ -152,8 +155,8 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
 
     async def one(task: Any, name: str) -> TaskResult:
         async with sem:
-            r = await run_one(task, name, policy_for=policy_for, reward=reward, budget=budget,
-                              store=store, success=success, tags=tags, graph_name=graph_name, repeatable=repeatable)
+            r = await run_one(task, name, policy_for=policy_for, reward=reward, budget=budget, store=store, success=success,
+                              tags=tags, graph_name=graph_name, repeatable=repeatable, transpositions=transpositions)
         if on_result is not None:
             on_result(r)
         return r
