@@ -195,7 +195,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
         from trajgraph.learn.demo import LearningSettings, demo_rows
 
-        settings = LearningSettings(**{"train_games": learning["learn_games"], "decoding_games": learning["decoding_games"]}) \
+        settings = LearningSettings(train_games=learning["learn_games"], decoding_games=learning["decoding_games"]) \
             if learning else None
         with phase("learning round"):
             names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
