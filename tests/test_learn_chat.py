@@ -39,7 +39,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
                       store=store)
     agent.invoke({"messages": [("user", QUESTION)]})
     tg.search(react_calculator_agent(FakeToolModel(respond=_noisy_calculator, seed=1)), {"messages": [("user", QUESTION)]}, decision_node="agent",
-              optimizer=tg.RRO(), budget=tg.Budget(policy_calls=12), outcome=_answered_12, store=store, task="times")
+              optimizer=tg.MCTS(k=3), budget=tg.Budget(policy_calls=12), outcome=_answered_12, store=store, task="times")
     store.close()
     return path
 
