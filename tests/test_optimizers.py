@@ -330,3 +330,17 @@ def _memory_store():
     import trajgraph as tg
 
     return tg.Store(":memory:")
+
+
+def test_se_agent_keeps_half_the_budget_for_evolution_when_rollouts_are_long():
+    # each rollout of an agent that only waits takes the whole episode (6 calls): a population of 4
+    # would spend 24 calls before any generation; past half the budget no more initial rollouts start
+    def initial_rollouts(calls: int) -> int:
+        policy = SequencePolicy({pos: ["wait"] for pos in range(8)})
+        result = search(line_graph(goal=3), line_start(), decision_node="policy", optimizer=SEAgent(population=4, generations=1),
+                        policy=policy, budget=Budget(policy_calls=calls), repeatable=True, transpositions=False)
+        assert result.space is not None
+        return sum(1 for n in result.space.nodes if n.terminal and (n.reason or "").startswith("initial rollout"))
+
+    assert initial_rollouts(16) == 2  # two side by side, then 12 of 16 calls spent: evolve with them
+    assert initial_rollouts(100) == 4  # short rollouts against the budget: the whole population
