@@ -16,7 +16,15 @@ bootstrap intervals on the mean score (20 test tasks: intervals are wide).
 - `mcts+value`: MCTS, the value model retrained each round (`retrain_reward=True`);
 - `mcts`: MCTS with Monte Carlo values only.
 
-Run: python benchmarks/learning_rounds.py [--variants all,no-targets,targets-only] [--work learning-rounds-out]
+Families (`--family`):
+
+- `boxes` (default): 3 containers, 2 distractor colours (results/learning_rounds.json);
+- `boxes-hard`: 4 containers, 2 distractors, where the base's full success at its best
+  decoding is 0% (results/learning_rounds_boxes_hard.json);
+- `frozenlake`: generated 4x4 FrozenLake maps (adapters/gym_toytext.py, binary outcome),
+  a second suite family (results/learning_rounds_frozenlake.json).
+
+Run: python benchmarks/learning_rounds.py [--family boxes] [--variants all,no-targets,targets-only] [--work learning-rounds-out]
 A finished variant's folder is read back, not rerun (evolve resumes from its state file).
 """
 
@@ -48,30 +56,53 @@ def bootstrap(xs: list[float], n: int = 2000, seed: int = 0) -> tuple[float, flo
     return means[int(0.025 * n)], means[int(0.975 * n) - 1]
 
 
+def family(name: str, args: argparse.Namespace) -> tuple[Any, str, str, str]:
+    """(suite, folder prefix, results name, title) of a task family."""
+    if name == "frozenlake":
+        from trajgraph.adapters.gym_toytext import FrozenLakeSuite
+
+        return (FrozenLakeSuite(size=args.size), "fl", "learning_rounds_frozenlake",
+                f"generated {args.size}x{args.size} FrozenLake maps")
+    from trajgraph.testing.locked_boxes import LockedBoxesSuite
+
+    if name == "boxes":
+        return LockedBoxesSuite(), "bx", "learning_rounds", "locked boxes (3 goals, 2 distractors)"
+    if name == "boxes-hard":
+        return (LockedBoxesSuite(goals=4, distractors=2), "bxh", "learning_rounds_boxes_hard",
+                "locked boxes (4 goals, 2 distractors)")
+    raise SystemExit(f"unknown family {name!r}: boxes, boxes-hard, frozenlake")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--variants", default="all,no-targets,targets-only")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--work", default="learning-rounds-out")
+    ap.add_argument("--family", default="boxes", help="boxes | boxes-hard | frozenlake")
+    ap.add_argument("--size", type=int, default=4, help="FrozenLake map size")
+    ap.add_argument("--train", type=int, default=24, help="training tasks (a quarter held out for validation)")
+    ap.add_argument("--test", type=int, default=20, help="unseen test tasks")
+    ap.add_argument("--features", default="full", help="the head's features: full | clause (the command's clause of the observation)")
+    ap.add_argument("--mix", default="all", help="training data: all rounds | recent")
     args = ap.parse_args()
 
     from trajgraph.bench import wilson
     from trajgraph.learn.evolve import evolve
     from trajgraph.store import Store
-    from trajgraph.testing.locked_boxes import LockedBoxesSuite
 
-    suite = LockedBoxesSuite()
-    train, test = suite.tasks("train", 24, 0), suite.tasks("test", 20, 0)
+    suite, prefix, result_name, what = family(args.family, args)
+    train, test = suite.tasks("train", args.train, 0), suite.tasks("test", args.test, 0)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
     for variant in args.variants.split(","):
         optimizer, options, retrain = VARIANTS[variant]
-        out = Path(args.work) / FOLDERS[variant]
+        out = Path(args.work) / FOLDERS[variant].replace("bx", prefix, 1)
         started = time.time()
         report = evolve(train, test, store=f"{out}.db", out=out, rounds=args.rounds, optimizer=optimizer, budget=args.budget,
-                        name="boxes", workers=2, retrain_reward=retrain, train_options={"epochs": 30, **options})
-        extra[variant] = {"stopped": report.stopped, "decoding": report.config["decoding"], "wall_s": time.time() - started}
+                        name=prefix, workers=2, retrain_reward=retrain, mix=args.mix,
+                        train_options={"epochs": 30, **({} if args.features == "full" else {"features": args.features}), **options})
+        extra[variant] = {"features": args.features, "mix": args.mix, "stopped": report.stopped, "decoding": report.config["decoding"], "wall_s": time.time() - started}
         store = Store(f"{out}.db")
         for row in report.rounds:
             cells: dict[str, Any] = {"variant": variant, "round": row.round, "promoted": row.promoted,
@@ -90,8 +121,8 @@ def main() -> None:
             cells["value model AUC"] = "-" if not row.value_model or row.value_model.get("val_auc") is None else f"{row.value_model['val_auc']:.3f}"
             cells["next trained on"] = "-" if row.targets is None else f"{row.targets} targets, {row.decisions} decisions"
             rows.append(cells)
-    emit("learning_rounds", f"evolve on locked boxes (3 goals, 2 distractors): 24 training tasks (1/4 validation), 20 unseen test tasks, "
-                            f"{args.budget} calls", rows, extra=extra)
+    emit(result_name, f"evolve on {what}: {len(train)} training tasks (1/4 validation), {len(test)} unseen test tasks, "
+                      f"{args.budget} calls", rows, extra=extra)
 
 
 if __name__ == "__main__":
