@@ -76,6 +76,10 @@ def greedy_check(tasks: list[Any], policy: Any, budget: int, name: str) -> list[
 
 def family(name: str, args: argparse.Namespace) -> tuple[Any, str, str, str]:
     """(suite, folder prefix, results name, title) of a task family."""
+    if name == "textworld":
+        from trajgraph.adapters.textworld_env import TextWorldSuite
+
+        return TextWorldSuite(), "tw", "learning_rounds_textworld", "TextWorld tw-simple (the demo's test games)"
     if name == "frozenlake":
         from trajgraph.adapters.gym_toytext import FrozenLakeSuite
 
@@ -88,7 +92,7 @@ def family(name: str, args: argparse.Namespace) -> tuple[Any, str, str, str]:
     if name == "boxes-hard":
         return (LockedBoxesSuite(goals=4, distractors=2), "bxh", "learning_rounds_boxes_hard",
                 "locked boxes (4 goals, 2 distractors)")
-    raise SystemExit(f"unknown family {name!r}: boxes, boxes-hard, frozenlake")
+    raise SystemExit(f"unknown family {name!r}: boxes, boxes-hard, frozenlake, textworld")
 
 
 def main() -> None:
@@ -97,7 +101,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget", type=int, default=60)
     ap.add_argument("--work", default="learning-rounds-out")
-    ap.add_argument("--family", default="boxes", help="boxes | boxes-hard | frozenlake")
+    ap.add_argument("--family", default="boxes", help="boxes | boxes-hard | frozenlake | textworld")
     ap.add_argument("--size", type=int, default=4, help="FrozenLake map size")
     ap.add_argument("--train", type=int, default=24, help="training tasks (a quarter held out for validation)")
     ap.add_argument("--test", type=int, default=20, help="unseen test tasks")
@@ -122,8 +126,9 @@ def main() -> None:
         out = Path(args.work) / (FOLDERS[variant].replace("bx", prefix, 1) + suffix)
         started = time.time()
         report = evolve(train, test, store=f"{out}.db", out=out, rounds=args.rounds, optimizer=optimizer, budget=args.budget,
-                        name=prefix, workers=2, retrain_reward=retrain, mix=args.mix,
-                        train_options={"epochs": 30, **({} if args.features == "full" else {"features": args.features}), **options})
+                        name="textworld" if prefix == "tw" else prefix, workers=2, retrain_reward=retrain, mix=args.mix,
+                        train_options={"epochs": 30, **({} if args.features == "full" else {"features": args.features}),
+                                       **({"situation": "commands"} if prefix == "tw" else {}), **options})
         extra[variant] = {"features": args.features, "mix": args.mix, "stopped": report.stopped, "decoding": report.config["decoding"], "wall_s": time.time() - started}
         store = Store(f"{out}.db")
         first: list[float] = []
