@@ -22,7 +22,12 @@ Families (`--family`):
 - `boxes-hard`: 4 containers, 2 distractors, where the base's full success at its best
   decoding is 0% (results/learning_rounds_boxes_hard.json);
 - `frozenlake`: generated 4x4 FrozenLake maps (adapters/gym_toytext.py, binary outcome),
-  a second suite family (results/learning_rounds_frozenlake.json).
+  a second suite family (results/learning_rounds_frozenlake.json);
+- `textworld`: the demo's tw-simple games (its 20 test games of seed 0 with `--test 20`).
+
+`--features clause` trains heads that also read, per command, the observation's clause
+about it (results/..._clause.json); `--check N` plays the base at its best decoding and
+the last promoted policy greedily on N more unseen tasks (tighter intervals).
 
 Run: python benchmarks/learning_rounds.py [--family boxes] [--variants all,no-targets,targets-only] [--work learning-rounds-out]
 A finished variant's folder is read back, not rerun (evolve resumes from its state file).
