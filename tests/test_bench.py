@@ -34,6 +34,9 @@ def test_tiny_bench_writes_table_json_plot_and_every_run(tmp_path):
         assert store.search_nodes(r.id)
         assert store.runs(parent_id=r.id, kind="rollout")
     assert (out / "bench.png").stat().st_size > 1000
+    phases = data["config"]["phases_s"]  # where the time went, as printed on the last line
+    assert set(phases) == {"games", "searches", "baseline"} and all(v >= 0 for v in phases.values())
+    assert phases["searches"] <= data["config"]["wall_s"] and "time:   games" in result.output
 
 
 class _Result:

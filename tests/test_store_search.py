@@ -14,10 +14,11 @@ from typer.testing import CliRunner
 
 from tests._services import Postgres
 from trajgraph.cli import app
+from trajgraph.errors import StoreError
 from trajgraph.store import Store
 from trajgraph.store.dialect import SQLITE
 from trajgraph.store.schema import MIGRATIONS
-from trajgraph.trajectory import Run, Step
+from trajgraph.trajectory import SCHEMA_VERSION, Run, Step
 
 OBSERVATION = "You are in a cellar.\nA brass lantern hangs on a hook."
 
@@ -95,9 +96,10 @@ def test_an_older_store_is_indexed_by_its_migration(tmp_path: Path) -> None:
     (row,) = _runs_search(str(db), "brass")
     assert row["id"] == "old-run" and row["matches"][0]["key"] == 0
     conn = sqlite3.connect(db)
-    assert conn.execute("SELECT value FROM _trajgraph_meta WHERE key = 'schema_version'").fetchone() == ("4",)
+    assert conn.execute("SELECT value FROM _trajgraph_meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
     triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    assert {"steps_ai", "steps_ad", "steps_au", "runs_au", "model_calls_ai", "search_nodes_ad"} <= triggers
+    assert {"steps_ad", "steps_au", "runs_au", "model_calls_ad", "search_nodes_ad"} <= triggers
+    assert not {t for t in triggers if t.endswith("_ai")}  # v5: inserts are indexed in bulk, not by a trigger
     store = Store(db)
     store.write(steps=[Step(run_id="old-run", seq=1, node="env", update={"observation": "an iron gate"})])
     assert [(h.run_id, h.key) for h in store.search("iron gate")] == [("old-run", 1)]
@@ -117,7 +119,9 @@ def test_sqlite_index_is_sqlite_utils_own_layout(tmp_path: Path) -> None:
     import sqlite_utils
 
     db = tmp_path / "s.db"
-    _seed(Store(db))
+    store = Store(db)
+    _seed(store)
+    store.close()  # closing brings the index up to date for readers outside trajgraph
     table = sqlite_utils.Database(db).table("steps")
     assert table.detect_fts() == "steps_fts"
     assert [(r["run_id"], r["seq"]) for r in table.search("lantern", columns=["run_id", "seq"])] == [("cellar-run", 1)]
@@ -145,3 +149,57 @@ def test_older_postgres_store_gets_its_search_index(postgres: Postgres) -> None:
     assert [(h.run_id, h.table, h.key) for h in store.search("brass")] == [("old-run", "steps", 0)]
     assert "steps_search" in _plan(store, "steps")
     postgres.close_stores()
+
+
+def _indexed(db: Path, table: str) -> int:
+    """Rows the FTS5 index of `table` holds (its docsize shadow table has one row per indexed row)."""
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}_fts_docsize").fetchone()[0])
+
+
+def test_writes_leave_the_index_to_the_next_search_which_catches_up_once(tmp_path: Path) -> None:
+    """Issue 20: indexing each insert halved write speed; rows are indexed in bulk when searched."""
+    db = tmp_path / "s.db"
+    store = Store(db)
+    _seed(store)
+    assert _indexed(db, "steps") == 0  # the write path did not touch the index
+    assert [(h.run_id, h.key) for h in store.search("brass lantern")] == [("cellar-run", 1)]
+    assert _indexed(db, "steps") == 3
+    assert store.index_for_search() == 0  # nothing left to index
+    store.write(steps=[Step(run_id="other-run", seq=1, node="env", update={"observation": "a brass bell"})])
+    assert store.index_for_search() == 1 and _indexed(db, "steps") == 4
+    assert sorted(h.run_id for h in store.search("brass")) == ["cellar-run", "other-run"]
+
+
+def test_read_only_search_sees_rows_the_index_lacks_without_writing(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    writer = Store(db)
+    _seed(writer)
+    writer.flush()
+    before = db.read_bytes()
+    reader = Store(db, readonly=True)
+    hits = reader.search("lantern")
+    assert [(h.run_id, h.table, h.key) for h in hits] == [("cellar-run", "steps", 1)] and "brass lantern" in hits[0].snippet
+    assert reader.search("volcano") == [] and _indexed(db, "steps") == 0 and db.read_bytes() == before
+    with pytest.raises(StoreError, match="read-only"):
+        reader.index_for_search()
+    writer.search("meadow")  # indexes everything; the reader's next search finds it in the index alone
+    assert [h.run_id for h in reader.search("lantern")] == ["cellar-run"]
+
+
+def test_updates_and_deletes_keep_the_index_exact(tmp_path: Path) -> None:
+    """Indexed rows are taken out of the index on update and delete (triggers); when the last rows go, a
+    rowid SQLite hands out again is indexed again (the mark goes down with them)."""
+    db = tmp_path / "s.db"
+    store = Store(db)
+    _seed(store)
+    store.index_for_search()
+    store.write(steps=[Step(run_id="cellar-run", seq=1, node="env", update={"observation": "an iron gate"})])  # upsert
+    assert store.search("brass") == [] and [(h.run_id, h.key) for h in store.search("iron")] == [("cellar-run", 1)]
+    store.delete_runs(["other-run"])  # the last rows by rowid go
+    assert store.search("meadow") == []
+    store.write(runs=[Run(id="new-run", graph="g", started_at=3.0)],
+                steps=[Step(run_id="new-run", seq=0, node="env", update={"observation": "a dusty attic"})])
+    assert [h.run_id for h in store.search("attic")] == ["new-run"]
+    with sqlite3.connect(db) as conn:  # the index agrees with the table row for row
+        conn.execute("INSERT INTO steps_fts(steps_fts, rank) VALUES ('integrity-check', 1)")

@@ -8,6 +8,7 @@ core never imports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -33,6 +34,28 @@ REWARDS = ("none", "env", "rollout", "rm")
 
 DEMO: dict[str, Any] = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
             budget=100, policy="minilm", reward="rm", skill=0.6, seed=0)
+# `trajgraph demo --quick`: the same steps on half the test games and a third of the training games
+DEMO_QUICK: dict[str, Any] = dict(DEMO, tasks=10, train_tasks=4, learn_games=8, decoding_games=4)
+
+
+class Phases:
+    """Wall seconds of each phase of a bench or demo run (games, exploration, reward model, searches,
+    baseline, learning round): printed at the end and kept in bench.json, so a slow run says where."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Any:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def line(self, total: float) -> str:
+        parts = [f"{name} {secs:.0f} s" for name, secs in self.seconds.items()]
+        return "time:   " + " · ".join([*parts, f"total {total:.0f} s"])
 
 
 def load_suite(name: str) -> Any:
@@ -104,7 +127,8 @@ def make_reward(kind: str, *, train: Any = None) -> Any:
 
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
         reward: str, skill: float, seed: int, db: Path | str, out: Path, workers: int, title: str = "trajgraph bench",
-        repeatable: bool | None = None, executor: Any = None, learn_round: bool = False) -> dict:
+        repeatable: bool | None = None, executor: Any = None, learn_round: bool = False,
+        learning: dict[str, int] | None = None) -> dict:
     from trajgraph import bench
 
     # in-process policies are seeded, so branches run in order and the table repeats;
@@ -123,16 +147,18 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out.mkdir(parents=True, exist_ok=True)
     store = open_db(db, write=True, create=True)
     started = time.time()
-    with console.status(f"generating {tasks} test tasks ({suite}; generated games are cached on disk by seed)"):
+    phase = Phases()
+    with console.status(f"generating {tasks} test tasks ({suite}; generated games are cached on disk by seed)"), phase("games"):
         test = suite_obj.tasks("test", tasks, seed)
     rm_report: dict[str, Any] = {}
 
     def train_rm() -> Any:
         from trajgraph import reward as rw
 
-        train_set = suite_obj.tasks("train", train_tasks, seed)
+        with phase("games"):
+            train_set = suite_obj.tasks("train", train_tasks, seed)
         console.print(f"exploring {len(train_set)} train tasks to collect reward-model data …")
-        with _progress() as prog:
+        with _progress() as prog, phase("explore"):
             job = prog.add_task("explore (train split)", total=len(train_set) * 2)
             asyncio.run(bench.run_bench(train_set, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget,
                                         store=store, concurrency=workers, tags=("train",), graph_name=suite, repeatable=repeatable,
@@ -141,7 +167,8 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         rm_dir = out / "reward-model"
         # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores;
         # a model trained before on the same data, settings and code is reused (keyed by content)
-        done = rw.train_or_reuse(store, rm_dir, labels="auto", seed=seed, epochs=1, progress=True)
+        with phase("reward model"):
+            done = rw.train_or_reuse(store, rm_dir, labels="auto", seed=seed, epochs=1, progress=True)
         if done.reused:
             console.print(f"reward model: reused the one trained before on the same data and settings "
                           f"(cache {done.cache}); delete that folder to train again")
@@ -155,26 +182,32 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
         reward_obj = executor.shared_reward(str(reward_obj.path))
     results: list[Any] = []
-    with _progress() as prog:
+    with _progress() as prog, phase("searches"):
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
         results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
                                               concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
                                               graph_name=suite, repeatable=repeatable, executor=executor))
     decoding: dict[str, Any] = {}
     if "greedy" in names and not learn_round and model is None:  # the fair baseline row (issue 18): best decoding, chosen on train
-        names, results, decoding = _fair_greedy(names, results, suite_obj, test, policy_for, train_tasks=train_tasks, budget=budget,
-                                                store=store, seed=seed, workers=workers, graph_name=suite)
+        with phase("baseline"):
+            names, results, decoding = _fair_greedy(names, results, suite_obj, test, policy_for, train_tasks=train_tasks,
+                                                    budget=budget, store=store, seed=seed, workers=workers, graph_name=suite)
     if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
-        from trajgraph.learn.demo import demo_rows
+        from trajgraph.learn.demo import LearningSettings, demo_rows
 
-        names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
-                                   budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite)
+        settings = LearningSettings(train_games=learning["learn_games"], decoding_games=learning["decoding_games"]) \
+            if learning else None
+        with phase("learning round"):
+            names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
+                                       budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
+                                       settings=settings)
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
                                curves=curves, config=dict(suite=suite, tasks=tasks, train_tasks=train_tasks, optimizers=names,
                                                           budget=budget, policy=policy_label, reward=reward, seed=seed, repeatable=repeatable,
-                                                          reward_model=rm_report, greedy_decoding=decoding, wall_s=time.time() - started))
+                                                          reward_model=rm_report, greedy_decoding=decoding, wall_s=time.time() - started,
+                                                          phases_s=phase.seconds))
     data = report.to_dict()
     (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
     png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget (policy {model or policy}, reward {reward})")
@@ -182,6 +215,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     shown = store.path  # a server URL without its password
     out_console.print(f"\nstore:  {shown}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
     out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
+    out_console.print(phase.line(time.time() - started))
     return data
 
 
@@ -283,13 +317,16 @@ def demo_cmd(
     out_arg: OutArg = None,
     out: OutOpt = None,
     model: str = typer.Option(None, help="run the same demo with a litellm model"),
+    quick: bool = typer.Option(False, "--quick", help="the same steps on 10 test games and fewer training games "
+                                                      "(about half the time; a smaller, noisier table)"),
 ) -> None:
     """The offline demo: every optimizer on generated TextWorld games with a real small model (OUT: demo-out)."""
     folder = output(out_arg, out, what="output folder", default="demo-out", folder=True)
-    cfg = dict(DEMO)
+    cfg = dict(DEMO_QUICK if quick else DEMO)
+    learning = {"learn_games": cfg["learn_games"], "decoding_games": cfg["decoding_games"]} if quick else None
     run(cfg["suite"], cfg["tasks"], cfg["train_tasks"], cfg["optimizers"], cfg["budget"], cfg["policy"], model,
-        cfg["reward"], cfg["skill"], cfg["seed"], folder / "demo.db", folder, os.cpu_count() or 2, title="trajgraph demo",
-        learn_round=model is None)
+        cfg["reward"], cfg["skill"], cfg["seed"], folder / "demo.db", folder, os.cpu_count() or 2,
+        title="trajgraph demo --quick" if quick else "trajgraph demo", learn_round=model is None, learning=learning)
 
 
 __all__ = ["app", "run"]

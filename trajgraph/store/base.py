@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -124,6 +125,11 @@ class Store:
     def _search_table(self, index: SearchIndex, text: str, limit: int) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def index_for_search(self) -> int:
+        """Bring the full-text index up to date; how many rows it took in. Only SQLite defers indexing
+        (see SQLiteStore.index_for_search); PostgreSQL's index is kept by the database on every write."""
+        return 0
+
     @property
     def db(self) -> Any:
         """SQLite's connection handle (`SQLiteStore.db`); other backends have none."""
@@ -222,7 +228,7 @@ class Store:
         """The batch as statements, every row encoded (once, before the transaction takes any lock)."""
         memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
         redact = self.redact
-        statements: list[tuple[str, list[list[Any]]]] = []
+        statements: list[tuple[str, list[Any]]] = []
         if runs:
             runs = [_stamped_run(r) for r in runs]
             statements.append(_upsert("runs", [encode("runs", row_of(r), memo, redact) for r in runs]))
@@ -504,13 +510,14 @@ def _json_text(value: Any) -> str:
 # -- statements -------------------------------------------------------------------------
 
 
-def _insert(table: str, rows: list[dict[str, Any]]) -> tuple[str, list[list[Any]]]:
+def _insert(table: str, rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
     cols = list(rows[0])
     names = ", ".join(f'"{c}"' for c in cols)
-    return f'INSERT INTO {table} ({names}) VALUES ({", ".join("?" * len(cols))})', [[r[c] for c in cols] for r in rows]
+    values = operator.itemgetter(*cols) if len(cols) > 1 else (lambda r: (r[cols[0]],))
+    return f'INSERT INTO {table} ({names}) VALUES ({", ".join("?" * len(cols))})', [values(r) for r in rows]
 
 
-def _upsert(table: str, rows: list[dict[str, Any]]) -> tuple[str, list[list[Any]]]:
+def _upsert(table: str, rows: list[dict[str, Any]]) -> tuple[str, list[Any]]:
     """INSERT ... ON CONFLICT DO UPDATE (not a replace: that deletes the old row, and ON DELETE CASCADE its children)."""
     sql, params = _insert(table, rows)
     keys = KEYS[table]

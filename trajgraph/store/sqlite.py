@@ -19,6 +19,7 @@ returns whole prompts).
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import threading
@@ -32,9 +33,10 @@ from trajgraph.errors import NotAStoreError, SchemaTooNewError, SearchUnavailabl
 from trajgraph.store.base import Store, Tx, UnstorableText, sql_limit
 from trajgraph.store.dialect import SQLITE
 from trajgraph.store.redact import Redactor, redact_secrets
-from trajgraph.store.schema import META, MIGRATIONS, SearchIndex
+from trajgraph.store.schema import META, MIGRATIONS, SEARCH_INDEXES, SEARCH_MARKS, SearchIndex
 from trajgraph.trajectory import SCHEMA_VERSION
 
+log = logging.getLogger("trajgraph")
 
 class Database:
     """The open store file: its connection, and `query()` yielding rows as dicts.
@@ -145,9 +147,16 @@ class SQLiteStore(Store):
         return conn
 
     def close(self) -> None:
+        """Write what is pending, bring the full-text index up to date (so `sqlite-utils search` and Datasette
+        see every row), and close the file."""
         self.flush()
         with self._lock:
             if self._db is not None:
+                if not self.readonly:
+                    try:
+                        self.index_for_search()
+                    except StoreError as exc:  # the rows are safe; the next search indexes them
+                        log.warning("trajgraph: %s: full-text index not brought up to date (%s)", self.path, exc)
                 self._db.conn.close()
                 self._db = None
 
@@ -200,9 +209,47 @@ class SQLiteStore(Store):
                 raise SearchUnavailableError(f"{self.path}: this store predates full-text search; open it once writable "
                                  "(any command that writes to it, or Store(path).setup()) to add the index")
             try:
-                return list(table.search(text, columns=[*keys, *index.columns], limit=limit, include_rank=True, quote=True))
+                upto = self._index_table(index)
+                hits = list(table.search(text, columns=[*keys, *index.columns], limit=limit, include_rank=True, quote=True))
+                if upto is not None:  # read-only with rows the index lacks: search those apart, without writing
+                    setup, query = SQLITE.tail_search(index, upto, keys)
+                    for statement in setup:
+                        db.conn.execute(statement)
+                    hits += db.query(query, [db.quote_fts(text), limit])
+                    hits.sort(key=lambda row: row["rank"])
+                return hits[:limit]
             except sqlite3.DatabaseError as exc:
                 raise StoreError(f"{self.path}: cannot search the store ({exc})") from None
+
+    def index_for_search(self) -> int:
+        """Index the rows written since the full-text index was last brought up to date; how many.
+
+        Writes leave new rows out of the index (indexing each insert halved write speed);
+        `search()` and `close()` call this, so only a reader outside trajgraph (Datasette,
+        `sqlite-utils search`) on a store still open for recording needs to.
+        """
+        if self.readonly:
+            raise StoreError(f"{self.path}: opened read-only; its search reads the rows the index lacks without writing")
+        with self._lock:
+            return sum(self._index_table(index, count=True) or 0 for index in SEARCH_INDEXES)
+
+    def _index_table(self, index: SearchIndex, *, count: bool = False) -> int | None:
+        """Bring one table's index up to date. Writable: in one transaction; returns None (or, with `count`,
+        the rows indexed). Read-only: returns the mark above which rows are not indexed, None if none are."""
+        if not self.db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [SEARCH_MARKS]).fetchone():
+            return 0 if count else None  # a v4 store opened read-only: its triggers indexed every row
+        pending = next(self.db.query(SQLITE.pending(index)))
+        if pending["upto"] is None or pending["last"] <= pending["upto"]:
+            return 0 if count else None
+        if self.readonly:
+            return int(pending["upto"])
+
+        def work(tx: Tx) -> None:
+            for statement in SQLITE.catch_up(index):
+                tx.executemany(statement, [[]])
+
+        self._transaction(work, int(pending["last"]) - int(pending["upto"]))
+        return int(pending["last"]) - int(pending["upto"]) if count else None
 
 
 _HINTS = {
