@@ -473,4 +473,4 @@ def load_trainable_policy(path: str | Path, temperature: float | None = None, se
 
 
 __all__ = ["TrainablePolicy", "Parts", "MiniLMPrior", "NodePrior", "trainable_policy", "load_trainable_policy", "read_card",
-           "is_policy_folder", "content_hash", "check_top_k", "KIND"]
+           "is_policy_folder", "content_hash", "check_top_k", "command_clause", "FEATURES", "KIND"]
