@@ -112,6 +112,7 @@ def main() -> None:
     ap.add_argument("--test", type=int, default=20, help="unseen test tasks")
     ap.add_argument("--features", default="full", help="the head's features: full | clause (the command's clause of the observation)")
     ap.add_argument("--mix", default="all", help="training data: all rounds | recent")
+    ap.add_argument("--name", default=None, help="results/<name>.json (default: the family's, with features/mix/seed suffixes)")
     ap.add_argument("--seed", type=int, default=0, help="training tasks' seed and evolve's seed (the test tasks stay seed 0)")
     ap.add_argument("--check", type=int, default=0,
                     help="also play the base (at its best decoding) and the last promoted policy greedily on this many other unseen tasks")
@@ -124,7 +125,7 @@ def main() -> None:
     suite, prefix, result_name, what = family(args.family, args)
     suffix = "" if args.features == "full" and args.mix == "all" else f"_{args.features}" + ("" if args.mix == "all" else f"_{args.mix}")
     suffix += f"_seed{args.seed}" if args.seed else ""
-    result_name += suffix
+    result_name = args.name or result_name + suffix
     train, test = suite.tasks("train", args.train, args.seed), suite.tasks("test", args.test, 0)
     rows: list[dict[str, Any]] = []
     extra: dict[str, Any] = {}
