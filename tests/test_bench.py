@@ -102,3 +102,32 @@ def test_the_same_seed_gives_the_same_results_with_a_shared_model_policy(tmp_pat
     fair = [r for r in first if r[0].startswith("greedy · best decoding (") and r[0].endswith(", chosen on train)")]
     assert len(fair) == 4
     assert bench(2) == first
+
+
+def test_concurrent_searches_share_the_cores_with_torch_and_give_its_threads_back(monkeypatch):
+    """Two searches at a time on N cores: torch gets N // 2 threads while they run (not N each), and its
+    own setting back after."""
+    import asyncio
+    import os
+
+    import torch
+
+    from trajgraph.bench import run_bench
+    from trajgraph.testing.chain_suite import ChainSuite, NoisyOracle
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(4)
+    seen: list[int] = []
+
+    def policy_for(task):
+        seen.append(torch.get_num_threads())
+        return NoisyOracle(task)
+
+    tasks = ChainSuite().tasks("test", 2, 0)
+    results = asyncio.run(run_bench(tasks, ["greedy"], policy_for=policy_for, budget=6, concurrency=2))
+    assert len(results) == 2 and seen == [2, 2]
+    assert torch.get_num_threads() == 4
+    asyncio.run(run_bench(tasks[:1], ["greedy"], policy_for=policy_for, budget=6, concurrency=1))
+    assert seen[-1] == 4  # one search at a time keeps every thread
+    torch.set_num_threads(before)

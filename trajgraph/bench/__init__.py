@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trajgraph._internal.aio import OWN_LOOP
+from trajgraph._internal.threads import model_threads_for
 from trajgraph.errors import ConfigError
 from trajgraph.search.budget import Budget
 from trajgraph.search.optimize import asearch
@@ -158,7 +159,8 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
             on_result(r)
         return r
 
-    return list(await asyncio.gather(*(one(t, name) for name in optimizers for t in tasks)))
+    with model_threads_for(concurrency):  # the searches side by side share the cores; torch does not add its own
+        return list(await asyncio.gather(*(one(t, name) for name in optimizers for t in tasks)))
 
 
 def summarise(results: Sequence[TaskResult], optimizers: Sequence[str]) -> list[Summary]:
