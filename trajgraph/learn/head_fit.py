@@ -61,14 +61,15 @@ class _Table:
 
 
 def _rows(policy: TrainablePolicy, examples: Sequence[tuple[dict[str, Any], list[str], Any]], table: _Table) -> tuple[list[list[int]], list[list[float]], list[int]]:
-    """Per candidate: [command, next, observation, last] text rows, scalars, and its example index.
+    """Per candidate: [command, next, observation, last, has last, clause, has clause] text rows, scalars, and its example index.
     (An example is (policy view, commands, the user's raw state or None), the raw state for a node base.)"""
     idx, scal, seg = [], [], []
     for e, (state, commands, raw) in enumerate(examples):
         parts = policy.parts(state, commands, raw)
         ctx = [table(t) for t in parts.context]
-        for c, s in zip(parts.commands, parts.scalars):
-            idx.append([table(c), *ctx, 1 if parts.context[2] else 0])
+        clauses = parts.clauses or [""] * len(parts.commands)
+        for c, s, cl in zip(parts.commands, parts.scalars, clauses):
+            idx.append([table(c), *ctx, 1 if parts.context[2] else 0, table(cl), 1 if cl else 0])
             scal.append(s)
             seg.append(e)
     return idx, scal, seg
@@ -124,7 +125,7 @@ def fit(policy: TrainablePolicy, decisions: Sequence[Any], preferences: Sequence
     emb = torch.cat([policy.encoder.embed(texts[i : i + 256]) for i in range(0, len(texts), 256)]) if texts else torch.zeros(0, 384)
 
     def pack(idx: list[list[int]], scal: list[list[float]], seg: list[int]) -> dict[str, Any]:
-        return {"idx": torch.tensor(idx, dtype=torch.long).reshape(-1, 5), "scal": torch.tensor(scal, dtype=torch.float32).reshape(-1, 8),
+        return {"idx": torch.tensor(idx, dtype=torch.long).reshape(-1, 7), "scal": torch.tensor(scal, dtype=torch.float32).reshape(-1, 8),
                 "seg": torch.tensor(seg, dtype=torch.long)}
 
     D, P, N = pack(d_idx, d_scal, d_seg), pack(p_idx, p_scal, p_seg), pack(n_idx, n_scal, n_seg)
@@ -141,6 +142,8 @@ def fit(policy: TrainablePolicy, decisions: Sequence[Any], preferences: Sequence
     def score(data: dict[str, Any], rows: Any) -> Any:
         i = data["idx"][rows]
         ctx = emb[i[:, 1:4]] * torch.stack([torch.ones_like(i[:, 4]), torch.ones_like(i[:, 4]), i[:, 4]], 1).unsqueeze(-1).float()
+        if getattr(head, "clause", False):  # the command's own clause of the observation, zero where there is none
+            ctx = torch.cat([ctx, (emb[i[:, 5]] * i[:, 6:7].float()).unsqueeze(1)], dim=1)
         return head(emb[i[:, 0]], ctx, data["scal"][rows])
 
     def decision_loss(examples: Any, data: dict[str, Any] = D, negative: bool = False) -> tuple[Any, Any]:

@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,26 @@ BASE_TEMPERATURE = 0.1  # the base policy's sampling temperature: its scores / 0
 TRAINED_TEMPERATURE = 0.3
 
 
-FEATURES = ("full", "scalars")
+FEATURES = ("full", "scalars", "clause")
+_CLAUSE = re.compile(r"[.;!?\n]+|,\s+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def command_clause(observation: str, command: str) -> str:
+    """The observation's clause that speaks of `command` (most shared words; the last of equals), or "".
+
+    "right" in "... Around you, left: a hole; right: frozen ice." -> "right: frozen ice": what the
+    state says about this action, which a whole-observation embedding blurs (features="clause")."""
+    words = set(_WORD.findall(command.lower()))
+    if not words:
+        return ""
+    parts = [p.strip() for p in _CLAUSE.split(observation) if p.strip()]
+    best, best_n = "", 0
+    for part in parts:
+        n = len(words & set(_WORD.findall(part.lower())))
+        if n and n >= best_n:
+            best, best_n = part, n
+    return best
 
 
 def _head(hidden: int, features: str = "full", base_weight: float = 1.0 / BASE_TEMPERATURE) -> Any:
@@ -66,13 +86,16 @@ def _head(hidden: int, features: str = "full", base_weight: float = 1.0 / BASE_T
         """(B, 384) command + (B, 3, 384) context embeddings + (B, S) scalars -> (B,) score.
 
         features="scalars" reads only the scalars (a few hundred weights: less to
-        overfit when the store holds a few dozen episodes)."""
+        overfit when the store holds a few dozen episodes); "clause" adds a fourth
+        context, per command: the observation's clause about it (`command_clause`),
+        read as it is and multiplied with the command."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.full = features == "full"
+            self.full = features in ("full", "clause")
+            self.clause = features == "clause"
             self.base_weight = torch.nn.Parameter(torch.tensor(float(base_weight)))
-            width = 4 * DIM + N_SCALARS if self.full else N_SCALARS
+            width = (6 if self.clause else 4) * DIM + N_SCALARS if self.full else N_SCALARS
             self.mlp = torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, 1))
             last = self.mlp[2]
             assert isinstance(last, torch.nn.Linear)
@@ -80,8 +103,13 @@ def _head(hidden: int, features: str = "full", base_weight: float = 1.0 / BASE_T
             torch.nn.init.zeros_(last.bias)
 
         def forward(self, cmd: Any, ctx: Any, scalars: Any) -> Any:
-            # cmd: (B, 384); ctx: (B, 3, 384) next instruction, observation, last action
-            x = torch.cat([cmd, cmd.unsqueeze(1).mul(ctx).flatten(1), scalars], dim=-1) if self.full else scalars
+            # cmd: (B, 384); ctx: (B, 3, 384) next instruction, observation, last action (+ the command's clause: (B, 4, 384))
+            if not self.full:
+                x = scalars
+            elif self.clause:
+                x = torch.cat([cmd, cmd.unsqueeze(1).mul(ctx[:, :4]).flatten(1), ctx[:, 3], scalars], dim=-1)
+            else:
+                x = torch.cat([cmd, cmd.unsqueeze(1).mul(ctx[:, :3]).flatten(1), scalars], dim=-1)
             return self.base_weight * scalars[:, 0] + self.mlp(x).squeeze(-1)
 
     return Head()
@@ -94,6 +122,7 @@ class Parts:
     commands: list[str]
     context: tuple[str, str, str]  # next open instruction, observation, last action ("" = none)
     scalars: list[list[float]]  # (n, N_SCALARS)
+    clauses: list[str] | None = None  # per command, the observation's clause about it (features="clause")
 
 
 # -- the base policy the head starts from ------------------------------------------------
@@ -242,7 +271,8 @@ class TrainablePolicy(SeededPolicy):
         cos_last = (cmd_v @ last_v).tolist() if last else [0.0] * len(commands)
         scalars = [[base[i], cos_next[i], cos_obs[i], cos_last[i], math.log1p(played.get(c, 0)), float(c == last),
                     steps / 50.0, 1.0] for i, c in enumerate(commands)]
-        return Parts(commands, (sentences[nxt], observation, last), scalars)
+        clauses = [command_clause(observation, c) for c in commands] if self.card.get("features") == "clause" else None
+        return Parts(commands, (sentences[nxt], observation, last), scalars, clauses)
 
     def tensors(self, parts: Parts) -> tuple[Any, Any, Any]:
         import torch
@@ -252,7 +282,11 @@ class TrainablePolicy(SeededPolicy):
         ctx = vec[n:].clone()
         if not parts.context[2]:
             ctx[2] = 0.0  # no previous action
-        return vec[:n], ctx.unsqueeze(0).expand(n, -1, -1), torch.tensor(parts.scalars, dtype=torch.float32)
+        ctx = ctx.unsqueeze(0).expand(n, -1, -1)
+        if parts.clauses is not None:
+            cl = self.encoder.embed(parts.clauses) * torch.tensor([[float(bool(c))] for c in parts.clauses])  # no clause: zeros
+            ctx = torch.cat([ctx, cl.unsqueeze(1)], dim=1)
+        return vec[:n], ctx, torch.tensor(parts.scalars, dtype=torch.float32)
 
     def scores(self, state: Mapping[str, Any], commands: Sequence[str] | None = None, raw: Mapping[str, Any] | None = None) -> list[float]:
         """Head scores of `commands` (default: every admissible action) at `state` (the policy's view)."""
@@ -439,4 +473,4 @@ def load_trainable_policy(path: str | Path, temperature: float | None = None, se
 
 
 __all__ = ["TrainablePolicy", "Parts", "MiniLMPrior", "NodePrior", "trainable_policy", "load_trainable_policy", "read_card",
-           "is_policy_folder", "content_hash", "check_top_k", "KIND"]
+           "is_policy_folder", "content_hash", "check_top_k", "command_clause", "FEATURES", "KIND"]
