@@ -209,10 +209,12 @@ class SQLiteStore(Store):
                 raise SearchUnavailableError(f"{self.path}: this store predates full-text search; open it once writable "
                                  "(any command that writes to it, or Store(path).setup()) to add the index")
             try:
-                upto = self._index_table(index)
+                span = self._unindexed(index) if self.readonly else None
+                if not self.readonly:
+                    self._catch_up(index)
                 hits = list(table.search(text, columns=[*keys, *index.columns], limit=limit, include_rank=True, quote=True))
-                if upto is not None:  # read-only with rows the index lacks: search those apart, without writing
-                    setup, query = SQLITE.tail_search(index, upto, keys)
+                if span is not None:  # read-only with rows the index lacks: search those apart, without writing
+                    setup, query = SQLITE.tail_search(index, span[0], keys)
                     for statement in setup:
                         db.conn.execute(statement)
                     hits += db.query(query, [db.quote_fts(text), limit])
@@ -231,25 +233,29 @@ class SQLiteStore(Store):
         if self.readonly:
             raise StoreError(f"{self.path}: opened read-only; its search reads the rows the index lacks without writing")
         with self._lock:
-            return sum(self._index_table(index, count=True) or 0 for index in SEARCH_INDEXES)
+            return sum(self._catch_up(index) for index in SEARCH_INDEXES)
 
-    def _index_table(self, index: SearchIndex, *, count: bool = False) -> int | None:
-        """Bring one table's index up to date. Writable: in one transaction; returns None (or, with `count`,
-        the rows indexed). Read-only: returns the mark above which rows are not indexed, None if none are."""
+    def _unindexed(self, index: SearchIndex) -> tuple[int, int] | None:
+        """(mark, last rowid) when rows of `index.table` above the mark are not indexed yet, else None."""
         if not self.db.conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", [SEARCH_MARKS]).fetchone():
-            return 0 if count else None  # a v4 store opened read-only: its triggers indexed every row
+            return None  # a v4 store opened read-only: its insert triggers indexed every row
         pending = next(self.db.query(SQLITE.pending(index)))
         if pending["upto"] is None or pending["last"] <= pending["upto"]:
-            return 0 if count else None
-        if self.readonly:
-            return int(pending["upto"])
+            return None
+        return int(pending["upto"]), int(pending["last"])
+
+    def _catch_up(self, index: SearchIndex) -> int:
+        """Index one table's unindexed rows in one transaction; how many there were."""
+        span = self._unindexed(index)
+        if span is None:
+            return 0
 
         def work(tx: Tx) -> None:
             for statement in SQLITE.catch_up(index):
                 tx.executemany(statement, [[]])
 
-        self._transaction(work, int(pending["last"]) - int(pending["upto"]))
-        return int(pending["last"]) - int(pending["upto"]) if count else None
+        self._transaction(work, span[1] - span[0])
+        return span[1] - span[0]
 
 
 _HINTS = {
