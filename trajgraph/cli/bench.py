@@ -128,7 +128,7 @@ def make_reward(kind: str, *, train: Any = None) -> Any:
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
         reward: str, skill: float, seed: int, db: Path | str, out: Path, workers: int, title: str = "trajgraph bench",
         repeatable: bool | None = None, executor: Any = None, learn_round: bool = False,
-        learning: dict[str, int] | None = None) -> dict:
+        learning: Any = None) -> dict:
     from trajgraph import bench
 
     # in-process policies are seeded, so branches run in order and the table repeats;
@@ -197,14 +197,12 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
             names, results, decoding = _fair_greedy(names, results, suite_obj, test, policy_for, train_tasks=train_tasks,
                                                     budget=budget, store=store, seed=seed, workers=workers, graph_name=suite)
     if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
-        from trajgraph.learn.demo import LearningSettings, demo_rows
+        from trajgraph.learn.demo import demo_rows
 
-        settings = LearningSettings(train_games=learning["learn_games"], decoding_games=learning["decoding_games"]) \
-            if learning else None
         with phase("learning round"):
             names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
                                        budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
-                                       settings=settings)
+                                       settings=learning)
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
@@ -327,7 +325,11 @@ def demo_cmd(
     """The offline demo: every optimizer on generated TextWorld games with a real small model (OUT: demo-out)."""
     folder = output(out_arg, out, what="output folder", default="demo-out", folder=True)
     cfg = dict(DEMO_QUICK if quick else DEMO)
-    learning = {"learn_games": cfg["learn_games"], "decoding_games": cfg["decoding_games"]} if quick else None
+    learning = None  # the learning round's own defaults; --quick explores and chooses the baseline on fewer games
+    if quick:
+        from trajgraph.learn.demo import LearningSettings
+
+        learning = LearningSettings(train_games=cfg["learn_games"], decoding_games=cfg["decoding_games"])
     run(cfg["suite"], cfg["tasks"], cfg["train_tasks"], cfg["optimizers"], cfg["budget"], cfg["policy"], model,
         cfg["reward"], cfg["skill"], cfg["seed"], folder / "demo.db", folder, os.cpu_count() or 2,
         title="trajgraph demo --quick" if quick else "trajgraph demo", learn_round=model is None, learning=learning)

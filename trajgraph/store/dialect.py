@@ -85,8 +85,7 @@ class SQLiteDialect(Dialect):
 
     def search_index(self, index: SearchIndex) -> list[str]:
         table, fts = index.table, f"{index.table}_fts"
-        cols = ", ".join(f'"{c}"' for c in index.columns)
-        rows = ", ".join(_clean(f'"{c}"') for c in index.columns)
+        cols, rows = _columns(index), _texts(index)
         delete, insert = _index_edits(index)
         return [
             f"CREATE VIRTUAL TABLE IF NOT EXISTS [{fts}] USING FTS5 ({cols}, content=[{table}])",
@@ -121,8 +120,7 @@ class SQLiteDialect(Dialect):
     def catch_up(self, index: SearchIndex) -> list[str]:
         """Index the rows above the mark in one statement, then move the mark (run both in one transaction)."""
         table, fts = index.table, f"{index.table}_fts"
-        cols = ", ".join(f'"{c}"' for c in index.columns)
-        rows = ", ".join(_clean(f'"{c}"') for c in index.columns)
+        cols, rows = _columns(index), _texts(index)
         return [
             f"INSERT INTO [{fts}] (rowid, {cols}) SELECT rowid, {rows} FROM [{table}] WHERE rowid > {_mark(table)}",
             f"UPDATE {SEARCH_MARKS} SET upto = (SELECT coalesce(max(rowid), 0) FROM [{table}]) WHERE tbl = '{table}'",
@@ -132,8 +130,7 @@ class SQLiteDialect(Dialect):
         """For a store opened read-only: the rows above the mark in a temporary FTS5 table, and the query
         that searches it (parameters: the FTS query, the limit), so a search sees every row without writing."""
         table, tail = index.table, f"_trajgraph_{index.table}_tail"
-        cols = ", ".join(f'"{c}"' for c in index.columns)
-        rows = ", ".join(_clean(f'"{c}"') for c in index.columns)
+        cols, rows = _columns(index), _texts(index)
         picked = ", ".join(f'[{table}]."{c}"' for c in [*keys, *index.columns])
         setup = [
             f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.[{tail}] USING FTS5 ({cols})",
@@ -145,11 +142,19 @@ class SQLiteDialect(Dialect):
         return setup, query
 
 
+def _columns(index: SearchIndex) -> str:
+    """The indexed columns, as the FTS table names them."""
+    return ", ".join(f'"{c}"' for c in index.columns)
+
+
+def _texts(index: SearchIndex, row: str = "") -> str:
+    """The indexed columns' text as the index reads it (JSON escapes as spaces), of `row` ("new.", "old.")."""
+    return ", ".join(_clean(f'{row}"{c}"') for c in index.columns)
+
+
 def _index_edits(index: SearchIndex) -> tuple[str, str]:
     """The trigger statements that take a row's old text out of the index and put its new text in."""
-    fts, cols = f"{index.table}_fts", ", ".join(f'"{c}"' for c in index.columns)
-    new = ", ".join(_clean(f'new."{c}"') for c in index.columns)
-    old = ", ".join(_clean(f'old."{c}"') for c in index.columns)
+    fts, cols, new, old = f"{index.table}_fts", _columns(index), _texts(index, "new."), _texts(index, "old.")
     return (f"INSERT INTO [{fts}] ([{fts}], rowid, {cols}) VALUES ('delete', old.rowid, {old})",
             f"INSERT INTO [{fts}] (rowid, {cols}) VALUES (new.rowid, {new})")
 
