@@ -33,9 +33,11 @@ from trajgraph.adapters._textworld_games import (  # noqa: F401 (CACHE_ENV is re
     CACHE_ENV,
     CHALLENGE_DEFAULTS,
     cache_dir,
+    game_cached,
     game_id,
     load_textworld,
     make_game,
+    make_games,
 )
 from trajgraph.envloop import EnvState, env_loop
 from trajgraph.envloop.task import TaskSpec, seed_pool
@@ -348,14 +350,26 @@ class TextWorldSuite:
     name: str = "textworld"
 
     def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]:
+        settings = self._split_settings(split)
+        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude,
+                               self.policy_commands) for s in seed_pool(split, n, seed)]
+
+    def prefetch(self, split: str, n: int, seed: int = 0, workers: int | None = None) -> int:
+        """Generate the games `tasks(split, n, seed)` will play, in parallel processes (one per core by
+        default); how many were missing. `tasks` then only loads them (~0.2 s each instead of ~1-3 s)."""
         seeds = seed_pool(split, n, seed)
+        settings = self._split_settings(split)
+        missing = sum(not game_cached(s, self.challenge, settings, self.cache) for s in seeds)
+        make_games(seeds, self.challenge, settings, self.cache, workers)
+        return missing
+
+    def _split_settings(self, split: str) -> dict[str, Any]:
         settings = dict(self.settings or {})
         if self.challenge == "tw-simple":
             settings.setdefault("test", split == "test")
         elif self.challenge == "tw-cooking":
             settings.setdefault("split", split)
-        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude,
-                               self.policy_commands) for s in seeds]
+        return settings
 
 
 __all__ = ["TextWorldEnv", "Frame", "Snapshot", "TextWorldGraph", "TextWorldState", "TextWorldSuite", "make_game",

@@ -131,3 +131,29 @@ def test_concurrent_searches_share_the_cores_with_torch_and_give_its_threads_bac
     asyncio.run(run_bench(tasks[:1], ["greedy"], policy_for=policy_for, budget=6, concurrency=1))
     assert seen[-1] == 4  # one search at a time keeps every thread
     torch.set_num_threads(before)
+
+
+def test_games_are_generated_up_front_for_every_split_the_run_plays(tmp_path) -> None:
+    from trajgraph.cli.bench import _prefetch, _train_games
+    from trajgraph.learn.demo import LearningSettings
+
+    # the reward model's and baseline's training games, and the learning round's when it runs
+    assert _train_games(8, False, None) == 8
+    assert _train_games(8, True, None) == LearningSettings().train_games
+    assert _train_games(30, True, LearningSettings(train_games=4, decoding_games=2)) == 30
+
+    class Generated:  # a suite that generates its games: every split is asked for once, in full
+        name = "generated"
+
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, int, int]] = []
+
+        def prefetch(self, split: str, n: int, seed: int, workers: int) -> int:
+            assert workers >= 1
+            self.asked.append((split, n, seed))
+            return n
+
+    suite = Generated()
+    _prefetch(suite, {"test": 5, "train": 0}, seed=3)
+    assert suite.asked == [("test", 5, 3)]
+    _prefetch(object(), {"test": 5}, seed=3)  # a suite without generated games: nothing to do

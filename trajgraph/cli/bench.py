@@ -148,7 +148,9 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     store = open_db(db, write=True, create=True)
     started = time.time()
     phase = Phases()
-    with console.status(f"generating {tasks} test tasks ({suite}; generated games are cached on disk by seed)"), phase("games"):
+    with phase("games"):
+        _prefetch(suite_obj, {"test": tasks, "train": _train_games(train_tasks, learn_round, learning)}, seed)
+    with console.status(f"loading {tasks} test tasks ({suite})"), phase("games"):
         test = suite_obj.tasks("test", tasks, seed)
     rm_report: dict[str, Any] = {}
 
@@ -219,6 +221,33 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
     out_console.print(phase.line(time.time() - started))
     return data
+
+
+def _train_games(train_tasks: int, learn_round: bool, learning: Any) -> int:
+    """Training tasks the run will play: the reward model's and the fair baseline's, and the learning round's."""
+    if not learn_round:
+        return train_tasks
+    from trajgraph.learn.demo import LearningSettings
+
+    settings = learning if isinstance(learning, LearningSettings) else LearningSettings()
+    return max(train_tasks, settings.train_games, settings.decoding_games)
+
+
+def _prefetch(suite_obj: Any, splits: dict[str, int], seed: int) -> None:
+    """Generate the games of every split up front, on every core, for suites that generate them
+    (TextWorld: `prefetch`); the phases after only load them."""
+    prefetch = getattr(suite_obj, "prefetch", None)
+    if prefetch is None:
+        return
+    workers = os.cpu_count() or 1
+    for split, n in splits.items():
+        if n <= 0:
+            continue
+        with console.status(f"generating the {split} split's games not cached yet ({n} wanted, {workers} processes; "
+                            "cached on disk by seed)"):
+            made = prefetch(split, n, seed, workers)
+        if made:
+            console.print(f"generated {made} {split} games (cached for the next run)")
 
 
 def _fair_greedy(names: list[str], results: list[Any], suite_obj: Any, test: Any, policy_for: Any, *, train_tasks: int, budget: int,
