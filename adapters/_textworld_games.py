@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,25 +107,50 @@ def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] 
     return path
 
 
-def make_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
-               cache: str | os.PathLike | None = None, workers: int | None = None) -> list[Path]:
-    """`make_game` for every seed; the games not cached yet are generated in up to `workers` processes
-    at once (default: one per core). Generation is CPU-bound Python with a module-global RNG, so
-    threads could not share it; each process writes through `make_game`'s rename, so they never clash.
+@dataclass
+class GameJobs:
+    """Games being generated in worker processes (`start_games`); `wait()` gives their paths."""
+
+    seeds: list[int]
+    challenge: str
+    settings: dict[str, Any] | None
+    cache: str | os.PathLike | None
+    missing: int  # games that were not cached when the jobs started
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def wait(self) -> list[Path]:
+        """Every game's path, once made. A game the workers left missing (an error) is made here,
+        so the error is raised as `make_game` raises it."""
+        for process in self.processes:
+            process.wait()
+        return [make_game(s, self.challenge, self.settings, self.cache) for s in self.seeds]
+
+
+def start_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+                cache: str | os.PathLike | None = None, workers: int | None = None, nice: int = 0) -> GameJobs:
+    """Start generating the games not cached yet in up to `workers` processes (default: one per core)
+    and return at once. Generation is CPU-bound Python with a module-global RNG, so threads could not
+    share it; each process writes through `make_game`'s rename, so they never clash. `nice` > 0 lets
+    them take only what the caller's work leaves of the cores (games made in the background).
 
     The processes are fresh interpreters running this module (not multiprocessing: its spawn would
-    re-run the caller's script). Whatever they leave missing (an error) is made here, so an error is
-    raised as `make_game` raises it."""
+    re-run the caller's script)."""
+    seeds = list(seeds)
     missing = [s for s in dict.fromkeys(seeds) if not game_cached(s, challenge, settings, cache)]
+    jobs = GameJobs(seeds, challenge, settings, cache, len(missing))
     workers = min(workers or os.cpu_count() or 1, len(missing))
-    if workers > 1:
+    if workers > 1 or (workers == 1 and nice > 0):
         folder = str(cache_dir(cache))
-        jobs = [subprocess.Popen([sys.executable, "-m", __name__, json.dumps(
-                    {"seeds": missing[i::workers], "challenge": challenge, "settings": settings, "cache": folder})],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
-        for job in jobs:
-            job.wait()
-    return [make_game(s, challenge, settings, cache) for s in seeds]
+        jobs.processes = [subprocess.Popen([sys.executable, "-m", __name__, json.dumps(
+            {"seeds": missing[i::workers], "challenge": challenge, "settings": settings, "cache": folder, "nice": nice})],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
+    return jobs
+
+
+def make_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+               cache: str | os.PathLike | None = None, workers: int | None = None) -> list[Path]:
+    """`make_game` for every seed, the missing ones made in parallel processes (`start_games`)."""
+    return start_games(seeds, challenge, settings, cache, workers).wait()
 
 
 def _game_path(seed: int, challenge: str, settings: dict[str, Any] | None, cache: str | os.PathLike | None) -> Path:
@@ -143,10 +169,12 @@ def game_cached(seed: int, challenge: str = "tw-simple", settings: dict[str, Any
     return _cached(_game_path(seed, challenge, settings, cache))
 
 
-__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "game_cached", "make_game", "make_games", "load_textworld"]
+__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "game_cached", "make_game", "make_games", "start_games", "GameJobs", "load_textworld"]
 
 
 if __name__ == "__main__":  # one of make_games' worker processes: {"seeds", "challenge", "settings", "cache"}
     _job = json.loads(sys.argv[1])
+    if _job.get("nice"):
+        os.nice(int(_job["nice"]))
     for _seed in _job["seeds"]:
         make_game(int(_seed), _job["challenge"], _job["settings"], _job["cache"])

@@ -205,8 +205,8 @@ def test_prefetch_generates_the_split_in_worker_processes(tmp_path, monkeypatch)
     suite = TextWorldSuite(cache=str(folder))
     with monkeypatch.context() as m:  # generating here would fail: the worker processes make both games
         m.setattr(_textworld_games, "load_textworld", no_generator_here)
-        assert suite.prefetch("train", 2, workers=2) == 2
-    assert suite.prefetch("train", 2, workers=2) == 0  # now cached: nothing to make
+        assert suite.prefetch("train", 2, workers=2).missing == 2
+    assert suite.prefetch("train", 2, workers=2).missing == 0  # now cached: nothing to make
     made = sorted(folder.glob("*.z8"))
     assert [p.name.split("-")[2] for p in made] == ["s1000000", "s1000001"]
     for path in made:  # the same bytes as a game made in this process
@@ -214,6 +214,17 @@ def test_prefetch_generates_the_split_in_worker_processes(tmp_path, monkeypatch)
         assert path.read_bytes() == make_game(seed, settings={"test": False}, cache=tmp_path / "serial").read_bytes()
     with pytest.raises(ConfigError):
         TextWorldSuite(challenge="tw-nonsense", cache=str(folder)).prefetch("test", 2)
+
+
+def test_games_made_in_the_background(tmp_path, monkeypatch):
+    from trajgraph.adapters import _textworld_games
+
+    suite = TextWorldSuite(cache=str(tmp_path))
+    jobs = suite.prefetch("test", 1, background=True)  # returns while its one process generates
+    assert jobs.missing == 1 and len(jobs.processes) == 1
+    monkeypatch.setattr(_textworld_games, "load_textworld", lambda: pytest.fail("generated in the calling process"))
+    (path,) = jobs.wait()
+    assert path.is_file() and suite.tasks("test", 1)[0].id == "tw-simple-test-s0"
 
 
 def test_a_worker_process_makes_its_seeds(tmp_path):
