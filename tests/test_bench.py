@@ -180,9 +180,9 @@ def test_games_are_generated_up_front_for_every_split_the_run_plays(tmp_path) ->
     plain.wait("test")
 
 
-def _per_search(path) -> dict:
-    rows = json.loads(path.read_text())["results"]
-    return {(r["optimizer"], r["task"]): (r["outcome"], r["policy_calls"], r["env_steps"], r["decisions"]) for r in rows}
+def _per_search(path) -> list:
+    rows = json.loads(path.read_text())["results"]  # in job order: optimizer by optimizer, task by task
+    return [(r["optimizer"], r["task"], r["outcome"], r["policy_calls"], r["env_steps"], r["decisions"]) for r in rows]
 
 
 def test_searches_split_over_two_processes_give_the_same_table(tmp_path):
