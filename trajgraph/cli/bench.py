@@ -225,9 +225,12 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         with phase("games"):
             games.wait("train")
         with phase("learning round"):
+            def explore_base(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
+                return searches(tasks, "train", optimizers, "none", None, tags, on_result)
+
             names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
                                        budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
-                                       settings=learning)
+                                       settings=learning, explore_base=explore_base)
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
