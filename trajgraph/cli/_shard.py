@@ -102,7 +102,7 @@ def _run(recipe: Recipe) -> None:
     """The second process: rebuild the run from `recipe`, run its share, print each result."""
     from trajgraph import bench
     from trajgraph.cli._common import open_db
-    from trajgraph.cli.bench import load_suite, make_reward, policy_factory
+    from trajgraph.cli._parts import load_suite, make_reward, policy_factory
 
     tasks = load_suite(recipe.suite).tasks(recipe.split, recipe.n, recipe.seed)
     policy_for, _ = policy_factory(recipe.policy, model=None, skill=recipe.skill, seed=recipe.seed)
