@@ -48,6 +48,7 @@ from trajgraph.errors import ForkError
 from trajgraph.recording.record import is_recorded, unwrap
 from trajgraph.render import render_action, render_observation, render_task
 from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
+from trajgraph.search._situation import RUNNING, Situations, dominates
 from trajgraph.search.budget import BudgetExhausted, BudgetMeter, finishing
 from trajgraph.search.scoring import Scorer, StateScorer, as_reward
 from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
@@ -115,6 +116,7 @@ class Space:
         self.transpositions = transpositions  # False: a stochastic environment (the same action may lead elsewhere)
         self.partial = partial  # partial outcome of an unfinished state, when the environment gives one
         self._partial = None if partial is None else StateScorer(lambda state: partial(state) or 0.0)
+        self.situations = Situations(messages=environment is None)  # the default key, learned as the tree grows
         self.table: dict[str, Node] = {}  # state key -> the first node that reached it
         self.merged = 0  # nodes that reached a state already in the table
         self.reused = 0  # expansions answered from the tree (the same action at the same node)
@@ -213,11 +215,14 @@ class Space:
             c.prior = table.get(c.text.strip())
         return sorted(out, key=lambda c: -(c.prior or 0.0))
 
-    def state_key(self, state: dict[str, Any]) -> str:
-        """Which situation a state is: `state_key=` when given, else the state without its path."""
+    def state_key(self, state: dict[str, Any], depth: int | None = None) -> str:
+        """Which situation a state is: `state_key=` when given, else the default learned
+        from the tree (`_situation.py`: no path, running score, step counters, or the
+        environment's message). `depth`: where the state was reached (step counters are
+        judged against it; without it they are kept)."""
         if self.key_fn is not None:
             return canonical_key(self.key_fn(state))
-        return canonical_key({k: v for k, v in state.items() if k not in PATH_KEYS})
+        return self.situations.key(state, depth)
 
     def resolve(self, node: Node) -> Node:
         """The node that holds what is known about `node`'s state (itself unless a transposition)."""
@@ -569,21 +574,44 @@ class Space:
         )
         if terminal:
             node.outcome = self.outcome_fn(node.state)
-        node.key = self.state_key(node.state)
-        if not terminal and self.transpositions:
-            first = self.table.setdefault(node.key, node)
-            if first.depth > node.depth:  # reached sooner now (more turns left): this one stands for the state
-                self.table[node.key] = first = node
-            if first is not node:
-                node.twin = first
-                self._twins.setdefault(first.id, []).append(node)
-                self.merged += 1
-                node.reason = f"transposition of #{first.id}"
+        came_from = parent.key if parent is not None else ""
+        rekey = self.key_fn is None and self.situations.observe(node.state, depth, action, terminal, came_from)
         insert_by_id(self.nodes, node)
+        if rekey:  # the default key learned something that changes the keys given: rebuild the table
+            self.table.clear()
+            self._twins.clear()
+            self.merged = 0
+            for n in self.nodes:
+                if n.twin is not None:
+                    n.twin = None
+                    n.reason = "" if n.reason.startswith("transposition of") else n.reason
+                self._place(n)
+        else:
+            self._place(node)
         return node
 
-
-PATH_KEYS = ("history", "action", "reflections")  # how a state was reached, not where it is
+    def _place(self, node: Node) -> None:
+        """Key `node` and, unfinished, find the node that stands for its state: the first
+        to reach it, or this one if reached sooner. With the default key the stand-in must
+        dominate (`dominates`: no later, no less running score); where neither dominates,
+        the running score joins the key and each keeps its own."""
+        node.key = self.state_key(node.state, node.depth)
+        if node.terminal or not self.transpositions:
+            return
+        first = self.table.setdefault(node.key, node)
+        if first is not node and self.key_fn is None and not dominates(first.depth, first.state, node.depth, node.state):
+            if dominates(node.depth, node.state, first.depth, first.state):
+                self.table[node.key] = first = node
+            else:
+                node.key = canonical_key([node.key, node.state.get(RUNNING)])
+                first = self.table.setdefault(node.key, node)
+        if first.depth > node.depth:  # reached sooner now (more turns left): this one stands for the state
+            self.table[node.key] = first = node
+        if first is not node:
+            node.twin = first
+            self._twins.setdefault(first.id, []).append(node)
+            self.merged += 1
+            node.reason = f"transposition of #{first.id}"
 
 
 class _Rejected(Exception):
