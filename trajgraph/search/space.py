@@ -367,9 +367,20 @@ class Space:
         `fresh=False`: the policy's samples only, where they lead (an unbiased Monte Carlo
         estimate; no loop is cut, so an episode that ends at a step limit kept in its
         history does end)."""
+        walk: set[int] = set()  # the states this rollout has been at
         while not node.terminal:
-            cands = await self.propose(node, temperature_k)
-            node = await self.expand(node, await self._fresh(node, cands[0]) if fresh else cands[0], merge=fresh)
+            walk.add(self.resolve(node).id)
+            cand = (await self.propose(node, temperature_k))[0]
+            if not fresh:
+                node = await self.expand(node, cand, merge=False)
+                continue
+            cand = await self._fresh(node, cand, walk)
+            child = await self.expand(node, cand)
+            if self.transpositions and not child.terminal and self.resolve(child).id in walk:
+                # back to a state of this walk with nothing else open here: go on from where the
+                # agent stands (its turns run on), else the walk could circle forever
+                child = await self.expand(node, cand, merge=False)
+            node = child
         return node
 
     def is_closed(self, node: Node) -> bool:
@@ -382,12 +393,12 @@ class Space:
         state on the way here (a transposition of `node` or of one of its ancestors)."""
         return self.is_closed(child) or (child.twin is not None and child.twin.id in ancestors)
 
-    async def _fresh(self, node: Node, cand: Candidate) -> Candidate:
+    async def _fresh(self, node: Node, cand: Candidate, walk: set[int] = frozenset()) -> Candidate:  # type: ignore[assignment]
         if not self.transpositions or cand.invalid:
             return cand
         node = self.resolve(node)
         child = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == cand.key), None)
-        ancestors = {n.id for n in node.path()}
+        ancestors = {n.id for n in node.path()} | walk
         if child is None or not self._spent(node, child, ancestors):
             return cand
         open_children = [ch for ch in node.children if not ch.invalid and not self._spent(node, ch, ancestors)]
