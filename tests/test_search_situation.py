@@ -215,20 +215,6 @@ def _start(actions: tuple[str, ...] = ("right", "left", "coin")) -> dict[str, An
             "reward": None}
 
 
-def test_a_rollout_with_nothing_new_left_goes_on_where_it_stands_instead_of_circling():
-    # two cells and one action: every step goes back to a state of the walk, at a transposition
-    graph = _coin_graph(lambda s: {"action": "go"}, actions=("go",), width=1)
-
-    async def go():
-        space = _space(graph, calls=40)
-        end = await space.rollout(await space.root(_start(("go",))))
-        return space, end
-
-    space, end = asyncio.run(go())
-    assert end.terminal and len(end.state["history"]) == 8  # the turns ran on to the end of the episode
-    assert space.meter.spent.policy_calls == 8
-
-
 class _GridState(TypedDict, total=False):
     task: str
     pos: tuple[int, int]

@@ -360,27 +360,20 @@ class Space:
         """Finish a trajectory from `node` with the policy's first sample at each step.
 
         With transpositions (a deterministic space), a sample that leads into a finished
-        subtree (`is_closed`: every continuation there already ended) is diverted to an
-        open child, else to an admissible action not tried yet: re-walking a finished
-        trajectory would spend calls to learn nothing. So every rollout ends at a
-        trajectory not seen before while one is left (`diverted` counts the turns).
+        subtree (`is_closed`: every continuation there already ended), or back to a state
+        this rollout has been at (on its tree path, or walked before a transposition took
+        it into another lineage), is diverted to an open child, else to an admissible
+        action not tried yet: re-walking a finished trajectory or a loop would spend calls
+        to learn nothing. So every rollout ends at a trajectory not seen before while one
+        is left (`diverted` counts the turns).
         `fresh=False`: the policy's samples only, where they lead (an unbiased Monte Carlo
         estimate; no loop is cut, so an episode that ends at a step limit kept in its
         history does end)."""
-        walk: set[int] = set()  # the states this rollout has been at
+        walk: set[int] = set()  # the states this rollout has been at (a transposition may jump lineages)
         while not node.terminal:
             walk.add(self.resolve(node).id)
-            cand = (await self.propose(node, temperature_k))[0]
-            if not fresh:
-                node = await self.expand(node, cand, merge=False)
-                continue
-            cand = await self._fresh(node, cand, walk)
-            child = await self.expand(node, cand)
-            if self.transpositions and not child.terminal and self.resolve(child).id in walk:
-                # back to a state of this walk with nothing else open here: go on from where the
-                # agent stands (its turns run on), else the walk could circle forever
-                child = await self.expand(node, cand, merge=False)
-            node = child
+            cands = await self.propose(node, temperature_k)
+            node = await self.expand(node, await self._fresh(node, cands[0], walk) if fresh else cands[0], merge=fresh)
         return node
 
     def is_closed(self, node: Node) -> bool:
