@@ -11,8 +11,9 @@ is the search tree. The interface, kept small on purpose:
     node.terminal, node.outcome         finished? final reward if known
     score(nodes) -> [float]             reward model / judge / rollouts, batched
 
-Transpositions: every node gets a state key (`state_key=`, default: the decision
-state without its path, `history`/`action`/`reflections`). A node whose state
+Transpositions: every node gets a state key (`state_key=`, default: learned from the
+tree, `_situation.py`: the decision state without its path, running score, step
+counters or an in-graph environment's message). A node whose state
 was reached before, at the same depth or sooner, points at the first node that did
 (`node.twin`) and is expanded there (`expand` grows a state in one place: a state
 reached again is a detour cut out, and one reached sooner becomes the state's node,
