@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
@@ -81,7 +81,7 @@ def _coin_graph(policy: Any = None, actions: tuple[str, ...] = ("right", "left",
 
     g = StateGraph(_CoinState)
     g.add_node("policy", policy or (lambda s: {"action": "right"}))
-    g.add_node("env", env)
+    g.add_node("env", cast(Any, env))  # a plain (state) -> update function
     g.add_edge(START, "policy")
     g.add_edge("policy", "env")
     g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
@@ -185,7 +185,7 @@ def _bell_graph() -> Any:
 
     g = StateGraph(_BellState)
     g.add_node("policy", lambda s: {"action": "ring"})
-    g.add_node("env", env)
+    g.add_node("env", cast(Any, env))  # a plain (state) -> update function
     g.add_edge(START, "policy")
     g.add_edge("policy", "env")
     g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
@@ -241,7 +241,7 @@ def _grid_graph(policy: Any) -> Any:
 
     g = StateGraph(_GridState)
     g.add_node("policy", policy)
-    g.add_node("env", env)
+    g.add_node("env", cast(Any, env))  # a plain (state) -> update function
     g.add_edge(START, "policy")
     g.add_edge("policy", "env")
     g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
