@@ -131,3 +131,50 @@ def test_concurrent_searches_share_the_cores_with_torch_and_give_its_threads_bac
     asyncio.run(run_bench(tasks[:1], ["greedy"], policy_for=policy_for, budget=6, concurrency=1))
     assert seen[-1] == 4  # one search at a time keeps every thread
     torch.set_num_threads(before)
+
+
+def test_games_are_generated_up_front_for_every_split_the_run_plays(tmp_path) -> None:
+    from trajgraph.cli.bench import _Games, _train_games
+    from trajgraph.learn.demo import LearningSettings
+
+    # the reward model's and baseline's training games, and the learning round's when it runs
+    assert _train_games(8, False, None) == 8
+    assert _train_games(8, True, None) == LearningSettings().train_games
+    assert _train_games(30, True, LearningSettings(train_games=4, decoding_games=2)) == 30
+
+    class Jobs:
+        def __init__(self, log: list[str], what: str, n: int) -> None:
+            self.log, self.what, self.missing = log, what, n
+
+        def wait(self) -> None:
+            self.log.append("wait " + self.what)
+
+    class Generated:  # a suite that generates its games
+        name = "generated"
+
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        def prefetch(self, split: str, n: int, seed: int, workers: int, *, background: bool = False) -> Jobs:
+            assert workers >= 1 and seed == 3
+            what = f"{split} {n}"
+            self.log.append(("start " if background else "make ") + what)
+            jobs = Jobs(self.log, what, n)
+            if not background:
+                jobs.wait()
+            return jobs
+
+    suite = Generated()
+    games = _Games(suite, seed=3)
+    games.make("train", 8)
+    games.start("test", 20)
+    games.start("train", 24)
+    games.make("train", 0)  # nothing asked: nothing made
+    games.wait("test")
+    games.wait("test")  # once only
+    games.wait("train")
+    assert suite.log == ["make train 8", "wait train 8", "start test 20", "start train 24", "wait test 20", "wait train 24"]
+    plain = _Games(object(), seed=3)  # a suite without generated games: nothing to do
+    plain.make("test", 5)
+    plain.start("test", 5)
+    plain.wait("test")

@@ -148,8 +148,13 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     store = open_db(db, write=True, create=True)
     started = time.time()
     phase = Phases()
-    with console.status(f"generating {tasks} test tasks ({suite}; generated games are cached on disk by seed)"), phase("games"):
-        test = suite_obj.tasks("test", tasks, seed)
+    games = _Games(suite_obj, seed)
+    with phase("games"):
+        games.make("train", train_tasks)  # the first phases play these: now, on every core
+        # the rest in the background, at a lower priority, while exploring and training the reward model
+        games.start("test", tasks)
+        if learn_round:
+            games.start("train", _train_games(train_tasks, learn_round, learning))
     rm_report: dict[str, Any] = {}
 
     def train_rm() -> Any:
@@ -183,6 +188,10 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         return rw.LocalRewardModel(rm_dir, fast="auto")
 
     reward_obj = make_reward(reward, train=train_rm)
+    with phase("games"):
+        games.wait("test")
+        with console.status(f"loading {tasks} test tasks ({suite})"):
+            test = suite_obj.tasks("test", tasks, seed)
     if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
         reward_obj = executor.shared_reward(str(reward_obj.path))
     results: list[Any] = []
@@ -199,6 +208,8 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
         from trajgraph.learn.demo import demo_rows
 
+        with phase("games"):
+            games.wait("train")
         with phase("learning round"):
             names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
                                        budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
@@ -219,6 +230,48 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
     out_console.print(phase.line(time.time() - started))
     return data
+
+
+def _train_games(train_tasks: int, learn_round: bool, learning: Any) -> int:
+    """Training tasks the run will play: the reward model's and the fair baseline's, and the learning round's."""
+    if not learn_round:
+        return train_tasks
+    from trajgraph.learn.demo import LearningSettings
+
+    settings = learning if isinstance(learning, LearningSettings) else LearningSettings()
+    return max(train_tasks, settings.train_games, settings.decoding_games)
+
+
+class _Games:
+    """The generated games of a run (suites with `prefetch`: TextWorld), made before the phases that load
+    them: `make` now on every core, `start` in the background; `wait` before loading a split."""
+
+    def __init__(self, suite: Any, seed: int) -> None:
+        self.prefetch = getattr(suite, "prefetch", None)
+        self.seed = seed
+        self.jobs: dict[str, Any] = {}
+
+    def make(self, split: str, n: int) -> None:
+        if self.prefetch is None or n <= 0:
+            return
+        with console.status(f"generating the {split} split's games not cached yet ({n} wanted; cached on disk by seed)"):
+            jobs = self.prefetch(split, n, self.seed, os.cpu_count() or 1)
+        if jobs.missing:
+            console.print(f"generated {jobs.missing} {split} games (cached for the next run)")
+
+    def start(self, split: str, n: int) -> None:
+        if self.prefetch is None or n <= 0:
+            return
+        jobs = self.prefetch(split, n, self.seed, 1, background=True)
+        self.jobs[split] = jobs
+        if jobs.missing:
+            console.print(f"generating {jobs.missing} {split} games in the background (cached for the next run)")
+
+    def wait(self, split: str) -> None:
+        jobs = self.jobs.pop(split, None)
+        if jobs is not None:
+            with console.status(f"waiting for the {split} split's games"):
+                jobs.wait()
 
 
 def _fair_greedy(names: list[str], results: list[Any], suite_obj: Any, test: Any, policy_for: Any, *, train_tasks: int, budget: int,
