@@ -65,7 +65,7 @@ class Situations:
         self.clocks: dict[str, int] = {}  # decided step counters: field -> slope
         self.decided = False
         self.message_keyed = False  # set when the observation was seen to carry state
-        self._said: dict[str, Any] = {}  # situation + action -> what the environment said
+        self._said: dict[str, Any] = {}  # a step (from, action, to) -> what the environment said about it
         self._seen: dict[int, list[dict[str, Any]]] = {}  # unfinished states by depth, while clocks are undecided
 
     def key(self, state: dict[str, Any], depth: int | None = None) -> str:
