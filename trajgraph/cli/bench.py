@@ -128,7 +128,7 @@ def make_reward(kind: str, *, train: Any = None) -> Any:
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
         reward: str, skill: float, seed: int, db: Path | str, out: Path, workers: int, title: str = "trajgraph bench",
         repeatable: bool | None = None, executor: Any = None, learn_round: bool = False,
-        learning: Any = None) -> dict:
+        learning: Any = None, processes: int = 0) -> dict:
     from trajgraph import bench
 
     # in-process policies are seeded, so branches run in order and the table repeats;
@@ -157,6 +157,24 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
             games.start("train", _train_games(train_tasks, learn_round, learning))
     rm_report: dict[str, Any] = {}
 
+    def searches(split_tasks: list[Any], split: str, optimizers: list[str], reward_kind: str, reward_obj: Any,
+                 tags: tuple[str, ...], on_result: Any, transpositions: bool = True) -> list[Any]:
+        """Every optimizer on `split_tasks` (the first n of the split), in this process or split over two."""
+        def run_here(only: Any = None) -> list[Any]:
+            return asyncio.run(bench.run_bench(split_tasks, optimizers, policy_for=policy_for, reward=reward_obj, budget=budget,
+                                               store=store, concurrency=workers, on_result=on_result, tags=tags, graph_name=suite,
+                                               repeatable=repeatable, executor=executor, transpositions=transpositions, only=only))
+
+        recipe = None
+        if _two_processes(processes, executor, model, len(optimizers) * len(split_tasks)):
+            recipe = _recipe(suite, split, len(split_tasks), seed, policy, skill, reward_kind, reward_obj, str(db), optimizers,
+                             budget, tags, repeatable, workers, transpositions)
+        if recipe is None:
+            return run_here()
+        from trajgraph.cli._shard import split_searches
+
+        return split_searches(recipe, run_here, on_result=on_result, note=console.print)
+
     def train_rm() -> Any:
         from trajgraph import reward as rw
 
@@ -169,10 +187,8 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
             # and loops included (they are what it must score low); merged states and cut loops left it
             # 1084 examples instead of 2350 and took RRO on the demo's test games from 8/20 to 5/20
             # (benchmarks/README.md, "TextWorld gate")
-            asyncio.run(bench.run_bench(train_set, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget,
-                                        store=store, concurrency=workers, tags=("train",), graph_name=suite, repeatable=repeatable,
-                                        executor=executor, transpositions=False,
-                                        on_result=lambda r: prog.advance(job)))
+            searches(train_set, "train", ["best-of-n", "mcts"], "none", None, ("train",), lambda r: prog.advance(job),
+                     transpositions=False)
         rm_dir = out / "reward-model"
         # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores;
         # a model trained before on the same data, settings and code is reused (keyed by content)
@@ -197,9 +213,7 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     results: list[Any] = []
     with _progress() as prog, phase("searches"):
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
-        results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
-                                              concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
-                                              graph_name=suite, repeatable=repeatable, executor=executor))
+        results = searches(test, "test", names, reward, reward_obj, ("test",), lambda r: prog.advance(job))
     decoding: dict[str, Any] = {}
     if "greedy" in names and not learn_round and model is None:  # the fair baseline row (issue 18): best decoding, chosen on train
         with phase("baseline"):
@@ -211,9 +225,12 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         with phase("games"):
             games.wait("train")
         with phase("learning round"):
+            def explore_base(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
+                return searches(tasks, "train", optimizers, "none", None, tags, on_result)
+
             names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
                                        budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
-                                       settings=learning)
+                                       settings=learning, explore_base=explore_base)
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
@@ -230,6 +247,27 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
     out_console.print(phase.line(time.time() - started))
     return data
+
+
+def _two_processes(processes: int, executor: Any, model: str | None, jobs: int) -> bool:
+    """Split the searches over two processes (trajgraph/cli/_shard.py)? `processes` 0 means: when
+    there are two cores, the policy is local and searches run here (not on Ray or a model server)."""
+    if processes == 1 or executor is not None or model is not None or jobs < 4:
+        return False
+    return processes >= 2 or (os.cpu_count() or 1) >= 2
+
+
+def _recipe(suite: str, split: str, n: int, seed: int, policy: str, skill: float, reward: str, reward_obj: Any, db: str,
+            names: list[str], budget: int, tags: tuple[str, ...], repeatable: bool | None, workers: int, transpositions: bool) -> Any:
+    """What the second process rebuilds these searches from, or None when the reward model cannot be named."""
+    from trajgraph.cli._shard import Recipe
+
+    reward_dir = str(getattr(reward_obj, "path", "") or "") or None
+    if reward == "rm" and reward_dir is None:
+        return None
+    return Recipe(suite=suite, split=split, n=n, seed=seed, policy=policy, skill=skill, reward=reward, reward_dir=reward_dir,
+                  reward_fast=getattr(reward_obj, "fast", None), db=db, optimizers=list(names), budget=budget, tags=list(tags),
+                  graph_name=suite, repeatable=bool(repeatable), concurrency=workers, transpositions=transpositions)
 
 
 def _train_games(train_tasks: int, learn_round: bool, learning: Any) -> int:
@@ -345,6 +383,8 @@ def bench_cmd(
                                     help="branches of a search in order (same seed, same table) or concurrently; "
                                          "default: in order for offline policies, concurrently with --model"),
     executor: str = typer.Option("local", help="where searches run: local (this process) or ray (one Ray actor per worker)"),
+    processes: int = typer.Option(0, min=0, max=2, help="local searches split over 2 processes (one per core; the same table) "
+                                  "or kept in 1; 0: 2 where there are 2 cores and the policy is local"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (auto, host:port); "  # noqa: UP045
                                               "default: a local Ray"),
 ) -> None:
@@ -352,7 +392,7 @@ def bench_cmd(
     folder = output(out_arg, out, what="output folder", default="bench-out", folder=True)
     runner = make_executor(executor, ray_address, workers)  # before anything is written: a bad cluster writes nothing
     run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed,
-        db if db else folder / "bench.db", folder, workers, repeatable=repeatable, executor=runner)
+        db if db else folder / "bench.db", folder, workers, repeatable=repeatable, executor=runner, processes=processes)
 
 
 def make_executor(kind: str, address: str | None, workers: int) -> Any:
