@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from typing import Annotated, Any, TypedDict, cast
+from typing import Annotated, Any, TypedDict
 
-from langgraph.graph import END, START, StateGraph
-
+from tests._search_helpers import LineState, policy_env_graph
 from trajgraph.search._situation import dominates
 from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.search.space import Space
@@ -79,13 +78,7 @@ def _coin_graph(policy: Any = None, actions: tuple[str, ...] = ("right", "left",
         return {"pos": pos, "score": score, "observation": f"at {pos}", "done": done, "reward": score if done else None,
                 "actions": list(actions), "history": [{"action": a}]}
 
-    g = StateGraph(_CoinState)
-    g.add_node("policy", policy or (lambda s: {"action": "right"}))
-    g.add_node("env", cast(Any, env))  # a plain (state) -> update function
-    g.add_edge(START, "policy")
-    g.add_edge("policy", "env")
-    g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
-    return g.compile()
+    return policy_env_graph(_CoinState, policy or (lambda s: {"action": "right"}), env)
 
 
 def test_a_richer_state_reached_later_keeps_its_own_node():
@@ -160,17 +153,6 @@ def test_a_place_that_advances_with_every_step_is_not_taken_for_a_clock():
     assert len({root.key, room1.key, room2.key}) == 3 and space.merged == 0
 
 
-class _BellState(TypedDict, total=False):
-    task: str
-    pos: int
-    observation: str
-    actions: list[str]
-    action: str | None
-    history: Annotated[list, operator.add]
-    reward: float | None
-    done: bool
-
-
 def _bell_graph() -> Any:
     """How often the bell rang lives only in the observation text: the message carries state."""
 
@@ -183,13 +165,7 @@ def _bell_graph() -> Any:
         return {"pos": pos, "observation": f"rang {rang} times", "done": done, "reward": float(rang) if done else None,
                 "actions": ["right", "left", "ring"], "history": [{"action": a}]}
 
-    g = StateGraph(_BellState)
-    g.add_node("policy", lambda s: {"action": "ring"})
-    g.add_node("env", cast(Any, env))  # a plain (state) -> update function
-    g.add_edge(START, "policy")
-    g.add_edge("policy", "env")
-    g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
-    return g.compile()
+    return policy_env_graph(LineState, lambda s: {"action": "ring"}, env)
 
 
 def test_an_observation_that_carries_state_is_keyed_once_the_same_step_is_told_two_ways():
@@ -239,13 +215,7 @@ def _grid_graph(policy: Any) -> Any:
         return {"pos": pos, "observation": f"at {pos}", "done": done, "reward": 0.0 if done else None,
                 "actions": list(_STEP), "history": [{"action": state["action"]}]}
 
-    g = StateGraph(_GridState)
-    g.add_node("policy", policy)
-    g.add_node("env", cast(Any, env))  # a plain (state) -> update function
-    g.add_edge(START, "policy")
-    g.add_edge("policy", "env")
-    g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
-    return g.compile()
+    return policy_env_graph(_GridState, policy, env)
 
 
 def test_a_rollout_turns_away_from_a_state_it_has_walked_through_a_transposition():
