@@ -4,14 +4,13 @@ same situation when the user passes no `state_key=`. Seeded, correctness only.""
 from __future__ import annotations
 
 import asyncio
-import operator
-from typing import Annotated, Any, TypedDict
+from typing import Any
 
 from tests._search_helpers import LineState, policy_env_graph
 from trajgraph.search._situation import dominates
 from trajgraph.search.budget import Budget, BudgetMeter
 from trajgraph.search.space import Space
-from trajgraph.testing.known_optimum import MOVES, KeyMazeSuite
+from trajgraph.testing.known_optimum import MOVES, KeyMazeSuite, MazeState
 
 
 def _space(graph: Any, calls: int = 50, **kw: Any) -> Space:
@@ -53,16 +52,8 @@ def test_a_state_stands_for_another_only_if_it_dominates():
     assert dominates(1, {"score": "n/a"}, 3, {"score": "n/a"}) and not dominates(1, {"score": "a"}, 3, {"score": "b"})
 
 
-class _CoinState(TypedDict, total=False):
-    task: str
-    pos: int
-    observation: str
-    actions: list[str]
-    action: str | None
-    history: Annotated[list, operator.add]
-    score: float
-    reward: float | None
-    done: bool
+class _CoinState(LineState, total=False):
+    score: float  # the running return
 
 
 def _coin_graph(policy: Any = None, actions: tuple[str, ...] = ("right", "left", "coin"), width: int = 0) -> Any:
@@ -191,17 +182,6 @@ def _start(actions: tuple[str, ...] = ("right", "left", "coin")) -> dict[str, An
             "reward": None}
 
 
-class _GridState(TypedDict, total=False):
-    task: str
-    pos: tuple[int, int]
-    observation: str
-    actions: list[str]
-    action: str | None
-    history: Annotated[list, operator.add]
-    reward: float | None
-    done: bool
-
-
 _STEP = {"north": (0, 1), "south": (0, -1), "east": (1, 0), "west": (-1, 0)}
 
 
@@ -215,7 +195,7 @@ def _grid_graph(policy: Any) -> Any:
         return {"pos": pos, "observation": f"at {pos}", "done": done, "reward": 0.0 if done else None,
                 "actions": list(_STEP), "history": [{"action": state["action"]}]}
 
-    return policy_env_graph(_GridState, policy, env)
+    return policy_env_graph(MazeState, policy, env)
 
 
 def test_a_rollout_turns_away_from_a_state_it_has_walked_through_a_transposition():
