@@ -203,7 +203,7 @@ def test_a_failed_second_process_costs_time_not_searches(tmp_path):
     import asyncio
 
     from trajgraph import bench
-    from trajgraph.cli._shard import Recipe, split_searches
+    from trajgraph.cli._shard import Recipe, SecondProcess
     from trajgraph.cli.bench import load_suite, policy_factory
 
     tasks = load_suite("chain").tasks("test", 3, 0)
@@ -213,11 +213,15 @@ def test_a_failed_second_process_costs_time_not_searches(tmp_path):
     def run_here(only):
         return asyncio.run(bench.run_bench(tasks, ["greedy", "best-of-n"], policy_for=policy_for, budget=8, store=store, only=only))
 
-    broken = Recipe(suite="no-such-suite", split="test", n=3, seed=0, policy="simulated", skill=0.6, reward="none",
-                    reward_dir=None, reward_fast=None, db=str(tmp_path / "b.db"), optimizers=["greedy", "best-of-n"], budget=8,
-                    tags=[], graph_name="chain", repeatable=True, concurrency=1)
+    recipe = Recipe(suite="chain", split="test", n=3, seed=0, policy="simulated", skill=0.6, reward="none", reward_dir=None,
+                    reward_fast=None, db=str(tmp_path / "b.db"), optimizers=["greedy", "best-of-n"], budget=8, tags=[],
+                    graph_name="chain", repeatable=True, concurrency=1)
     notes: list[str] = []
-    results = split_searches(broken, run_here, note=notes.append)
+    with SecondProcess("simulated", 0.6, 0) as second:
+        first = second.split(recipe, run_here, note=notes.append)  # one phase, then another: the same process serves both
+        assert notes == [] and second.process is not None and second.process.poll() is None
+        broken = second.split(Recipe(**{**recipe.__dict__, "suite": "no-such-suite"}), run_here, note=notes.append)
     assert len(notes) == 1 and "running its 3 searches here" in notes[0] and "no-such-suite" in notes[0]
-    assert [(r.optimizer, r.task) for r in results] == [(n, t.id) for n in ("greedy", "best-of-n") for t in tasks]
-    assert len(store.runs(kind="search")) == 6
+    for results in (first, broken):
+        assert [(r.optimizer, r.task) for r in results] == [(n, t.id) for n in ("greedy", "best-of-n") for t in tasks]
+    assert len(store.runs(kind="search")) == 12  # 6 a phase: nothing lost, nothing twice

@@ -74,10 +74,29 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     if reward not in REWARDS:
         raise ConfigError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     suite_obj = load_suite(suite)
-    policy_for, policy_label = policy_factory(policy, model=model, skill=skill, seed=seed)
-    out.mkdir(parents=True, exist_ok=True)
-    store = open_db(db, write=True, create=True)
     started = time.time()
+    second = None
+    if _two_processes(processes, executor, model):  # started first: it loads its models while this one does
+        from trajgraph.cli._shard import SecondProcess
+
+        second = SecondProcess(policy, skill, seed).start()
+    try:
+        policy_for, policy_label = policy_factory(policy, model=model, skill=skill, seed=seed)
+        out.mkdir(parents=True, exist_ok=True)
+        store = open_db(db, write=True, create=True)
+        return _run(second, suite, suite_obj, tasks, train_tasks, names, budget, policy, policy_for, policy_label, model, reward,
+                    skill, seed, db, out, store, workers, title, repeatable, executor, learn_round, learning, started)
+    finally:
+        if second is not None:
+            second.close()
+
+
+def _run(second: Any, suite: str, suite_obj: Any, tasks: int, train_tasks: int, names: list[str], budget: int, policy: str,
+         policy_for: Any, policy_label: str, model: str | None, reward: str, skill: float, seed: int, db: Path | str, out: Path,
+         store: Any, workers: int, title: str, repeatable: bool, executor: Any, learn_round: bool, learning: Any,
+         started: float) -> dict:
+    from trajgraph import bench
+
     phase = Phases()
     games = _Games(suite_obj, seed)
     with phase("games"):
@@ -97,14 +116,12 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
                                                repeatable=repeatable, executor=executor, transpositions=transpositions, only=only))
 
         recipe = None
-        if _two_processes(processes, executor, model, len(optimizers) * len(split_tasks)):
+        if second is not None and len(optimizers) * len(split_tasks) >= 4:
             recipe = _recipe(suite, split, len(split_tasks), seed, policy, skill, reward_kind, reward_obj, str(db), optimizers,
                              budget, tags, repeatable, workers, transpositions)
-        if recipe is None:
+        if second is None or recipe is None:
             return run_here()
-        from trajgraph.cli._shard import split_searches
-
-        return split_searches(recipe, run_here, on_result=on_result, note=console.print)
+        return second.split(recipe, run_here, on_result=on_result, note=console.print)
 
     def train_rm() -> Any:
         from trajgraph import reward as rw
@@ -180,10 +197,10 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     return data
 
 
-def _two_processes(processes: int, executor: Any, model: str | None, jobs: int) -> bool:
+def _two_processes(processes: int, executor: Any, model: str | None) -> bool:
     """Split the searches over two processes (trajgraph/cli/_shard.py)? `processes` 0 means: when
     there are two cores, the policy is local and searches run here (not on Ray or a model server)."""
-    if processes == 1 or executor is not None or model is not None or jobs < 4:
+    if processes == 1 or executor is not None or model is not None:
         return False
     return processes >= 2 or (os.cpu_count() or 1) >= 2
 
