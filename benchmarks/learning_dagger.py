@@ -66,6 +66,7 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=100, help="policy calls a game at test time")
     ap.add_argument("--check", type=int, default=0)
     ap.add_argument("--fit", default="{}", help="extra train_policy options as JSON")
+    ap.add_argument("--fit-first", default=None, help="the round-2 head's options instead (JSON; default: --fit)")
     ap.add_argument("--name", default="learning_dagger_textworld")
     args = ap.parse_args()
 
@@ -106,16 +107,17 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         return policy
 
-    def fit(folder: Path, store: str) -> float:
+    def fit(folder: Path, store: str, first: bool = False) -> float:
         if (folder / "policy.json").is_file():
             return 0.0
         t0 = time.time()
-        train_policy(store, folder, tags=("split:train",), tasks=config["train_tasks"], situation="commands", epochs=30, seed=0, **options)
+        opts = {"features": args.features, **json.loads(args.fit_first)} if first and args.fit_first is not None else options
+        train_policy(store, folder, tags=("split:train",), tasks=config["train_tasks"], situation="commands", epochs=30, seed=0, **opts)
         return time.time() - t0
 
     store = args.store
     folder = work / "head-r2"
-    policy = measure("round 2 (rounds 0-1 data)", folder, store, "MCTS rounds 0-1", fit(folder, store))
+    policy = measure("round 2 (rounds 0-1 data)", folder, store, "MCTS rounds 0-1", fit(folder, store, first=True))
     for k in range(1, args.dagger + 1):
         round_ = 1 + k
         nxt = str(work / f"dagger-r{round_}.db")
