@@ -13,8 +13,12 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +74,11 @@ def game_id(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | 
 def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
               cache: str | os.PathLike | None = None) -> Path:
     """Path of the compiled game (.z8, with its .json beside it), generated once and cached."""
-    full = _settings(challenge, settings)
-    digest = hashlib.sha1(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
-    d = cache_dir(cache)
-    path = d / f"{game_id(seed, challenge, settings)}-{digest}.z8"
-    if path.exists() and path.with_suffix(".json").exists():
+    path = _game_path(seed, challenge, settings, cache)
+    if _cached(path):
         return path
+    d = path.parent
+    full = _settings(challenge, settings)
     tw = load_textworld()
     with _GENERATE:
         tmp = Path(tempfile.mkdtemp(dir=d, prefix=".gen-"))
@@ -104,4 +107,74 @@ def make_game(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] 
     return path
 
 
-__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "make_game", "load_textworld"]
+@dataclass
+class GameJobs:
+    """Games being generated in worker processes (`start_games`); `wait()` gives their paths."""
+
+    seeds: list[int]
+    challenge: str
+    settings: dict[str, Any] | None
+    cache: str | os.PathLike | None
+    missing: int  # games that were not cached when the jobs started
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def wait(self) -> list[Path]:
+        """Every game's path, once made. A game the workers left missing (an error) is made here,
+        so the error is raised as `make_game` raises it."""
+        for process in self.processes:
+            process.wait()
+        return [make_game(s, self.challenge, self.settings, self.cache) for s in self.seeds]
+
+
+def start_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+                cache: str | os.PathLike | None = None, workers: int | None = None, nice: int = 0) -> GameJobs:
+    """Start generating the games not cached yet in up to `workers` processes (default: one per core)
+    and return at once. Generation is CPU-bound Python with a module-global RNG, so threads could not
+    share it; each process writes through `make_game`'s rename, so they never clash. `nice` > 0 lets
+    them take only what the caller's work leaves of the cores (games made in the background).
+
+    The processes are fresh interpreters running this module (not multiprocessing: its spawn would
+    re-run the caller's script)."""
+    seeds = list(seeds)
+    missing = [s for s in dict.fromkeys(seeds) if not game_cached(s, challenge, settings, cache)]
+    jobs = GameJobs(seeds, challenge, settings, cache, len(missing))
+    workers = min(workers or os.cpu_count() or 1, len(missing))
+    if workers > 1 or (workers == 1 and nice > 0):
+        folder = str(cache_dir(cache))
+        jobs.processes = [subprocess.Popen([sys.executable, "-m", __name__, json.dumps(
+            {"seeds": missing[i::workers], "challenge": challenge, "settings": settings, "cache": folder, "nice": nice})],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(workers)]
+    return jobs
+
+
+def make_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+               cache: str | os.PathLike | None = None, workers: int | None = None) -> list[Path]:
+    """`make_game` for every seed, the missing ones made in parallel processes (`start_games`)."""
+    return start_games(seeds, challenge, settings, cache, workers).wait()
+
+
+def _game_path(seed: int, challenge: str, settings: dict[str, Any] | None, cache: str | os.PathLike | None) -> Path:
+    full = _settings(challenge, settings)
+    digest = hashlib.sha1(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
+    return cache_dir(cache) / f"{game_id(seed, challenge, settings)}-{digest}.z8"
+
+
+def _cached(path: Path) -> bool:
+    return path.exists() and path.with_suffix(".json").exists()
+
+
+def game_cached(seed: int, challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
+                cache: str | os.PathLike | None = None) -> bool:
+    """Whether `make_game` would only read this game from the cache."""
+    return _cached(_game_path(seed, challenge, settings, cache))
+
+
+__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "game_cached", "make_game", "make_games", "start_games", "GameJobs", "load_textworld"]
+
+
+if __name__ == "__main__":  # one of make_games' worker processes: {"seeds", "challenge", "settings", "cache"}
+    _job = json.loads(sys.argv[1])
+    if _job.get("nice"):
+        os.nice(int(_job["nice"]))
+    for _seed in _job["seeds"]:
+        make_game(int(_seed), _job["challenge"], _job["settings"], _job["cache"])

@@ -32,10 +32,13 @@ from typing import Any
 from trajgraph.adapters._textworld_games import (  # noqa: F401 (CACHE_ENV is re-exported)
     CACHE_ENV,
     CHALLENGE_DEFAULTS,
+    GameJobs,
     cache_dir,
     game_id,
     load_textworld,
     make_game,
+    make_games,
+    start_games,
 )
 from trajgraph.envloop import EnvState, env_loop
 from trajgraph.envloop.task import TaskSpec, seed_pool
@@ -348,15 +351,30 @@ class TextWorldSuite:
     name: str = "textworld"
 
     def tasks(self, split: str = "test", n: int = 10, seed: int = 0) -> list[TaskSpec]:
-        seeds = seed_pool(split, n, seed)
+        settings = self._split_settings(split)
+        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude,
+                               self.policy_commands) for s in seed_pool(split, n, seed)]
+
+    def prefetch(self, split: str, n: int, seed: int = 0, workers: int | None = None, *, background: bool = False) -> GameJobs:
+        """Generate the games `tasks(split, n, seed)` will play, in parallel processes (one per core by
+        default), so that `tasks` only loads them (~0.2 s each instead of ~1-3 s). Waits for them, or with
+        `background=True` returns at once (the processes run at a lower priority: they take what the
+        caller's work leaves of the cores); `.missing` says how many were made, `.wait()` waits."""
+        jobs = start_games(seed_pool(split, n, seed), self.challenge, self._split_settings(split), self.cache, workers,
+                           nice=10 if background else 0)
+        if not background:
+            jobs.wait()
+        return jobs
+
+    def _split_settings(self, split: str) -> dict[str, Any]:
         settings = dict(self.settings or {})
         if self.challenge == "tw-simple":
             settings.setdefault("test", split == "test")
         elif self.challenge == "tw-cooking":
             settings.setdefault("split", split)
-        return [textworld_task(s, self.challenge, settings, self.cache, self.max_steps, self.fork, self.exclude,
-                               self.policy_commands) for s in seeds]
+        return settings
 
 
 __all__ = ["TextWorldEnv", "Frame", "Snapshot", "TextWorldGraph", "TextWorldState", "TextWorldSuite", "make_game",
+           "make_games", "start_games", "GameJobs",
            "game_id", "textworld_task", "outcome_of", "cache_dir", "CHALLENGE_DEFAULTS"]

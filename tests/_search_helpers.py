@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any, TypedDict, cast
 
 from langgraph.graph import END, START, StateGraph
 
@@ -34,13 +34,19 @@ def line_graph(goal: int = 3, max_turns: int = 6) -> Any:
         return {"pos": pos, "observation": f"at {pos}", "done": done, "reward": (1.0 if pos >= goal else 0.0) if done else None,
                 "actions": ["forward", "back", "wait"], "history": [{"action": state["action"], "observation": f"at {pos}"}]}
 
-    g = StateGraph(LineState)
+    return policy_env_graph(LineState, policy, env, name="line")
+
+
+def policy_env_graph(state_type: type, policy: Any, env: Any, name: str | None = None) -> Any:
+    """policy -> env -> policy ... until the state says `done`: the env-loop convention as a plain
+    two-node graph, the environment a (state) -> update function inside it."""
+    g: StateGraph[Any] = StateGraph(state_type)
     g.add_node("policy", policy)
-    g.add_node("env", env)
+    g.add_node("env", cast(Any, env))
     g.add_edge(START, "policy")
     g.add_edge("policy", "env")
     g.add_conditional_edges("env", lambda s: END if s.get("done") else "policy", ["policy", END])
-    return g.compile(name="line")
+    return g.compile(name=name)
 
 
 def line_start() -> LineState:

@@ -26,6 +26,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,11 +75,11 @@ class Postgres:
         if self._stop is not None:
             self._stop()
 
-    def outage(self, seconds: float) -> None:
-        """Stop the server (pg_ctl stop -m fast: every connection dropped), wait `seconds`, start it again."""
+    def outage(self, seconds: float, down: threading.Event | None = None) -> None:
+        """Stop the server (pg_ctl stop -m fast: every connection dropped), set `down`, wait `seconds`, start it again."""
         if self._outage is None:
             pytest.skip(f"an outage needs the throwaway server; ${ENV_URL} points at a server of your own")
-        self._outage(seconds)
+        self._outage(seconds, down)
 
 
 def start_postgres(base: Path) -> Postgres:
@@ -109,8 +110,10 @@ def start_postgres(base: Path) -> Postgres:
         subprocess.run([*run_as, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True, timeout=60)
         shutil.rmtree(base, ignore_errors=True)
 
-    def outage(seconds: float) -> None:
+    def outage(seconds: float, down: threading.Event | None = None) -> None:
         sh(pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop")
+        if down is not None:
+            down.set()
         time.sleep(seconds)
         sh(pg_ctl, "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options, "start")
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -191,6 +193,45 @@ def test_suite_splits(tw_cache):
     assert test.input["actions"] and test.optimum == 1.0
     with pytest.raises(ConfigError):
         suite.tasks("validation", 1)
+
+
+def test_prefetch_generates_the_split_in_worker_processes(tmp_path, monkeypatch):
+    from trajgraph.adapters import _textworld_games
+
+    def no_generator_here() -> None:
+        raise AssertionError("a game was generated in the calling process")
+
+    folder = tmp_path / "parallel"
+    suite = TextWorldSuite(cache=str(folder))
+    with monkeypatch.context() as m:  # generating here would fail: the worker processes make both games
+        m.setattr(_textworld_games, "load_textworld", no_generator_here)
+        assert suite.prefetch("train", 2, workers=2).missing == 2
+    assert suite.prefetch("train", 2, workers=2).missing == 0  # now cached: nothing to make
+    made = sorted(folder.glob("*.z8"))
+    assert [p.name.split("-")[2] for p in made] == ["s1000000", "s1000001"]
+    for path in made:  # the same bytes as a game made in this process
+        seed = int(path.name.split("-")[2][1:])
+        assert path.read_bytes() == make_game(seed, settings={"test": False}, cache=tmp_path / "serial").read_bytes()
+    with pytest.raises(ConfigError):
+        TextWorldSuite(challenge="tw-nonsense", cache=str(folder)).prefetch("test", 2)
+
+
+def test_games_made_in_the_background(tmp_path, monkeypatch):
+    from trajgraph.adapters import _textworld_games
+
+    suite = TextWorldSuite(cache=str(tmp_path))
+    jobs = suite.prefetch("test", 1, background=True)  # returns while its one process generates
+    assert jobs.missing == 1 and len(jobs.processes) == 1
+    monkeypatch.setattr(_textworld_games, "load_textworld", lambda: pytest.fail("generated in the calling process"))
+    (path,) = jobs.wait()
+    assert path.is_file() and suite.tasks("test", 1)[0].id == "tw-simple-test-s0"
+
+
+def test_a_worker_process_makes_its_seeds(tmp_path):
+    job = {"seeds": [7], "challenge": "tw-simple", "settings": None, "cache": str(tmp_path)}
+    subprocess.run([sys.executable, "-m", "trajgraph.adapters._textworld_games", json.dumps(job)], check=True, timeout=300)
+    (path,) = tmp_path.glob("tw-simple-s7-*.z8")
+    assert path.with_suffix(".json").is_file() and path.read_bytes() == make_game(7, cache=tmp_path / "here").read_bytes()
 
 
 def test_langgraph_json_graphs_load_and_run(tw_cache, monkeypatch):

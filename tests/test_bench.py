@@ -131,3 +131,93 @@ def test_concurrent_searches_share_the_cores_with_torch_and_give_its_threads_bac
     asyncio.run(run_bench(tasks[:1], ["greedy"], policy_for=policy_for, budget=6, concurrency=1))
     assert seen[-1] == 4  # one search at a time keeps every thread
     torch.set_num_threads(before)
+
+
+def test_games_are_generated_up_front_for_every_split_the_run_plays(tmp_path) -> None:
+    from trajgraph.cli.bench import _Games, _train_games
+    from trajgraph.learn.demo import LearningSettings
+
+    # the reward model's and baseline's training games, and the learning round's when it runs
+    assert _train_games(8, False, None) == 8
+    assert _train_games(8, True, None) == LearningSettings().train_games
+    assert _train_games(30, True, LearningSettings(train_games=4, decoding_games=2)) == 30
+
+    class Jobs:
+        def __init__(self, log: list[str], what: str, n: int) -> None:
+            self.log, self.what, self.missing = log, what, n
+
+        def wait(self) -> None:
+            self.log.append("wait " + self.what)
+
+    class Generated:  # a suite that generates its games
+        name = "generated"
+
+        def __init__(self) -> None:
+            self.log: list[str] = []
+
+        def prefetch(self, split: str, n: int, seed: int, workers: int, *, background: bool = False) -> Jobs:
+            assert workers >= 1 and seed == 3
+            what = f"{split} {n}"
+            self.log.append(("start " if background else "make ") + what)
+            jobs = Jobs(self.log, what, n)
+            if not background:
+                jobs.wait()
+            return jobs
+
+    suite = Generated()
+    games = _Games(suite, seed=3)
+    games.make("train", 8)
+    games.start("test", 20)
+    games.start("train", 24)
+    games.make("train", 0)  # nothing asked: nothing made
+    games.wait("test")
+    games.wait("test")  # once only
+    games.wait("train")
+    assert suite.log == ["make train 8", "wait train 8", "start test 20", "start train 24", "wait test 20", "wait train 24"]
+    plain = _Games(object(), seed=3)  # a suite without generated games: nothing to do
+    plain.make("test", 5)
+    plain.start("test", 5)
+    plain.wait("test")
+
+
+def _per_search(path) -> list:
+    rows = json.loads(path.read_text())["results"]  # in job order: optimizer by optimizer, task by task
+    return [(r["optimizer"], r["task"], r["outcome"], r["policy_calls"], r["env_steps"], r["decisions"]) for r in rows]
+
+
+def test_searches_split_over_two_processes_give_the_same_table(tmp_path):
+    tables = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        result = runner.invoke(app, ["bench", "--suite", "chain", "--tasks", "4", "--budget", "12", "--optimizers",
+                                     "greedy,best-of-n,rro,mcts", "--db", str(out / "b.db"), "--out", str(out),
+                                     "--workers", "2", "--processes", str(processes)])
+        assert result.exit_code == 0, result.output
+        tables[processes] = _per_search(out / "bench.json")
+        searches = tg.Store(out / "b.db").runs(kind="search", tag="bench")
+        assert len(searches) == 16 and all(r.status == "succeeded" for r in searches)  # the second process's too
+    assert len(tables[1]) == 16 and tables[2] == tables[1]
+
+
+def test_a_failed_second_process_costs_time_not_searches(tmp_path):
+    import asyncio
+
+    from trajgraph import bench
+    from trajgraph.cli._shard import Recipe, split_searches
+    from trajgraph.cli.bench import load_suite, policy_factory
+
+    tasks = load_suite("chain").tasks("test", 3, 0)
+    policy_for, _ = policy_factory("simulated", model=None, skill=0.6, seed=0)
+    store = tg.Store(tmp_path / "b.db")
+
+    def run_here(only):
+        return asyncio.run(bench.run_bench(tasks, ["greedy", "best-of-n"], policy_for=policy_for, budget=8, store=store, only=only))
+
+    broken = Recipe(suite="no-such-suite", split="test", n=3, seed=0, policy="simulated", skill=0.6, reward="none",
+                    reward_dir=None, reward_fast=None, db=str(tmp_path / "b.db"), optimizers=["greedy", "best-of-n"], budget=8,
+                    tags=[], graph_name="chain", repeatable=True, concurrency=1)
+    notes: list[str] = []
+    results = split_searches(broken, run_here, note=notes.append)
+    assert len(notes) == 1 and "running its 3 searches here" in notes[0] and "no-such-suite" in notes[0]
+    assert [(r.optimizer, r.task) for r in results] == [(n, t.id) for n in ("greedy", "best-of-n") for t in tasks]
+    assert len(store.runs(kind="search")) == 6

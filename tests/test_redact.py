@@ -139,8 +139,22 @@ def test_the_json_precheck_never_skips_a_secret(label: str, text: str, secret: s
         assert secret not in dumps(value, None, redact_value), (label, value)
 
 
+def _credential_names() -> list[str]:
+    """Every credential name the key rule knows, as people write them: snake, kebab, dotted, spaced,
+    upper and title case, with a prefix (`openai_api_key`)."""
+    from trajgraph.store.redact import _SUFFIXES
+
+    names = []
+    for suffix in _SUFFIXES:
+        for sep in ("_", "-", ".", " "):
+            name = suffix.replace("_", sep)
+            names += [name, name.upper(), name.title(), "my_" + name]
+    return names
+
+
 def test_credential_keys_reach_the_precheck() -> None:
-    for key in ("api_key", "X-Api-Key", "password", "refresh_token", "Set-Cookie", "client_secret"):
+    assert all(is_secret_name(name) for name in _credential_names())
+    for key in ("api_key", "X-Api-Key", "password", "refresh_token", "Set-Cookie", "client_secret", *_credential_names()):
         for value in ({key: "v"}, {key: 12345}, {key: {"inner": "v"}}, {"a": [{key: "v"}]}, {"s": f'{key}\t= v'}):
             assert may_hold_secret(dumps(value)), (key, value)
 

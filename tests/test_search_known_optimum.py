@@ -79,14 +79,23 @@ def test_the_same_action_is_expanded_once_and_transpositions_are_counted():
     assert a is not b and again.twin is None and space.merged == 0
 
 
-def test_a_state_key_drops_noise_and_merges_more():
+def test_a_state_key_replaces_the_learned_default():
+    from trajgraph.store.json import canonical_key
+
     task = KeyMazeSuite().tasks("test", 1)[0]
     graph, _ = task.make_graph(biased_node(task, seed=0))
-    kw = dict(decision_node="policy", optimizer=MCTS(k=3), outcome=task.outcome, partial=task.partial,
-              budget=Budget(policy_calls=60), repeatable=True)
-    plain = search(graph, task.input, **kw)
-    keyed = search(graph, task.input, state_key=lambda s: (s["pos"], s["key"]), **kw)
-    assert keyed.stats["merged_states"] > plain.stats["merged_states"]
+
+    async def keys(**kw):
+        space = Space(graph, "policy", meter=BudgetMeter(Budget(policy_calls=20)), repeatable=True, **kw)
+        root = await space.root(task.input)
+        moves = task.admissible(task.start)
+        children = [await space.expand(root, {"action": a}) for a in moves]
+        return [root, *children]
+
+    keyed = asyncio.run(keys(state_key=lambda s: s["pos"]))
+    assert [n.key for n in keyed] == [canonical_key(n.state["pos"]) for n in keyed]
+    plain = asyncio.run(keys())
+    assert all(n.key != canonical_key(n.state["pos"]) for n in plain)
 
 
 def _trap_node(seed: int):

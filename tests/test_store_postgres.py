@@ -285,9 +285,10 @@ def test_a_run_started_during_an_outage_past_the_deadline_is_reported_never_half
     store = postgres.store(write_deadline_s=1.0)
     store.write(runs=[Run(id="before", status="running")], steps=[Step(run_id="before", seq=0, node="n")])
     writer = writer_for(store)
-    away = threading.Thread(target=postgres.outage, args=(4.0,))
+    down = threading.Event()
+    away = threading.Thread(target=postgres.outage, args=(4.0, down))
     away.start()
-    time.sleep(1.0)
+    assert down.wait(120)  # the server is stopped (under load pg_ctl stop can take longer than a fixed sleep)
     writer.put("run", Run(id="during", status="running"))
     for seq in range(3):
         writer.put("step", Step(run_id="during", seq=seq, node="n"))

@@ -142,17 +142,21 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
                     budget: int = 32, store: Store | None = None, success: float = 1.0, concurrency: int = 2,
                     on_result: Callable[[TaskResult], None] | None = None, tags: Sequence[str] = (),
                     graph_name: str | None = None, repeatable: bool = False, executor: Any = None,
-                    transpositions: bool = True) -> list[TaskResult]:
+                    transpositions: bool = True, only: Sequence[int] | None = None) -> list[TaskResult]:
     """Every optimizer on every task, `concurrency` searches at a time (each `repeatable`
     or not: see `trajgraph.search.optimize.asearch`). `executor` (e.g.
     `trajgraph.adapters.ray_executor.RayExecutor`) runs the searches elsewhere: it gets
-    `search(task, name, store=...)` and the (task, name) jobs, and returns results in job order."""
+    `search(task, name, store=...)` and the (task, name) jobs, and returns results in job order.
+    `only`: the positions, in that job order (optimizer by optimizer, task by task), of the jobs
+    this call runs; the others are another process's share (`trajgraph bench` splits the searches so)."""
     if budget <= 0:
         raise ConfigError(f"budget must be a positive number of policy calls, got {budget}")
+    jobs = [(t, name) for name in optimizers for t in tasks]
+    if only is not None:
+        jobs = [jobs[i] for i in only]
     if executor is not None:
         search = functools.partial(run_one, policy_for=policy_for, reward=reward, budget=budget, success=success,
                                    tags=tags, graph_name=graph_name, repeatable=repeatable, transpositions=transpositions)
-        jobs = [(t, name) for name in optimizers for t in tasks]
         return list(await executor.map(search, jobs, store=store, on_result=on_result))
     # a bench owns its event loop (asyncio.run(run_bench(...))): repeatable searches of sync
     # graphs may then step inline, without a thread hop per node (SearchSettings.inline)
@@ -168,7 +172,7 @@ async def run_bench(tasks: Sequence[Any], optimizers: Sequence[str], *, policy_f
         return r
 
     with model_threads_for(concurrency):  # the searches side by side share the cores; torch does not add its own
-        return list(await asyncio.gather(*(one(t, name) for name in optimizers for t in tasks)))
+        return list(await asyncio.gather(*(one(t, name) for t, name in jobs)))
 
 
 def summarise(results: Sequence[TaskResult], optimizers: Sequence[str]) -> list[Summary]:

@@ -22,15 +22,13 @@ from rich.table import Table
 
 from trajgraph._internal.plugins import load_plugin
 from trajgraph.cli._common import OutArg, OutOpt, open_db, output
+from trajgraph.cli._parts import POLICIES, REWARDS, SUITES, load_suite, make_reward, policy_factory  # noqa: F401 (re-exported)
 from trajgraph.errors import ConfigError
 
 console = Console(stderr=True)
 out_console = Console(width=None if Console().is_terminal else 140)
 
-SUITES = "trajgraph.suites"  # entry-point groups (pyproject.toml)
-POLICIES = "trajgraph.policies"
-EXECUTORS = "trajgraph.executors"
-REWARDS = ("none", "env", "rollout", "rm")
+EXECUTORS = "trajgraph.executors"  # entry-point group (pyproject.toml)
 
 DEMO: dict[str, Any] = dict(suite="textworld", train_tasks=8, tasks=20, optimizers="greedy,best-of-n,rro,mcts,se-agent",
             budget=100, policy="minilm", reward="rm", skill=0.6, seed=0)
@@ -58,77 +56,10 @@ class Phases:
         return "time:   " + " · ".join([*parts, f"total {total:.0f} s"])
 
 
-def load_suite(name: str) -> Any:
-    return load_plugin(SUITES, name)()
-
-
-def policy_factory(name: str, *, model: str | None, skill: float, seed: int) -> tuple[Any, str]:
-    """policy_for(task) and a label that says what the policy is (simulated ones say so)."""
-    if model:
-        from trajgraph.search.policy import LiteLLMPolicy
-
-        if model.startswith("smollm2/"):  # the offline in-process provider, through the same litellm path
-            from trajgraph.policies import register_smollm2
-
-            register_smollm2()
-        llm = LiteLLMPolicy(model, temperature=0.8, max_tokens=24)
-
-        def for_task(task: Any) -> Any:
-            return _LLMNode(llm)
-
-        return for_task, f"litellm:{model}"
-    for_task = load_plugin(POLICIES, name)(seed=seed, skill=skill)
-    shared = getattr(for_task, "policy", None)
-    if shared is not None:
-        _warm(shared, name)
-    return for_task, str(getattr(for_task, "label", name))
-
-
-def _warm(policy: Any, name: str) -> Any:
-    """Load the model once, before concurrent searches race to import it."""
-    try:  # transformers' own weight-loading bar would interleave with ours
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    with console.status(f"loading the {name} policy"):
-        policy({"task": "open the door", "observation": "A door.", "actions": ["open door", "wait"], "history": []})
-    return policy
-
-
-class _LLMNode:
-    """An env-loop decision node backed by a litellm policy (its own propose is batched)."""
-
-    def __init__(self, policy: Any) -> None:
-        self.policy = policy
-        self.name = policy.name
-
-    async def propose(self, state: dict, k: int) -> list:
-        return await self.policy.propose(state, k)
-
-    async def __call__(self, state: dict) -> dict:
-        return (await self.policy.propose(state, 1))[0]
-
-
-def make_reward(kind: str, *, train: Any = None) -> Any:
-    if kind not in REWARDS:
-        raise ConfigError(f"unknown reward {kind!r}; choose from {', '.join(REWARDS)}")
-    if kind == "none":
-        return None
-    if kind == "env":
-        return lambda state: float(state.get("score") or 0.0) / float(state.get("max_score") or 1.0)
-    if kind == "rollout":
-        from trajgraph.search.rollout_value import RolloutValue
-
-        return RolloutValue(n=2)
-    return train()
-
-
 def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, policy: str, model: str | None,
         reward: str, skill: float, seed: int, db: Path | str, out: Path, workers: int, title: str = "trajgraph bench",
         repeatable: bool | None = None, executor: Any = None, learn_round: bool = False,
-        learning: Any = None) -> dict:
+        learning: Any = None, processes: int = 0) -> dict:
     from trajgraph import bench
 
     # in-process policies are seeded, so branches run in order and the table repeats;
@@ -148,9 +79,32 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     store = open_db(db, write=True, create=True)
     started = time.time()
     phase = Phases()
-    with console.status(f"generating {tasks} test tasks ({suite}; generated games are cached on disk by seed)"), phase("games"):
-        test = suite_obj.tasks("test", tasks, seed)
+    games = _Games(suite_obj, seed)
+    with phase("games"):
+        games.make("train", train_tasks)  # the first phases play these: now, on every core
+        # the rest in the background, at a lower priority, while exploring and training the reward model
+        games.start("test", tasks)
+        if learn_round:
+            games.start("train", _train_games(train_tasks, learn_round, learning))
     rm_report: dict[str, Any] = {}
+
+    def searches(split_tasks: list[Any], split: str, optimizers: list[str], reward_kind: str, reward_obj: Any,
+                 tags: tuple[str, ...], on_result: Any, transpositions: bool = True) -> list[Any]:
+        """Every optimizer on `split_tasks` (the first n of the split), in this process or split over two."""
+        def run_here(only: Any = None) -> list[Any]:
+            return asyncio.run(bench.run_bench(split_tasks, optimizers, policy_for=policy_for, reward=reward_obj, budget=budget,
+                                               store=store, concurrency=workers, on_result=on_result, tags=tags, graph_name=suite,
+                                               repeatable=repeatable, executor=executor, transpositions=transpositions, only=only))
+
+        recipe = None
+        if _two_processes(processes, executor, model, len(optimizers) * len(split_tasks)):
+            recipe = _recipe(suite, split, len(split_tasks), seed, policy, skill, reward_kind, reward_obj, str(db), optimizers,
+                             budget, tags, repeatable, workers, transpositions)
+        if recipe is None:
+            return run_here()
+        from trajgraph.cli._shard import split_searches
+
+        return split_searches(recipe, run_here, on_result=on_result, note=console.print)
 
     def train_rm() -> Any:
         from trajgraph import reward as rw
@@ -164,10 +118,8 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
             # and loops included (they are what it must score low); merged states and cut loops left it
             # 1084 examples instead of 2350 and took RRO on the demo's test games from 8/20 to 5/20
             # (benchmarks/README.md, "TextWorld gate")
-            asyncio.run(bench.run_bench(train_set, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget,
-                                        store=store, concurrency=workers, tags=("train",), graph_name=suite, repeatable=repeatable,
-                                        executor=executor, transpositions=False,
-                                        on_result=lambda r: prog.advance(job)))
+            searches(train_set, "train", ["best-of-n", "mcts"], "none", None, ("train",), lambda r: prog.advance(job),
+                     transpositions=False)
         rm_dir = out / "reward-model"
         # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores;
         # a model trained before on the same data, settings and code is reused (keyed by content)
@@ -183,14 +135,16 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         return rw.LocalRewardModel(rm_dir, fast="auto")
 
     reward_obj = make_reward(reward, train=train_rm)
+    with phase("games"):
+        games.wait("test")
+        with console.status(f"loading {tasks} test tasks ({suite})"):
+            test = suite_obj.tasks("test", tasks, seed)
     if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
         reward_obj = executor.shared_reward(str(reward_obj.path))
     results: list[Any] = []
     with _progress() as prog, phase("searches"):
         job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
-        results = asyncio.run(bench.run_bench(test, names, policy_for=policy_for, reward=reward_obj, budget=budget, store=store,
-                                              concurrency=workers, on_result=lambda r: prog.advance(job), tags=("test",),
-                                              graph_name=suite, repeatable=repeatable, executor=executor))
+        results = searches(test, "test", names, reward, reward_obj, ("test",), lambda r: prog.advance(job))
     decoding: dict[str, Any] = {}
     if "greedy" in names and not learn_round and model is None:  # the fair baseline row (issue 18): best decoding, chosen on train
         with phase("baseline"):
@@ -199,10 +153,15 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
         from trajgraph.learn.demo import demo_rows
 
+        with phase("games"):
+            games.wait("train")
         with phase("learning round"):
+            def explore_base(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
+                return searches(tasks, "train", optimizers, "none", None, tags, on_result)
+
             names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
                                        budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
-                                       settings=learning)
+                                       settings=learning, explore_base=explore_base)
     summaries = bench.summarise(results, names)
     curves = bench.success_curves(results, names, budget)
     report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
@@ -219,6 +178,69 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
     out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
     out_console.print(phase.line(time.time() - started))
     return data
+
+
+def _two_processes(processes: int, executor: Any, model: str | None, jobs: int) -> bool:
+    """Split the searches over two processes (trajgraph/cli/_shard.py)? `processes` 0 means: when
+    there are two cores, the policy is local and searches run here (not on Ray or a model server)."""
+    if processes == 1 or executor is not None or model is not None or jobs < 4:
+        return False
+    return processes >= 2 or (os.cpu_count() or 1) >= 2
+
+
+def _recipe(suite: str, split: str, n: int, seed: int, policy: str, skill: float, reward: str, reward_obj: Any, db: str,
+            names: list[str], budget: int, tags: tuple[str, ...], repeatable: bool | None, workers: int, transpositions: bool) -> Any:
+    """What the second process rebuilds these searches from, or None when the reward model cannot be named."""
+    from trajgraph.cli._shard import Recipe
+
+    reward_dir = str(getattr(reward_obj, "path", "") or "") or None
+    if reward == "rm" and reward_dir is None:
+        return None
+    return Recipe(suite=suite, split=split, n=n, seed=seed, policy=policy, skill=skill, reward=reward, reward_dir=reward_dir,
+                  reward_fast=getattr(reward_obj, "fast", None), db=db, optimizers=list(names), budget=budget, tags=list(tags),
+                  graph_name=suite, repeatable=bool(repeatable), concurrency=workers, transpositions=transpositions)
+
+
+def _train_games(train_tasks: int, learn_round: bool, learning: Any) -> int:
+    """Training tasks the run will play: the reward model's and the fair baseline's, and the learning round's."""
+    if not learn_round:
+        return train_tasks
+    from trajgraph.learn.demo import LearningSettings
+
+    settings = learning if isinstance(learning, LearningSettings) else LearningSettings()
+    return max(train_tasks, settings.train_games, settings.decoding_games)
+
+
+class _Games:
+    """The generated games of a run (suites with `prefetch`: TextWorld), made before the phases that load
+    them: `make` now on every core, `start` in the background; `wait` before loading a split."""
+
+    def __init__(self, suite: Any, seed: int) -> None:
+        self.prefetch = getattr(suite, "prefetch", None)
+        self.seed = seed
+        self.jobs: dict[str, Any] = {}
+
+    def make(self, split: str, n: int) -> None:
+        if self.prefetch is None or n <= 0:
+            return
+        with console.status(f"generating the {split} split's games not cached yet ({n} wanted; cached on disk by seed)"):
+            jobs = self.prefetch(split, n, self.seed, os.cpu_count() or 1)
+        if jobs.missing:
+            console.print(f"generated {jobs.missing} {split} games (cached for the next run)")
+
+    def start(self, split: str, n: int) -> None:
+        if self.prefetch is None or n <= 0:
+            return
+        jobs = self.prefetch(split, n, self.seed, 1, background=True)
+        self.jobs[split] = jobs
+        if jobs.missing:
+            console.print(f"generating {jobs.missing} {split} games in the background (cached for the next run)")
+
+    def wait(self, split: str) -> None:
+        jobs = self.jobs.pop(split, None)
+        if jobs is not None:
+            with console.status(f"waiting for the {split} split's games"):
+                jobs.wait()
 
 
 def _fair_greedy(names: list[str], results: list[Any], suite_obj: Any, test: Any, policy_for: Any, *, train_tasks: int, budget: int,
@@ -292,6 +314,8 @@ def bench_cmd(
                                     help="branches of a search in order (same seed, same table) or concurrently; "
                                          "default: in order for offline policies, concurrently with --model"),
     executor: str = typer.Option("local", help="where searches run: local (this process) or ray (one Ray actor per worker)"),
+    processes: int = typer.Option(0, min=0, max=2, help="local searches split over 2 processes (one per core; the same table) "
+                                  "or kept in 1; 0: 2 where there are 2 cores and the policy is local"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (auto, host:port); "  # noqa: UP045
                                               "default: a local Ray"),
 ) -> None:
@@ -299,7 +323,7 @@ def bench_cmd(
     folder = output(out_arg, out, what="output folder", default="bench-out", folder=True)
     runner = make_executor(executor, ray_address, workers)  # before anything is written: a bad cluster writes nothing
     run(suite, tasks, train_tasks, optimizers, budget, policy, model, reward, skill, seed,
-        db if db else folder / "bench.db", folder, workers, repeatable=repeatable, executor=runner)
+        db if db else folder / "bench.db", folder, workers, repeatable=repeatable, executor=runner, processes=processes)
 
 
 def make_executor(kind: str, address: str | None, workers: int) -> Any:

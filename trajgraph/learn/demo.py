@@ -56,12 +56,17 @@ class LearningRound:
 
 def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any], Any], reward: Any, budget: int, store: Store,
                    out: Path, seed: int, workers: int, graph_name: str, settings: LearningSettings | None = None,
-                   progress: Callable[[str, int], Callable[[Any], None]] | None = None) -> LearningRound:
+                   progress: Callable[[str, int], Callable[[Any], None]] | None = None,
+                   explore_base: Callable[..., list[Any]] | None = None) -> LearningRound:
     """Rounds of: explore the training split (round 1 with the base policy, then with the last
     trained one), train a head on every training-split run so far (the search's soft targets at
     every expanded node, plus cloning and pairs), and play it greedily (argmax) on `test`. Then
     `settings.search` with the last policy, and the fair baseline: the base policy at its best
-    decoding, chosen on training games (never on test)."""
+    decoding, chosen on training games (never on test).
+
+    `explore_base(tasks, optimizers, tags, on_result)`, when given, runs round 1's exploration
+    (the base policy, no reward) in its stead: `trajgraph demo` splits it over two processes.
+    """
     from trajgraph import bench
     from trajgraph.learn.baseline import best_decoding
     from trajgraph.policies import minilm_policy
@@ -98,9 +103,13 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     trained: Any = None
     train_ids = sorted({t.id for t in train} - {t.id for t in test})
     for r in range(1, s.rounds + 1):
-        explored = asyncio.run(bench.run_bench(train, list(s.explore), policy_for=explorer, reward=None, budget=budget, store=store,
-                                               concurrency=workers, tags=("train", "learn"), graph_name=graph_name, repeatable=True,
-                                               on_result=tick(f"round {r}: explore {len(train)} training games", len(train) * len(s.explore))))
+        on_explored = tick(f"round {r}: explore {len(train)} training games", len(train) * len(s.explore))
+        if r == 1 and explore_base is not None:
+            explored = explore_base(train, list(s.explore), ("train", "learn"), on_explored)
+        else:
+            explored = asyncio.run(bench.run_bench(train, list(s.explore), policy_for=explorer, reward=None, budget=budget,
+                                                   store=store, concurrency=workers, tags=("train", "learn"), graph_name=graph_name,
+                                                   repeatable=True, on_result=on_explored))
         stamp(store, [x.run_id for x in explored], round=r - 1, version=policy_version(policy) if policy is not None else
               {"name": "minilm", "hash": None, "round": 0}, split="train")
         folder = out / f"policy-r{r}"

@@ -71,8 +71,9 @@ class SearchSettings:
     event loop of its own (`search()`, an optimized agent's `invoke`), never when `asearch`
     is awaited on another (a server's). Inline steps block the event loop and are not cancelled mid-step at the wall-time limit (the limit is
     checked between steps). state_key(state): which situation a decision state is
-    (default: the state without `history`, `action`, `reflections`); drop step
-    counters and noise with it. transpositions: share what is known about a state
+    (default: learned from the tree, see search/_situation.py: no path, the running
+    score compared rather than keyed, step counters left to the depth, an in-graph
+    environment's observation left out); pass one to say it yourself. transpositions: share what is known about a state
     reached by two paths, never expand the same action twice (False for stochastic
     environments). partial(state): the environment's partial outcome of an
     unfinished state, used to value open nodes when there is no reward model.

@@ -11,8 +11,9 @@ is the search tree. The interface, kept small on purpose:
     node.terminal, node.outcome         finished? final reward if known
     score(nodes) -> [float]             reward model / judge / rollouts, batched
 
-Transpositions: every node gets a state key (`state_key=`, default: the decision
-state without its path, `history`/`action`/`reflections`). A node whose state
+Transpositions: every node gets a state key (`state_key=`, default: learned from the
+tree, `_situation.py`: the decision state without its path, running score, step
+counters or an in-graph environment's message). A node whose state
 was reached before, at the same depth or sooner, points at the first node that did
 (`node.twin`) and is expanded there (`expand` grows a state in one place: a state
 reached again is a detour cut out, and one reached sooner becomes the state's node,
@@ -48,6 +49,7 @@ from trajgraph.errors import ForkError
 from trajgraph.recording.record import is_recorded, unwrap
 from trajgraph.render import render_action, render_observation, render_task
 from trajgraph.search._candidates import Failed, as_update, count_tokens, not_an_update, tool_names, validate
+from trajgraph.search._situation import RUNNING, Situations, dominates
 from trajgraph.search.budget import BudgetExhausted, BudgetMeter, finishing
 from trajgraph.search.scoring import Scorer, StateScorer, as_reward
 from trajgraph.search.tree import Candidate, Environment, Node, Outcome, default_outcome, insert_by_id
@@ -115,6 +117,7 @@ class Space:
         self.transpositions = transpositions  # False: a stochastic environment (the same action may lead elsewhere)
         self.partial = partial  # partial outcome of an unfinished state, when the environment gives one
         self._partial = None if partial is None else StateScorer(lambda state: partial(state) or 0.0)
+        self.situations = Situations(messages=environment is None)  # the default key, learned as the tree grows
         self.table: dict[str, Node] = {}  # state key -> the first node that reached it
         self.merged = 0  # nodes that reached a state already in the table
         self.reused = 0  # expansions answered from the tree (the same action at the same node)
@@ -213,11 +216,14 @@ class Space:
             c.prior = table.get(c.text.strip())
         return sorted(out, key=lambda c: -(c.prior or 0.0))
 
-    def state_key(self, state: dict[str, Any]) -> str:
-        """Which situation a state is: `state_key=` when given, else the state without its path."""
+    def state_key(self, state: dict[str, Any], depth: int | None = None) -> str:
+        """Which situation a state is: `state_key=` when given, else the default learned
+        from the tree (`_situation.py`: no path, running score, step counters, or the
+        environment's message). `depth`: where the state was reached (step counters are
+        judged against it; without it they are kept)."""
         if self.key_fn is not None:
             return canonical_key(self.key_fn(state))
-        return canonical_key({k: v for k, v in state.items() if k not in PATH_KEYS})
+        return self.situations.key(state, depth)
 
     def resolve(self, node: Node) -> Node:
         """The node that holds what is known about `node`'s state (itself unless a transposition)."""
@@ -355,16 +361,20 @@ class Space:
         """Finish a trajectory from `node` with the policy's first sample at each step.
 
         With transpositions (a deterministic space), a sample that leads into a finished
-        subtree (`is_closed`: every continuation there already ended) is diverted to an
-        open child, else to an admissible action not tried yet: re-walking a finished
-        trajectory would spend calls to learn nothing. So every rollout ends at a
-        trajectory not seen before while one is left (`diverted` counts the turns).
+        subtree (`is_closed`: every continuation there already ended), or back to a state
+        this rollout has been at (on its tree path, or walked before a transposition took
+        it into another lineage), is diverted to an open child, else to an admissible
+        action not tried yet: re-walking a finished trajectory or a loop would spend calls
+        to learn nothing. So every rollout ends at a trajectory not seen before while one
+        is left (`diverted` counts the turns).
         `fresh=False`: the policy's samples only, where they lead (an unbiased Monte Carlo
         estimate; no loop is cut, so an episode that ends at a step limit kept in its
         history does end)."""
+        walk: set[int] = set()  # the states this rollout has been at (a transposition may jump lineages)
         while not node.terminal:
+            walk.add(self.resolve(node).id)
             cands = await self.propose(node, temperature_k)
-            node = await self.expand(node, await self._fresh(node, cands[0]) if fresh else cands[0], merge=fresh)
+            node = await self.expand(node, await self._fresh(node, cands[0], walk) if fresh else cands[0], merge=fresh)
         return node
 
     def is_closed(self, node: Node) -> bool:
@@ -377,12 +387,12 @@ class Space:
         state on the way here (a transposition of `node` or of one of its ancestors)."""
         return self.is_closed(child) or (child.twin is not None and child.twin.id in ancestors)
 
-    async def _fresh(self, node: Node, cand: Candidate) -> Candidate:
+    async def _fresh(self, node: Node, cand: Candidate, walk: set[int] = frozenset()) -> Candidate:  # type: ignore[assignment]
         if not self.transpositions or cand.invalid:
             return cand
         node = self.resolve(node)
         child = next((ch for ch in node.children if not ch.invalid and canonical_key(ch.action) == cand.key), None)
-        ancestors = {n.id for n in node.path()}
+        ancestors = {n.id for n in node.path()} | walk
         if child is None or not self._spent(node, child, ancestors):
             return cand
         open_children = [ch for ch in node.children if not ch.invalid and not self._spent(node, ch, ancestors)]
@@ -569,21 +579,44 @@ class Space:
         )
         if terminal:
             node.outcome = self.outcome_fn(node.state)
-        node.key = self.state_key(node.state)
-        if not terminal and self.transpositions:
-            first = self.table.setdefault(node.key, node)
-            if first.depth > node.depth:  # reached sooner now (more turns left): this one stands for the state
-                self.table[node.key] = first = node
-            if first is not node:
-                node.twin = first
-                self._twins.setdefault(first.id, []).append(node)
-                self.merged += 1
-                node.reason = f"transposition of #{first.id}"
+        came_from = parent.key if parent is not None else ""
+        rekey = self.key_fn is None and self.situations.observe(node.state, depth, action, terminal, came_from)
         insert_by_id(self.nodes, node)
+        if rekey:  # the default key learned something that changes the keys given: rebuild the table
+            self.table.clear()
+            self._twins.clear()
+            self.merged = 0
+            for n in self.nodes:
+                if n.twin is not None:
+                    n.twin = None
+                    n.reason = "" if n.reason.startswith("transposition of") else n.reason
+                self._place(n)
+        else:
+            self._place(node)
         return node
 
-
-PATH_KEYS = ("history", "action", "reflections")  # how a state was reached, not where it is
+    def _place(self, node: Node) -> None:
+        """Key `node` and, unfinished, find the node that stands for its state: the first
+        to reach it, or this one if reached sooner. With the default key the stand-in must
+        dominate (`dominates`: no later, no less running score); where neither dominates,
+        the running score joins the key and each keeps its own."""
+        node.key = self.state_key(node.state, node.depth)
+        if node.terminal or not self.transpositions:
+            return
+        first = self.table.setdefault(node.key, node)
+        if first is not node and self.key_fn is None and not dominates(first.depth, first.state, node.depth, node.state):
+            if dominates(node.depth, node.state, first.depth, first.state):
+                self.table[node.key] = first = node
+            else:
+                node.key = canonical_key([node.key, node.state.get(RUNNING)])
+                first = self.table.setdefault(node.key, node)
+        if first.depth > node.depth:  # reached sooner now (more turns left): this one stands for the state
+            self.table[node.key] = first = node
+        if first is not node:
+            node.twin = first
+            self._twins.setdefault(first.id, []).append(node)
+            self.merged += 1
+            node.reason = f"transposition of #{first.id}"
 
 
 class _Rejected(Exception):
