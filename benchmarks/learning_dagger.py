@@ -28,6 +28,7 @@ import functools
 import json
 import os
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,8 @@ def main() -> None:
                        tags=("split:train", f"round:{round_}", "dagger"))
             Path(nxt).with_suffix(".json").write_text(json.dumps({**rate(got), "wall_s": round(time.time() - t0), "load": os.getloadavg(),
                                                                   "calls": round(sum(r.policy_calls for r in got) / len(got), 1)}))
+            with sqlite3.connect(nxt + ".part") as conn:  # its write-ahead log into the file, before the file is renamed
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             os.replace(nxt + ".part", nxt)
         extra[f"dagger_r{round_}"] = json.loads(Path(nxt).with_suffix(".json").read_text())
         store = nxt
