@@ -129,8 +129,9 @@ def main() -> None:
                        tags=("split:train", f"round:{round_}", "dagger"))
             Path(nxt).with_suffix(".json").write_text(json.dumps({**rate(got), "wall_s": round(time.time() - t0), "load": os.getloadavg(),
                                                                   "calls": round(sum(r.policy_calls for r in got) / len(got), 1)}))
-            with sqlite3.connect(nxt + ".part") as conn:  # its write-ahead log into the file, before the file is renamed
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn = sqlite3.connect(nxt + ".part")  # its write-ahead log into the file, before the file is renamed
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
             os.replace(nxt + ".part", nxt)
         extra[f"dagger_r{round_}"] = json.loads(Path(nxt).with_suffix(".json").read_text())
         store = nxt
