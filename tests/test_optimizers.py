@@ -116,7 +116,7 @@ def test_settings_that_would_do_nothing_are_refused_at_construction(make):
 def test_an_optimizer_by_name_and_an_unknown_name():
     result = search(line_graph(), line_start(), decision_node="policy", optimizer="best-of-n", budget=Budget(policy_calls=8))
     assert result.outcome == 1.0 and "trajectories" in result.stats  # BestOfN ran
-    with pytest.raises(ConfigError, match="unknown optimizer 'beam'; choose from greedy, best-of-n, rro, mcts, se-agent"):
+    with pytest.raises(ConfigError, match="unknown optimizer 'beam'; choose from greedy, best-of-n, rro, mcts, se-agent, apprentice"):
         search(line_graph(), line_start(), decision_node="policy", optimizer="beam")
     with pytest.raises(ConfigError, match="has no search"):
         search(line_graph(), line_start(), decision_node="policy", optimizer=object())

@@ -36,7 +36,7 @@ def train_policy_cmd(
     name: Annotated[str | None, typer.Option(help="Policy name in the card (default: derived).")] = None,
     seed: int = 0,
     epochs: Annotated[int, typer.Option(help="head: passes over the data (at least --min-steps steps).")] = 30,
-    features: Annotated[str, typer.Option(help="head: full (embeddings + scalars), scalars, or clause (full + each command's clause of the observation).")] = "full",
+    features: Annotated[str, typer.Option(help="head: full (embeddings + scalars), scalars, clause (full + each command's clause of the observation), or progress (clause + where in the objective's instructions the agent is).")] = "full",
     situation: Annotated[str, typer.Option(help="head: what makes two states the same when trimming loops: observation or commands (text games).")] = "observation",
     max_steps: Annotated[int, typer.Option(help="TRL: optimizer steps.")] = 50,
     batch_size: Annotated[int, typer.Option(help="TRL: per-device batch size.")] = 2,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trajgraph.errors import ConfigError
-from trajgraph.policies.head import TrainablePolicy
+from trajgraph.policies.head import TrainablePolicy, n_scalars
 
 
 @dataclass
@@ -121,11 +121,12 @@ def fit(policy: TrainablePolicy, decisions: Sequence[Any], preferences: Sequence
     t_idx, t_scal, t_seg = _rows(policy, t_examples, table)
     n_idx, n_scal, n_seg = _rows(policy, n_examples, table)
     p_idx, p_scal, p_seg = _rows(policy, p_examples, table)
+    width = n_scalars(str(policy.card.get("features", "full")))
     texts = sorted(table.index, key=table.index.__getitem__)
     emb = torch.cat([policy.encoder.embed(texts[i : i + 256]) for i in range(0, len(texts), 256)]) if texts else torch.zeros(0, 384)
 
     def pack(idx: list[list[int]], scal: list[list[float]], seg: list[int]) -> dict[str, Any]:
-        return {"idx": torch.tensor(idx, dtype=torch.long).reshape(-1, 7), "scal": torch.tensor(scal, dtype=torch.float32).reshape(-1, 8),
+        return {"idx": torch.tensor(idx, dtype=torch.long).reshape(-1, 7), "scal": torch.tensor(scal, dtype=torch.float32).reshape(-1, width),
                 "seg": torch.tensor(seg, dtype=torch.long)}
 
     D, P, N = pack(d_idx, d_scal, d_seg), pack(p_idx, p_scal, p_seg), pack(n_idx, n_scal, n_seg)

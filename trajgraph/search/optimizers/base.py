@@ -55,7 +55,7 @@ def finite(owner: object, **values: float | None) -> None:
 
 def resolve_optimizer(optimizer: Any) -> Optimizer:
     """An optimizer object, or its name ("greedy", "best-of-n", "rro", "mcts",
-    "se-agent") for the defaults; None gives MCTS()."""
+    "se-agent", "apprentice") for the defaults; None gives MCTS()."""
     from trajgraph.search.optimizers import BY_NAME, MCTS
 
     if optimizer is None:

@@ -1,0 +1,153 @@
+"""TextWorld: the head's progress features and DAgger rounds with the apprentice search (issue 18).
+
+Starts from the store of `learning_rounds.py --family textworld --variants mcts --train 80
+--rounds 2 --features clause` (rounds 0-1: MCTS with the base, then with the round-1 head,
+on 60 training games; 20 more held out for validation; the demo's 20 test games). Then:
+
+1. `fit`: a head with `--features` (default "progress") on rounds 0-1's training-split data
+   (the same data as that benchmark's round-2 head);
+2. `dagger` (`--dagger N` rounds): the apprentice search (`trajgraph.search.optimizers.Apprentice`,
+   `--width` alternatives a state, `--explore-budget` calls) with the last head, argmax, on the
+   60 training games (never validation or test) into a copy of the store, tagged round:k; a new
+   head is fit on everything so far. That is DAgger / ExIt: the search labels the states the
+   trained policy itself reaches (after taking the food, where the heads loop).
+
+Every head is measured greedily at argmax (no search) on the 20 validation games and the 20 test
+games, the apprentice search at `--budget` calls with it on the test games, and with `--check N`
+the base at argmax and the last head greedily on N more unseen games (seed 1). Wilson intervals;
+each fold of the work is kept in `--work` and read back when present.
+
+Run: python benchmarks/learning_dagger.py --store learning-rounds-out/tw_mcts_clause.db [--dagger 1] [--check 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from _table import emit
+
+
+def state_of(evolve_dir: Path) -> dict[str, Any]:
+    return json.loads((evolve_dir / "evolve-state.json").read_text())
+
+
+def rate(results: list[Any]) -> dict[str, Any]:
+    from trajgraph.bench import wilson
+
+    wins = sum(r.success for r in results)
+    lo, hi = wilson(wins, len(results))
+    return {"solved": wins, "n": len(results), "text": f"{wins}/{len(results)} ({lo:.0%}–{hi:.0%})",
+            "score": round(sum(r.outcome or 0.0 for r in results) / len(results), 3)}
+
+
+def play(tasks: list[Any], policy: Any, optimizer: str, budget: int, **kw: Any) -> list[Any]:
+    from trajgraph import bench
+
+    return asyncio.run(bench.run_bench(tasks, [optimizer], policy_for=lambda t: policy.view(), budget=budget, concurrency=2,
+                                       repeatable=True, graph_name="textworld", **kw))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--store", required=True, help="the learning_rounds textworld store (rounds 0-1)")
+    ap.add_argument("--work", default="learning-dagger-out")
+    ap.add_argument("--features", default="progress")
+    ap.add_argument("--dagger", type=int, default=1, help="DAgger rounds after the fit")
+    ap.add_argument("--width", type=int, default=8)
+    ap.add_argument("--explore-budget", type=int, default=600)
+    ap.add_argument("--budget", type=int, default=100, help="policy calls a game at test time")
+    ap.add_argument("--check", type=int, default=0)
+    ap.add_argument("--fit", default="{}", help="extra train_policy options as JSON")
+    ap.add_argument("--fit-first", default=None, help="the round-2 head's options instead (JSON; default: --fit)")
+    ap.add_argument("--name", default="learning_dagger_textworld")
+    args = ap.parse_args()
+
+    from trajgraph import bench
+    from trajgraph.adapters.textworld_env import TextWorldSuite
+    from trajgraph.learn import train_policy
+    from trajgraph.policies.head import load_trainable_policy, trainable_policy
+    from trajgraph.search.optimizers import Apprentice
+    from trajgraph.store import Store
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    evolve_dir = Path(args.store).with_suffix("")
+    config = state_of(evolve_dir)["config"]
+    suite = TextWorldSuite()
+    every = suite.tasks("train", len(config["train_tasks"]) + len(config["val_tasks"]), 0)
+    train = [t for t in every if t.id in set(config["train_tasks"])]
+    val = [t for t in every if t.id in set(config["val_tasks"])]
+    test = suite.tasks("test", 20, 0)
+    options = {"features": args.features, **json.loads(args.fit)}
+    bench.OPTIMIZERS["apprentice"] = functools.partial(Apprentice, width=args.width)
+    rows: list[dict[str, Any]] = []
+    extra: dict[str, Any] = {"args": vars(args), "rounds": []}
+
+    def measure(label: str, folder: Path, store: str, data: str, fit_s: float) -> Any:
+        policy = load_trainable_policy(folder, temperature=0.0)
+        t0 = time.time()
+        v, g = rate(play(val, policy, "greedy", args.budget)), rate(play(test, policy, "greedy", args.budget))
+        s = rate(play(test, policy, "apprentice", args.budget))
+        card = policy.card
+        row = {"head": label, "data": data, "decisions/targets/detours": f"{card['data']['decisions']}/{card['data']['targets']}/{card['data']['detours']}",
+               "best epoch": card["fit"]["best_epoch"], "val greedy": v["text"], "test greedy": g["text"], "test score": g["score"],
+               f"test apprentice@{args.budget}": s["text"], "search score": s["score"],
+               "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+        rows.append(row)
+        extra["rounds"].append({**row, "fit_s": round(fit_s), "eval_s": round(time.time() - t0), "folder": str(folder), "store": store,
+                                "val": v, "test": g, "search": s})
+        print(json.dumps(row), flush=True)
+        return policy
+
+    def fit(folder: Path, store: str, first: bool = False) -> float:
+        if (folder / "policy.json").is_file():
+            return 0.0
+        t0 = time.time()
+        opts = {"features": args.features, **json.loads(args.fit_first)} if first and args.fit_first is not None else options
+        train_policy(store, folder, tags=("split:train",), tasks=config["train_tasks"], situation="commands", epochs=30, seed=0, **opts)
+        return time.time() - t0
+
+    store = args.store
+    folder = work / "head-r2"
+    policy = measure("round 2 (rounds 0-1 data)", folder, store, "MCTS rounds 0-1", fit(folder, store, first=True))
+    for k in range(1, args.dagger + 1):
+        round_ = 1 + k
+        nxt = str(work / f"dagger-r{round_}.db")
+        if not Path(nxt).exists():
+            t0 = time.time()
+            shutil.copy(store, nxt + ".part")
+            got = play(train, policy, "apprentice", args.explore_budget, store=Store(nxt + ".part"),
+                       tags=("split:train", f"round:{round_}", "dagger"))
+            Path(nxt).with_suffix(".json").write_text(json.dumps({**rate(got), "wall_s": round(time.time() - t0), "load": os.getloadavg(),
+                                                                  "calls": round(sum(r.policy_calls for r in got) / len(got), 1)}))
+            conn = sqlite3.connect(nxt + ".part")  # its write-ahead log into the file, before the file is renamed
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+            os.replace(nxt + ".part", nxt)
+        extra[f"dagger_r{round_}"] = json.loads(Path(nxt).with_suffix(".json").read_text())
+        store = nxt
+        folder = work / f"head-r{round_ + 1}"
+        policy = measure(f"round {round_ + 1} (+ apprentice round {round_})", folder, store, f"+ DAgger round {round_}", fit(folder, store))
+    if args.check:
+        seen = {t.id for t in test}
+        tasks = [t for t in suite.tasks("test", args.check + len(test), 1) if t.id not in seen][: args.check]
+        extra["check"] = {}
+        for label, p in (("base argmax", trainable_policy(temperature=0.0)), (f"{folder.name} argmax", policy)):
+            r = rate(play(tasks, p, "greedy", args.budget))
+            extra["check"][label] = r
+            print(f"check on {len(tasks)} more unseen games: {label}: {r['text']}, score {r['score']}", flush=True)
+    emit(args.name, f"TextWorld tw-simple: {args.features} heads and DAgger rounds with the apprentice search "
+                    f"({len(train)} training games, {len(val)} validation, {len(test)} test, {args.budget} calls)", rows, extra=extra)
+
+
+if __name__ == "__main__":
+    main()
