@@ -47,7 +47,7 @@ _LAZY = {
     **dict.fromkeys(("Budget", "Spent"), "trajgraph.search.budget"),
     **dict.fromkeys(("Space",), "trajgraph.search.space"),
     **dict.fromkeys(("Node", "Candidate", "Environment", "TreeLog"), "trajgraph.search.tree"),
-    **dict.fromkeys(("Optimizer", "Greedy", "BestOfN", "RRO", "MCTS", "SEAgent"), "trajgraph.search.optimizers"),
+    **dict.fromkeys(("Optimizer", "Greedy", "BestOfN", "RRO", "MCTS", "SEAgent", "Apprentice"), "trajgraph.search.optimizers"),
     **dict.fromkeys(("Policy", "LiteLLMPolicy", "ChatModelPolicy"), "trajgraph.search.policy"),
     "RolloutValue": "trajgraph.search.rollout_value",
     **dict.fromkeys(("Scorer", "as_reward"), "trajgraph.search.scoring"),
@@ -101,7 +101,7 @@ if TYPE_CHECKING:  # what type checkers and editors see: the same names, importe
     from trajgraph.reward import EnvReward, LLMJudge, LocalRewardModel, RewardItem, Weighted
     from trajgraph.search.budget import Budget, Spent
     from trajgraph.search.optimize import SearchResult, SearchSettings, asearch, optimize, search
-    from trajgraph.search.optimizers import MCTS, RRO, BestOfN, Greedy, Optimizer, SEAgent
+    from trajgraph.search.optimizers import MCTS, RRO, Apprentice, BestOfN, Greedy, Optimizer, SEAgent
     from trajgraph.search.policy import ChatModelPolicy, LiteLLMPolicy, Policy
     from trajgraph.search.rollout_value import RolloutValue
     from trajgraph.search.scoring import Scorer, as_reward
@@ -147,6 +147,7 @@ __all__ = [
     "RRO",
     "MCTS",
     "SEAgent",
+    "Apprentice",
     # policies and rewards
     "Policy",
     "LiteLLMPolicy",
