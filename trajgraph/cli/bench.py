@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -75,126 +76,116 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         raise ConfigError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     suite_obj = load_suite(suite)
     started = time.time()
-    second = None
-    if _two_processes(processes, executor, model):  # started first: it loads its models while this one does
-        from trajgraph.cli._shard import SecondProcess
+    with contextlib.ExitStack() as stack:
+        second = None
+        if _two_processes(processes, executor, model):  # started first: it loads its models while this one does
+            from trajgraph.cli._shard import Recipe, SecondProcess
 
-        second = SecondProcess(policy, skill, seed).start()
-    try:
+            second = stack.enter_context(SecondProcess(policy, skill, seed))
+            base = Recipe(suite=suite, split="test", n=0, seed=seed, policy=policy, skill=skill, reward="none", reward_dir=None,
+                          reward_fast=None, db=str(db), optimizers=[], budget=budget, tags=[], graph_name=suite,
+                          repeatable=bool(repeatable), concurrency=workers)
         policy_for, policy_label = policy_factory(policy, model=model, skill=skill, seed=seed)
         out.mkdir(parents=True, exist_ok=True)
         store = open_db(db, write=True, create=True)
-        return _run(second, suite, suite_obj, tasks, train_tasks, names, budget, policy, policy_for, policy_label, model, reward,
-                    skill, seed, db, out, store, workers, title, repeatable, executor, learn_round, learning, started)
-    finally:
-        if second is not None:
-            second.close()
-
-
-def _run(second: Any, suite: str, suite_obj: Any, tasks: int, train_tasks: int, names: list[str], budget: int, policy: str,
-         policy_for: Any, policy_label: str, model: str | None, reward: str, skill: float, seed: int, db: Path | str, out: Path,
-         store: Any, workers: int, title: str, repeatable: bool, executor: Any, learn_round: bool, learning: Any,
-         started: float) -> dict:
-    from trajgraph import bench
-
-    phase = Phases()
-    games = _Games(suite_obj, seed)
-    with phase("games"):
-        games.make("train", train_tasks)  # the first phases play these: now, on every core
-        # the rest in the background, at a lower priority, while exploring and training the reward model
-        games.start("test", tasks)
-        if learn_round:
-            games.start("train", _train_games(train_tasks, learn_round, learning))
-    rm_report: dict[str, Any] = {}
-
-    def searches(split_tasks: list[Any], split: str, optimizers: list[str], reward_kind: str, reward_obj: Any,
-                 tags: tuple[str, ...], on_result: Any, transpositions: bool = True) -> list[Any]:
-        """Every optimizer on `split_tasks` (the first n of the split), in this process or split over two."""
-        def run_here(only: Any = None) -> list[Any]:
-            return asyncio.run(bench.run_bench(split_tasks, optimizers, policy_for=policy_for, reward=reward_obj, budget=budget,
-                                               store=store, concurrency=workers, on_result=on_result, tags=tags, graph_name=suite,
-                                               repeatable=repeatable, executor=executor, transpositions=transpositions, only=only))
-
-        recipe = None
-        if second is not None and len(optimizers) * len(split_tasks) >= 4:
-            recipe = _recipe(suite, split, len(split_tasks), seed, policy, skill, reward_kind, reward_obj, str(db), optimizers,
-                             budget, tags, repeatable, workers, transpositions)
-        if second is None or recipe is None:
-            return run_here()
-        return second.split(recipe, run_here, on_result=on_result, note=console.print)
-
-    def train_rm() -> Any:
-        from trajgraph import reward as rw
-
+        phase = Phases()
+        games = _Games(suite_obj, seed)
         with phase("games"):
-            train_set = suite_obj.tasks("train", train_tasks, seed)
-        console.print(f"exploring {len(train_set)} train tasks to collect reward-model data …")
-        with _progress() as prog, phase("explore"):
-            job = prog.add_task("explore (train split)", total=len(train_set) * 2)
-            # transpositions off: the reward model learns from the policy's trajectories as walked, detours
-            # and loops included (they are what it must score low); merged states and cut loops left it
-            # 1084 examples instead of 2350 and took RRO on the demo's test games from 8/20 to 5/20
-            # (benchmarks/README.md, "TextWorld gate")
-            searches(train_set, "train", ["best-of-n", "mcts"], "none", None, ("train",), lambda r: prog.advance(job),
-                     transpositions=False)
-        rm_dir = out / "reward-model"
-        # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores;
-        # a model trained before on the same data, settings and code is reused (keyed by content)
-        with phase("reward model"):
-            done = rw.train_or_reuse(store, rm_dir, labels="auto", seed=seed, epochs=1, progress=True)
-        if done.reused:
-            console.print(f"reward model: reused the one trained before on the same data and settings "
-                          f"(cache {done.cache}); delete that folder to train again")
-        rm_report.update({k: v for k, v in done.report.items() if isinstance(v, (int, float, str, bool, list, type(None)))})
-        rm_report["reused"] = done.reused
-        # fast="auto": bf16 (or another path) only where it measures faster than fp32 and ranks as fp32 does
-        # (on the Xeon with AMX: 1.2x the searches per CPU-second, the same successes on 40 searches)
-        return rw.LocalRewardModel(rm_dir, fast="auto")
+            games.make("train", train_tasks)  # the first phases play these: now, on every core
+            # the rest in the background, at a lower priority, while exploring and training the reward model
+            games.start("test", tasks)
+            if learn_round:
+                games.start("train", _train_games(train_tasks, learn_round, learning))
+        rm_report: dict[str, Any] = {}
 
-    reward_obj = make_reward(reward, train=train_rm)
-    with phase("games"):
-        games.wait("test")
-        with console.status(f"loading {tasks} test tasks ({suite})"):
-            test = suite_obj.tasks("test", tasks, seed)
-    if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
-        reward_obj = executor.shared_reward(str(reward_obj.path))
-    results: list[Any] = []
-    with _progress() as prog, phase("searches"):
-        job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
-        results = searches(test, "test", names, reward, reward_obj, ("test",), lambda r: prog.advance(job))
-    decoding: dict[str, Any] = {}
-    if "greedy" in names and not learn_round and model is None:  # the fair baseline row (issue 18): best decoding, chosen on train
-        with phase("baseline"):
-            names, results, decoding = _fair_greedy(names, results, suite_obj, test, policy_for, train_tasks=train_tasks,
-                                                    budget=budget, store=store, seed=seed, workers=workers, graph_name=suite)
-    if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
-        from trajgraph.learn.demo import demo_rows
+        def searches(split_tasks: list[Any], split: str, optimizers: list[str], reward_kind: str, reward_obj: Any,
+                     tags: tuple[str, ...], on_result: Any, transpositions: bool = True) -> list[Any]:
+            """Every optimizer on `split_tasks` (the first n of the split), in this process or split over two."""
+            def run_here(only: Any = None) -> list[Any]:
+                return asyncio.run(bench.run_bench(split_tasks, optimizers, policy_for=policy_for, reward=reward_obj, budget=budget,
+                                                   store=store, concurrency=workers, on_result=on_result, tags=tags, graph_name=suite,
+                                                   repeatable=repeatable, executor=executor, transpositions=transpositions, only=only))
 
+            reward_dir = str(getattr(reward_obj, "path", "") or "") or None  # the second process loads the model from there
+            if second is None or len(optimizers) * len(split_tasks) < 4 or (reward_kind == "rm" and reward_dir is None):
+                return run_here()
+            recipe = replace(base, split=split, n=len(split_tasks), optimizers=list(optimizers), reward=reward_kind,
+                             reward_dir=reward_dir, reward_fast=getattr(reward_obj, "fast", None), tags=list(tags),
+                             transpositions=transpositions)
+            return second.split(recipe, run_here, on_result=on_result, note=console.print)
+
+        def train_rm() -> Any:
+            from trajgraph import reward as rw
+
+            with phase("games"):
+                train_set = suite_obj.tasks("train", train_tasks, seed)
+            console.print(f"exploring {len(train_set)} train tasks to collect reward-model data …")
+            with _progress() as prog, phase("explore"):
+                job = prog.add_task("explore (train split)", total=len(train_set) * 2)
+                # transpositions off: the reward model learns from the policy's trajectories as walked, detours
+                # and loops included (they are what it must score low); merged states and cut loops left it
+                # 1084 examples instead of 2350 and took RRO on the demo's test games from 8/20 to 5/20
+                # (benchmarks/README.md, "TextWorld gate")
+                searches(train_set, "train", ["best-of-n", "mcts"], "none", None, ("train",), lambda r: prog.advance(job),
+                         transpositions=False)
+            rm_dir = out / "reward-model"
+            # one epoch after the linear probe: AUC ~0.85 on held-out tasks in about two minutes on 2 cores;
+            # a model trained before on the same data, settings and code is reused (keyed by content)
+            with phase("reward model"):
+                done = rw.train_or_reuse(store, rm_dir, labels="auto", seed=seed, epochs=1, progress=True)
+            if done.reused:
+                console.print(f"reward model: reused the one trained before on the same data and settings "
+                              f"(cache {done.cache}); delete that folder to train again")
+            rm_report.update({k: v for k, v in done.report.items() if isinstance(v, (int, float, str, bool, list, type(None)))})
+            rm_report["reused"] = done.reused
+            # fast="auto": bf16 (or another path) only where it measures faster than fp32 and ranks as fp32 does
+            # (on the Xeon with AMX: 1.2x the searches per CPU-second, the same successes on 40 searches)
+            return rw.LocalRewardModel(rm_dir, fast="auto")
+
+        reward_obj = make_reward(reward, train=train_rm)
         with phase("games"):
-            games.wait("train")
-        with phase("learning round"):
-            def explore_base(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
-                return searches(tasks, "train", optimizers, "none", None, tags, on_result)
+            games.wait("test")
+            with console.status(f"loading {tasks} test tasks ({suite})"):
+                test = suite_obj.tasks("test", tasks, seed)
+        if executor is not None and reward == "rm":  # one model for every Ray worker: the shared reward actor
+            reward_obj = executor.shared_reward(str(reward_obj.path))
+        results: list[Any] = []
+        with _progress() as prog, phase("searches"):
+            job = prog.add_task(f"search ({len(names)} optimizers × {len(test)} tasks)", total=len(names) * len(test))
+            results = searches(test, "test", names, reward, reward_obj, ("test",), lambda r: prog.advance(job))
+        decoding: dict[str, Any] = {}
+        if "greedy" in names and not learn_round and model is None:  # the fair baseline row (issue 18): best decoding, chosen on train
+            with phase("baseline"):
+                names, results, decoding = _fair_greedy(names, results, suite_obj, test, policy_for, train_tasks=train_tasks,
+                                                        budget=budget, store=store, seed=seed, workers=workers, graph_name=suite)
+        if learn_round:  # train the MiniLM head on the training split; its rows join this table and plot (trajgraph.learn.demo)
+            from trajgraph.learn.demo import demo_rows
 
-            names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
-                                       budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
-                                       settings=learning, explore_base=explore_base)
-    summaries = bench.summarise(results, names)
-    curves = bench.success_curves(results, names, budget)
-    report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
-                               curves=curves, config=dict(suite=suite, tasks=tasks, train_tasks=train_tasks, optimizers=names,
-                                                          budget=budget, policy=policy_label, reward=reward, seed=seed, repeatable=repeatable,
-                                                          reward_model=rm_report, greedy_decoding=decoding, wall_s=time.time() - started,
-                                                          phases_s=phase.seconds))
-    data = report.to_dict()
-    (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
-    png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget (policy {model or policy}, reward {reward})")
-    _print_table(report, title)
-    shown = store.path  # a server URL without its password
-    out_console.print(f"\nstore:  {shown}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
-    out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
-    out_console.print(phase.line(time.time() - started))
-    return data
+            with phase("games"):
+                games.wait("train")
+            with phase("learning round"):
+                def explore_base(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
+                    return searches(tasks, "train", optimizers, "none", None, tags, on_result)
+
+                names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
+                                           budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
+                                           settings=learning, explore_base=explore_base)
+        summaries = bench.summarise(results, names)
+        curves = bench.success_curves(results, names, budget)
+        report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,
+                                   curves=curves, config=dict(suite=suite, tasks=tasks, train_tasks=train_tasks, optimizers=names,
+                                                              budget=budget, policy=policy_label, reward=reward, seed=seed, repeatable=repeatable,
+                                                              reward_model=rm_report, greedy_decoding=decoding, wall_s=time.time() - started,
+                                                              phases_s=phase.seconds))
+        data = report.to_dict()
+        (out / "bench.json").write_text(json.dumps(data, indent=2, default=str))
+        png = bench.plot_curves(curves, str(out / "bench.png"), f"{suite}: success vs budget (policy {model or policy}, reward {reward})")
+        _print_table(report, title)
+        shown = store.path  # a server URL without its password
+        out_console.print(f"\nstore:  {shown}\ntable:  {out / 'bench.json'}\nplot:   {png or '(matplotlib not installed)'}")
+        out_console.print(f"next:   trajgraph runs --db {shown} --kind search   ·   trajgraph show RUN --db {shown} --tree")
+        out_console.print(phase.line(time.time() - started))
+        return data
 
 
 def _two_processes(processes: int, executor: Any, model: str | None) -> bool:
@@ -203,19 +194,6 @@ def _two_processes(processes: int, executor: Any, model: str | None) -> bool:
     if processes == 1 or executor is not None or model is not None:
         return False
     return processes >= 2 or (os.cpu_count() or 1) >= 2
-
-
-def _recipe(suite: str, split: str, n: int, seed: int, policy: str, skill: float, reward: str, reward_obj: Any, db: str,
-            names: list[str], budget: int, tags: tuple[str, ...], repeatable: bool | None, workers: int, transpositions: bool) -> Any:
-    """What the second process rebuilds these searches from, or None when the reward model cannot be named."""
-    from trajgraph.cli._shard import Recipe
-
-    reward_dir = str(getattr(reward_obj, "path", "") or "") or None
-    if reward == "rm" and reward_dir is None:
-        return None
-    return Recipe(suite=suite, split=split, n=n, seed=seed, policy=policy, skill=skill, reward=reward, reward_dir=reward_dir,
-                  reward_fast=getattr(reward_obj, "fast", None), db=db, optimizers=list(names), budget=budget, tags=list(tags),
-                  graph_name=suite, repeatable=bool(repeatable), concurrency=workers, transpositions=transpositions)
 
 
 def _train_games(train_tasks: int, learn_round: bool, learning: Any) -> int:
