@@ -299,6 +299,7 @@ def test_a_run_started_during_an_outage_past_the_deadline_is_reported_never_half
     assert time.monotonic() - started < 15  # bounded: the deadline, not forever
     assert "during" in str(info.value) and "\n" not in str(info.value)
     away.join()
+    _until_reachable(store)  # the pool reconnects with a backoff of its own: the later rows come once it has
     writer.put("step", Step(run_id="during", seq=3, node="n"))  # its later rows cannot make it half a run
     writer.put("run_update", ("during", {"status": "succeeded"}))
     writer.put("run_update", ("before", {"status": "succeeded"}))
@@ -310,3 +311,18 @@ def test_a_run_started_during_an_outage_past_the_deadline_is_reported_never_half
     assert before.status == "failed" and "could not be stored" in (before.error or ""), before  # a row of it was lost: said so
     assert store.mark_interrupted() == [] and isinstance(info.value.__cause__ or info.value, StoreError)
     assert issubclass(StoreUnavailableError, StoreError)
+
+
+def _until_reachable(store: Any, patience_s: float = 60.0) -> None:
+    """Wait until the store answers again after an outage (each try waits out its write deadline)."""
+    import time
+
+    end = time.monotonic() + patience_s
+    while True:
+        try:
+            store.count("runs")
+            return
+        except StoreError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
