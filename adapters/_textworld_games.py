@@ -147,12 +147,6 @@ def start_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: di
     return jobs
 
 
-def make_games(seeds: Sequence[int], challenge: str = "tw-simple", settings: dict[str, Any] | None = None,
-               cache: str | os.PathLike | None = None, workers: int | None = None) -> list[Path]:
-    """`make_game` for every seed, the missing ones made in parallel processes (`start_games`)."""
-    return start_games(seeds, challenge, settings, cache, workers).wait()
-
-
 def _game_path(seed: int, challenge: str, settings: dict[str, Any] | None, cache: str | os.PathLike | None) -> Path:
     full = _settings(challenge, settings)
     digest = hashlib.sha1(json.dumps(full, sort_keys=True).encode()).hexdigest()[:8]
@@ -169,10 +163,10 @@ def game_cached(seed: int, challenge: str = "tw-simple", settings: dict[str, Any
     return _cached(_game_path(seed, challenge, settings, cache))
 
 
-__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "game_cached", "make_game", "make_games", "start_games", "GameJobs", "load_textworld"]
+__all__ = ["CACHE_ENV", "CHALLENGE_DEFAULTS", "cache_dir", "game_id", "game_cached", "make_game", "start_games", "GameJobs", "load_textworld"]
 
 
-if __name__ == "__main__":  # one of make_games' worker processes: {"seeds", "challenge", "settings", "cache"}
+if __name__ == "__main__":  # one of start_games' worker processes: {"seeds", "challenge", "settings", "cache"}
     _job = json.loads(sys.argv[1])
     if _job.get("nice"):
         os.nice(int(_job["nice"]))

@@ -37,7 +37,6 @@ from trajgraph.adapters._textworld_games import (  # noqa: F401 (CACHE_ENV is re
     game_id,
     load_textworld,
     make_game,
-    make_games,
     start_games,
 )
 from trajgraph.envloop import EnvState, env_loop
@@ -376,5 +375,5 @@ class TextWorldSuite:
 
 
 __all__ = ["TextWorldEnv", "Frame", "Snapshot", "TextWorldGraph", "TextWorldState", "TextWorldSuite", "make_game",
-           "make_games", "start_games", "GameJobs",
+           "start_games", "GameJobs",
            "game_id", "textworld_task", "outcome_of", "cache_dir", "CHALLENGE_DEFAULTS"]
