@@ -26,6 +26,9 @@ class S(TypedDict):
     i: int
 
 def tick(state):
+    if state["i"] == 60:  # park inside a node and say so: the signal then lands mid-step, never between steps
+        open(sys.argv[2], "w").close()
+        time.sleep(60)
     time.sleep(0.004)
     return {"i": state["i"] + 1}
 
@@ -41,15 +44,16 @@ graph.invoke({"i": 0}, {"recursion_limit": 10**6})
 def _start_recorder(tmp_path: Path, db: Path) -> subprocess.Popen[bytes]:
     script = tmp_path / "slow.py"
     script.write_text(_SLOW)
-    proc = subprocess.Popen([sys.executable, str(script), str(db)], stderr=subprocess.PIPE)
+    parked = tmp_path / "parked"
+    proc = subprocess.Popen([sys.executable, str(script), str(db), str(parked)], stderr=subprocess.PIPE)
     seen, deadline = 0, time.time() + 60
-    while seen < 50 and time.time() < deadline:
+    while (seen < 50 or not parked.exists()) and time.time() < deadline:
         time.sleep(0.2)
         try:
             seen = Store(db, readonly=True).count("steps") if db.exists() else 0
         except StoreError:
             seen = 0  # schema not created yet
-    assert seen >= 50, "the recorder never committed steps"
+    assert seen >= 50 and parked.exists(), "the recorder never committed steps or never reached step 60"
     return proc
 
 
@@ -63,7 +67,7 @@ def test_sigterm_mid_recording_ends_the_run_interrupted_with_its_rows(tmp_path: 
     (run,) = raw.runs()
     assert run.status == "interrupted" and "Terminated: SIGTERM" in (run.error or "")  # written by the run itself
     steps = raw.steps(run.id)
-    assert [s.seq for s in steps] == list(range(len(steps)))  # every step up to the signal, flushed
+    assert [s.seq for s in steps] == list(range(61))  # every step up to the signal, flushed
     assert steps[-1].error is not None and "SIGTERM" in steps[-1].error  # the step it interrupted, as on Ctrl-C
 
 
