@@ -36,6 +36,39 @@ from typing import Any
 from _table import emit
 
 
+def keep_rounds(path: str | Path, rounds: set[int]) -> int:
+    """Delete from the store at `path` every run tagged with a round not in `rounds`, and the runs
+    under it, so that the heads learn from those rounds only; the number of runs deleted."""
+    from trajgraph.store import Store
+
+    db = Store(path)
+    try:
+        every = {r.id: r for r in db.runs()}
+        keep = {f"round:{k}" for k in rounds}
+
+        def dropped(rid: str | None) -> bool:
+            while rid is not None and rid in every:
+                if any(t.startswith("round:") and t not in keep for t in every[rid].tags):
+                    return True
+                rid = every[rid].parent_id
+            return False
+
+        def depth(rid: str) -> int:
+            parent = every[rid].parent_id
+            return 0 if parent is None or parent not in every else 1 + depth(parent)
+
+        return db.delete_runs(sorted((rid for rid in every if dropped(rid)), key=depth, reverse=True))  # children first
+    finally:
+        db.close()
+
+
+def settle(path: str) -> None:
+    """The store's write-ahead log into its file, before the file is renamed."""
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
 def state_of(evolve_dir: Path) -> dict[str, Any]:
     return json.loads((evolve_dir / "evolve-state.json").read_text())
 
@@ -68,6 +101,8 @@ def main() -> None:
     ap.add_argument("--check", type=int, default=0)
     ap.add_argument("--fit", default="{}", help="extra train_policy options as JSON")
     ap.add_argument("--fit-first", default=None, help="the round-2 head's options instead (JSON; default: --fit)")
+    ap.add_argument("--from-rounds", default=None, help="comma-separated rounds of the store to learn from (e.g. 0: the base's "
+                                                        "search only); the first head is then round max+1 (default: all, head round 2)")
     ap.add_argument("--name", default="learning_dagger_textworld")
     args = ap.parse_args()
 
@@ -117,10 +152,23 @@ def main() -> None:
         return time.time() - t0
 
     store = args.store
-    folder = work / "head-r2"
-    policy = measure("round 2 (rounds 0-1 data)", folder, store, "MCTS rounds 0-1", fit(folder, store, first=True))
+    first = 2  # the store's rounds 0-1
+    if args.from_rounds is not None:
+        rounds = {int(k) for k in args.from_rounds.split(",")}
+        first = max(rounds) + 1
+        store = str(work / f"rounds-{'-'.join(map(str, sorted(rounds)))}.db")
+        if not Path(store).exists():
+            src, dst = sqlite3.connect(args.store), sqlite3.connect(store + ".part")
+            src.backup(dst)
+            src.close()
+            dst.close()
+            print(f"{keep_rounds(store + '.part', rounds)} runs of other rounds dropped", flush=True)
+            settle(store + ".part")
+            os.replace(store + ".part", store)
+    folder = work / f"head-r{first}"
+    policy = measure(f"round {first} (rounds <{first} data)", folder, store, f"MCTS rounds <{first}", fit(folder, store, first=True))
     for k in range(1, args.dagger + 1):
-        round_ = 1 + k
+        round_ = first + k - 1
         nxt = str(work / f"dagger-r{round_}.db")
         if not Path(nxt).exists():
             t0 = time.time()
@@ -129,9 +177,7 @@ def main() -> None:
                        tags=("split:train", f"round:{round_}", "dagger"))
             Path(nxt).with_suffix(".json").write_text(json.dumps({**rate(got), "wall_s": round(time.time() - t0), "load": os.getloadavg(),
                                                                   "calls": round(sum(r.policy_calls for r in got) / len(got), 1)}))
-            conn = sqlite3.connect(nxt + ".part")  # its write-ahead log into the file, before the file is renamed
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.close()
+            settle(nxt + ".part")
             os.replace(nxt + ".part", nxt)
         extra[f"dagger_r{round_}"] = json.loads(Path(nxt).with_suffix(".json").read_text())
         store = nxt
