@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import trajgraph as tg
+from trajgraph.envloop import env_loop_graph
 from trajgraph.search.optimizers import BY_NAME, Apprentice
 from trajgraph.testing.chain import chain_solution, chain_start, deceptive_chain_graph
 from trajgraph.trajectory import SearchNode
@@ -77,3 +78,48 @@ def test_the_stored_tree_holds_the_policys_choice_and_the_fix(tmp_path: Any) -> 
     at_room3 = [n for n in nodes if n.depth == 4]  # children of the state at room 3
     assert {n.action_text for n in at_room3} >= {"jump", chain_solution(SEED, DEPTH)[3]}
     assert "apprentice" in BY_NAME and got.outcome == 1.0
+
+
+def _corridors() -> Any:
+    """Three corridors, "a", "b", "c", two steps long: only "c" leads to the exit (1.0); the
+    others end with 0 after their two steps, so trying one costs policy calls."""
+
+    def env(state: dict[str, Any]) -> dict[str, Any]:
+        action, pos = state.get("action"), int(state.get("pos", 0)) + 1
+        corridor = action if pos == 1 else state["observation"].split(",")[0].split()[1]
+        done = pos == 3
+        obs = f"corridor {corridor}, step {pos}"
+        reward = (1.0 if corridor == "c" else 0.0) if done else None
+        return {"pos": pos, "observation": obs, "actions": [] if done else ["walk"], "done": done, "reward": reward,
+                "history": [{"action": action, "observation": obs, "reward": reward}]}
+
+    return env_loop_graph(env, lambda s: {"action": s["actions"][0]}, "corridors").compile(name="corridors")
+
+
+class CorridorPolicy:
+    """Prefers corridor a, then b, then c (close calls: the start is its most doubtful state)."""
+
+    def scores(self, state: dict[str, Any], actions: list[str]) -> list[float]:
+        return [{"a": 3.0, "b": 2.9, "c": 2.8}.get(a, 1.0) for a in actions]
+
+    async def propose(self, state: dict[str, Any], k: int) -> list[dict[str, str]]:
+        scores = self.scores(state, list(state["actions"]))
+        return [{"action": state["actions"][scores.index(max(scores))]}] * k
+
+
+def _walk(reward: Any = None, **options: Any) -> Any:
+    start = {"task": "find the exit", "observation": "a hall with three corridors", "actions": ["a", "b", "c"], "pos": 0, "done": False,
+             "history": []}
+    return tg.search(_corridors(), start, optimizer=Apprentice(width=2, **options), policy=CorridorPolicy(), decision_node="policy",
+                     budget=tg.Budget(policy_calls=30), repeatable=True, reward=reward)
+
+
+def test_a_value_model_orders_the_alternatives_it_tries() -> None:
+    value = lambda state: 1.0 if state.get("observation", "").startswith("corridor c") else 0.0  # noqa: E731
+    plain = _walk()  # the policy's order: corridor b is rolled out (2 calls) before c
+    valued = _walk(value)  # c first: the value model ranks it above b
+    assert plain.outcome == valued.outcome == 1.0
+    assert valued.spent.policy_calls == plain.spent.policy_calls - 2
+    assert _walk(value, by_value=False).spent.policy_calls == plain.spent.policy_calls  # the option restores the policy's order
+    worse = _walk(lambda state: 1.0 if state.get("observation", "").startswith("corridor b") else 0.0)
+    assert worse.spent.policy_calls == plain.spent.policy_calls  # a value model that prefers b: b first, as the policy's order

@@ -13,6 +13,11 @@ On-line policy improvement by Monte Carlo rollouts of the policy itself (Tesauro
    slip after the first is found the same way); keep the best trajectory, stop at
    the first success or when the budget is spent.
 
+With a value model in the space (`reward=`, e.g. the reward model retrained on the
+rounds' outcomes) and `by_value` on, the alternatives at a state are all applied
+first and rolled out best-valued first (the policy's order breaks ties): the value
+model orders the tries, and the first success ends the search sooner.
+
 As a search it costs one greedy run plus a few rollouts. As a source of training
 data it is what DAgger (Ross et al. 2011) and ExIt (Anthony et al. 2017) ask of an
 expert: the search's choice at the states the trained policy itself reaches,
@@ -45,6 +50,7 @@ class Apprentice:
     width: int = 3  # other actions tried at a state (the policy's most probable untried ones)
     states: int | None = None  # states of the apprentice's trajectory tried (None: all before its first loop)
     success: float = 1.0
+    by_value: bool = True  # with a value model in the space: roll the alternatives at a state out best-valued first
     name: ClassVar[str] = "apprentice"
     open_ended: ClassVar[bool] = False
 
@@ -71,8 +77,8 @@ class Apprentice:
                 state = pool.pop(min(pool, key=lambda i: pool[i][:2]))[2]
                 done.add(state.id)
                 tried += 1
-                for candidate in await self._others(space, state):
-                    child = await space.expand(state, candidate, merge=False)
+                for candidate, applied in await self._tries(space, state):
+                    child = applied or await space.expand(state, candidate, merge=False)
                     leaf = child if child.terminal else await space.rollout(child, fresh=False)
                     if _value(leaf) > _value(best):
                         best = leaf
@@ -85,6 +91,18 @@ class Apprentice:
         finally:
             log.stats["states_tried"] = tried
         return best
+
+    async def _tries(self, space: Space, state: Node) -> list[tuple[Candidate, Node | None]]:
+        """The alternatives at `state` in the policy's order, not applied yet (a success ends the search
+        before the rest cost anything); with a value model all applied, finished ones ordered by their
+        outcome and the rest by their value, best first (a stable sort: the policy's order breaks ties)."""
+        others = await self._others(space, state)
+        if not (self.by_value and space.reward is not None):
+            return [(c, None) for c in others]
+        tried = [(c, await space.expand(state, c, merge=False)) for c in others]
+        going = [ch for _, ch in tried if not ch.terminal]
+        values = dict(zip((id(ch) for ch in going), await space.score(going), strict=True))
+        return sorted(tried, key=lambda t: -(values[id(t[1])] if id(t[1]) in values else _value(t[1])))
 
     async def _add(self, space: Space, leaf: Node, pool: dict[int, tuple[float, int, Node]], done: set[int]) -> None:
         """The states of `leaf`'s trajectory before its first loop, not tried yet, with how doubtful the policy was there."""
