@@ -99,10 +99,11 @@ class Apprentice:
         others = await self._others(space, state)
         if not (self.by_value and space.reward is not None):
             return [(c, None) for c in others]
-        tried = [(c, await space.expand(state, c, merge=False)) for c in others]
-        going = [ch for _, ch in tried if not ch.terminal]
+        children = [await space.expand(state, c, merge=False) for c in others]
+        going = [ch for ch in children if not ch.terminal]
         values = dict(zip((id(ch) for ch in going), await space.score(going), strict=True))
-        return sorted(tried, key=lambda t: -(values[id(t[1])] if id(t[1]) in values else _value(t[1])))
+        order = sorted(range(len(others)), key=lambda i: -values.get(id(children[i]), _value(children[i])))
+        return [(others[i], children[i]) for i in order]
 
     async def _add(self, space: Space, leaf: Node, pool: dict[int, tuple[float, int, Node]], done: set[int]) -> None:
         """The states of `leaf`'s trajectory before its first loop, not tried yet, with how doubtful the policy was there."""
