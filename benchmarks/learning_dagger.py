@@ -36,19 +36,18 @@ from typing import Any
 from _table import emit
 
 
-def keep_rounds(path: str | Path, rounds: set[int]) -> int:
-    """Delete from the store at `path` every run tagged with a round not in `rounds`, and the runs
-    under it, so that the heads learn from those rounds only; the number of runs deleted."""
+def prune(path: str | Path, drop: Any) -> int:
+    """Delete from the store at `path` every run for which `drop(run)` holds, and the runs under it
+    (children first); the number of runs deleted."""
     from trajgraph.store import Store
 
     db = Store(path)
     try:
         every = {r.id: r for r in db.runs()}
-        keep = {f"round:{k}" for k in rounds}
 
         def dropped(rid: str | None) -> bool:
             while rid is not None and rid in every:
-                if any(t.startswith("round:") and t not in keep for t in every[rid].tags):
+                if drop(every[rid]):
                     return True
                 rid = every[rid].parent_id
             return False
@@ -57,9 +56,23 @@ def keep_rounds(path: str | Path, rounds: set[int]) -> int:
             parent = every[rid].parent_id
             return 0 if parent is None or parent not in every else 1 + depth(parent)
 
-        return db.delete_runs(sorted((rid for rid in every if dropped(rid)), key=depth, reverse=True))  # children first
+        return db.delete_runs(sorted((rid for rid in every if dropped(rid)), key=depth, reverse=True))
     finally:
         db.close()
+
+
+def keep_rounds(path: str | Path, rounds: set[int]) -> int:
+    """Delete every run tagged with a round not in `rounds` (and the runs under it), so that the heads
+    learn from those rounds only; the number of runs deleted."""
+    keep = {f"round:{k}" for k in rounds}
+    return prune(path, lambda run: any(t.startswith("round:") and t not in keep for t in run.tags))
+
+
+def copy_store(src: str, dst: str) -> None:
+    a, b = sqlite3.connect(src), sqlite3.connect(dst)
+    a.backup(b)
+    a.close()
+    b.close()
 
 
 def settle(path: str) -> None:
@@ -89,6 +102,40 @@ def play(tasks: list[Any], policy: Any, optimizer: str, budget: int, **kw: Any) 
                                        repeatable=True, graph_name="textworld", **kw))
 
 
+def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any, test: list[Any], rows: list[dict[str, Any]],
+                 extra: dict[str, Any]) -> None:
+    """Fit that round's value model (the reward model, on the training split's runs of the rounds the last
+    head learned from: never validation or test outcomes), then the apprentice with the head and it."""
+    from trajgraph import reward as rw
+    from trajgraph.learn.evolve import folder_hash
+
+    folder = work / f"value-r{head_round}"
+    info_path = folder.with_suffix(".json")
+    if not info_path.is_file():
+        data = str(work / f"value-r{head_round}-data.db")
+        if not Path(data).exists():
+            copy_store(store, data + ".part")
+            print(f"{prune(data + '.part', lambda run: 'split:train' not in run.tags)} runs outside the training split dropped", flush=True)
+            settle(data + ".part")
+            os.replace(data + ".part", data)
+        t0 = time.time()
+        report = rw.train(data, folder, **{"labels": "auto", "epochs": 1, "seed": 0, "progress": False, **json.loads(args.value)})
+        best = report.best
+        info_path.write_text(json.dumps({"fit_s": round(time.time() - t0), "load": os.getloadavg(), "hash": folder_hash(folder),
+                                         "n_train": report.n_train, "n_val": report.n_val, "pairs": report.n_train_pairs,
+                                         "best_epoch": report.best_epoch, "val_auc": None if best is None else best.val_auc,
+                                         "val_pair_accuracy": None if best is None else best.val_pair_accuracy}))
+    info = json.loads(info_path.read_text())
+    t0 = time.time()
+    s = rate(play(test, policy, "apprentice", args.budget, reward=rw.LocalRewardModel(folder)))
+    row = {"head": f"round {head_round} + value model r{head_round}", "data": f"value: AUC {info['val_auc']}, pair acc {info['val_pair_accuracy']}",
+           "decisions/targets/detours": "-", "best epoch": info["best_epoch"], "val greedy": "-", "test greedy": "-", "test score": "-",
+           f"test apprentice@{args.budget}": s["text"], "search score": s["score"], "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    rows.append(row)
+    extra["value"] = {**info, "search": s, "eval_s": round(time.time() - t0), "folder": str(folder)}
+    print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--store", required=True, help="the learning_rounds textworld store (rounds 0-1)")
@@ -103,6 +150,8 @@ def main() -> None:
     ap.add_argument("--fit-first", default=None, help="the round-2 head's options instead (JSON; default: --fit)")
     ap.add_argument("--from-rounds", default=None, help="comma-separated rounds of the store to learn from (e.g. 0: the base's "
                                                         "search only); the first head is then round max+1 (default: all, head round 2)")
+    ap.add_argument("--value", default=None, help="train a value model (trajgraph.reward.train options as JSON) on the last head's "
+                                                  "training data and measure the apprentice search with both")
     ap.add_argument("--name", default="learning_dagger_textworld")
     args = ap.parse_args()
 
@@ -130,8 +179,13 @@ def main() -> None:
     def measure(label: str, folder: Path, store: str, data: str, fit_s: float) -> Any:
         policy = load_trainable_policy(folder, temperature=0.0)
         t0 = time.time()
-        v, g = rate(play(val, policy, "greedy", args.budget)), rate(play(test, policy, "greedy", args.budget))
-        s = rate(play(test, policy, "apprentice", args.budget))
+        cached = folder / f"eval@{args.budget}.json"  # a rerun (e.g. with --value) reads the evaluations back
+        if cached.is_file():
+            v, g, s = (json.loads(cached.read_text())[k] for k in ("val", "test", "search"))
+        else:
+            v, g = rate(play(val, policy, "greedy", args.budget)), rate(play(test, policy, "greedy", args.budget))
+            s = rate(play(test, policy, "apprentice", args.budget))
+            cached.write_text(json.dumps({"val": v, "test": g, "search": s}))
         card = policy.card
         row = {"head": label, "data": data, "decisions/targets/detours": f"{card['data']['decisions']}/{card['data']['targets']}/{card['data']['detours']}",
                "best epoch": card["fit"]["best_epoch"], "val greedy": v["text"], "test greedy": g["text"], "test score": g["score"],
@@ -158,14 +212,11 @@ def main() -> None:
         first = max(rounds) + 1
         store = str(work / f"rounds-{'-'.join(map(str, sorted(rounds)))}.db")
         if not Path(store).exists():
-            src, dst = sqlite3.connect(args.store), sqlite3.connect(store + ".part")
-            src.backup(dst)
-            src.close()
-            dst.close()
+            copy_store(args.store, store + ".part")
             print(f"{keep_rounds(store + '.part', rounds)} runs of other rounds dropped", flush=True)
             settle(store + ".part")
             os.replace(store + ".part", store)
-    folder = work / f"head-r{first}"
+    folder, head_round = work / f"head-r{first}", first
     policy = measure(f"round {first} (rounds <{first} data)", folder, store, f"MCTS rounds <{first}", fit(folder, store, first=True))
     for k in range(1, args.dagger + 1):
         round_ = first + k - 1
@@ -181,14 +232,19 @@ def main() -> None:
             os.replace(nxt + ".part", nxt)
         extra[f"dagger_r{round_}"] = json.loads(Path(nxt).with_suffix(".json").read_text())
         store = nxt
-        folder = work / f"head-r{round_ + 1}"
+        folder, head_round = work / f"head-r{round_ + 1}", round_ + 1
         policy = measure(f"round {round_ + 1} (+ apprentice round {round_})", folder, store, f"+ DAgger round {round_}", fit(folder, store))
+    if args.value is not None:
+        value_search(args, work, store, head_round, policy, test, rows, extra)
     if args.check:
         seen = {t.id for t in test}
         tasks = [t for t in suite.tasks("test", args.check + len(test), 1) if t.id not in seen][: args.check]
         extra["check"] = {}
         for label, p in (("base argmax", trainable_policy(temperature=0.0)), (f"{folder.name} argmax", policy)):
-            r = rate(play(tasks, p, "greedy", args.budget))
+            cached = work / f"check{args.check}-{label.replace(' ', '-')}.json"
+            if not cached.is_file():
+                cached.write_text(json.dumps(rate(play(tasks, p, "greedy", args.budget))))
+            r = json.loads(cached.read_text())
             extra["check"][label] = r
             print(f"check on {len(tasks)} more unseen games: {label}: {r['text']}, score {r['score']}", flush=True)
     emit(args.name, f"TextWorld tw-simple: {args.features} heads and DAgger rounds with the apprentice search "
