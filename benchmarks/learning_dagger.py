@@ -5,17 +5,22 @@ Starts from the store of `learning_rounds.py --family textworld --variants mcts 
 on 60 training games; 20 more held out for validation; the demo's 20 test games). Then:
 
 1. `fit`: a head with `--features` (default "progress") on rounds 0-1's training-split data
-   (the same data as that benchmark's round-2 head);
+   (the same data as that benchmark's round-2 head); with `--from-rounds 0`, on round 0's only
+   (the base's MCTS; a copy of the store without the other rounds' runs), and that head is round 1;
 2. `dagger` (`--dagger N` rounds): the apprentice search (`trajgraph.search.optimizers.Apprentice`,
    `--width` alternatives a state, `--explore-budget` calls) with the last head, argmax, on the
    60 training games (never validation or test) into a copy of the store, tagged round:k; a new
    head is fit on everything so far. That is DAgger / ExIt: the search labels the states the
-   trained policy itself reaches (after taking the food, where the heads loop).
+   trained policy itself reaches (after taking the food, where the heads loop);
+3. `--value OPTIONS`: that round's value model, `trajgraph.reward.train` on the training split's
+   runs of the last head's rounds, and the apprentice search with the last head and it (the
+   value model orders the alternatives tried at a state).
 
 Every head is measured greedily at argmax (no search) on the 20 validation games and the 20 test
 games, the apprentice search at `--budget` calls with it on the test games, and with `--check N`
-the base at argmax and the last head greedily on N more unseen games (seed 1). Wilson intervals;
-each fold of the work is kept in `--work` and read back when present.
+the base at argmax and the last head (`--check-heads`: those rounds' heads) greedily on N more
+unseen games (seed 1). Wilson intervals; each fold of the work is kept in `--work` and read back
+when present (a rerun with more options measures only what is new).
 
 Run: python benchmarks/learning_dagger.py --store learning-rounds-out/tw_mcts_clause.db [--dagger 1] [--check 100]
 """
@@ -146,6 +151,7 @@ def main() -> None:
     ap.add_argument("--explore-budget", type=int, default=600)
     ap.add_argument("--budget", type=int, default=100, help="policy calls a game at test time")
     ap.add_argument("--check", type=int, default=0)
+    ap.add_argument("--check-heads", default=None, help="comma-separated rounds of the heads checked (default: the last)")
     ap.add_argument("--fit", default="{}", help="extra train_policy options as JSON")
     ap.add_argument("--fit-first", default=None, help="the round-2 head's options instead (JSON; default: --fit)")
     ap.add_argument("--from-rounds", default=None, help="comma-separated rounds of the store to learn from (e.g. 0: the base's "
@@ -240,7 +246,9 @@ def main() -> None:
         seen = {t.id for t in test}
         tasks = [t for t in suite.tasks("test", args.check + len(test), 1) if t.id not in seen][: args.check]
         extra["check"] = {}
-        for label, p in (("base argmax", trainable_policy(temperature=0.0)), (f"{folder.name} argmax", policy)):
+        heads = [work / f"head-r{k}" for k in map(int, args.check_heads.split(","))] if args.check_heads else [folder]
+        for label, p in [("base argmax", trainable_policy(temperature=0.0))] + [
+                (f"{h.name} argmax", policy if h == folder else load_trainable_policy(h, temperature=0.0)) for h in heads]:
             cached = work / f"check{args.check}-{label.replace(' ', '-')}.json"
             if not cached.is_file():
                 cached.write_text(json.dumps(rate(play(tasks, p, "greedy", args.budget))))
