@@ -120,7 +120,7 @@ def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any
         data = str(work / f"value-r{head_round}-data.db")
         if not Path(data).exists():
             copy_store(store, data + ".part")
-            print(f"{prune(data + '.part', lambda run: 'split:train' not in run.tags)} runs outside the training split dropped", flush=True)
+            print(f"{prune(data + '.part', lambda run: run.parent_id is None and 'split:train' not in run.tags)} runs outside the training split dropped", flush=True)
             settle(data + ".part")
             os.replace(data + ".part", data)
         t0 = time.time()
