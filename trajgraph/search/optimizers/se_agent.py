@@ -73,7 +73,7 @@ async def follow(space: Space, node: Node, actions: list[Any]) -> Node:
         if cand.invalid:
             break
         node = await space.expand(node, cand)
-    return node if node.terminal else await space.rollout(node)
+    return node if node.terminal else await space.rollout(node, escape=True)
 
 
 def fitness(node: Node) -> tuple[bool, float, float]:
@@ -150,10 +150,10 @@ class SEAgent:
         7 with five (benchmarks/README.md, "TextWorld gate"). Short rollouts (the
         known-optimum suite) still fill the population."""
         first = min(2, self.population)
-        members = list(await space.gather(*(space.rollout(root) for _ in range(first))))
+        members = list(await space.gather(*(space.rollout(root, escape=True) for _ in range(first))))
         limit = space.meter.budget.policy_calls
         while len(members) < self.population and (limit is None or 2 * space.meter.spent.policy_calls < limit):
-            members.append(await space.rollout(root))
+            members.append(await space.rollout(root, escape=True))
         return members
 
     # -- revision ---------------------------------------------------------------------
@@ -214,7 +214,7 @@ class SEAgent:
         """The rest of the trajectory, rewritten step by step (value-guided with a partial
         outcome; the policy's own samples otherwise, turned away from finished subtrees)."""
         if space.partial is None:
-            return await space.rollout(node)
+            return await space.rollout(node, escape=True)
         visited = set(visited)
         while not node.terminal:
             visited.add(node.key)
