@@ -10,7 +10,7 @@ taken. A policy that keeps proposing actions already tried (a deterministic
 agent, or one with a single idea here) stops the widening after 2 x `k_max`
 samples, so an unlimited budget cannot spin on duplicates, and a state that lists its
 actions stops widening once each has been tried (a further sample could only repeat
-one: on the outcome-only key maze those repeats took about 60 of 140 calls). A candidate whose
+one: on one outcome-only key maze those repeats took about 60 of 140 calls). A candidate whose
 reward is already at `success` (every Monte Carlo rollout from it succeeded)
 counts as rising: a value at its ceiling cannot rise, and a strong policy would
 otherwise widen at every step. The by-product is step-level preference data:
