@@ -199,6 +199,23 @@ def test_searches_split_over_two_processes_give_the_same_table(tmp_path):
     assert len(tables[1]) == 16 and tables[2] == tables[1]
 
 
+def test_the_learning_round_over_two_processes_gives_the_same_rows(tmp_path):
+    from trajgraph.cli.bench import run
+    from trajgraph.learn.demo import LearningSettings
+
+    learning = LearningSettings(train_games=4, explore=("best-of-n",), search="best-of-n", epochs=3, decoding_games=2)
+    tables = {}
+    for processes in (1, 2):
+        out = tmp_path / f"p{processes}"
+        run("chain", 4, 2, "greedy,best-of-n", 12, "minilm", None, "none", 0.6, 0, out / "b.db", out, 2, learn_round=True,
+            learning=learning, processes=processes)
+        tables[processes] = _per_search(out / "bench.json")
+    trained = [row for row in tables[2] if "trained" in row[0]]
+    # each batch of 4 searches is split (2 optimizers x 4 games, then the base and the trained head on 4 games each)
+    assert len(trained) == 8 and len(tables[2]) == 20
+    assert tables[2] == tables[1]
+
+
 def test_a_failed_second_process_costs_time_not_searches(tmp_path):
     import asyncio
 

@@ -231,34 +231,40 @@ def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
     assert [(r.optimizer, r.outcome, r.policy_calls) for r in once().results] == [(r.optimizer, r.outcome, r.policy_calls) for r in first.results]
 
 
-def test_the_learning_rounds_first_exploration_can_run_elsewhere(tmp_path: Path) -> None:
+def test_every_batch_of_the_learning_round_can_run_elsewhere_from_its_player(tmp_path: Path) -> None:
     import asyncio
 
     from trajgraph import bench
-    from trajgraph.learn.demo import LearningSettings, learning_round
+    from trajgraph.learn.demo import Batch, LearningSettings, Player, learning_round
     from trajgraph.policies import minilm_policy
 
     suite = ChainSuite(depth=3)
     test = suite.tasks("test", 2)
     base = minilm_policy(seed=0)
     settings = LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3, decoding_games=0)
-    calls: list[tuple[list[str], list[str], tuple[str, ...]]] = []
+    calls: list[tuple[str, tuple[str, ...], Player | None, bool, tuple[str, ...]]] = []
 
-    def elsewhere(store: Any) -> Any:  # what `trajgraph demo` passes: the same searches, run by someone else
-        def explore(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
-            calls.append(([t.id for t in tasks], optimizers, tags))
-            return asyncio.run(bench.run_bench(tasks, optimizers, policy_for=lambda task: base.view(), budget=30, store=store,
-                                               concurrency=1, tags=tags, graph_name="chain", repeatable=True, on_result=on_result))
-        return explore
+    def elsewhere(store: Any) -> Any:  # what `trajgraph demo` does: another process, given only the batch's player
+        def run(batch: Batch, on_result: Any) -> list[Any]:
+            calls.append((batch.split, batch.optimizers, batch.player, batch.scored, batch.tags))
+            loaded = batch.player.load() if batch.player is not None else base
+            return asyncio.run(bench.run_bench(batch.tasks, list(batch.optimizers), policy_for=lambda task: loaded.view(), budget=30,
+                                               store=store, concurrency=1, tags=batch.tags, graph_name="chain", repeatable=True,
+                                               on_result=on_result))
+        return run
 
     rows = {}
     for name, hook in (("here", False), ("elsewhere", True)):
         store = tg.Store(tmp_path / f"{name}.db")
         done = learning_round(suite, test, base_for=lambda task: base.view(), reward=None, budget=30, store=store,
                               out=tmp_path / name, seed=0, workers=1, graph_name="chain", settings=settings,
-                              explore_base=elsewhere(store) if hook else None)
+                              elsewhere=elsewhere(store) if hook else None)
         rows[name] = [(r.optimizer, r.outcome, r.policy_calls) for r in done.results]
-    assert calls == [([t.id for t in suite.tasks("train", 3)], ["mcts"], ("train", "learn"))]
+    head = str(tmp_path / "elsewhere" / "policy-r1")
+    assert calls == [("test", ("greedy",), Player(0.0, 0), True, ("test", "learn")),  # the base at its decoding
+                     ("train", ("mcts",), None, False, ("train", "learn")),  # round 1 explores with the bench's own policy
+                     ("test", ("greedy",), Player(0.0, 0, head), True, ("test", "learn")),  # the trained head, argmax
+                     ("test", ("best-of-n",), Player(0.3, 0, head), True, ("test", "learn"))]  # and at its temperature
     assert rows["elsewhere"] == rows["here"]
 
 

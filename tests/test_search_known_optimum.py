@@ -342,3 +342,52 @@ def test_se_agent_llm_forms_for_all_three_operators_and_the_structural_fallback(
     assert forms["refinement"]["llm"] == 1
     assert result.space.reflections == ["The better trajectories never jump for coins; they take the door that advances."]
     assert any("Combine the strengths" in p for p in loopback.prompts)
+
+
+def test_rro_stops_widening_a_point_once_every_listed_action_is_tried():
+    # one decision, three listed actions, nothing rises (the goal is out of reach): RRO widens
+    # through the fill-ins, and once all three are tried a further sample could only repeat one
+    policy = SequencePolicy({0: ["wait"]})
+    result = search(line_graph(goal=3, max_turns=1), line_start(), decision_node="policy", optimizer=RRO(k_max=5),
+                    policy=policy, budget=Budget(policy_calls=40), repeatable=True)
+    ends = {n.action["action"] for n in result.space.nodes if n.terminal}
+    assert ends == {"forward", "back", "wait"}
+    # two rollouts value the start (Monte Carlo, no reward model), then one sample per candidate (two
+    # answered by fill-ins) and none after; before, samples went on to 2 x k_max = 10
+    assert policy.calls == 5 and result.stats["exhausted"]
+
+
+def _maze_96() -> tuple[Space, object]:
+    """Test maze 96 with the benchmark's node: its fourth rollout from the start corners (every
+    way out of (1, 0) and (2, 0) is a finished trap or a loop back into its own walk)."""
+    import zlib
+
+    task = KeyMazeSuite().tasks("test", 97)[96]
+    graph, _ = task.make_graph(biased_node(task, seed=zlib.crc32(task.id.encode())))
+    return Space(graph, "policy", outcome=task.outcome, meter=BudgetMeter(Budget(policy_calls=120)), repeatable=True), task
+
+
+def test_a_cornered_rollout_escapes_as_the_agent_would_instead_of_circling():
+    from trajgraph.search.budget import BudgetExhausted
+
+    async def four(space, task, escape):
+        root = await space.root(task.input)
+        return [await space.rollout(root, escape=escape) for _ in range(4)]
+
+    space, task = _maze_96()
+    ends = asyncio.run(four(space, task, True))
+    assert all(e.terminal and e.depth <= task.horizon for e in ends) and space.meter.spent.policy_calls < 60
+    space, task = _maze_96()
+    with pytest.raises(BudgetExhausted):  # without: between two cells until the 120 calls are gone
+        asyncio.run(four(space, task, False))
+
+
+def test_se_agent_evolves_where_its_rollouts_would_corner():
+    # the same maze through SE-Agent: its initial population used to take the whole budget (no generation)
+    import zlib
+
+    task = KeyMazeSuite().tasks("test", 97)[96]
+    graph, _ = task.make_graph(biased_node(task, seed=zlib.crc32(task.id.encode())))
+    result = search(graph, task.input, decision_node="policy", optimizer=SEAgent(), outcome=task.outcome,
+                    budget=Budget(policy_calls=20 * task.solution_length), repeatable=True)
+    assert result.stats.get("generations", 0) >= 1 and len(result.stats["fitness_per_generation"]) >= 1

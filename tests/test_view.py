@@ -297,6 +297,22 @@ def test_page_opens_a_run_and_expands_the_search_tree(server: ViewServer, browse
         Path(keep).write_bytes(shot)
 
 
+def test_page_shows_what_a_search_says_of_itself(server: ViewServer, browser: Browser, facts: Facts) -> None:
+    run_id = facts.real_searches["rro"]
+    meta = tg.Store(facts.path, readonly=True).run(run_id).metadata
+    browser.call("Page.navigate", url=f"{server.url}#run={run_id}")
+    browser.wait("document.querySelector('.run-header .search-stats') !== null")
+    shown = browser.js("document.querySelector('.run-header .search-stats').textContent")
+    stats = meta["stats"]
+    assert stats["merged_states"] > 0  # the chain's branches meet: the count shown is a real one
+    assert shown == (f"{meta['nodes']} nodes · {stats['merged_states']} merged states (transpositions) · "
+                     f"{stats['reused_expansions']} reused expansions · values: {stats['value_source']} · "
+                     f"{meta['spent']['policy_calls']} policy calls")
+    browser.call("Page.navigate", url=f"{server.url}#run={facts.calc_ok[0]}")  # a recorded run has no such line
+    browser.wait(f"(document.querySelector('.run-header .mono') || {{}}).textContent === '{facts.calc_ok[0]}'")
+    assert browser.js("document.querySelector('.run-header .search-stats') === null") is True
+
+
 def test_page_shows_steps_with_model_calls(server: ViewServer, browser: Browser, facts: Facts) -> None:
     browser.call("Page.navigate", url=server.url + f"#run={facts.calc_ok[0]}")
     browser.wait("document.querySelectorAll('#steps .step').length === 5")

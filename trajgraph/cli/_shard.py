@@ -53,6 +53,7 @@ class Recipe:
     concurrency: int
     transpositions: bool = True
     only: list[int] = field(default_factory=list)
+    player: dict[str, Any] | None = None  # a learning round's policy (trajgraph.learn.demo.Player) instead of `policy`
 
 
 class SecondProcess:
@@ -162,14 +163,12 @@ def _serve(warm: tuple[str, float, int]) -> None:
     from trajgraph.cli._common import open_db
     from trajgraph.cli._parts import load_suite, make_reward, policy_factory
 
-    policies: dict[tuple[str, float, int], Any] = {warm: policy_factory(warm[0], model=None, skill=warm[1], seed=warm[2])[0]}
+    policies: dict[Any, Any] = {warm: policy_factory(warm[0], model=None, skill=warm[1], seed=warm[2])[0]}
     rewards: dict[tuple[str | None, str | None], Any] = {}
     for line in sys.stdin:
         recipe = Recipe(**json.loads(line))
         tasks = load_suite(recipe.suite).tasks(recipe.split, recipe.n, recipe.seed)
-        key = (recipe.policy, recipe.skill, recipe.seed)
-        if key not in policies:  # loaded once, kept for the next phase
-            policies[key] = policy_factory(recipe.policy, model=None, skill=recipe.skill, seed=recipe.seed)[0]
+        policy_for = _policy_for(recipe, policies)
         if recipe.reward == "rm":
             from trajgraph.reward import LocalRewardModel
 
@@ -187,12 +186,31 @@ def _serve(warm: tuple[str, float, int]) -> None:
             with lock:  # as each search ends: the parent's progress moves with this process's
                 print(_MARK + json.dumps([position_of[(result.task, result.optimizer)], asdict(result)], default=str), flush=True)
 
-        asyncio.run(bench.run_bench(tasks, recipe.optimizers, policy_for=policies[key], reward=reward, budget=recipe.budget,
+        asyncio.run(bench.run_bench(tasks, recipe.optimizers, policy_for=policy_for, reward=reward, budget=recipe.budget,
                                     store=store, concurrency=recipe.concurrency, tags=tuple(recipe.tags), on_result=report,
                                     graph_name=recipe.graph_name, repeatable=recipe.repeatable, only=recipe.only,
                                     transpositions=recipe.transpositions))
         store.close()  # every row committed before the parent reads on
         print(_DONE, flush=True)
+
+
+def _policy_for(recipe: Recipe, policies: dict[Any, Any]) -> Callable[[Any], Any]:
+    """policy_for(task) of the recipe's policy: the bench's by name, or a learning round's player;
+    each loaded once and kept for later phases."""
+    from trajgraph.cli._parts import policy_factory
+
+    if recipe.player is None:
+        key: Any = (recipe.policy, recipe.skill, recipe.seed)
+        if key not in policies:
+            policies[key] = policy_factory(recipe.policy, model=None, skill=recipe.skill, seed=recipe.seed)[0]
+        return policies[key]
+    from trajgraph.learn.demo import Player
+
+    player = Player(**recipe.player)
+    if player not in policies:
+        policies[player] = player.load()
+    loaded = policies[player]
+    return lambda task: loaded.view()
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -99,19 +99,24 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
         rm_report: dict[str, Any] = {}
 
         def searches(split_tasks: list[Any], split: str, optimizers: list[str], reward_kind: str, reward_obj: Any,
-                     tags: tuple[str, ...], on_result: Any, transpositions: bool = True) -> list[Any]:
-            """Every optimizer on `split_tasks` (the first n of the split), in this process or split over two."""
+                     tags: tuple[str, ...], on_result: Any, transpositions: bool = True, player: Any = None,
+                     player_for: Any = None) -> list[Any]:
+            """Every optimizer on `split_tasks` (the first n of the split), in this process or split over two;
+            with the learning round's `player` (trajgraph.learn.demo.Player) instead of the bench's policy
+            when given (`player_for` runs it here)."""
             def run_here(only: Any = None) -> list[Any]:
-                return asyncio.run(bench.run_bench(split_tasks, optimizers, policy_for=policy_for, reward=reward_obj, budget=budget,
-                                                   store=store, concurrency=workers, on_result=on_result, tags=tags, graph_name=suite,
-                                                   repeatable=repeatable, executor=executor, transpositions=transpositions, only=only))
+                return asyncio.run(bench.run_bench(split_tasks, optimizers, policy_for=player_for or policy_for, reward=reward_obj,
+                                                   budget=budget, store=store, concurrency=workers, on_result=on_result, tags=tags,
+                                                   graph_name=suite, repeatable=repeatable or player_for is not None, executor=executor,
+                                                   transpositions=transpositions, only=only))
 
             reward_dir = str(getattr(reward_obj, "path", "") or "") or None  # the second process loads the model from there
             if second is None or len(optimizers) * len(split_tasks) < 4 or (reward_kind == "rm" and reward_dir is None):
                 return run_here()
             recipe = replace(base, split=split, n=len(split_tasks), optimizers=list(optimizers), reward=reward_kind,
                              reward_dir=reward_dir, reward_fast=getattr(reward_obj, "fast", None), tags=list(tags),
-                             transpositions=transpositions)
+                             transpositions=transpositions, repeatable=bool(repeatable or player_for is not None),
+                             player=asdict(player) if player is not None else None)
             return second.split(recipe, run_here, on_result=on_result, note=console.print)
 
         def train_rm() -> Any:
@@ -164,12 +169,14 @@ def run(suite: str, tasks: int, train_tasks: int, optimizers: str, budget: int, 
             with phase("games"):
                 games.wait("train")
             with phase("learning round"):
-                def explore_base(tasks: list[Any], optimizers: list[str], tags: tuple[str, ...], on_result: Any) -> list[Any]:
-                    return searches(tasks, "train", optimizers, "none", None, tags, on_result)
+                def elsewhere(batch: Any, on_result: Any) -> list[Any]:  # over two processes, the second loading batch.player
+                    kind, scorer = (reward, reward_obj) if batch.scored else ("none", None)
+                    return searches(list(batch.tasks), batch.split, list(batch.optimizers), kind, scorer, batch.tags, on_result,
+                                    player=batch.player, player_for=batch.policy_for if batch.player is not None else None)
 
                 names, results = demo_rows(names, results, suite_obj, test, progress=_progress, base_for=policy_for, reward=reward_obj,
                                            budget=budget, store=store, out=out, seed=seed, workers=workers, graph_name=suite,
-                                           settings=learning, explore_base=explore_base)
+                                           settings=learning, elsewhere=elsewhere if second is not None else None)
         summaries = bench.summarise(results, names)
         curves = bench.success_curves(results, names, budget)
         report = bench.BenchReport(suite=suite, policy=policy_label, reward=reward, budget=budget, summaries=summaries, results=results,

@@ -54,23 +54,55 @@ class LearningRound:
     plot: str | None = None
 
 
+@dataclass(frozen=True)
+class Player:
+    """A learning round's policy by name, so that another process loads the same one: the base
+    MiniLM policy (`folder` None) or a trained head's folder, at a temperature, seeded."""
+
+    temperature: float
+    seed: int | None
+    folder: str | None = None
+
+    def load(self) -> Any:
+        from trajgraph.policies import minilm_policy
+        from trajgraph.policies.head import load_trainable_policy
+
+        if self.folder is None:
+            return minilm_policy(temperature=self.temperature, seed=self.seed)
+        return load_trainable_policy(self.folder, temperature=self.temperature, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch of a learning round's searches: `policy_for` runs them here; `player` names the same
+    policy for another process (None: the bench's own base policy, `base_for`)."""
+
+    tasks: Sequence[Any]
+    split: str  # which split of the suite `tasks` are (another process loads them from there)
+    optimizers: tuple[str, ...]
+    player: Player | None
+    policy_for: Callable[[Any], Any]
+    scored: bool  # with the round's reward model (evaluations) or without (explorations)
+    tags: tuple[str, ...]
+
+
 def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any], Any], reward: Any, budget: int, store: Store,
                    out: Path, seed: int, workers: int, graph_name: str, settings: LearningSettings | None = None,
                    progress: Callable[[str, int], Callable[[Any], None]] | None = None,
-                   explore_base: Callable[..., list[Any]] | None = None) -> LearningRound:
+                   elsewhere: Callable[[Batch, Callable[[Any], None]], list[Any]] | None = None) -> LearningRound:
     """Rounds of: explore the training split (round 1 with the base policy, then with the last
     trained one), train a head on every training-split run so far (the search's soft targets at
     every expanded node, plus cloning and pairs), and play it greedily (argmax) on `test`. Then
     `settings.search` with the last policy, and the fair baseline: the base policy at its best
     decoding, chosen on training games (never on test).
 
-    `explore_base(tasks, optimizers, tags, on_result)`, when given, runs round 1's exploration
-    (the base policy, no reward) in its stead: `trajgraph demo` splits it over two processes.
+    `elsewhere(batch, on_result)`, when given, runs every batch of searches (explorations and
+    evaluations) in this function's stead: `trajgraph demo` splits each over two processes, the
+    second loading the same policy from the batch's `Player`.
     """
     from trajgraph import bench
     from trajgraph.learn.baseline import best_decoding
     from trajgraph.policies import minilm_policy
-    from trajgraph.policies.head import load_trainable_policy
 
     s = settings or LearningSettings()
     tick = progress or (lambda label, total: (lambda result: None))
@@ -82,53 +114,53 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     else:
         decoding = Decoding(temperature=0.0, tasks=0)
 
-    def evaluate(label: str, optimizer: str, pol: Any, round_: int) -> list[Any]:
-        def view(task: Any, p: Any = pol) -> Any:
-            return p.view()
+    def play(batch: Batch, on_result: Callable[[Any], None]) -> list[Any]:
+        if elsewhere is not None:
+            return elsewhere(batch, on_result)
+        return asyncio.run(bench.run_bench(batch.tasks, list(batch.optimizers), policy_for=batch.policy_for,
+                                           reward=reward if batch.scored else None, budget=budget, store=store, concurrency=workers,
+                                           tags=batch.tags, graph_name=graph_name, repeatable=True, on_result=on_result))
 
-        done = asyncio.run(bench.run_bench(test, [optimizer], policy_for=view, reward=reward, budget=budget,
-                                           store=store, concurrency=workers, tags=("test", "learn"), graph_name=graph_name,
-                                           repeatable=True, on_result=tick(f"learning: {label} on {len(test)} test games", len(test))))
+    def evaluate(label: str, optimizer: str, pol: Any, player: Player, round_: int) -> list[Any]:
+        done = play(Batch(test, "test", (optimizer,), player, _viewer(pol), True, ("test", "learn")),
+                    tick(f"learning: {label} on {len(test)} test games", len(test)))
         stamp(store, [r.run_id for r in done], round=round_, version=policy_version(pol), split="test")
         for r in done:
             r.optimizer = label
         return done
 
     base_label = f"greedy · base best decoding ({decoding.label()}, chosen on train)"
-    results = evaluate(base_label, "greedy", minilm_policy(temperature=decoding.temperature, seed=seed), 0)
+    base_player = Player(temperature=decoding.temperature, seed=seed)
+    results = evaluate(base_label, "greedy", base_player.load(), base_player, 0)
     names = [base_label]
     curve = [{"round": 0, "test_greedy": _rate(results), "policy": "minilm"}]
     explorer: Callable[[Any], Any] = base_for
+    explorer_player: Player | None = None  # None: the bench's own policy (base_for)
     policy: Any = None
     trained: Any = None
     train_ids = sorted({t.id for t in train} - {t.id for t in test})
     for r in range(1, s.rounds + 1):
         on_explored = tick(f"round {r}: explore {len(train)} training games", len(train) * len(s.explore))
-        if r == 1 and explore_base is not None:
-            explored = explore_base(train, list(s.explore), ("train", "learn"), on_explored)
-        else:
-            explored = asyncio.run(bench.run_bench(train, list(s.explore), policy_for=explorer, reward=None, budget=budget,
-                                                   store=store, concurrency=workers, tags=("train", "learn"), graph_name=graph_name,
-                                                   repeatable=True, on_result=on_explored))
+        explored = play(Batch(train, "train", tuple(s.explore), explorer_player, explorer, False, ("train", "learn")), on_explored)
         stamp(store, [x.run_id for x in explored], round=r - 1, version=policy_version(policy) if policy is not None else
               {"name": "minilm", "hash": None, "round": 0}, split="train")
         folder = out / f"policy-r{r}"
         ids = sorted(set(train_ids) | {x.task for x in store.runs(tag="train") if x.task} - {t.id for t in test})
         trained = train_policy(store, folder, tasks=ids, round=r, seed=seed, name=f"minilm-head-r{r}", epochs=s.epochs,
                                features=s.features, temperature=s.temperature, situation=s.situation, **dict(s.train_options))
-        policy = load_trainable_policy(folder, seed=seed)
-        argmax = load_trainable_policy(folder, temperature=0.0, seed=seed)
+        player, argmax_player = Player(s.temperature, seed, str(folder)), Player(0.0, seed, str(folder))
+        policy, argmax = player.load(), argmax_player.load()
         label = f"greedy {TRAINED} r{r} argmax" if s.rounds > 1 else f"greedy {TRAINED} argmax"
-        done = evaluate(label, "greedy", argmax, r)
+        done = evaluate(label, "greedy", argmax, argmax_player, r)
         results += done
         names.append(label)
         data = trained.card.get("data", {})
         curve.append({"round": r, "test_greedy": _rate(done), "policy": argmax.name, "targets": data.get("targets"),
                       "decisions": data.get("decisions")})
-        explorer = _viewer(policy)  # the next round explores with this round's policy
-    if policy is not None:
+        explorer, explorer_player = _viewer(policy), player  # the next round explores with this round's policy
+    if policy is not None and explorer_player is not None:
         label = f"{s.search} {TRAINED} (T={s.temperature:g})"
-        results += evaluate(label, s.search, policy, s.rounds)
+        results += evaluate(label, s.search, policy, explorer_player, s.rounds)
         names.append(label)
     plot = _plot_curve(curve, str(out / "learning.png"), f"greedy (argmax) on {len(test)} test games by round")
     return LearningRound(names=names, results=results, policy=policy.name if policy is not None else "minilm",
@@ -188,4 +220,4 @@ def demo_rows(names: list[str], results: list[Any], suite: Any, test: Sequence[A
     return names + extra.names, results + extra.results
 
 
-__all__ = ["learning_round", "demo_rows", "LearningRound", "LearningSettings", "TRAINED"]
+__all__ = ["learning_round", "demo_rows", "LearningRound", "LearningSettings", "Player", "Batch", "TRAINED"]

@@ -124,7 +124,24 @@ function runHeader(run) {
       field("latency", run.latency_s === null ? "–" : fmt(run.latency_s) + " s"),
       field("tags", run.tags.length ? run.tags.join(", ") : "–"),
       run.parent_id ? field("parent", el("a", { href: runHref(run.parent_id) }, shortId(run.parent_id))) : [],
+      searchStats(run),
       run.error ? field("error", el("span", { class: "error" }, run.error)) : []));
+}
+
+// What a search run's optimizer says of itself (tg.search writes metadata.stats): how many nodes,
+// how many reached a state already in its table (transpositions), where its values came from, what it spent.
+function searchStats(run) {
+  const meta = run.metadata || {};
+  const stats = meta.stats;
+  if (run.kind !== "search" || !stats || typeof stats !== "object") return [];
+  const parts = [];
+  if (typeof meta.nodes === "number") parts.push(`${meta.nodes} nodes`);
+  if (typeof stats.merged_states === "number") parts.push(`${stats.merged_states} merged states (transpositions)`);
+  if (typeof stats.reused_expansions === "number") parts.push(`${stats.reused_expansions} reused expansions`);
+  if (typeof stats.value_source === "string" && stats.value_source) parts.push(`values: ${stats.value_source}`);
+  const calls = meta.spent && meta.spent.policy_calls;
+  if (typeof calls === "number") parts.push(`${calls} policy calls`);
+  return parts.length ? field("search", el("span", { class: "search-stats" }, parts.join(" · "))) : [];
 }
 
 function messageView(msg) {

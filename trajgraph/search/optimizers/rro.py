@@ -8,7 +8,9 @@ The first candidate whose reward rises above the previous step's is taken and
 sampling stops; if none rises, sampling widens up to `k_max` and the best is
 taken. A policy that keeps proposing actions already tried (a deterministic
 agent, or one with a single idea here) stops the widening after 2 x `k_max`
-samples, so an unlimited budget cannot spin on duplicates. A candidate whose
+samples, so an unlimited budget cannot spin on duplicates, and a state that lists its
+actions stops widening once each has been tried (a further sample could only repeat
+one: on one outcome-only key maze those repeats took about 60 of 140 calls). A candidate whose
 reward is already at `success` (every Monte Carlo rollout from it succeeded)
 counts as rising: a value at its ceiling cannot rise, and a strong policy would
 otherwise widen at every step. The by-product is step-level preference data:
@@ -119,7 +121,7 @@ class RRO:
             chosen: Node | None = None
             new = 0
             been = {n.key for n in node.path()}  # a candidate back to a state on this walk is a loop, never taken
-            while len(point.tried) < self.k_max and point.drawn < 2 * self.k_max and chosen is None:
+            while self.can_widen(space, node, point) and chosen is None:
                 want = min(self.group, self.k_max - len(point.tried))
                 point.drawn += want
                 fresh = [c for c in await space.propose(node, want) if c.key not in point.seen]
@@ -157,6 +159,16 @@ class RRO:
             previous, node = best_score, chosen
         return node
 
+    def can_widen(self, space: Space, node: Node, point: _Point) -> bool:
+        """Whether sampling at `node` may still find a candidate: fewer than k_max tried and
+        2 x k_max drawn, and an admissible action not seen yet when the state lists them
+        (every listed action tried, a further sample is a repeat or invalid: a call spent
+        for nothing)."""
+        if len(point.tried) >= self.k_max or point.drawn >= 2 * self.k_max:
+            return False
+        listed = space.actions_at(node)
+        return not listed or any(space.candidate({"action": a}, node.state).key not in point.seen for a in listed)
+
     def backtrack(self, space: Space, points: dict[int, _Point], followed: set[int]) -> tuple[Node, float] | None:
         """Where to resume: the best-scored candidate not taken yet (an open one: a
         finished one below success has nothing left), else the best walked decision
@@ -170,7 +182,7 @@ class RRO:
             return node, s
         widen = [space_node for space_node in space.nodes
                  if space_node.id in points and not space_node.terminal
-                 and len(points[space_node.id].tried) < self.k_max and points[space_node.id].drawn < 2 * self.k_max]
+                 and self.can_widen(space, space_node, points[space_node.id])]
         if widen:
             node = max(widen, key=lambda n: (n.score or 0.0, n.depth, -n.id))
             return node, node.score or 0.0
