@@ -107,8 +107,8 @@ def play(tasks: list[Any], policy: Any, optimizer: str, budget: int, **kw: Any) 
                                        repeatable=True, graph_name="textworld", **kw))
 
 
-def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any, test: list[Any], rows: list[dict[str, Any]],
-                 extra: dict[str, Any]) -> None:
+def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any, val: list[Any], test: list[Any],
+                 rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     """Fit that round's value model (the reward model, on the training split's runs of the rounds the last
     head learned from: never validation or test outcomes), then the apprentice with the head and it."""
     from trajgraph import reward as rw
@@ -131,13 +131,21 @@ def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any
                                          "best_epoch": report.best_epoch, "val_auc": None if best is None else best.val_auc,
                                          "val_pair_accuracy": None if best is None else best.val_pair_accuracy}))
     info = json.loads(info_path.read_text())
-    t0 = time.time()
-    s = rate(play(test, policy, "apprentice", args.budget, reward=rw.LocalRewardModel(folder)))
-    row = {"head": f"round {head_round} + value model r{head_round}", "data": f"value: AUC {info['val_auc']}, pair acc {info['val_pair_accuracy']}",
-           "decisions/targets/detours": "-", "best epoch": info["best_epoch"], "val greedy": "-", "test greedy": "-", "test score": "-",
-           f"test apprentice@{args.budget}": s["text"], "search score": s["score"], "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
+    model = rw.LocalRewardModel(folder)
+    compared: dict[str, Any] = {}
+    for split, tasks in (("val", val), ("test", test)):  # the apprentice with the head, without and with the value model
+        for label, kw in (("policy order", {}), ("value order", {"reward": model})):
+            t0 = time.time()
+            got = play(tasks, policy, "apprentice", args.budget, **kw)
+            compared[f"{split}, {label}"] = {**rate(got), "calls": round(sum(r.policy_calls for r in got) / len(got), 1),
+                                             "solved_ids": sorted(r.task for r in got if r.success), "wall_s": round(time.time() - t0)}
+            print(split, label, json.dumps(compared[f"{split}, {label}"]), flush=True)
+    s, v = compared["test, value order"], compared["val, value order"]
+    row = {"head": f"round {head_round} + value model r{head_round}", "data": f"value: AUC {info['val_auc']:.3f}, pair acc {info['val_pair_accuracy']:.3f}",
+           "decisions/targets/detours": "-", "best epoch": info["best_epoch"], "val greedy": f"val apprentice+value {v['text']}", "test greedy": "-",
+           "test score": "-", f"test apprentice@{args.budget}": s["text"], "search score": s["score"], "load": " ".join(f"{x:.1f}" for x in os.getloadavg())}
     rows.append(row)
-    extra["value"] = {**info, "search": s, "eval_s": round(time.time() - t0), "folder": str(folder)}
+    extra["value"] = {**info, "compared": compared, "folder": str(folder)}
     print(json.dumps(row), flush=True)
 
 
@@ -241,7 +249,7 @@ def main() -> None:
         folder, head_round = work / f"head-r{round_ + 1}", round_ + 1
         policy = measure(f"round {round_ + 1} (+ apprentice round {round_})", folder, store, f"+ DAgger round {round_}", fit(folder, store))
     if args.value is not None:
-        value_search(args, work, store, head_round, policy, test, rows, extra)
+        value_search(args, work, store, head_round, policy, val, test, rows, extra)
     if args.check:
         seen = {t.id for t in test}
         tasks = [t for t in suite.tasks("test", args.check + len(test), 1) if t.id not in seen][: args.check]
