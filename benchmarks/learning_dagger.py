@@ -107,6 +107,12 @@ def play(tasks: list[Any], policy: Any, optimizer: str, budget: int, **kw: Any) 
                                        repeatable=True, graph_name="textworld", **kw))
 
 
+def value_model(work: Path, head_round: int) -> Any:
+    from trajgraph import reward as rw
+
+    return rw.LocalRewardModel(work / f"value-r{head_round}")
+
+
 def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any, val: list[Any], test: list[Any],
                  rows: list[dict[str, Any]], extra: dict[str, Any]) -> None:
     """Fit that round's value model (the reward model, on the training split's runs of the rounds the last
@@ -131,7 +137,7 @@ def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any
                                          "best_epoch": report.best_epoch, "val_auc": None if best is None else best.val_auc,
                                          "val_pair_accuracy": None if best is None else best.val_pair_accuracy}))
     info = json.loads(info_path.read_text())
-    model = rw.LocalRewardModel(folder)
+    model = value_model(work, head_round)
     compared: dict[str, Any] = {}
     for split, tasks in (("val", val), ("test", test)):  # the apprentice with the head, without and with the value model
         for label, kw in (("policy order", {}), ("value order", {"reward": model})):
@@ -159,6 +165,7 @@ def main() -> None:
     ap.add_argument("--explore-budget", type=int, default=600)
     ap.add_argument("--budget", type=int, default=100, help="policy calls a game at test time")
     ap.add_argument("--check", type=int, default=0)
+    ap.add_argument("--check-search", action="store_true", help="also the apprentice with the last head (and the value model) on them")
     ap.add_argument("--check-heads", default=None, help="comma-separated rounds of the heads checked (default: the last)")
     ap.add_argument("--fit", default="{}", help="extra train_policy options as JSON")
     ap.add_argument("--fit-first", default=None, help="the round-2 head's options instead (JSON; default: --fit)")
@@ -263,6 +270,16 @@ def main() -> None:
             r = json.loads(cached.read_text())
             extra["check"][label] = r
             print(f"check on {len(tasks)} more unseen games: {label}: {r['text']}, score {r['score']}", flush=True)
+        searches: list[tuple[str, dict[str, Any]]] = [("apprentice", {})] + ([("apprentice + value", {"reward": value_model(work, head_round)})] if args.value else [])
+        for label, kw in searches if args.check_search else []:  # the last head's search on the same games
+            cached = work / f"check{args.check}-{folder.name}-{label.replace(' ', '-')}.json"
+            if not cached.is_file():
+                got = play(tasks, policy, "apprentice", args.budget, **kw)
+                cached.write_text(json.dumps({**rate(got), "calls": round(sum(r.policy_calls for r in got) / len(got), 1)}))
+            r = json.loads(cached.read_text())
+            extra["check"][f"{folder.name} {label}"] = r
+            print(f"check on {len(tasks)} more unseen games: {folder.name} {label}@{args.budget}: {r['text']}, score {r['score']}, "
+                  f"{r['calls']} calls a game", flush=True)
     emit(args.name, f"TextWorld tw-simple: {args.features} heads and DAgger rounds with the apprentice search "
                     f"({len(train)} training games, {len(val)} validation, {len(test)} test, {args.budget} calls)", rows, extra=extra)
 
