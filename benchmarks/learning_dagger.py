@@ -173,6 +173,7 @@ def main() -> None:
                                                         "search only); the first head is then round max+1 (default: all, head round 2)")
     ap.add_argument("--value", default=None, help="train a value model (trajgraph.reward.train options as JSON) on the last head's "
                                                   "training data and measure the apprentice search with both")
+    ap.add_argument("--seed", type=int, default=0, help="the heads' fitting seed")
     ap.add_argument("--name", default="learning_dagger_textworld")
     args = ap.parse_args()
 
@@ -223,7 +224,7 @@ def main() -> None:
             return 0.0
         t0 = time.time()
         opts = {"features": args.features, **json.loads(args.fit_first)} if first and args.fit_first is not None else options
-        train_policy(store, folder, tags=("split:train",), tasks=config["train_tasks"], situation="commands", epochs=30, seed=0, **opts)
+        train_policy(store, folder, tags=("split:train",), tasks=config["train_tasks"], situation="commands", epochs=30, seed=args.seed, **opts)
         return time.time() - t0
 
     store = args.store
