@@ -16,7 +16,9 @@ On-line policy improvement by Monte Carlo rollouts of the policy itself (Tesauro
 With a value model in the space (`reward=`, e.g. the reward model retrained on the
 rounds' outcomes) and `by_value` on, the alternatives at a state are all applied
 first and rolled out best-valued first (the policy's order breaks ties): the value
-model orders the tries, and the first success ends the search sooner.
+model orders the tries. On the demo's TextWorld games, with a head trained on the
+same rounds, that neither helped nor hurt (80/100 either way; benchmarks/README.md,
+"TextWorld in 3 rounds"): the trained policy's own order was already as good.
 
 As a search it costs one greedy run plus a few rollouts. As a source of training
 data it is what DAgger (Ross et al. 2011) and ExIt (Anthony et al. 2017) ask of an
@@ -78,7 +80,7 @@ class Apprentice:
                 done.add(state.id)
                 tried += 1
                 for candidate, applied in await self._tries(space, state):
-                    child = applied or await space.expand(state, candidate, merge=False)
+                    child = applied if applied is not None else await space.expand(state, candidate, merge=False)
                     leaf = child if child.terminal else await space.rollout(child, fresh=False)
                     if _value(leaf) > _value(best):
                         best = leaf
