@@ -87,3 +87,24 @@ def test_evolve_promotes_on_validation_and_resumes_after_a_kill(tmp_path: Path) 
     again = evolve(TRAIN, TEST, store=tmp_path / "b.db", out=tmp_path / "b", **OPTIONS)  # finished: nothing redone
     assert len(tg.Store(tmp_path / "b.db").runs()) == before
     assert [r.test_greedy for r in again.rounds] == [r.test_greedy for r in rows]
+
+
+def test_the_value_model_of_each_round_learns_only_the_training_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trajgraph import reward as rw
+
+    fitted: list[Any] = []
+    real_train = rw.train
+
+    def train_and_keep(data: Any, folder: Any, **settings: Any) -> Any:  # the real fit; we keep what it was given
+        fitted.append(data)
+        return real_train(data, folder, **settings)
+
+    monkeypatch.setattr(rw, "train", train_and_keep)
+    done = evolve(TRAIN, TEST, store=tmp_path / "v.db", out=tmp_path / "v", retrain_reward=True,
+                  reward_options={"epochs": 1, "probe_steps": 10, "max_length": 64, "batch_size": 32}, **OPTIONS)
+    (data,) = fitted
+    train_tasks, held_out = set(done.config["train_tasks"]), set(done.config["val_tasks"]) | set(done.config["test_tasks"])
+    assert data.groups and set(data.groups) <= train_tasks
+    assert set(rw.build_dataset(tmp_path / "v.db").groups) & held_out  # the store holds those searches: the filter is what kept them out
+    value = done.rounds[0].next_value_model
+    assert value is not None and value["name"] == "value-r1" and value["hash"] and (tmp_path / "v" / "value-r1").is_dir()

@@ -156,6 +156,27 @@ def test_auto_takes_everything_and_splits_by_task(store: tg.Store) -> None:
     assert len(train.examples) + len(val.examples) == len(data.examples)
 
 
+def test_tags_keep_only_those_runs_with_their_rollouts_and_pairs(store: tg.Store) -> None:
+    # s1 is a training-split search; r1 is its rollout (a child, untagged, as searches write them);
+    # r3 is a test-split search's rollout; r2 stands alone untagged
+    store.write(run_updates=[("s1", {"tags": ("evolve", "split:train")}), ("r1", {"parent_id": "s1"})])
+    store.write(runs=[Run("s2", graph="g", kind="search", task="t2", input={"task": "t2"}, status="succeeded",
+                          tags=("evolve", "split:test"))])
+    store.write(run_updates=[("r3", {"parent_id": "s2"})],
+                pairs=[PreferencePair("s2", "rro", prompt={"task": "t2", "history": []}, chosen={"text": "up"},
+                                      rejected={"text": "down"}, task="t2")])
+    every = build_dataset(store)
+    assert {e.group for e in every.examples} == {"t1", "t2", "t3"} and {p.group for p in every.pairs} == {"t2", "t3"}
+    train = build_dataset(store, tags=("split:train",))
+    assert {e.group for e in train.examples} == {"t1", "t3"}  # s1's nodes, and r1 under it; r2 and r3 left out
+    outcomes = {e.item: e for e in train.examples if e.source == "outcome"}
+    assert outcomes[RewardItem("t1", (), "left")].count == 1  # r1 alone: r2 shares the step but is not under s1
+    assert [p.group for p in train.pairs] == ["t3"]  # s2's pair is the test split's
+    assert build_dataset(store, tags=("split:train", "evolve")).examples == train.examples  # every tag must be there
+    with pytest.raises(ConfigError, match="among runs tagged split:val"):
+        build_dataset(store, tags=("split:val",))
+
+
 def test_split_groups_is_seeded_and_never_empties_training() -> None:
     groups = [f"t{i}" for i in range(10)]
     assert split_groups(groups, 0.2, seed=3) == split_groups(groups, 0.2, seed=3)

@@ -372,10 +372,14 @@ def _save_state(out: Path, state: dict[str, Any]) -> None:
 
 
 def _retrain_reward(store: Store, folder: Path, seed: int, tags: Sequence[str], options: dict[str, Any]) -> dict[str, Any]:
-    """Fit the next value model on the training split's runs so far; its name, hash and validation metrics."""
+    """Fit the next value model on the training split's runs so far (those tagged `tags`, with their
+    rollouts; never the validation or test searches it will be measured on); its name, hash and
+    validation metrics."""
     from trajgraph import reward as rw
 
-    report = rw.train(store, folder, **{"labels": "auto", "seed": seed, "epochs": 1, "progress": False, **options})
+    settings = {"labels": "auto", "seed": seed, "epochs": 1, "progress": False, **options}
+    data = rw.build_dataset(store, settings.pop("labels"), tags=tuple(tags), threshold=settings.get("threshold", 0.5))
+    report = rw.train(data, folder, **settings)
     best = report.best
     return {"name": folder.name, "hash": folder_hash(folder), "path": str(folder),
             "val_auc": None if best is None else best.val_auc, "val_pair_accuracy": None if best is None else best.val_pair_accuracy}

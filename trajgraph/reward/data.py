@@ -110,8 +110,13 @@ def build_dataset(
     decision_nodes: Sequence[str] | None = None,
     outcome: Callable[[Run], float | None] | None = None,
     forms: Sequence[str] = FORMS,
+    tags: Sequence[str] = (),
 ) -> Dataset:
     """Collect examples of the requested label kinds ("auto": every kind the store has).
+
+    `tags`: only runs that carry every one of them, with their rollouts (a search's
+    children) and the pairs they wrote: a value model of the training split must not
+    learn the validation and test searches it will later be measured on.
 
     `outcome(run)` overrides where a run's final reward is read from (default
     `run.outcome`); `threshold` (in raw reward units) splits success from failure
@@ -124,17 +129,20 @@ def build_dataset(
         raise ConfigError(f"forms={list(forms)!r}: choose from {list(FORMS)}")
     store = store if isinstance(store, Store) else Store(store, readonly=True)
     runs = store.runs(newest_first=False)
+    if tags:
+        runs = _lineages_tagged(runs, set(tags))
     by_id = {r.id: r for r in runs}
     raw: list[tuple[str, RewardItem, float, str]] = []  # (group, item, raw label, source)
     if "outcome" in kinds:
         raw += outcome_items(store, runs, by_id, decision_nodes, outcome)
     if "mc" in kinds:
         raw += mc_items(store, runs, by_id)
-    pairs = pair_examples(store, by_id) if "pairs" in kinds else []
+    pairs = pair_examples(store, by_id, only_these_runs=bool(tags)) if "pairs" in kinds else []
     raw = [r for r in raw if ("candidate" if r[1].action is not None else "state") in forms]
     if not raw and not pairs:
         looked = {"outcome": "runs with an outcome", "mc": "search nodes with a value", "pairs": "preference pairs"}
-        raise ConfigError(f"nothing to train on in {store.path}: no {', no '.join(looked[k] for k in kinds)}")
+        which = f" among runs tagged {', '.join(tags)}" if tags else ""
+        raise ConfigError(f"nothing to train on in {store.path}{which}: no {', no '.join(looked[k] for k in kinds)}")
     lo = min([0.0] + [v for _, _, v, _ in raw])
     hi = max([1.0] + [v for _, _, v, _ in raw])
     merged: dict[tuple[str, RewardItem, str], list[float]] = {}
@@ -156,6 +164,34 @@ def build_dataset(
     pairs = sorted(pairs, key=lambda p: (p.group, p.source, _item_key(p.chosen), _item_key(p.rejected)))
     stats = {"raw_items": len(raw), "examples": len(examples), "pairs": len(pairs), "kinds": list(kinds)}
     return Dataset(examples, tuple(pairs), threshold, (lo, hi), stats)
+
+
+def _lineages_tagged(runs: Sequence[Run], tags: set[str]) -> list[Run]:
+    """The runs carrying every tag in `tags`, and every run below one of them (parent_id chains)."""
+    by_id = {r.id: r for r in runs}
+    kept: dict[str, bool] = {}
+
+    def keep(run: Run) -> bool:
+        chain: list[str] = []  # this run and its ancestors, up to the first whose answer is known
+        r: Run | None = run
+        verdict = False
+        while r is not None:
+            if r.id in kept:
+                verdict = kept[r.id]
+                break
+            if tags <= set(r.tags):
+                verdict = True
+                chain.append(r.id)
+                break
+            if r.id in chain:  # a parent_id cycle: no tagged ancestor on it
+                break
+            chain.append(r.id)
+            r = by_id.get(r.parent_id) if r.parent_id else None
+        for rid in chain:
+            kept[rid] = verdict
+        return verdict
+
+    return [r for r in runs if keep(r)]
 
 
 def _item_key(item: RewardItem) -> tuple[str, tuple[tuple[str, str], ...], str]:
@@ -239,10 +275,13 @@ def _node_turns(node: SearchNode, nodes: dict[int, SearchNode]) -> tuple[tuple[s
     return tuple(reversed(chain))
 
 
-def pair_examples(store: Store, by_id: dict[str, Run]) -> list[PairExample]:
-    """Pairs whose prompt is {"task", "history"}; others (message prompts) are skipped."""
+def pair_examples(store: Store, by_id: dict[str, Run], only_these_runs: bool = False) -> list[PairExample]:
+    """Pairs whose prompt is {"task", "history"}; others (message prompts) are skipped, and with
+    `only_these_runs` those written by runs not in `by_id`."""
     out = []
     for pair in store.pairs():
+        if only_these_runs and pair.run_id not in by_id:
+            continue
         prompt = pair.prompt
         if not isinstance(prompt, dict) or "task" not in prompt:
             continue
