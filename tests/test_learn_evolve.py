@@ -105,6 +105,6 @@ def test_the_value_model_of_each_round_learns_only_the_training_split(tmp_path: 
     (data,) = fitted
     train_tasks, held_out = set(done.config["train_tasks"]), set(done.config["val_tasks"]) | set(done.config["test_tasks"])
     assert data.groups and set(data.groups) <= train_tasks
-    assert set(rw.build_dataset(tmp_path / "v.db").groups) & held_out  # the store holds those searches: the filter is what kept them out
+    assert set(rw.build_dataset(str(tmp_path / "v.db")).groups) & held_out  # the store holds those searches: the filter is what kept them out
     value = done.rounds[0].next_value_model
     assert value is not None and value["name"] == "value-r1" and value["hash"] and (tmp_path / "v" / "value-r1").is_dir()
