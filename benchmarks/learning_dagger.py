@@ -45,23 +45,16 @@ def prune(path: str | Path, drop: Any) -> int:
     """Delete from the store at `path` every run for which `drop(run)` holds, and the runs under it
     (children first); the number of runs deleted."""
     from trajgraph.store import Store
+    from trajgraph.store.transfer import families
 
     db = Store(path)
     try:
-        every = {r.id: r for r in db.runs()}
-
-        def dropped(rid: str | None) -> bool:
-            while rid is not None and rid in every:
-                if drop(every[rid]):
-                    return True
-                rid = every[rid].parent_id
-            return False
-
-        def depth(rid: str) -> int:
-            parent = every[rid].parent_id
-            return 0 if parent is None or parent not in every else 1 + depth(parent)
-
-        return db.delete_runs(sorted((rid for rid in every if dropped(rid)), key=depth, reverse=True))
+        doomed: dict[str, None] = {}  # in order: parents before children
+        for members in families(db.runs()).values():
+            for run in members:
+                if drop(run) or run.parent_id in doomed:
+                    doomed[run.id] = None
+        return db.delete_runs(list(doomed)[::-1])
     finally:
         db.close()
 
@@ -123,14 +116,9 @@ def value_search(args: Any, work: Path, store: str, head_round: int, policy: Any
     folder = work / f"value-r{head_round}"
     info_path = folder.with_suffix(".json")
     if not info_path.is_file():
-        data = str(work / f"value-r{head_round}-data.db")
-        if not Path(data).exists():
-            copy_store(store, data + ".part")
-            print(f"{prune(data + '.part', lambda run: run.parent_id is None and 'split:train' not in run.tags)} runs outside the training split dropped", flush=True)
-            settle(data + ".part")
-            os.replace(data + ".part", data)
         t0 = time.time()
-        report = rw.train(data, folder, **{"labels": "auto", "epochs": 1, "seed": 0, "progress": False, **json.loads(args.value)})
+        report = rw.train(store, folder, **{"labels": "auto", "epochs": 1, "seed": 0, "progress": False, "tags": ("split:train",),
+                                            **json.loads(args.value)})
         best = report.best
         info_path.write_text(json.dumps({"fit_s": round(time.time() - t0), "load": os.getloadavg(), "hash": folder_hash(folder),
                                          "n_train": report.n_train, "n_val": report.n_val, "pairs": report.n_train_pairs,

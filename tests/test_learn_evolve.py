@@ -7,6 +7,7 @@ partial credit, quick to play, so a whole loop runs in a test.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -91,15 +92,16 @@ def test_evolve_promotes_on_validation_and_resumes_after_a_kill(tmp_path: Path) 
 
 def test_the_value_model_of_each_round_learns_only_the_training_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from trajgraph import reward as rw
+    fit = importlib.import_module("trajgraph.reward.train")  # the module (the package's `train` is the function)
 
     fitted: list[Any] = []
-    real_train = rw.train
+    real_build = fit.build_dataset
 
-    def train_and_keep(data: Any, folder: Any, **settings: Any) -> Any:  # the real fit; we keep what it was given
-        fitted.append(data)
-        return real_train(data, folder, **settings)
+    def build_and_keep(*args: Any, **kwargs: Any) -> Any:  # the real data the fit reads; we keep it
+        fitted.append(real_build(*args, **kwargs))
+        return fitted[-1]
 
-    monkeypatch.setattr(rw, "train", train_and_keep)
+    monkeypatch.setattr(fit, "build_dataset", build_and_keep)
     done = evolve(TRAIN, TEST, store=tmp_path / "v.db", out=tmp_path / "v", retrain_reward=True,
                   reward_options={"epochs": 1, "probe_steps": 10, "max_length": 64, "batch_size": 32}, **OPTIONS)
     (data,) = fitted

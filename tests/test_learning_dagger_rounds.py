@@ -2,7 +2,7 @@
 
 `keep_rounds` deletes, in a copy of the store, every run of another round and the runs under it
 (a search's rollouts), and keeps untagged runs; `prune` is the same walk for any test of a run
-(the value model's data: the training split only).
+(the value model reads its training split through `trajgraph.reward.train(tags=...)`).
 """
 
 from __future__ import annotations

@@ -377,9 +377,7 @@ def _retrain_reward(store: Store, folder: Path, seed: int, tags: Sequence[str], 
     validation metrics."""
     from trajgraph import reward as rw
 
-    settings = {"labels": "auto", "seed": seed, "epochs": 1, "progress": False, **options}
-    data = rw.build_dataset(store, settings.pop("labels"), tags=tuple(tags), threshold=settings.get("threshold", 0.5))
-    report = rw.train(data, folder, **settings)
+    report = rw.train(store, folder, **{"labels": "auto", "seed": seed, "epochs": 1, "progress": False, "tags": tuple(tags), **options})
     best = report.best
     return {"name": folder.name, "hash": folder_hash(folder), "path": str(folder),
             "val_auc": None if best is None else best.val_auc, "val_pair_accuracy": None if best is None else best.val_pair_accuracy}

@@ -28,6 +28,7 @@ from trajgraph.errors import ConfigError
 from trajgraph.render import render_action, render_task, steps_to_turns
 from trajgraph.reward.base import RewardItem
 from trajgraph.store import Store
+from trajgraph.store.transfer import families
 from trajgraph.trajectory import Run, SearchNode
 
 LABELS = ("outcome", "mc", "pairs")
@@ -167,31 +168,13 @@ def build_dataset(
 
 
 def _lineages_tagged(runs: Sequence[Run], tags: set[str]) -> list[Run]:
-    """The runs carrying every tag in `tags`, and every run below one of them (parent_id chains)."""
-    by_id = {r.id: r for r in runs}
-    kept: dict[str, bool] = {}
-
-    def keep(run: Run) -> bool:
-        chain: list[str] = []  # this run and its ancestors, up to the first whose answer is known
-        r: Run | None = run
-        verdict = False
-        while r is not None:
-            if r.id in kept:
-                verdict = kept[r.id]
-                break
-            if tags <= set(r.tags):
-                verdict = True
-                chain.append(r.id)
-                break
-            if r.id in chain:  # a parent_id cycle: no tagged ancestor on it
-                break
-            chain.append(r.id)
-            r = by_id.get(r.parent_id) if r.parent_id else None
-        for rid in chain:
-            kept[rid] = verdict
-        return verdict
-
-    return [r for r in runs if keep(r)]
+    """The runs carrying every tag in `tags`, and every run below one of them."""
+    kept: set[str] = set()
+    for members in families(runs).values():
+        for r in members:  # parents before children
+            if tags <= set(r.tags) or r.parent_id in kept:
+                kept.add(r.id)
+    return [r for r in runs if r.id in kept]
 
 
 def _item_key(item: RewardItem) -> tuple[str, tuple[tuple[str, str], ...], str]:

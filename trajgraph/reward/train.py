@@ -119,6 +119,8 @@ class RewardTrainConfig:
     threshold: float = _setting(0.5, "outcome at or above which a run counts as a success")
     device: str = _setting("auto", "auto, cpu, cuda")
     decision_nodes: tuple[str, ...] | None = _setting(None, "decision nodes to label (default: steps with an action)")
+    tags: tuple[str, ...] | None = _setting(None, "only runs carrying every one of these tags, with their rollouts "
+                                                  "(a training split; repeat the option for several)")
     progress: bool = _setting(True, "show a progress bar per epoch")
     formatter: Formatter | None = _setting(None, "how a trajectory prefix becomes text", cli=False)
     outcome: Callable[[Any], float | None] | None = _setting(None, "reads a run's final reward from its state", cli=False)
@@ -135,8 +137,9 @@ class RewardTrainConfig:
             if (low is not None and value < low) or (high is not None and value > high):
                 bounds = f"at least {low}" if high is None else f"between {low} and {high}"
                 raise ConfigError(f"{f.name}={value!r}: must be {bounds}")
-        if isinstance(self.decision_nodes, list):
-            object.__setattr__(self, "decision_nodes", tuple(self.decision_nodes))
+        for name in ("decision_nodes", "tags"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @property
     def label_kinds(self) -> str | tuple[str, ...]:
@@ -202,7 +205,7 @@ def train_or_reuse(store: Store | str | Path | Dataset, out_dir: str | Path, *, 
         return Reuse(False, "", Path(out_dir), report.to_dict())
     data = store if isinstance(store, Dataset) else build_dataset(
         Store(store, readonly=True) if isinstance(store, (str, Path)) else store,
-        cfg.label_kinds, threshold=cfg.threshold, decision_nodes=cfg.decision_nodes)
+        cfg.label_kinds, threshold=cfg.threshold, decision_nodes=cfg.decision_nodes, tags=cfg.tags or ())
     backbone = Path(cfg.backbone) if cfg.backbone is not None else _net.default_backbone()
     h = hashlib.sha256()
     # the examples as a set: concurrent searches store their runs in any order, and the same runs
@@ -249,7 +252,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
     t_start = time.perf_counter()
     data = store if isinstance(store, Dataset) else build_dataset(
         Store(store, readonly=True) if isinstance(store, (str, Path)) else store,
-        labels, threshold=threshold, decision_nodes=decision_nodes, outcome=outcome,
+        labels, threshold=threshold, decision_nodes=decision_nodes, outcome=outcome, tags=cfg.tags or (),
     )
     train_set, val_set = data.split(val_fraction, seed)
     if not len(train_set):
