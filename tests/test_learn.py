@@ -217,7 +217,8 @@ def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
     def once() -> Any:
         return learning_round(suite, test, base_for=lambda task: base.view(), reward=None, budget=30, store=store, out=tmp_path / "out",
                               seed=0, workers=1, graph_name="chain",
-                              settings=LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3))
+                              settings=LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3, rounds=1,
+                                                        search_temperature=None))
 
     first = once()
     assert first.names[0].startswith("greedy · base best decoding (") and first.names[0].endswith(", chosen on train)")
@@ -241,7 +242,8 @@ def test_every_batch_of_the_learning_round_can_run_elsewhere_from_its_player(tmp
     suite = ChainSuite(depth=3)
     test = suite.tasks("test", 2)
     base = minilm_policy(seed=0)
-    settings = LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3, decoding_games=0)
+    settings = LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3, decoding_games=0, rounds=1,
+                                search_temperature=None)
     calls: list[tuple[str, tuple[str, ...], Player | None, bool, tuple[str, ...]]] = []
 
     def elsewhere(store: Any) -> Any:  # what `trajgraph demo` does: another process, given only the batch's player
@@ -266,6 +268,50 @@ def test_every_batch_of_the_learning_round_can_run_elsewhere_from_its_player(tmp
                      ("test", ("greedy",), Player(0.0, 0, head), True, ("test", "learn")),  # the trained head, argmax
                      ("test", ("best-of-n",), Player(0.3, 0, head), True, ("test", "learn"))]  # and at its temperature
     assert rows["elsewhere"] == rows["here"]
+
+
+def test_later_rounds_explore_with_the_last_head_at_argmax_and_round_one_can_learn_from_the_store(tmp_path: Path) -> None:
+    import asyncio
+
+    from trajgraph import bench
+    from trajgraph.learn.demo import Batch, LearningSettings, Player, learning_round
+    from trajgraph.policies import minilm_policy
+
+    suite = ChainSuite(depth=3)
+    test, train = suite.tasks("test", 2), suite.tasks("train", 3)
+    base = minilm_policy(seed=0)
+    store = tg.Store(tmp_path / "demo.db")
+    # what the demo's reward-model exploration leaves in the store: searches of the first training games, tagged "train"
+    asyncio.run(bench.run_bench(train[:2], ["mcts"], policy_for=lambda task: base.view(), budget=30, store=store, concurrency=1,
+                                tags=("train",), graph_name="chain", repeatable=True))
+    settings = LearningSettings(train_games=3, explore=(), rounds=2, later_explore=("apprentice",), later_games=2, later_temperature=0.0,
+                                later_options=(("min_steps", 7),), search="apprentice", search_temperature=0.0, epochs=3,
+                                decoding_games=0)
+    calls: list[tuple[str, tuple[str, ...], Player | None, list[str]]] = []
+
+    def elsewhere(batch: Batch, on_result: Any) -> list[Any]:
+        calls.append((batch.split, batch.optimizers, batch.player, [t.id for t in batch.tasks]))
+        loaded = batch.player.load() if batch.player is not None else base
+        return asyncio.run(bench.run_bench(batch.tasks, list(batch.optimizers), policy_for=lambda task: loaded.view(), budget=30,
+                                           store=store, concurrency=1, tags=batch.tags, graph_name="chain", repeatable=True,
+                                           on_result=on_result))
+
+    done = learning_round(suite, test, base_for=lambda task: base.view(), reward=None, budget=30, store=store, out=tmp_path / "out",
+                          seed=0, workers=1, graph_name="chain", settings=settings, elsewhere=elsewhere)
+    r1, r2 = (str(tmp_path / "out" / f"policy-r{r}") for r in (1, 2))
+    ids = [t.id for t in test]
+    assert calls == [("test", ("greedy",), Player(0.0, 0), ids),
+                     ("test", ("greedy",), Player(0.0, 0, r1), ids),  # round 1 searched nothing: it learned from the store's runs
+                     ("train", ("apprentice",), Player(0.0, 0, r1), [t.id for t in train[1:]]),  # round 2: the last games, head r1 at argmax
+                     ("test", ("greedy",), Player(0.0, 0, r2), ids),
+                     ("test", ("apprentice",), Player(0.0, 0, r2), ids)]
+    assert done.names[1:] == ["greedy · trained r1 argmax", "greedy · trained r2 argmax", "apprentice · trained (argmax)"]
+    assert [c["round"] for c in done.curve] == [0, 1, 2]
+    first = load_trainable_policy(r1).card["data"]
+    assert set(first["tasks"]) == {t.id for t in train[:2]}  # the reward model's games only: nothing else was searched yet
+    second = load_trainable_policy(r2).card
+    assert second["fit"]["config"]["min_steps"] == 7 and load_trainable_policy(r1).card["fit"]["config"]["min_steps"] == 100  # later_options
+    assert second["parent"] == load_trainable_policy(r1).card["hash"]  # round 2's head continued from round 1's
 
 
 def test_detours_are_found_and_trimmed_from_successes() -> None:

@@ -12,15 +12,17 @@ run after run.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trajgraph.errors import ConfigError
 from trajgraph.learn.baseline import Decoding
 from trajgraph.learn.evolve import check_splits, stamp
 from trajgraph.learn.graph import policy_version
-from trajgraph.learn.train import train_policy
+from trajgraph.learn.train import NotImprovedWarning, train_policy
 from trajgraph.store import Store
 
 TRAINED = "· trained"
@@ -28,19 +30,36 @@ TRAINED = "· trained"
 
 @dataclass(frozen=True)
 class LearningSettings:
-    """How much the rounds explore and train (the demo's defaults fit its time budget on 2 cores)."""
+    """How much the rounds explore and train (the demo's defaults fit its time budget on 2 cores).
 
-    train_games: int = 24  # training-split games explored by `explore` (the reward model's games are reused too)
-    explore: tuple[str, ...] = ("best-of-n",)
-    search: str = "rro"  # the search measured on top of the last round's trained policy
+    The defaults (benchmarks/README.md, "ninth session: the demo's learning round"; chosen on 20 training
+    games held out as validation, never on the test games): round 1 searches nothing new and learns from
+    the reward model's exploration of the training games, already in the store, with the "progress"
+    features; round 2 is DAgger / ExIt: the apprentice search with the round-1 head at argmax on the
+    training games, and the round-2 head continues from the round-1 head (kept when it does not improve
+    on held-out tasks); the search row is the apprentice with the last head."""
+
+    train_games: int = 24  # training-split games of the rounds' searches (the reward model's games are among them)
+    explore: tuple[str, ...] = ()  # round 1's searches, with the base policy (empty: learn from the store's training runs)
+    explore_at_decoding: bool = False  # round 1 explores with the base at its best decoding, not the bench's own sampling policy
+    search: str = "apprentice"  # the search measured on top of the last round's trained policy
     epochs: int = 30
-    features: str = "full"
+    features: str = "progress"
     temperature: float = 0.3  # the trained head's sampling temperature (see trainable.TRAINED_TEMPERATURE)
     situation: str = "commands"  # TextWorld: the admissible commands are the state (see trajgraph.learn.data.run_decisions)
-    rounds: int = 1  # explore -> train rounds; round r explores with policy r-1 (round 1: the base policy)
+    rounds: int = 2  # explore -> train rounds; round r explores with policy r-1 (round 1: the base policy)
     decoding_games: int = 8  # training games the base policy's best decoding is chosen on (0: argmax, not chosen)
     temperatures: tuple[float, ...] = (0.0, 0.1, 0.3)
-    train_options: tuple[tuple[str, Any], ...] = ()  # more `train_policy` options (use_targets, bc_weight, ...)
+    train_options: tuple[tuple[str, Any], ...] = (("use_detours", False), ("min_steps", 100))  # more `train_policy` options
+    # rounds >= 2 (DAgger / ExIt): the searches, with the last trained head, on how many training games (the last ones:
+    # the reward model's exploration played the first), at which temperature, the later heads' `train_policy` options
+    # (empty / 0 / None: the same as `explore`, `train_games`, `temperature`, `train_options`)
+    later_explore: tuple[str, ...] = ("apprentice",)
+    later_games: int = 0
+    later_temperature: float | None = 0.0
+    later_options: tuple[tuple[str, Any], ...] | None = None
+    later_from_last: bool = True  # a later head continues from the last one (False: a fresh head on everything so far)
+    search_temperature: float | None = 0.0  # the trained head's temperature in `search` (None: `temperature`)
 
 
 @dataclass
@@ -136,31 +155,51 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     curve = [{"round": 0, "test_greedy": _rate(results), "policy": "minilm"}]
     explorer: Callable[[Any], Any] = base_for
     explorer_player: Player | None = None  # None: the bench's own policy (base_for)
+    if s.explore_at_decoding:
+        explorer, explorer_player = _viewer(base_player.load()), base_player
     policy: Any = None
     trained: Any = None
+    folder: Path | None = None
     train_ids = sorted({t.id for t in train} - {t.id for t in test})
     for r in range(1, s.rounds + 1):
-        on_explored = tick(f"round {r}: explore {len(train)} training games", len(train) * len(s.explore))
-        explored = play(Batch(train, "train", tuple(s.explore), explorer_player, explorer, False, ("train", "learn")), on_explored)
-        stamp(store, [x.run_id for x in explored], round=r - 1, version=policy_version(policy) if policy is not None else
-              {"name": "minilm", "hash": None, "round": 0}, split="train")
-        folder = out / f"policy-r{r}"
-        ids = sorted(set(train_ids) | {x.task for x in store.runs(tag="train") if x.task} - {t.id for t in test})
-        trained = train_policy(store, folder, tasks=ids, round=r, seed=seed, name=f"minilm-head-r{r}", epochs=s.epochs,
-                               features=s.features, temperature=s.temperature, situation=s.situation, **dict(s.train_options))
-        player, argmax_player = Player(s.temperature, seed, str(folder)), Player(0.0, seed, str(folder))
-        policy, argmax = player.load(), argmax_player.load()
+        games, optimizers = (train, s.explore) if r == 1 else (train[-(s.later_games or len(train)):], s.later_explore or s.explore)
+        if optimizers:
+            on_explored = tick(f"round {r}: explore {len(games)} training games", len(games) * len(optimizers))
+            explored = play(Batch(games, "train", tuple(optimizers), explorer_player, explorer, False, ("train", "learn")), on_explored)
+            stamp(store, [x.run_id for x in explored], round=r - 1, version=policy_version(policy) if policy is not None else
+                  {"name": "minilm", "hash": None, "round": 0}, split="train")
+        last, folder = folder, out / f"policy-r{r}"
+        recorded = {x.task for x in store.runs(tag="train") if x.task} - {t.id for t in test}
+        ids = sorted(set(train_ids) | recorded)
+        options = dict(s.train_options if r == 1 or s.later_options is None else s.later_options)
+        if r == 1 and not s.explore and not recorded:
+            raise ConfigError("the learning round's first round searches nothing (LearningSettings.explore is empty) and the store "
+                              "has no training-split runs (tag 'train'); search the training split first or set explore")
+        start = str(last) if r > 1 and s.later_from_last and last is not None else None
+        with warnings.catch_warnings():  # a later head that does not improve keeps the last one's weights: the curve says so
+            if start is not None:
+                warnings.simplefilter("ignore", NotImprovedWarning)
+            trained = train_policy(store, folder, base=start, tasks=ids, round=r, seed=seed, name=f"minilm-head-r{r}",
+                                   epochs=s.epochs, features=s.features, temperature=s.temperature, situation=s.situation, **options)
+        argmax_player = Player(0.0, seed, str(folder))
+        argmax = argmax_player.load()
         label = f"greedy {TRAINED} r{r} argmax" if s.rounds > 1 else f"greedy {TRAINED} argmax"
         done = evaluate(label, "greedy", argmax, argmax_player, r)
         results += done
         names.append(label)
         data = trained.card.get("data", {})
         curve.append({"round": r, "test_greedy": _rate(done), "policy": argmax.name, "targets": data.get("targets"),
-                      "decisions": data.get("decisions")})
-        explorer, explorer_player = _viewer(policy), player  # the next round explores with this round's policy
-    if policy is not None and explorer_player is not None:
-        label = f"{s.search} {TRAINED} (T={s.temperature:g})"
-        results += evaluate(label, s.search, policy, explorer_player, s.rounds)
+                      "decisions": data.get("decisions"), "improved": trained.improved})
+        later = s.temperature if s.later_temperature is None else s.later_temperature
+        explorer_player = argmax_player if later == 0 else Player(later, seed, str(folder))  # the next round explores with this head
+        policy = argmax if later == 0 else explorer_player.load()
+        explorer = _viewer(policy)
+    if folder is not None:
+        t = s.temperature if s.search_temperature is None else s.search_temperature
+        player = Player(t, seed, str(folder))
+        policy = player.load()
+        label = f"{s.search} {TRAINED} ({'argmax' if t == 0 else f'T={t:g}'})"
+        results += evaluate(label, s.search, policy, player, s.rounds)
         names.append(label)
     plot = _plot_curve(curve, str(out / "learning.png"), f"greedy (argmax) on {len(test)} test games by round")
     return LearningRound(names=names, results=results, policy=policy.name if policy is not None else "minilm",
