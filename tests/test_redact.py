@@ -159,6 +159,31 @@ def test_credential_keys_reach_the_precheck() -> None:
             assert may_hold_secret(dumps(value)), (key, value)
 
 
+def test_every_credential_name_holds_a_word_the_precheck_looks_for() -> None:
+    """The pre-check finds credential names in ASCII text by substring: every suffix must hold one of its words."""
+    from trajgraph.store.redact import _NAME_WORDS, _SUFFIXES
+
+    assert all(any(word in suffix for word in (*_NAME_WORDS, "token")) for suffix in _SUFFIXES)
+
+
+def test_the_precheck_skips_usage_metadata_and_finds_token_names() -> None:
+    # every recorded model message carries input_tokens / output_tokens: no name ends "tokens", so no walk
+    usage = {"usage_metadata": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}, "max_tokens": 5}
+    assert not may_hold_secret(dumps(usage))
+    for value in ({"auth_token": "v"}, {"s": "session_token=abcdefgh"}, {"s": "X-Auth-Token: abcdefgh"}, {"s": "token"}):
+        assert may_hold_secret(dumps(value)), value
+
+
+def test_the_precheck_folds_case_as_the_patterns_do_beyond_ascii() -> None:
+    """The patterns match case-insensitively with Python's folding, which maps "ı" to "i" and "ſ" to "s"
+    where str.lower() does not: text outside ASCII takes the full scan, so such a pair is still redacted."""
+    for text, secret in (("cookıe=abc12345", "abc12345"), ("paſſword: hunter22", "hunter22")):
+        value = {"content": text}
+        assert secret not in str(redact_value(value))
+        assert may_hold_secret(dumps(value)), text
+        assert secret not in dumps(value, None, redact_value)
+
+
 def test_the_store_writes_no_secret(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     store = Store(path)

@@ -137,9 +137,11 @@ _PREFIXES = {  # the character a token's prefix ends with -> the prefixes, as re
           list("shpca"), list("shppa"), list("shpss")],
     r"\.": [list("SG"), list("ya29"), list("hooks")],
 }
-_JSON_REVERSED = re.compile("|".join((
+_JSON_PAIRS = (
     r"""=[ \tt\\"']{0,32}(?i:""" + _TRIE_REVERSED + ")",  # name = / "name": / \"name\"= / name\t=
     r""":[ \tt\\"']{0,32}(?i:""" + _TRIE_REVERSED + ")",
+)
+_JSON_TOKENS = (
     r"@[^\s/@?#]{0,3100}//:",  # scheme://...@
     "-----BEGIN"[::-1],
     *(anchor + "(?:" + "|".join("".join(reversed(units)) for units in prefixes) + ")" for anchor, prefixes in _PREFIXES.items()),
@@ -148,13 +150,29 @@ _JSON_REVERSED = re.compile("|".join((
     r"Jye",  # eyJ
     r"b(?:(?<=[\s\\](?i:reraeb))|(?<=[\s\\](?i:cisab)))",  # bearer, basic and a space (or an escape)
     r"B(?:(?<=[\s\\](?i:reraeb))|(?<=[\s\\](?i:cisab)))",
-)))
+)
+_JSON_REVERSED = re.compile("|".join((*_JSON_PAIRS, *_JSON_TOKENS)))
+_JSON_TOKENS_REVERSED = re.compile("|".join(_JSON_TOKENS))
+# The pairs' half for ASCII text (nearly all text): every credential name (_SUFFIXES, with any separator)
+# holds one of these words, so lowercase text without them has no name to redact. Substring tests are
+# C loops; the pair patterns stop at every ":" of the JSON (each key) and cost most of the scan.
+# "token" only counts when an "s" does not follow: no name ends "tokens" (usage metadata's input_tokens).
+_NAME_WORDS = ("key", "secret", "passw", "passphrase", "credential", "authorization", "cookie")
+_TOKEN_WORD = re.compile("token(?!s)")
 
 
 def may_hold_secret(json_text: str) -> bool:
     """Whether redacting the value behind this JSON text could change anything (False: write it as it is).
-    Linear and cheap: one scan, in which the regex engine's fast loop stops only at a few rare characters."""
-    return _JSON_REVERSED.search(json_text[::-1]) is not None
+    Linear and cheap: one scan for tokens, in which the regex engine's fast loop stops only at a few rare
+    characters, and a few substring tests for credential names."""
+    reversed_text = json_text[::-1]
+    if not json_text.isascii():  # the regex's case folding reaches letters lower() does not ("ı" for "i")
+        return _JSON_REVERSED.search(reversed_text) is not None
+    if _JSON_TOKENS_REVERSED.search(reversed_text) is not None:
+        return True
+    low = json_text.lower()
+    return ("key" in low or "secret" in low or "passw" in low or "passphrase" in low or "credential" in low
+            or "authorization" in low or "cookie" in low or _TOKEN_WORD.search(low) is not None)
 
 
 # the value after a credential name: to the closing quote (an escaped one: to a backslash and quote),

@@ -117,6 +117,11 @@ def decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
             if value is not None and not isinstance(value, str):  # a BLOB or number where JSON text belongs
                 out[f] = {UNREADABLE: f"{table}.{f} holds {type(value).__name__}, not JSON text; never unpickled"}
                 continue
+            if f == "action" and value is not None and value == row.get("update"):
+                # a decision step's action is its update (one object when recorded): decoded once, shared again,
+                # so reading is cheaper and writing the step elsewhere encodes (and redacts) it once
+                out[f] = out["update"]
+                continue
             try:
                 out[f] = loads(value)
             except (ValueError, RecursionError) as exc:
