@@ -152,11 +152,13 @@ _JSON_TOKENS = (
     r"B(?:(?<=[\s\\](?i:reraeb))|(?<=[\s\\](?i:cisab)))",
 )
 _JSON_REVERSED = re.compile("|".join((*_JSON_PAIRS, *_JSON_TOKENS)))
+# For ASCII text (nearly all text) the same test in two parts. The name patterns stop at every ":" of
+# the JSON (each key) and cost most of the combined scan; instead, every credential name (_SUFFIXES,
+# any separator) holds one of these words, and str's substring search finds them in the lowercased
+# text. "token" counts only when no "s" follows: no name ends "tokens" (usage metadata's input_tokens).
+# (Eight substring tests for the literal anchors instead of the token scan measured slower: 254 vs 217 µs
+# for a recorded run's 45 texts.)
 _JSON_TOKENS_REVERSED = re.compile("|".join(_JSON_TOKENS))
-# The pairs' half for ASCII text (nearly all text): every credential name (_SUFFIXES, with any separator)
-# holds one of these words, so lowercase text without them has no name to redact. Substring tests are
-# C loops; the pair patterns stop at every ":" of the JSON (each key) and cost most of the scan.
-# "token" only counts when an "s" does not follow: no name ends "tokens" (usage metadata's input_tokens).
 _NAME_WORDS = ("key", "secret", "passw", "passphrase", "credential", "authorization", "cookie")
 _TOKEN_WORD = re.compile("token(?!s)")
 
@@ -164,15 +166,17 @@ _TOKEN_WORD = re.compile("token(?!s)")
 def may_hold_secret(json_text: str) -> bool:
     """Whether redacting the value behind this JSON text could change anything (False: write it as it is).
     Linear and cheap: one scan for tokens, in which the regex engine's fast loop stops only at a few rare
-    characters, and a few substring tests for credential names."""
+    characters, and substring tests for credential names."""
     reversed_text = json_text[::-1]
-    if not json_text.isascii():  # the regex's case folding reaches letters lower() does not ("ı" for "i")
+    if not json_text.isascii():  # the patterns' case folding reaches letters lower() does not ("ı" for "i")
         return _JSON_REVERSED.search(reversed_text) is not None
     if _JSON_TOKENS_REVERSED.search(reversed_text) is not None:
         return True
     low = json_text.lower()
-    return ("key" in low or "secret" in low or "passw" in low or "passphrase" in low or "credential" in low
-            or "authorization" in low or "cookie" in low or _TOKEN_WORD.search(low) is not None)
+    for word in _NAME_WORDS:
+        if word in low:
+            return True
+    return _TOKEN_WORD.search(low) is not None
 
 
 # the value after a credential name: to the closing quote (an escaped one: to a backslash and quote),
