@@ -231,7 +231,7 @@ class Store:
         statements: list[tuple[str, list[Any]]] = []
         if runs:
             runs = [_stamped_run(r) for r in runs]
-            statements.append(_upsert("runs", [encode("runs", row_of(r), memo, redact) for r in runs]))
+            statements.append(_upsert("runs", [encode("runs", r.__dict__, memo, redact) for r in runs]))  # encode copies
             statements.extend(_tag_statements({r.id: r.tags for r in runs}))
         restamp: dict[str, str] = {}  # run id -> its new status, where the update leaves the stored metadata as it is
         for run_id, fields in run_updates:
@@ -249,7 +249,7 @@ class Store:
                 statements.extend(_tag_statements({run_id: fields["tags"]}))
         for table, items in (("steps", steps), ("model_calls", model_calls), ("search_nodes", search_nodes)):
             if items:
-                statements.append(_upsert(table, [encode(table, row_of(i), memo, redact) for i in items]))
+                statements.append(_upsert(table, [encode(table, i.__dict__, memo, redact) for i in items]))
         if pairs:
             rows = [encode("pairs", row_of(p), memo, redact) for p in pairs]
             for r in rows:

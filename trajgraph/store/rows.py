@@ -35,6 +35,9 @@ NUMBER_FIELDS = {  # REAL/INTEGER columns: SQLite would hold text there too, whi
 }
 
 
+_BOOLS = {table: tuple(sorted(fields)) for table, fields in BOOL_FIELDS.items()}
+
+
 def row_of(item: Any) -> dict[str, Any]:
     return dict(item.__dict__)  # the dataclass's fields (frozen dataclasses without slots keep them here)
 
@@ -75,8 +78,9 @@ def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
         for f in TEXT_FIELDS:
             if isinstance(out.get(f), str):
                 out[f] = (by_text or redact_value)(out[f])
-    for f in BOOL_FIELDS.get(table, set()) & out.keys():
-        out[f] = int(bool(out[f]))
+    for f in _BOOLS.get(table, ()):
+        if f in out:
+            out[f] = int(bool(out[f]))
     return out
 
 
