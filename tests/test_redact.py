@@ -201,6 +201,37 @@ def test_the_store_writes_no_secret(tmp_path: Path) -> None:
     assert back["r0"].output == {"api_key": REDACTED} and back["r0"].input["q"] == "postgres://bob:[REDACTED]@db.example.com:5432/app"
 
 
+def test_a_message_in_many_rows_of_a_batch_is_redacted_in_each(tmp_path: Path) -> None:
+    """A batch pre-checks each message once and the rest of a value (its keys and strings) apart: a secret in
+    a message shared by several rows, or beside clean shared messages, is redacted in every row."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    path = tmp_path / "runs.db"
+    store = Store(path)
+    clean = HumanMessage("what is 2 + 2?")
+    for label, text, secret in SECRETS:
+        leaky = AIMessage(f"use {text} here")
+        run_id = f"r-{label}"
+        store.write(
+            runs=[tg.Run(id=run_id, graph="g", output={"messages": [clean, leaky]})],
+            steps=[tg.Step(run_id=run_id, seq=0, node="agent", update={"messages": [leaky]}, action={"messages": [leaky]}),
+                   tg.Step(run_id=run_id, seq=1, node="tools", update={"messages": [clean], "note": f"see {text}"}),
+                   tg.Step(run_id=run_id, seq=2, node="tools", update={"messages": [clean], "client_secret": 1234567}),
+                   tg.Step(run_id=run_id, seq=3, node="tools", update={"api_key": {"messages": [clean]}})],
+            model_calls=[tg.ModelCall(run_id=run_id, seq=0, messages=[clean], response=leaky),
+                         tg.ModelCall(run_id=run_id, seq=1, messages=[clean, leaky], response=clean)],
+        )
+    store.close()
+    conn = sqlite3.connect(path)
+    raw = "\n".join(str(row) for table in ("runs", "steps", "model_calls") for row in conn.execute(f"SELECT * FROM {table}"))
+    conn.close()
+    for label, _, secret in SECRETS:
+        assert secret not in raw, label
+    assert "1234567" not in raw and "what is 2 + 2?" in raw
+    back = Store(path).steps(f"r-{SECRETS[0][0]}")
+    assert back[3].update == {"api_key": REDACTED} and back[2].update["client_secret"] == REDACTED
+
+
 def _best_time(fn: Any, arg: Any, repeat: int = 5) -> float:
     best = float("inf")
     for _ in range(repeat):
