@@ -209,7 +209,7 @@ def test_a_message_in_many_rows_of_a_batch_is_redacted_in_each(tmp_path: Path) -
     path = tmp_path / "runs.db"
     store = Store(path)
     clean = HumanMessage("what is 2 + 2?")
-    for label, text, secret in SECRETS:
+    for label, text, _ in SECRETS:
         leaky = AIMessage(f"use {text} here")
         run_id = f"r-{label}"
         store.write(
