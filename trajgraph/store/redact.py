@@ -25,8 +25,10 @@ people, so credentials must never reach it. Two layers:
 
 Speed matters: this runs on every row the recorder writes, so every pattern is linear
 (each branch starts at a rare character, every repeat is bounded or cannot rescan) and
-JSON columns are redacted as values, not as text: `may_hold_secret` first scans the
-encoded JSON once (a loosened superset of every rule, in C); only when it fires is the
+JSON columns are redacted as values, not as text: `may_hold_secret` first tests the
+encoded JSON (a loosened superset of every rule, in C: one scan for the token anchors,
+substring tests for the words every credential name holds; the store's batches test each
+message once, trajgraph/store/rows.py); only when it fires is the
 value walked (`redact_value`: keys by a cached suffix lookup, strings by the patterns
 above, a cache for texts that repeat) and encoded again. `redact_secrets(text)` on
 plain or JSON text uses the same patterns.
