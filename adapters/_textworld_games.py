@@ -128,11 +128,11 @@ def _knowledge_loaded_once() -> Any:
             _KNOWLEDGE[key] = load(cls, *args, **kwargs)
         return _KNOWLEDGE[key]
 
-    KnowledgeBase.load = classmethod(load_once)  # type: ignore[method-assign,assignment]
+    KnowledgeBase.load = classmethod(load_once)
     try:
         yield
     finally:
-        KnowledgeBase.load = original  # type: ignore[method-assign]
+        KnowledgeBase.load = original
 
 
 @dataclass
