@@ -299,7 +299,7 @@ def paired(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list
     right = dict.fromkeys(policies, 0)
     wall = dict.fromkeys(policies, 0.0)
     cpu = dict.fromkeys(policies, 0.0)
-    out = Path(__file__).parent / "results" / "lm_learning.json"
+    out = Path(__file__).parent / "results" / args.out
     for k, d in enumerate(test_d, 1):
         for name, choose in policies.items():
             t0, c0 = time.perf_counter(), time.process_time()
@@ -334,6 +334,7 @@ def main() -> None:
     ap.add_argument("--episodes", default="MiniLM ranker, argmax,SmolLM2-135M SFT+DPO",
                     help="comma-separated policy names that also play whole episodes ('all' for every one)")
     ap.add_argument("--work", default="lm-learning-out")
+    ap.add_argument("--out", default="lm_learning.json", help="--paired: the JSON under benchmarks/results/ it rewrites after each decision")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training and ranking (weights stay float32)")
     ap.add_argument("--obs-chars", type=int, default=240, help="characters of the goal and of the observation kept in the prompt")

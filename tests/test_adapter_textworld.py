@@ -186,6 +186,30 @@ def test_same_seed_same_game(tw_task, tw_cache, tmp_path):
     assert game_id(5, "custom", {"quest_length": 3}) == "custom-quest_length3-s5"
 
 
+def test_games_share_one_knowledge_base_and_come_out_the_same(tmp_path, monkeypatch):
+    from textworld.generator.data import KnowledgeBase
+
+    from trajgraph.adapters import _textworld_games
+
+    loads = []
+    parse = KnowledgeBase.__dict__["load"].__func__
+
+    def counted(cls, *args, **kwargs):
+        loads.append(args)
+        return parse(cls, *args, **kwargs)
+
+    counting = classmethod(counted)
+    monkeypatch.setattr(KnowledgeBase, "load", counting)
+    monkeypatch.setattr(_textworld_games, "_KNOWLEDGE", {})
+    first = make_game(21, cache=tmp_path / "a")  # parses the challenge's knowledge base
+    make_game(22, cache=tmp_path / "a")
+    again = make_game(21, cache=tmp_path / "b")  # with the knowledge base two games have used
+    assert len(loads) == 1
+    assert again.read_bytes() == first.read_bytes()
+    assert again.with_suffix(".json").read_bytes() == first.with_suffix(".json").read_bytes()
+    assert KnowledgeBase.__dict__["load"] is counting  # the class is itself again outside generation
+
+
 def test_suite_splits(tw_cache):
     suite = TextWorldSuite(cache=str(tw_cache))
     (test,) = suite.tasks("test", 1)

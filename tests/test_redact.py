@@ -159,6 +159,31 @@ def test_credential_keys_reach_the_precheck() -> None:
             assert may_hold_secret(dumps(value)), (key, value)
 
 
+def test_every_credential_name_holds_a_word_the_precheck_looks_for() -> None:
+    """The pre-check finds credential names in ASCII text by substring: every suffix must hold one of its words."""
+    from trajgraph.store.redact import _NAME_WORDS, _SUFFIXES
+
+    assert all(any(word in suffix for word in (*_NAME_WORDS, "token")) for suffix in _SUFFIXES)
+
+
+def test_the_precheck_skips_usage_metadata_and_finds_token_names() -> None:
+    # every recorded model message carries input_tokens / output_tokens: no name ends "tokens", so no walk
+    usage = {"usage_metadata": {"input_tokens": 3, "output_tokens": 4, "total_tokens": 7}, "max_tokens": 5}
+    assert not may_hold_secret(dumps(usage))
+    for value in ({"auth_token": "v"}, {"s": "session_token=abcdefgh"}, {"s": "X-Auth-Token: abcdefgh"}, {"s": "token"}):
+        assert may_hold_secret(dumps(value)), value
+
+
+def test_the_precheck_folds_case_as_the_patterns_do_beyond_ascii() -> None:
+    """The patterns match case-insensitively with Python's folding, which maps "ı" to "i" and "ſ" to "s"
+    where str.lower() does not: text outside ASCII takes the full scan, so such a pair is still redacted."""
+    for text, secret in (("cookıe=abc12345", "abc12345"), ("paſſword: hunter22", "hunter22")):
+        value = {"content": text}
+        assert secret not in str(redact_value(value))
+        assert may_hold_secret(dumps(value)), text
+        assert secret not in dumps(value, None, redact_value)
+
+
 def test_the_store_writes_no_secret(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     store = Store(path)
@@ -174,6 +199,37 @@ def test_the_store_writes_no_secret(tmp_path: Path) -> None:
     assert "v" * 9 not in raw
     back = {r.id: r for r in Store(path).runs()}
     assert back["r0"].output == {"api_key": REDACTED} and back["r0"].input["q"] == "postgres://bob:[REDACTED]@db.example.com:5432/app"
+
+
+def test_a_message_in_many_rows_of_a_batch_is_redacted_in_each(tmp_path: Path) -> None:
+    """A batch pre-checks each message once and the rest of a value (its keys and strings) apart: a secret in
+    a message shared by several rows, or beside clean shared messages, is redacted in every row."""
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    path = tmp_path / "runs.db"
+    store = Store(path)
+    clean = HumanMessage("what is 2 + 2?")
+    for label, text, _ in SECRETS:
+        leaky = AIMessage(f"use {text} here")
+        run_id = f"r-{label}"
+        store.write(
+            runs=[tg.Run(id=run_id, graph="g", output={"messages": [clean, leaky]})],
+            steps=[tg.Step(run_id=run_id, seq=0, node="agent", update={"messages": [leaky]}, action={"messages": [leaky]}),
+                   tg.Step(run_id=run_id, seq=1, node="tools", update={"messages": [clean], "note": f"see {text}"}),
+                   tg.Step(run_id=run_id, seq=2, node="tools", update={"messages": [clean], "client_secret": 1234567}),
+                   tg.Step(run_id=run_id, seq=3, node="tools", update={"api_key": {"messages": [clean]}})],
+            model_calls=[tg.ModelCall(run_id=run_id, seq=0, messages=[clean], response=leaky),
+                         tg.ModelCall(run_id=run_id, seq=1, messages=[clean, leaky], response=clean)],
+        )
+    store.close()
+    conn = sqlite3.connect(path)
+    raw = "\n".join(str(row) for table in ("runs", "steps", "model_calls") for row in conn.execute(f"SELECT * FROM {table}"))
+    conn.close()
+    for label, _, secret in SECRETS:
+        assert secret not in raw, label
+    assert "1234567" not in raw and "what is 2 + 2?" in raw
+    back = Store(path).steps(f"r-{SECRETS[0][0]}")
+    assert back[3].update == {"api_key": REDACTED} and back[2].update["client_secret"] == REDACTED
 
 
 def _best_time(fn: Any, arg: Any, repeat: int = 5) -> float:

@@ -179,6 +179,20 @@ def test_run_lookup_errors_are_one_line(store: Store) -> None:
         store.count("sqlite_master")
 
 
+def test_a_decision_steps_action_reads_back_as_its_update(store: Store) -> None:
+    """Recorded, a decision step's action is its update (one object, stored once per column); read back it is
+    one object again, so reading decodes it once and writing the step to another store encodes it once."""
+    update = {"messages": [{"role": "ai", "content": "go north"}]}
+    store.write(runs=[Run(id="r", graph="g")])
+    store.write(steps=[Step(run_id="r", seq=0, node="agent", update=update, action=update),
+                       Step(run_id="r", seq=1, node="agent", update=update, action={"move": "north"}),
+                       Step(run_id="r", seq=2, node="tools", update=update)])
+    decided, other, plain = store.steps("r")
+    assert decided.action == update and decided.action is decided.update
+    assert other.action == {"move": "north"} and other.update == update
+    assert plain.action is None and plain.update == update
+
+
 # -- several processes ------------------------------------------------------------
 
 

@@ -227,11 +227,12 @@ class Store:
     ) -> Callable[[Tx], None]:
         """The batch as statements, every row encoded (once, before the transaction takes any lock)."""
         memo: dict[int, Any] = {}  # messages repeated across this batch's rows are encoded once
+        checked: dict[int, Any] = {}  # ... and pre-checked for redaction once
         redact = self.redact
         statements: list[tuple[str, list[Any]]] = []
         if runs:
             runs = [_stamped_run(r) for r in runs]
-            statements.append(_upsert("runs", [encode("runs", row_of(r), memo, redact) for r in runs]))
+            statements.append(_upsert("runs", [encode("runs", r.__dict__, memo, redact, checked) for r in runs]))  # encode copies
             statements.extend(_tag_statements({r.id: r.tags for r in runs}))
         restamp: dict[str, str] = {}  # run id -> its new status, where the update leaves the stored metadata as it is
         for run_id, fields in run_updates:
@@ -242,14 +243,14 @@ class Store:
                     fields = {**fields, "metadata": _stamped(fields["metadata"], fields["status"])}
                 else:
                     restamp[run_id] = fields["status"]
-            row = encode("runs", dict(fields), memo, redact)
+            row = encode("runs", dict(fields), memo, redact, checked)
             sets = ", ".join(f'"{k}" = ?' for k in row)
             statements.append((f"UPDATE runs SET {sets} WHERE id = ?", [[*row.values(), run_id]]))
             if "tags" in fields:
                 statements.extend(_tag_statements({run_id: fields["tags"]}))
         for table, items in (("steps", steps), ("model_calls", model_calls), ("search_nodes", search_nodes)):
             if items:
-                statements.append(_upsert(table, [encode(table, row_of(i), memo, redact) for i in items]))
+                statements.append(_upsert(table, [encode(table, i.__dict__, memo, redact, checked) for i in items]))
         if pairs:
             rows = [encode("pairs", row_of(p), memo, redact) for p in pairs]
             for r in rows:

@@ -43,7 +43,7 @@ from typing import Any, cast
 
 from trajgraph.store.text import utf8_text
 
-_MSG = "__lc_message__"
+_MSG = MESSAGE_TAG = "__lc_message__"  # a LangChain message, as the store writes it
 _OBJ = "__repr__"
 _SEND = "__send__"
 _COMMAND = "__command__"

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from trajgraph.errors import NotAStoreError
-from trajgraph.store.json import dumps, loads
+from trajgraph.store.json import MESSAGE_TAG, _encode, dumps, loads
 from trajgraph.store.redact import Redactor, may_hold_secret, redact_secrets, redact_value
 from trajgraph.store.text import utf8_text
 from trajgraph.trajectory import ModelCall
@@ -35,6 +35,9 @@ NUMBER_FIELDS = {  # REAL/INTEGER columns: SQLite would hold text there too, whi
 }
 
 
+_BOOLS = {table: tuple(sorted(fields)) for table, fields in BOOL_FIELDS.items()}
+
+
 def row_of(item: Any) -> dict[str, Any]:
     return dict(item.__dict__)  # the dataclass's fields (frozen dataclasses without slots keep them here)
 
@@ -43,8 +46,9 @@ TEXT_FIELDS = ("error", "observation", "action_text", "reason")  # plain text th
 
 
 def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
-           redact: Redactor | None = redact_secrets) -> dict[str, Any]:
-    """A row as the store keeps it; `memo` lets rows of one batch share encoded messages.
+           redact: Redactor | None = redact_secrets, checked: dict[int, tuple[Any, bool]] | None = None) -> dict[str, Any]:
+    """A row as the store keeps it; `memo` lets rows of one batch share encoded messages, and `checked`
+    (with `memo`) their redaction pre-checks.
     `redact` (trajgraph/store/redact.py) rewrites every JSON text and plain text column."""
     out = dict(row)
     if table == "model_calls" and out.get("prompt_shared") and isinstance(out.get("messages"), list):
@@ -66,8 +70,9 @@ def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
             elif value is None:
                 out[f] = None
                 continue
-            out[f] = text = dumps(value, memo)
-            if by_value is not None and may_hold_secret(text):  # a cheap linear pre-check, then the walk
+            kept = _Kept()
+            out[f] = text = dumps(value, memo, kept)
+            if by_value is not None and _may_hold_secret(kept.data, text, checked):  # a cheap pre-check, then the walk
                 out[f] = dumps(value, memo, by_value)
             elif by_text is not None:
                 out[f] = by_text(text)
@@ -75,9 +80,74 @@ def encode(table: str, row: dict[str, Any], memo: dict[int, Any] | None = None,
         for f in TEXT_FIELDS:
             if isinstance(out.get(f), str):
                 out[f] = (by_text or redact_value)(out[f])
-    for f in BOOL_FIELDS.get(table, set()) & out.keys():
-        out[f] = int(bool(out[f]))
+    for f in _BOOLS.get(table, ()):
+        if f in out:
+            out[f] = int(bool(out[f]))
     return out
+
+
+class _Kept:
+    """A `dumps` transform that keeps the JSON value it encodes (and changes nothing)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: Any = None
+
+    def __call__(self, data: Any) -> Any:
+        self.data = data
+        return data
+
+
+_WALK_LIMIT = 64  # keys, strings and containers (messages aside) before the pre-check scans the whole text instead
+
+
+def _may_hold_secret(data: Any, text: str, checked: dict[int, tuple[Any, bool]] | None) -> bool:
+    """`may_hold_secret(text)`, where `text` encodes `data`, with each message scanned once a batch.
+
+    A message is in several rows of a batch (a step's update, the model call that made it, the next calls'
+    prompts, the run's output): its pre-check is kept in `checked` (id -> (the message's JSON value, kept
+    alive so the id stays its own; the result)). The rest of the value, its keys and strings, is scanned
+    as a JSON list of strings: every rule of the pre-check lies within one string on ASCII text (a
+    credential name is a word of a key or string), so that is the same test. A value with many items, or
+    keys and strings outside ASCII or with escapes, is scanned whole as before."""
+    if checked is None:
+        return may_hold_secret(text)
+    parts: list[str] = []
+    stack = [data]
+    budget = _WALK_LIMIT
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict and len(item) == 1 and MESSAGE_TAG in item:
+            known = checked.get(id(item))
+            if known is None:
+                try:
+                    known = checked[id(item)] = (item, may_hold_secret(_encode(item)))
+                except (RecursionError, ValueError, TypeError):
+                    return may_hold_secret(text)
+            if known[1]:
+                return True
+            continue
+        budget -= 1
+        if budget < 0:
+            return may_hold_secret(text)
+        if kind is str:
+            parts.append(item)
+        elif kind is list:
+            stack.extend(item)
+        elif kind is dict:
+            parts.extend(item)
+            stack.extend(item.values())
+    if not parts:
+        return False
+    try:
+        skeleton = _encode(parts)
+    except (RecursionError, ValueError, TypeError):
+        return may_hold_secret(text)
+    if not skeleton.isascii() or "\\u" in skeleton:
+        return may_hold_secret(text)
+    return may_hold_secret(skeleton)
 
 
 def resolve_prompts(calls: list[ModelCall]) -> list[ModelCall]:
@@ -116,6 +186,11 @@ def decode(table: str, row: dict[str, Any]) -> dict[str, Any]:
             value = out[f]
             if value is not None and not isinstance(value, str):  # a BLOB or number where JSON text belongs
                 out[f] = {UNREADABLE: f"{table}.{f} holds {type(value).__name__}, not JSON text; never unpickled"}
+                continue
+            if f == "action" and value is not None and value == row.get("update"):
+                # a decision step's action is its update (one object when recorded): decoded once, shared again,
+                # so reading is cheaper and writing the step elsewhere encodes (and redacts) it once
+                out[f] = out["update"]
                 continue
             try:
                 out[f] = loads(value)
