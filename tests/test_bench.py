@@ -203,10 +203,12 @@ def test_the_learning_round_over_two_processes_gives_the_same_rows(tmp_path):
     from trajgraph.cli.bench import run
     from trajgraph.learn.demo import LearningSettings
 
-    # the default rounds (round 2: the apprentice with the round-1 head at argmax), round 1 searching: no reward-model exploration here
-    # (the search row best-of-n: the apprentice's env-step count differs by one on a chain game between one and two
-    # processes, its outcome and calls do not; benchmarks/README.md, "Ninth session: the demo's learning round")
-    learning = LearningSettings(train_games=4, explore=("best-of-n",), epochs=3, decoding_games=2, search="best-of-n", search_temperature=None)
+    # the default rounds (round 2: the apprentice with the round-1 head at argmax), round 1 searching: no reward-model exploration here.
+    # The search row's env-step count is left out of the comparison: with the round-2 head a search that spends its whole
+    # budget counts 6 or 7 env steps on chain-test-10002 from run to run, in one process as in two (a step in flight when
+    # the budget ends; its outcome, calls and decisions do not move; benchmarks/README.md, "Ninth session: the demo's
+    # learning round"). Every other row is compared whole.
+    learning = LearningSettings(train_games=4, explore=("best-of-n",), epochs=3, decoding_games=2, search="rro", search_temperature=None)
     tables = {}
     for processes in (1, 2):
         out = tmp_path / f"p{processes}"
@@ -215,8 +217,11 @@ def test_the_learning_round_over_two_processes_gives_the_same_rows(tmp_path):
         tables[processes] = _per_search(out / "bench.json")
     trained = [row for row in tables[2] if "trained" in row[0]]
     # each batch of 4 searches is split (2 optimizers x 4 games, then the base, heads r1 and r2 and the search on 4 games each)
-    assert len(trained) == 12 and len(tables[2]) == 24 and sum("best-of-n" in row[0] for row in trained) == 4
-    assert tables[2] == tables[1]
+    assert len(trained) == 12 and len(tables[2]) == 24 and sum("rro" in row[0] for row in trained) == 4
+    def steady(table: list) -> list:
+        return [row[:4] + row[5:] if row[0].startswith("rro · trained") else row for row in table]
+
+    assert steady(tables[2]) == steady(tables[1])
 
 
 def test_a_failed_second_process_costs_time_not_searches(tmp_path):
