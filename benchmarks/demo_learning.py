@@ -16,11 +16,11 @@ import argparse
 import asyncio
 import json
 import resource
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
+from _stores import copy_store, prune
 from _table import emit
 
 VALIDATION = (48, 68)  # training-split positions: past any learning round's games (<= 48), never explored
@@ -47,22 +47,12 @@ def settings_from(text: str) -> Any:
 def prepared_store(src: Path, work: Path) -> Any:
     """A copy of the demo's store without the runs of its learning round (tag "learn") and the runs under them."""
     from trajgraph.store import Store
-    from trajgraph.store.transfer import families
 
     db = work / "store.db"
     db.unlink(missing_ok=True)
-    a, b = sqlite3.connect(src / "demo.db"), sqlite3.connect(db)
-    a.backup(b)
-    a.close()
-    b.close()
-    store = Store(db)
-    doomed: dict[str, None] = {}
-    for members in families(store.runs()).values():
-        for run in members:
-            if "learn" in run.tags or run.parent_id in doomed:
-                doomed[run.id] = None
-    store.delete_runs(list(doomed)[::-1])
-    return store
+    copy_store(src / "demo.db", db)
+    prune(db, lambda run: "learn" in run.tags)
+    return Store(db)
 
 
 def greedy(tasks: list[Any], policy: Any) -> tuple[int, float]:

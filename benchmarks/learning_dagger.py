@@ -38,25 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _stores import copy_store, prune
 from _table import emit
-
-
-def prune(path: str | Path, drop: Any) -> int:
-    """Delete from the store at `path` every run for which `drop(run)` holds, and the runs under it
-    (children first); the number of runs deleted."""
-    from trajgraph.store import Store
-    from trajgraph.store.transfer import families
-
-    db = Store(path)
-    try:
-        doomed: dict[str, None] = {}  # in order: parents before children
-        for members in families(db.runs()).values():
-            for run in members:
-                if drop(run) or run.parent_id in doomed:
-                    doomed[run.id] = None
-        return db.delete_runs(list(doomed)[::-1])
-    finally:
-        db.close()
 
 
 def keep_rounds(path: str | Path, rounds: set[int]) -> int:
@@ -64,13 +47,6 @@ def keep_rounds(path: str | Path, rounds: set[int]) -> int:
     learn from those rounds only; the number of runs deleted."""
     keep = {f"round:{k}" for k in rounds}
     return prune(path, lambda run: any(t.startswith("round:") and t not in keep for t in run.tags))
-
-
-def copy_store(src: str, dst: str) -> None:
-    a, b = sqlite3.connect(src), sqlite3.connect(dst)
-    a.backup(b)
-    a.close()
-    b.close()
 
 
 def settle(path: str) -> None:

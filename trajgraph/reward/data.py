@@ -28,7 +28,7 @@ from trajgraph.errors import ConfigError
 from trajgraph.render import render_action, render_task, steps_to_turns
 from trajgraph.reward.base import RewardItem
 from trajgraph.store import Store
-from trajgraph.store.transfer import families
+from trajgraph.store.transfer import lineages
 from trajgraph.trajectory import Run, SearchNode
 
 LABELS = ("outcome", "mc", "pairs")
@@ -169,11 +169,7 @@ def build_dataset(
 
 def _lineages_tagged(runs: Sequence[Run], tags: set[str]) -> list[Run]:
     """The runs carrying every tag in `tags`, and every run below one of them."""
-    kept: set[str] = set()
-    for members in families(runs).values():
-        for r in members:  # parents before children
-            if tags <= set(r.tags) or r.parent_id in kept:
-                kept.add(r.id)
+    kept = {r.id for r in lineages(runs, lambda r: tags <= set(r.tags))}
     return [r for r in runs if r.id in kept]
 
 

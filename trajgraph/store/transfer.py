@@ -107,6 +107,17 @@ def _get(store: Any, run_id: str) -> Run | None:
     return run if run.id == run_id else None  # store.run also accepts prefixes: only the exact id counts
 
 
+def lineages(runs: Sequence[Run], matches: Callable[[Run], bool]) -> list[Run]:
+    """The runs for which `matches` holds and every run below one of them, parents before children
+    (a training split with its rollouts, or what to delete with the runs it names)."""
+    kept: dict[str, Run] = {}
+    for members in families(runs).values():
+        for run in members:  # parents before children
+            if matches(run) or run.parent_id in kept:
+                kept[run.id] = run
+    return list(kept.values())
+
+
 @dataclass
 class PrunePlan:
     families: list[list[Run]]  # each: parents first
@@ -147,4 +158,4 @@ def prune(store: Any, plan: PrunePlan) -> int:
     return int(store.delete_runs(ids)) if ids else 0
 
 
-__all__ = ["CopyReport", "PrunePlan", "copy_runs", "families", "family_age", "plan_prune", "prune"]
+__all__ = ["CopyReport", "PrunePlan", "copy_runs", "families", "family_age", "lineages", "plan_prune", "prune"]
