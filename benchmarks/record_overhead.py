@@ -110,7 +110,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="tg-bench-"))
+    with tempfile.TemporaryDirectory(prefix="tg-bench-") as tmp:  # two stores of ~40 MB: removed after
+        results = measure(args, Path(tmp))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    _print(results, args.out)
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     steps_per_run = 2 * args.tool_calls + 1
     store = tg.Store(work / "recorded.db")
     graphs = {
@@ -169,9 +176,7 @@ def main() -> None:
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    _print(results, args.out)
+    return results
 
 
 def _print(r: dict[str, Any], out: Path) -> None:

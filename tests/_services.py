@@ -133,6 +133,7 @@ def postgres() -> Iterator[Postgres]:
         yield server
     finally:
         server.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -140,12 +141,14 @@ def ray_local() -> Iterator[Any]:
     """One local Ray for the whole session (2 CPUs, no dashboard); started by the first test that needs it."""
     import ray
 
+    temp = tempfile.mkdtemp(prefix="tg-ray-")  # short: Ray's socket paths live under it; removed after, logs and spills too
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False, _temp_dir=temp)
     try:
         yield ray
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 __all__ = ["Postgres", "start_postgres", "postgres", "ray_local", "ENV_URL"]
