@@ -22,6 +22,11 @@ sequences (`--max-length`). Evaluation on `--test-games` unseen games:
 - greedy success: whole episodes played at argmax, won / games.
 
 Run: python benchmarks/lm_learning.py [--train-games 30] [--test-games 10] [--sft-steps 60] [--dpo-steps 30]
+Reduced CPU plan in two parts: `--paired --save DIR` trains, ranks the test decisions with every
+policy in turn and writes the SFT model to DIR (safetensors + tokenizer, no code); then
+`--episodes-only DIR --episode-games 10` loads it with `trajgraph.learn.load_policy` and plays
+whole greedy episodes on the same split's first unseen games (SFT, base, MiniLM ranker), writing
+benchmarks/results/lm_learning_episodes.json after each game.
 Prints a table and writes benchmarks/results/lm_learning.json. Timings are taken on whatever
 the machine is doing; the JSON holds seconds per training step and per ranking decision.
 """
@@ -163,13 +168,12 @@ def lm_chooser(lm: Any) -> Any:
     return choose
 
 
-def episodes(choose: Any, tasks: list[Any]) -> tuple[int, float]:
-    """Greedy episodes: won games and mean score fraction."""
+def play(choose: Any, task: Any) -> tuple[bool, float, int]:
+    """One greedy episode, at most `task.max_steps` decisions: (won, score fraction, decisions played)."""
     from trajgraph.adapters.textworld_env import TextWorldEnv, outcome_of
 
-    won, scores = 0, []
-    for task in tasks:
-        env = TextWorldEnv(task.make_graph.gamefile, fork="replay")
+    env = TextWorldEnv(task.make_graph.gamefile, fork="replay")
+    try:
         frame = env.reset()
         history: list[Any] = []
         for _ in range(task.max_steps):
@@ -180,10 +184,15 @@ def episodes(choose: Any, tasks: list[Any]) -> tuple[int, float]:
             action = choose(state)
             frame = env.step(action)
             history = [*history, {"action": action, "observation": frame.observation}]
-        won += bool(frame.won)
-        scores.append(outcome_of(frame))
+        return bool(frame.won), float(outcome_of(frame)), len(history)
+    finally:
         env.close()
-    return won, statistics.mean(scores)
+
+
+def episodes(choose: Any, tasks: list[Any]) -> tuple[int, float]:
+    """Greedy episodes: won games and mean score fraction."""
+    results = [play(choose, task) for task in tasks]
+    return sum(r[0] for r in results), statistics.mean(r[1] for r in results)
 
 
 def freeze_below(model: Any, top: int) -> int:
@@ -255,6 +264,21 @@ def profile(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: lis
         print(f"sft bf16={bf}, batch {args.batch}, max_length {args.max_length}, top {args.top_layers} layers:", t, flush=True)
 
 
+FIT = "lm_learning_fit.json"  # written next to the weights by --save: the run's settings (the prompt's --obs-chars) and training cost
+
+
+def save(model: Any, tokenizer: Any, folder: Path, fit: dict[str, Any]) -> None:
+    """The SFT model as a plain transformers folder (safetensors, tokenizer, config; no code), loaded back by
+    `trajgraph.policies.load_lm_policy` as any trained policy folder."""
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    (folder / FIT).write_text(json.dumps(fit, indent=1, default=str))
+    print(f"saved the SFT model to {folder}", flush=True)
+
+
 def paired(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list[dict[str, Any]], games: int, chance: float) -> None:
     """Train first, then rank each unseen decision with every policy back to back; the JSON is rewritten after each one.
 
@@ -284,6 +308,8 @@ def paired(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list
         print("sft", timing["sft"], flush=True)
         sft = type(base)(model.eval(), tokenizer, "sft", 0.0)
         policies["SmolLM2-135M SFT"] = lm_chooser(sft)
+        if args.save:
+            save(model, tokenizer, Path(args.save), {"settings": vars(args), "training": timing, "train_decisions": len(train_d)})
         if args.dpo_steps > 0:
             pairs = []
             for d in train_d[: args.dpo_decisions]:
@@ -299,7 +325,7 @@ def paired(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list
     right = dict.fromkeys(policies, 0)
     wall = dict.fromkeys(policies, 0.0)
     cpu = dict.fromkeys(policies, 0.0)
-    out = Path(__file__).parent / "results" / args.out
+    out = Path(__file__).parent / "results" / (args.out or "lm_learning.json")
     for k, d in enumerate(test_d, 1):
         for name, choose in policies.items():
             t0, c0 = time.perf_counter(), time.process_time()
@@ -315,6 +341,67 @@ def paired(args: argparse.Namespace, train_d: list[dict[str, Any]], test_d: list
                    "train_decisions": len(train_d), "test_decisions_ranked": k, "load_average": list(__import__("os").getloadavg())}
         out.write_text(json.dumps(payload, indent=1))
         print(k, {n: f"{right[n]}/{k}" for n in policies}, {n: round(wall[n] / k, 1) for n in policies}, flush=True)
+
+
+def episodes_only(args: argparse.Namespace, folder: Path) -> None:
+    """Whole greedy episodes on the unseen test games with the SFT model `--save` wrote, the base SmolLM2 and the
+    MiniLM ranker at argmax: one game at a time, every policy in turn (load cancels), the JSON rewritten after each game.
+
+    The games are the paired run's test split (`suite.tasks("test", n, 0)`, seeds 0..n-1), so the first
+    `--episode-games` of the games its agreement was measured on; the prompt keeps the fit's `--obs-chars`."""
+    import json
+    import os
+
+    global OBS_CHARS
+    from trajgraph.adapters.textworld_env import TextWorldSuite
+    from trajgraph.learn import load_policy
+    from trajgraph.learn.lm import base_model_dir
+    from trajgraph.policies import minilm_policy
+
+    fit = json.loads((folder / FIT).read_text()) if (folder / FIT).is_file() else {}
+    trained = fit.get("settings", {})
+    OBS_CHARS = int(trained.get("obs_chars", args.obs_chars))
+    t0 = time.perf_counter()
+    tasks = TextWorldSuite().tasks("test", args.episode_games, 0)
+    print(f"{len(tasks)} unseen games, max_steps {[t.max_steps for t in tasks]} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    minilm = minilm_policy(temperature=0)
+    policies: dict[str, Any] = {
+        "MiniLM ranker, argmax": lambda s: minilm(s)["action"],
+        "SmolLM2-135M base": lm_chooser(load(base_model_dir(None))),
+        "SmolLM2-135M SFT": lm_chooser(load_policy(folder, mode="rank", temperature=0).model),  # the trained-policy loader: safetensors, no code
+    }
+    stats = {n: {"won": 0, "scores": [], "decisions": 0, "wall": 0.0, "cpu": 0.0} for n in policies}
+    games: list[dict[str, Any]] = []
+
+    def timed(name: str) -> Any:
+        def choose(state: dict[str, Any]) -> str:
+            w, c = time.perf_counter(), time.process_time()
+            try:
+                return str(policies[name](state))
+            finally:
+                stats[name]["wall"] += time.perf_counter() - w
+                stats[name]["cpu"] += time.process_time() - c
+                stats[name]["decisions"] += 1
+        return choose
+
+    out = Path(__file__).parent / "results" / (args.out or "lm_learning_episodes.json")
+    title, rows, extra = "", [], {}
+    for g, task in enumerate(tasks, 1):
+        for name in policies:
+            won, score, n = play(timed(name), task)
+            stats[name]["won"] += won
+            stats[name]["scores"].append(score)
+            games.append({"game": task.id, "max_steps": task.max_steps, "policy": name, "won": won, "score": round(score, 3), "decisions": n})
+            print(games[-1], flush=True)
+        rows = [{"policy": n, "won": f"{st['won']}/{g}", "won_95ci": wilson(st["won"], g), "mean_score": round(statistics.mean(st["scores"]), 3),
+                 "decisions": st["decisions"], "s_per_decision": round(st["wall"] / max(1, st["decisions"]), 2),
+                 "cpu_s_per_decision": round(st["cpu"] / max(1, st["decisions"]), 2)} for n, st in stats.items()]
+        title = (f"SmolLM2-135M on TextWorld, greedy episodes (argmax, no search) on {g} of {len(tasks)} unseen games: "
+                 f"SFT model from {folder.name} vs base vs MiniLM ranker")
+        extra = {"model": str(folder), "fit": fit, "settings": vars(args), "obs_chars": OBS_CHARS, "games_played": g, "games": games,
+                 "load_average": list(os.getloadavg())}
+        out.write_text(json.dumps({"title": title, "rows": rows, **extra}, indent=1, default=str))
+    emit(out.stem, title, rows, extra)
 
 
 def main() -> None:
@@ -334,13 +421,18 @@ def main() -> None:
     ap.add_argument("--episodes", default="MiniLM ranker, argmax,SmolLM2-135M SFT+DPO",
                     help="comma-separated policy names that also play whole episodes ('all' for every one)")
     ap.add_argument("--work", default="lm-learning-out")
-    ap.add_argument("--out", default="lm_learning.json", help="--paired: the JSON under benchmarks/results/ it rewrites after each decision")
+    ap.add_argument("--out", default="", help="--paired / --episodes-only: the JSON under benchmarks/results/ it rewrites as it goes "
+                    "(default lm_learning.json / lm_learning_episodes.json)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training and ranking (weights stay float32)")
     ap.add_argument("--obs-chars", type=int, default=240, help="characters of the goal and of the observation kept in the prompt")
     ap.add_argument("--paired", action="store_true",
                     help="reduced CPU plan: train SFT (then DPO) first, then rank each test decision with every policy in turn "
                          "(load cancels), writing the JSON after every decision")
+    ap.add_argument("--save", default="", help="--paired: write the SFT model (safetensors + tokenizer) to this folder")
+    ap.add_argument("--episodes-only", default="", metavar="DIR",
+                    help="load the SFT model --save wrote and play --episode-games unseen games whole at argmax with it, "
+                         "the base SmolLM2 and the MiniLM ranker; no training, no ranking of walkthrough decisions")
     ap.add_argument("--max-decisions", type=int, default=0, help="rank only the first N test decisions (0: all)")
     ap.add_argument("--profile", action="store_true", help="time one ranking decision and one SFT step (float32 and bf16), then stop")
     args = ap.parse_args()
@@ -357,6 +449,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
+    if args.episodes_only:
+        episodes_only(args, Path(args.episodes_only))
+        return
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     suite = TextWorldSuite()
