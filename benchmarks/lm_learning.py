@@ -84,7 +84,8 @@ def walkthrough_decisions(tasks: list[Any]) -> list[dict[str, Any]]:
     return out
 
 
-OBS_CHARS = 240  # set from --obs-chars: how much of the goal and of the observation the prompt keeps
+OBS_CHARS = 240  # set from --obs-chars: how much of the observation (and, unless --goal-chars, of the goal) the prompt keeps
+GOAL_CHARS = -1  # set from --goal-chars: how much of the goal the prompt keeps (-1: as OBS_CHARS, 0: all of it)
 
 
 def prompt(state: dict[str, Any], obs_chars: int | None = None) -> list[dict[str, str]]:
@@ -92,9 +93,10 @@ def prompt(state: dict[str, Any], obs_chars: int | None = None) -> list[dict[str
 
     A one-line system turn replaces SmolLM2's default one (fewer tokens, the same template)."""
     obs_chars = obs_chars or OBS_CHARS
+    goal_chars = obs_chars if GOAL_CHARS < 0 else GOAL_CHARS or None
     last = "; ".join(str(h["action"]) for h in (state.get("history") or [])[-2:]) or "none"
     obs = " ".join(str(state.get("observation") or "").split())[:obs_chars]
-    text = (f"Goal: {' '.join(str(state['task']).split())[:obs_chars]}\nYou see: {obs}\nLast actions: {last}\n"
+    text = (f"Goal: {' '.join(str(state['task']).split())[:goal_chars]}\nYou see: {obs}\nLast actions: {last}\n"
             f"Commands: {' | '.join(state['actions'])}")
     return [{"role": "system", "content": "Play the text game: reply with one command."}, {"role": "user", "content": text}]
 
@@ -352,7 +354,7 @@ def episodes_only(args: argparse.Namespace, folder: Path) -> None:
     import json
     import os
 
-    global OBS_CHARS
+    global OBS_CHARS, GOAL_CHARS
     from trajgraph.adapters.textworld_env import TextWorldSuite
     from trajgraph.learn import load_policy
     from trajgraph.learn.lm import base_model_dir
@@ -360,7 +362,7 @@ def episodes_only(args: argparse.Namespace, folder: Path) -> None:
 
     fit = json.loads((folder / FIT).read_text()) if (folder / FIT).is_file() else {}
     trained = fit.get("settings", {})
-    OBS_CHARS = int(trained.get("obs_chars", args.obs_chars))
+    OBS_CHARS, GOAL_CHARS = int(trained.get("obs_chars", args.obs_chars)), int(trained.get("goal_chars", -1))  # the prompt it was trained on
     t0 = time.perf_counter()
     tasks = TextWorldSuite().tasks("test", args.episode_games, 0)
     print(f"{len(tasks)} unseen games, max_steps {[t.max_steps for t in tasks]} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -398,7 +400,7 @@ def episodes_only(args: argparse.Namespace, folder: Path) -> None:
                  "cpu_s_per_decision": round(st["cpu"] / max(1, st["decisions"]), 2)} for n, st in stats.items()]
         title = (f"SmolLM2-135M on TextWorld, greedy episodes (argmax, no search) on {g} of {len(tasks)} unseen games: "
                  f"SFT model from {folder.name} vs base vs MiniLM ranker")
-        extra = {"model": str(folder), "fit": fit, "settings": vars(args), "obs_chars": OBS_CHARS, "games_played": g, "games": games,
+        extra = {"model": str(folder), "fit": fit, "settings": vars(args), "obs_chars": OBS_CHARS, "goal_chars": GOAL_CHARS, "games_played": g, "games": games,
                  "load_average": list(os.getloadavg())}
         out.write_text(json.dumps({"title": title, "rows": rows, **extra}, indent=1, default=str))
     emit(out.stem, title, rows, extra)
@@ -425,7 +427,9 @@ def main() -> None:
                     "(default lm_learning.json / lm_learning_episodes.json)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast for training and ranking (weights stay float32)")
-    ap.add_argument("--obs-chars", type=int, default=240, help="characters of the goal and of the observation kept in the prompt")
+    ap.add_argument("--obs-chars", type=int, default=240, help="characters of the observation (and of the goal) kept in the prompt")
+    ap.add_argument("--goal-chars", type=int, default=-1,
+                    help="characters of the goal kept in the prompt (-1: --obs-chars; 0: the whole goal, which names the quest's items)")
     ap.add_argument("--paired", action="store_true",
                     help="reduced CPU plan: train SFT (then DPO) first, then rank each test decision with every policy in turn "
                          "(load cancels), writing the JSON after every decision")
@@ -436,8 +440,8 @@ def main() -> None:
     ap.add_argument("--max-decisions", type=int, default=0, help="rank only the first N test decisions (0: all)")
     ap.add_argument("--profile", action="store_true", help="time one ranking decision and one SFT step (float32 and bf16), then stop")
     args = ap.parse_args()
-    global OBS_CHARS, AUTOCAST
-    OBS_CHARS, AUTOCAST = args.obs_chars, args.bf16
+    global OBS_CHARS, GOAL_CHARS, AUTOCAST
+    OBS_CHARS, GOAL_CHARS, AUTOCAST = args.obs_chars, args.goal_chars, args.bf16
 
     import tempfile
 
