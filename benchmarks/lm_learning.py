@@ -372,7 +372,7 @@ def episodes_only(args: argparse.Namespace, folder: Path) -> None:
         "SmolLM2-135M base": lm_chooser(load(base_model_dir(None))),
         "SmolLM2-135M SFT": lm_chooser(load_policy(folder, mode="rank", temperature=0).model),  # the trained-policy loader: safetensors, no code
     }
-    stats = {n: {"won": 0, "scores": [], "decisions": 0, "wall": 0.0, "cpu": 0.0} for n in policies}
+    stats: dict[str, dict[str, Any]] = {n: {"won": 0, "scores": [], "decisions": 0, "wall": 0.0, "cpu": 0.0} for n in policies}
     games: list[dict[str, Any]] = []
 
     def timed(name: str) -> Any:
