@@ -7,7 +7,7 @@ learning round's runs deleted and OUT/reward-model as the reward model, so desig
 process and its children). Every head (`policy-r*`) is also played at argmax on 20 training-split
 games the round never explores (seeds 1000048-1000067): the validation split designs are chosen on.
 
-Run: python benchmarks/demo_learning.py DEMO_OUT WORK ['{"rounds": 1, ...}'] [--name NAME]
+Run: python benchmarks/demo_learning.py DEMO_OUT WORK ['{"rounds": [{"explore": ["mcts"]}], ...}'] [--name NAME]
 """
 
 from __future__ import annotations
@@ -32,15 +32,16 @@ def cpu() -> float:
 
 
 def settings_from(text: str) -> Any:
-    from trajgraph.learn.demo import LearningSettings
+    """`LearningSettings` from JSON: lists as tuples, "rounds" as a list of `Round` fields, "options" as an object."""
+    from trajgraph.learn.demo import LearningSettings, Round
 
     opts = json.loads(text)
-    for key in ("explore", "later_explore", "temperatures"):
-        if key in opts:
-            opts[key] = tuple(opts[key])
-    for key in ("train_options", "later_options"):
-        if opts.get(key) is not None:
-            opts[key] = tuple(opts[key].items())
+    if "temperatures" in opts:
+        opts["temperatures"] = tuple(opts["temperatures"])
+    if "rounds" in opts:
+        opts["rounds"] = tuple(Round(**{**r, "explore": tuple(r.get("explore", ())),
+                                        **({"options": tuple(r["options"].items())} if "options" in r else {})})
+                               for r in opts["rounds"])
     return LearningSettings(**opts)
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import multiprocessing
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -45,13 +47,20 @@ def _writer(make: Any, worker: int, runs: int, steps: int, batch: int, out: Any)
     out.put(time.perf_counter() - t0)
 
 
+def scratch(prefix: str = "tg-scale-") -> Path:
+    """A temporary folder removed when the script exits (stores and a throwaway PostgreSQL: hundreds of MB)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
 def store_rates(pg_url: str, quick: bool) -> list[dict[str, Any]]:
     from trajgraph.adapters.postgres import PostgresStore
     from trajgraph.store import Store
 
     runs, steps, batch = (10, 100, 25) if quick else (40, 200, 25)
     rows = []
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch()
     for backend in ("sqlite", "postgres"):
         for writers in (1, 2, 4):
             tag = f"s{os.getpid()}_{writers}"
@@ -112,7 +121,7 @@ def search_rates(pg_url: str, quick: bool) -> list[dict[str, Any]]:
     from trajgraph.store import Store
 
     connect(None, num_cpus=2)
-    tmp = Path(tempfile.mkdtemp())
+    tmp = scratch()
     rows = []
     for delay_s, tasks in ((0.0, 10 if quick else 40), (0.02, 5 if quick else 15)):
         reference = None
@@ -141,7 +150,7 @@ def reward_rates(quick: bool) -> list[dict[str, Any]]:
     from trajgraph.reward import RewardItem, init_model
 
     connect(None, num_cpus=2)
-    model = init_model(Path(tempfile.mkdtemp()) / "rm", max_length=64)
+    model = init_model(scratch() / "rm", max_length=64)
     reward = shared_reward(str(model), device="cpu", max_batch=256)
     items = [RewardItem(f"task {i}: reach the tower", (("go north", f"room {i}"),), "open door") for i in range(4)]
     latency_probe(reward, items, callers=4, rounds=2)  # warm-up
@@ -171,7 +180,7 @@ def cluster_run(quick: bool) -> list[dict[str, Any]]:
         cluster.add_node(num_cpus=1)
     try:
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
-        store = Store(Path(tempfile.mkdtemp()) / "cluster.db")
+        store = Store(scratch() / "cluster.db")
         executor = RayExecutor(workers=3)
         wall, results = _bench(6 if quick else 20, executor, store, delay_s=0.02)
         nodes = len([n for n in ray.nodes() if n["Alive"]])
@@ -197,7 +206,7 @@ def main() -> None:
     if url is None and parts & {"store", "ray"}:
         from tests._services import start_postgres
 
-        server = start_postgres(Path(tempfile.mkdtemp(prefix="trajgraph-pg-")))
+        server = start_postgres(scratch("trajgraph-pg-"))
         url = server.url
     note = "2 shared cores: noisy, and 2 workers cannot show much speed-up here (see the module docstring)"
     try:

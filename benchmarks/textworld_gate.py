@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import functools
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +46,7 @@ def reward_model(explore: bool, rm: str | None, store: Any, policy_for: Any, sui
     asyncio.run(bench.run_bench(train, ["best-of-n", "mcts"], policy_for=policy_for, reward=None, budget=budget, store=store,
                                 concurrency=1, tags=("train",), graph_name="textworld", repeatable=True, transpositions=False))
     out = tempfile.mkdtemp(prefix="tw-gate-rm-")
+    atexit.register(shutil.rmtree, out, True)  # the trained model lives on in the cache (printed)
     done = rw.train_or_reuse(store, out, labels="auto", seed=seed, epochs=1, progress=False)
     info = {k: v for k, v in done.report.items() if isinstance(v, (int, float, str, bool))}
     info.update(reused=done.reused, cache=str(done.cache))

@@ -206,7 +206,7 @@ def test_cli_train_policy_and_evolve(searched: Path, tmp_path: Path) -> None:
 
 
 def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
-    from trajgraph.learn.demo import LearningSettings, learning_round
+    from trajgraph.learn.demo import LearningSettings, Round, learning_round
     from trajgraph.policies import minilm_policy
 
     suite = ChainSuite(depth=3)
@@ -217,7 +217,7 @@ def test_the_demos_learning_round_adds_trained_rows(tmp_path: Path) -> None:
     def once() -> Any:
         return learning_round(suite, test, base_for=lambda task: base.view(), reward=None, budget=30, store=store, out=tmp_path / "out",
                               seed=0, workers=1, graph_name="chain",
-                              settings=LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3, rounds=1,
+                              settings=LearningSettings(train_games=3, rounds=(Round(explore=("mcts",)),), search="best-of-n", epochs=3,
                                                         search_temperature=None))
 
     first = once()
@@ -236,13 +236,13 @@ def test_every_batch_of_the_learning_round_can_run_elsewhere_from_its_player(tmp
     import asyncio
 
     from trajgraph import bench
-    from trajgraph.learn.demo import Batch, LearningSettings, Player, learning_round
+    from trajgraph.learn.demo import Batch, LearningSettings, Player, Round, learning_round
     from trajgraph.policies import minilm_policy
 
     suite = ChainSuite(depth=3)
     test = suite.tasks("test", 2)
     base = minilm_policy(seed=0)
-    settings = LearningSettings(train_games=3, explore=("mcts",), search="best-of-n", epochs=3, decoding_games=0, rounds=1,
+    settings = LearningSettings(train_games=3, rounds=(Round(explore=("mcts",)),), search="best-of-n", epochs=3, decoding_games=0,
                                 search_temperature=None)
     calls: list[tuple[str, tuple[str, ...], Player | None, bool, tuple[str, ...]]] = []
 
@@ -274,7 +274,7 @@ def test_later_rounds_explore_with_the_last_head_at_argmax_and_round_one_can_lea
     import asyncio
 
     from trajgraph import bench
-    from trajgraph.learn.demo import Batch, LearningSettings, Player, learning_round
+    from trajgraph.learn.demo import Batch, LearningSettings, Player, Round, learning_round
     from trajgraph.policies import minilm_policy
 
     suite = ChainSuite(depth=3)
@@ -284,9 +284,9 @@ def test_later_rounds_explore_with_the_last_head_at_argmax_and_round_one_can_lea
     # what the demo's reward-model exploration leaves in the store: searches of the first training games, tagged "train"
     asyncio.run(bench.run_bench(train[:2], ["mcts"], policy_for=lambda task: base.view(), budget=30, store=store, concurrency=1,
                                 tags=("train",), graph_name="chain", repeatable=True))
-    settings = LearningSettings(train_games=3, explore=(), rounds=2, later_explore=("apprentice",), later_games=2, later_temperature=0.0,
-                                later_options=(("min_steps", 7),), search="apprentice", search_temperature=0.0, epochs=3,
-                                decoding_games=0)
+    settings = LearningSettings(train_games=3, rounds=(Round(), Round(explore=("apprentice",), games=2, explore_temperature=0.0,
+                                                                      from_last=True, options=(("min_steps", 7),))),
+                                search="apprentice", search_temperature=0.0, epochs=3, decoding_games=0)
     calls: list[tuple[str, tuple[str, ...], Player | None, list[str]]] = []
 
     def elsewhere(batch: Batch, on_result: Any) -> list[Any]:
@@ -310,7 +310,7 @@ def test_later_rounds_explore_with_the_last_head_at_argmax_and_round_one_can_lea
     first = load_trainable_policy(r1).card["data"]
     assert set(first["tasks"]) == {t.id for t in train[:2]}  # the reward model's games only: nothing else was searched yet
     second = load_trainable_policy(r2).card
-    assert second["fit"]["config"]["min_steps"] == 7 and load_trainable_policy(r1).card["fit"]["config"]["min_steps"] == 100  # later_options
+    assert second["fit"]["config"]["min_steps"] == 7 and load_trainable_policy(r1).card["fit"]["config"]["min_steps"] == 100  # each round's options
     assert second["parent"] == load_trainable_policy(r1).card["hash"]  # round 2's head continued from round 1's
 
 
@@ -357,3 +357,13 @@ def test_a_missing_extra_is_one_line_naming_it(searched: Path, tmp_path: Path, m
         train_policy(searched, tmp_path / "sft", method="sft")
     res = CliRunner().invoke(app, ["train", "policy", str(tmp_path / "sft"), "--db", str(searched), "--method", "sft"])
     assert res.exit_code == 2 and "trajgraph[learn]" in res.output and res.output.count("\n") == 1
+
+
+def test_learning_settings_refuse_rounds_that_are_not_rounds() -> None:
+    from trajgraph.errors import ConfigError
+    from trajgraph.learn.demo import DEMO_ROUNDS, LearningSettings
+
+    assert LearningSettings().rounds == DEMO_ROUNDS and len(DEMO_ROUNDS) == 2
+    for bad in ((), 2, ({"explore": ("mcts",)},)):
+        with pytest.raises(ConfigError, match="Round"):
+            LearningSettings(rounds=bad)  # type: ignore[arg-type]

@@ -29,39 +29,53 @@ TRAINED = "· trained"
 
 
 @dataclass(frozen=True)
+class Round:
+    """One explore -> train round of the demo's learning (`LearningSettings.rounds`)."""
+
+    explore: tuple[str, ...] = ()  # searches of the training games first (empty: learn from the store's training runs)
+    games: int = 0  # the last N training games (0: all `train_games`; the reward model's exploration played the first)
+    # the last round's head in those searches, at this temperature (None: `LearningSettings.temperature`); round 1
+    # explores with the base policy instead (`LearningSettings.explore_at_decoding`)
+    explore_temperature: float | None = None
+    from_last: bool = False  # the head continues from the last round's (False: a fresh head on everything so far)
+    options: tuple[tuple[str, Any], ...] = (("use_detours", False), ("min_steps", 100))  # more `train_policy` options
+
+
+# The demo's rounds (benchmarks/README.md, "ninth session: the demo's learning round"): round 1 searches
+# nothing new and learns from the reward model's exploration of the training games, already in the store;
+# round 2 is DAgger / ExIt: the apprentice search with the round-1 head at argmax on every training game,
+# the round-2 head continuing from the round-1 head on every training task (no held-out epoch choice: with
+# 4 held-out tasks the fit kept the round-1 weights; chosen on validation, 12/20 either way, mean score
+# 0.92 against 0.885).
+DEMO_ROUNDS = (
+    Round(),
+    Round(explore=("apprentice",), explore_temperature=0.0, from_last=True,
+          options=(("use_detours", False), ("min_steps", 100), ("val_fraction", 0.0))),
+)
+
+
+@dataclass(frozen=True)
 class LearningSettings:
     """How much the rounds explore and train (the demo's defaults fit its time budget on 2 cores).
 
-    The defaults (benchmarks/README.md, "ninth session: the demo's learning round"; chosen on 20 training
-    games held out as validation, never on the test games): round 1 searches nothing new and learns from
-    the reward model's exploration of the training games, already in the store, with the "progress"
-    features; round 2 is DAgger / ExIt: the apprentice search with the round-1 head at argmax on the
-    training games, and the round-2 head continues from the round-1 head on every training task (no
-    held-out epoch choice: with 4 held-out tasks the fit kept the round-1 weights; chosen on validation,
-    12/20 either way, mean score 0.92 against 0.885);
-    the search row is the apprentice with the last head."""
+    The defaults were chosen on 20 training games held out as validation, never on the test games:
+    the `DEMO_ROUNDS` with the "progress" features, then the apprentice search with the last head."""
 
     train_games: int = 24  # training-split games of the rounds' searches (the reward model's games are among them)
-    explore: tuple[str, ...] = ()  # round 1's searches, with the base policy (empty: learn from the store's training runs)
+    rounds: tuple[Round, ...] = DEMO_ROUNDS  # explore -> train, in order; round r explores with head r-1 (round 1: the base)
     explore_at_decoding: bool = False  # round 1 explores with the base at its best decoding, not the bench's own sampling policy
     search: str = "apprentice"  # the search measured on top of the last round's trained policy
+    search_temperature: float | None = 0.0  # the trained head's temperature in `search` (None: `temperature`)
     epochs: int = 30
     features: str = "progress"
     temperature: float = 0.3  # the trained head's sampling temperature (see trainable.TRAINED_TEMPERATURE)
     situation: str = "commands"  # TextWorld: the admissible commands are the state (see trajgraph.learn.data.run_decisions)
-    rounds: int = 2  # explore -> train rounds; round r explores with policy r-1 (round 1: the base policy)
     decoding_games: int = 8  # training games the base policy's best decoding is chosen on (0: argmax, not chosen)
     temperatures: tuple[float, ...] = (0.0, 0.1, 0.3)
-    train_options: tuple[tuple[str, Any], ...] = (("use_detours", False), ("min_steps", 100))  # more `train_policy` options
-    # rounds >= 2 (DAgger / ExIt): the searches, with the last trained head, on how many training games (the last ones:
-    # the reward model's exploration played the first), at which temperature, the later heads' `train_policy` options
-    # (empty / 0 / None: the same as `explore`, `train_games`, `temperature`, `train_options`)
-    later_explore: tuple[str, ...] = ("apprentice",)
-    later_games: int = 0
-    later_temperature: float | None = 0.0
-    later_options: tuple[tuple[str, Any], ...] | None = (("use_detours", False), ("min_steps", 100), ("val_fraction", 0.0))
-    later_from_last: bool = True  # a later head continues from the last one (False: a fresh head on everything so far)
-    search_temperature: float | None = 0.0  # the trained head's temperature in `search` (None: `temperature`)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.rounds, tuple) or not self.rounds or not all(isinstance(r, Round) for r in self.rounds):
+            raise ConfigError(f"LearningSettings.rounds must be one or more Round(...), got {self.rounds!r}")
 
 
 @dataclass
@@ -163,45 +177,46 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     trained: Any = None
     folder: Path | None = None
     train_ids = sorted({t.id for t in train} - {t.id for t in test})
-    for r in range(1, s.rounds + 1):
-        games, optimizers = (train, s.explore) if r == 1 else (train[-(s.later_games or len(train)):], s.later_explore or s.explore)
-        if optimizers:
-            on_explored = tick(f"round {r}: explore {len(games)} training games", len(games) * len(optimizers))
-            explored = play(Batch(games, "train", tuple(optimizers), explorer_player, explorer, False, ("train", "learn")), on_explored)
+    for r, spec in enumerate(s.rounds, 1):
+        if r > 1 and folder is not None:  # this round explores with the last round's head
+            t = s.temperature if spec.explore_temperature is None else spec.explore_temperature
+            explorer_player = Player(t, seed, str(folder))
+            policy = explorer_player.load()
+            explorer = _viewer(policy)
+        games = train[-spec.games:] if spec.games else train
+        if spec.explore:
+            on_explored = tick(f"round {r}: explore {len(games)} training games", len(games) * len(spec.explore))
+            explored = play(Batch(games, "train", spec.explore, explorer_player, explorer, False, ("train", "learn")), on_explored)
             stamp(store, [x.run_id for x in explored], round=r - 1, version=policy_version(policy) if policy is not None else
                   {"name": "minilm", "hash": None, "round": 0}, split="train")
         last, folder = folder, out / f"policy-r{r}"
         recorded = {x.task for x in store.runs(tag="train") if x.task} - {t.id for t in test}
         ids = sorted(set(train_ids) | recorded)
-        options = dict(s.train_options if r == 1 or s.later_options is None else s.later_options)
-        if r == 1 and not s.explore and not recorded:
-            raise ConfigError("the learning round's first round searches nothing (LearningSettings.explore is empty) and the store "
+        if r == 1 and not spec.explore and not recorded:
+            raise ConfigError("the learning round's first round searches nothing (Round.explore is empty) and the store "
                               "has no training-split runs (tag 'train'); search the training split first or set explore")
-        start = str(last) if r > 1 and s.later_from_last and last is not None else None
+        start = str(last) if spec.from_last and last is not None else None
         with warnings.catch_warnings():  # a later head that does not improve keeps the last one's weights: the curve says so
             if start is not None:
                 warnings.simplefilter("ignore", NotImprovedWarning)
             trained = train_policy(store, folder, base=start, tasks=ids, round=r, seed=seed, name=f"minilm-head-r{r}",
-                                   epochs=s.epochs, features=s.features, temperature=s.temperature, situation=s.situation, **options)
+                                   epochs=s.epochs, features=s.features, temperature=s.temperature, situation=s.situation,
+                                   **dict(spec.options))
         argmax_player = Player(0.0, seed, str(folder))
         argmax = argmax_player.load()
-        label = f"greedy {TRAINED} r{r} argmax" if s.rounds > 1 else f"greedy {TRAINED} argmax"
+        label = f"greedy {TRAINED} r{r} argmax" if len(s.rounds) > 1 else f"greedy {TRAINED} argmax"
         done = evaluate(label, "greedy", argmax, argmax_player, r)
         results += done
         names.append(label)
         data = trained.card.get("data", {})
         curve.append({"round": r, "test_greedy": _rate(done), "policy": argmax.name, "targets": data.get("targets"),
                       "decisions": data.get("decisions"), "improved": trained.improved})
-        later = s.temperature if s.later_temperature is None else s.later_temperature
-        explorer_player = argmax_player if later == 0 else Player(later, seed, str(folder))  # the next round explores with this head
-        policy = argmax if later == 0 else explorer_player.load()
-        explorer = _viewer(policy)
     if folder is not None:
         t = s.temperature if s.search_temperature is None else s.search_temperature
         player = Player(t, seed, str(folder))
         policy = player.load()
         label = f"{s.search} {TRAINED} ({'argmax' if t == 0 else f'T={t:g}'})"
-        results += evaluate(label, s.search, policy, player, s.rounds)
+        results += evaluate(label, s.search, policy, player, len(s.rounds))
         names.append(label)
     plot = _plot_curve(curve, str(out / "learning.png"), f"greedy (argmax) on {len(test)} test games by round")
     return LearningRound(names=names, results=results, policy=policy.name if policy is not None else "minilm",
