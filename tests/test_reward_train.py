@@ -159,6 +159,36 @@ def test_fixed_seed_gives_the_same_model(small_store, tmp_path: Path) -> None:
     assert weights[0] != weights[2]
 
 
+def test_the_passes_without_gradients_run_in_the_precision_asked_for(small_store, tmp_path: Path) -> None:
+    import torch
+
+    from trajgraph.reward import _fit, _net
+
+    seen: list[bool] = []
+
+    def fn(items: list[Any]) -> Any:
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return torch.ones(len(items), 2)
+
+    class _Enc:
+        def __call__(self, items: list[Any]) -> list[Any]:
+            return [type("E", (), {"ids": [0] * (i + 1)})() for i in range(len(items))]
+
+    assert _fit.run_all(fn, ["a", "b", "c"], _Enc(), 2).shape == (3, 2) and seen == [False, False]  # type: ignore[arg-type]
+    _fit.run_all(fn, ["a", "b", "c"], _Enc(), 2, bf16_on="cpu")  # type: ignore[arg-type]  # (a stand-in for the encode cache)
+    assert seen[2:] == [True, True]
+    # the probe's features and the validation numbers move with the precision; the fine-tuning stays fp32
+    # (every layer trained: frozen layers' cached states serve training too, so with them the passes stay fp32)
+    reports = {p: train(small_store, tmp_path / p, seed=7, passes=p, **dict(TINY, freeze_layers=0)) for p in ("fp32", "bf16", "auto")}
+    frozen = train(small_store, tmp_path / "frozen", seed=7, passes="bf16", **TINY)
+    assert frozen.epochs[0].val_loss == train(small_store, tmp_path / "frozen32", seed=7, passes="fp32", **TINY).epochs[0].val_loss
+    fp32, bf16 = (reports[p].epochs[0].val_loss for p in ("fp32", "bf16"))
+    assert fp32 is not None and bf16 is not None and fp32 != bf16 and abs(fp32 - bf16) < 0.05
+    assert reports["auto"].epochs[0].val_loss == (bf16 if _net.cpu_has_amx() else fp32)
+    with pytest.raises(ConfigError, match="passes"):
+        train(small_store, tmp_path / "x", passes="fp16", **TINY)
+
+
 def test_early_stopping_keeps_the_best_epoch(small_store, tmp_path: Path) -> None:
     # lr 1e-30 (0 is refused): fp32 weights cannot move, so fine-tuning cannot improve on the probed head and
     # patience 1 stops after one epoch

@@ -11,6 +11,7 @@ layers and the head (`Cache.frozen_prefix`).
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable
 from typing import Any
@@ -218,11 +219,13 @@ def mean_count(data: Dataset) -> float:
     return sum(counts) / len(counts) if counts else 1.0
 
 
-def evaluate(net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: torch.device, batch_size: int) -> dict[str, float | None]:
-    """Validation loss (as in training), AUC (success vs failure copies), pairwise accuracy."""
+def evaluate(net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: torch.device, batch_size: int, *,
+             bf16: bool = False) -> dict[str, float | None]:
+    """Validation loss (as in training), AUC (success vs failure copies), pairwise accuracy
+    (`bf16`: the forward passes in bfloat16 autocast, as the fast scorer runs the model)."""
     net.eval()
     rows = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    logits = _score_all(net, rows, encode, pad_id, dev, batch_size)
+    logits = run_all(model_fn(net, encode, pad_id, dev), rows, encode, batch_size, bf16_on=dev.type if bf16 else None).tolist()
     n, m = len(data.examples), len(data.pairs)
     point, chosen, rejected = logits[:n], logits[n : n + m], logits[n + m :]
     total = 0.0
@@ -241,16 +244,15 @@ def evaluate(net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: tor
     return {"loss": total, "auc": auc, "pair_accuracy": pair_acc}
 
 
-def _score_all(net: RewardNet, items: list[Any], encode: Cache, pad_id: int, dev: torch.device, batch_size: int) -> list[float]:
-    return run_all(model_fn(net, encode, pad_id, dev), items, encode, batch_size).tolist()
-
-
-def run_all(fn: Callable[[list[Any]], torch.Tensor], items: list[Any], encode: Cache, batch_size: int) -> torch.Tensor:
-    """fn(items) over all items in length-sorted batches, results in item order (on CPU, fp32)."""
+def run_all(fn: Callable[[list[Any]], torch.Tensor], items: list[Any], encode: Cache, batch_size: int, *,
+            bf16_on: str | None = None) -> torch.Tensor:
+    """fn(items) over all items in length-sorted batches, results in item order (on CPU, fp32);
+    `bf16_on` ("cpu", "cuda"): under bfloat16 autocast there (no gradients flow here, so only these numbers change)."""
     encoded = encode(items)
     order = sorted(range(len(items)), key=lambda i: len(encoded[i].ids))
     parts = []
-    with torch.inference_mode():
+    precision = torch.autocast(bf16_on, dtype=torch.bfloat16) if bf16_on else contextlib.nullcontext()
+    with torch.inference_mode(), precision:
         for start in range(0, len(order), batch_size):
             parts.append(fn([items[i] for i in order[start : start + batch_size]]).float().cpu())
     out = torch.cat(parts)
@@ -260,17 +262,20 @@ def run_all(fn: Callable[[list[Any]], torch.Tensor], items: list[Any], encode: C
 
 
 def probe(
-    net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: torch.device, steps: int, batch_size: int, mean_n: float
+    net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: torch.device, steps: int, batch_size: int, mean_n: float,
+    *, bf16: bool = False,
 ) -> float:
     """Fit the head alone on frozen pooled features, then fine-tune (LP-FT: Kumar et al., ICLR 2022).
 
     A fresh head trained jointly with the encoder needs many steps to find its
     direction and meanwhile pushes noise into the encoder; on cached features
     hundreds of full-batch head steps cost less than one epoch of fine-tuning.
+    `bf16`: the features are computed in bfloat16 autocast (the head's steps stay fp32).
     """
     net.eval()
     items = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    feats = run_all(model_fn(net, encode, pad_id, dev, "embed"), items, encode, batch_size).to(dev)  # (N + 2M, H)
+    feats = run_all(model_fn(net, encode, pad_id, dev, "embed"), items, encode, batch_size,
+                    bf16_on=dev.type if bf16 else None).to(dev)  # (N + 2M, H)
     n, m = len(data.examples), len(data.pairs)
     target = torch.tensor([e.label for e in data.examples], device=dev)
     weight = torch.tensor([e.count / mean_n for e in data.examples], device=dev)

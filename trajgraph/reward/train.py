@@ -95,6 +95,9 @@ def _setting(default: Any, help: str, *, low: float | None = None, high: float |
     return field(default=default, metadata={"help": help, "min": low, "max": high, "cli": cli})
 
 
+PASSES = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class RewardTrainConfig:
     """Every setting of `train`, declared once (as TRL pairs each trainer with its config).
@@ -118,6 +121,9 @@ class RewardTrainConfig:
     probe_steps: int = _setting(300, "steps fitting the head alone on frozen features first (0: skip)", low=0)
     threshold: float = _setting(0.5, "outcome at or above which a run counts as a success")
     device: str = _setting("auto", "auto, cpu, cuda")
+    passes: str = _setting("auto", "precision of the passes without gradients (the probe's features, validation): fp32, "
+                                   "bf16, or auto (bf16 on a CPU with AMX: 3x faster there, the fine-tuning stays fp32); "
+                                   "fp32 whenever freeze_layers > 0")
     decision_nodes: tuple[str, ...] | None = _setting(None, "decision nodes to label (default: steps with an action)")
     tags: tuple[str, ...] | None = _setting(None, "only runs carrying every one of these tags, with their rollouts "
                                                   "(a training split; repeat the option for several)")
@@ -140,6 +146,8 @@ class RewardTrainConfig:
         for name in ("decision_nodes", "tags"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.passes not in PASSES:
+            raise ConfigError(f"passes={self.passes!r}: must be one of {', '.join(PASSES)}")
 
     @property
     def label_kinds(self) -> str | tuple[str, ...]:
@@ -259,6 +267,8 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
         raise ConfigError("nothing left to train on after the validation split; lower val_fraction or add tasks")
     formatter = formatter or Formatter()
     dev = _net.resolve_device(device)
+    # with frozen layers their cached hidden states serve these passes and the training alike: they stay fp32
+    bf16 = freeze_layers == 0 and (cfg.passes == "bf16" or (cfg.passes == "auto" and dev.type == "cpu" and _net.cpu_has_amx()))
     backbone_path = Path(backbone) if backbone is not None else _net.default_backbone()
 
     torch.manual_seed(seed)
@@ -289,7 +299,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
         return True
 
     def finish_epoch(epoch: int, train_loss: float, t0: float) -> bool:
-        metrics = _fit.evaluate(net, val_set, encode, pad_id, dev, batch_size * 4) if len(val_set) else {}
+        metrics = _fit.evaluate(net, val_set, encode, pad_id, dev, batch_size * 4, bf16=bf16) if len(val_set) else {}
         stats = EpochStats(
             epoch, train_loss, metrics.get("loss"), metrics.get("auc"), metrics.get("pair_accuracy"), time.perf_counter() - t0
         )
@@ -301,7 +311,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
     with bar:
         if probe_steps > 0:  # "epoch 0": the probed head on the pretrained encoder; fine-tuning must beat it
             t0 = time.perf_counter()
-            probe_loss = _fit.probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_n)
+            probe_loss = _fit.probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_n, bf16=bf16)
             _finite_loss(probe_loss, "the probe", lr)
             finish_epoch(0, probe_loss, t0)
         head_lr = head_lr if head_lr is not None else (lr if probe_steps > 0 else 20 * lr)
