@@ -220,12 +220,12 @@ def mean_count(data: Dataset) -> float:
 
 
 def evaluate(net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: torch.device, batch_size: int, *,
-             bf16: bool = False) -> dict[str, float | None]:
+             bf16_on: str | None = None) -> dict[str, float | None]:
     """Validation loss (as in training), AUC (success vs failure copies), pairwise accuracy
-    (`bf16`: the forward passes in bfloat16 autocast, as the fast scorer runs the model)."""
+    (`bf16_on`: the forward passes in bfloat16 autocast, see `run_all`)."""
     net.eval()
     rows = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    logits = run_all(model_fn(net, encode, pad_id, dev), rows, encode, batch_size, bf16_on=dev.type if bf16 else None).tolist()
+    logits = run_all(model_fn(net, encode, pad_id, dev), rows, encode, batch_size, bf16_on=bf16_on).tolist()
     n, m = len(data.examples), len(data.pairs)
     point, chosen, rejected = logits[:n], logits[n : n + m], logits[n + m :]
     total = 0.0
@@ -263,19 +263,18 @@ def run_all(fn: Callable[[list[Any]], torch.Tensor], items: list[Any], encode: C
 
 def probe(
     net: RewardNet, data: Dataset, encode: Cache, pad_id: int, dev: torch.device, steps: int, batch_size: int, mean_n: float,
-    *, bf16: bool = False,
+    *, bf16_on: str | None = None,
 ) -> float:
     """Fit the head alone on frozen pooled features, then fine-tune (LP-FT: Kumar et al., ICLR 2022).
 
     A fresh head trained jointly with the encoder needs many steps to find its
     direction and meanwhile pushes noise into the encoder; on cached features
     hundreds of full-batch head steps cost less than one epoch of fine-tuning.
-    `bf16`: the features are computed in bfloat16 autocast (the head's steps stay fp32).
+    `bf16_on`: the features are computed in bfloat16 autocast (see `run_all`; the head's steps stay fp32).
     """
     net.eval()
     items = [e.item for e in data.examples] + [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    feats = run_all(model_fn(net, encode, pad_id, dev, "embed"), items, encode, batch_size,
-                    bf16_on=dev.type if bf16 else None).to(dev)  # (N + 2M, H)
+    feats = run_all(model_fn(net, encode, pad_id, dev, "embed"), items, encode, batch_size, bf16_on=bf16_on).to(dev)  # (N + 2M, H)
     n, m = len(data.examples), len(data.pairs)
     target = torch.tensor([e.label for e in data.examples], device=dev)
     weight = torch.tensor([e.count / mean_n for e in data.examples], device=dev)

@@ -269,6 +269,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
     dev = _net.resolve_device(device)
     # with frozen layers their cached hidden states serve these passes and the training alike: they stay fp32
     bf16 = freeze_layers == 0 and (cfg.passes == "bf16" or (cfg.passes == "auto" and dev.type == "cpu" and _net.cpu_has_amx()))
+    bf16_on = dev.type if bf16 else None  # where the passes without gradients autocast to bfloat16 (None: fp32)
     backbone_path = Path(backbone) if backbone is not None else _net.default_backbone()
 
     torch.manual_seed(seed)
@@ -299,7 +300,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
         return True
 
     def finish_epoch(epoch: int, train_loss: float, t0: float) -> bool:
-        metrics = _fit.evaluate(net, val_set, encode, pad_id, dev, batch_size * 4, bf16=bf16) if len(val_set) else {}
+        metrics = _fit.evaluate(net, val_set, encode, pad_id, dev, batch_size * 4, bf16_on=bf16_on) if len(val_set) else {}
         stats = EpochStats(
             epoch, train_loss, metrics.get("loss"), metrics.get("auc"), metrics.get("pair_accuracy"), time.perf_counter() - t0
         )
@@ -311,7 +312,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
     with bar:
         if probe_steps > 0:  # "epoch 0": the probed head on the pretrained encoder; fine-tuning must beat it
             t0 = time.perf_counter()
-            probe_loss = _fit.probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_n, bf16=bf16)
+            probe_loss = _fit.probe(net, train_set, encode, pad_id, dev, probe_steps, batch_size * 4, mean_n, bf16_on=bf16_on)
             _finite_loss(probe_loss, "the probe", lr)
             finish_epoch(0, probe_loss, t0)
         head_lr = head_lr if head_lr is not None else (lr if probe_steps > 0 else 20 * lr)
