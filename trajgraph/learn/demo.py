@@ -178,13 +178,13 @@ def learning_round(suite: Any, test: Sequence[Any], *, base_for: Callable[[Any],
     folder: Path | None = None
     train_ids = sorted({t.id for t in train} - {t.id for t in test})
     for r, spec in enumerate(s.rounds, 1):
-        if r > 1 and folder is not None:  # this round explores with the last round's head
-            t = s.temperature if spec.explore_temperature is None else spec.explore_temperature
-            explorer_player = Player(t, seed, str(folder))
-            policy = explorer_player.load()
-            explorer = _viewer(policy)
         games = train[-spec.games:] if spec.games else train
         if spec.explore:
+            if r > 1 and folder is not None:  # a later round explores with the last round's head
+                t = s.temperature if spec.explore_temperature is None else spec.explore_temperature
+                explorer_player = Player(t, seed, str(folder))
+                policy = explorer_player.load()
+                explorer = _viewer(policy)
             on_explored = tick(f"round {r}: explore {len(games)} training games", len(games) * len(spec.explore))
             explored = play(Batch(games, "train", spec.explore, explorer_player, explorer, False, ("train", "learn")), on_explored)
             stamp(store, [x.run_id for x in explored], round=r - 1, version=policy_version(policy) if policy is not None else
