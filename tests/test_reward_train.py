@@ -189,6 +189,20 @@ def test_the_passes_without_gradients_run_in_the_precision_asked_for(small_store
         train(small_store, tmp_path / "x", passes="fp16", **TINY)
 
 
+def test_the_training_steps_run_in_the_precision_asked_for(small_store, tmp_path: Path) -> None:
+    from trajgraph.reward import _net
+
+    # the probe (epoch 0) has no training step: the same in every precision; the fine-tuning epoch moves a little
+    reports = {p: train(small_store, tmp_path / p, seed=7, train_precision=p, **dict(TINY, freeze_layers=0))
+               for p in ("fp32", "bf16", "auto")}
+    probe, tuned = ({p: r.epochs[i].train_loss for p, r in reports.items()} for i in (0, 1))
+    assert probe["fp32"] == probe["bf16"] == probe["auto"]
+    assert tuned["fp32"] != tuned["bf16"] and abs(tuned["fp32"] - tuned["bf16"]) < 0.05
+    assert tuned["auto"] == (tuned["bf16"] if _net.cpu_has_amx() else tuned["fp32"])
+    with pytest.raises(ConfigError, match="train_precision"):
+        train(small_store, tmp_path / "x", train_precision="fp16", **TINY)
+
+
 def test_early_stopping_keeps_the_best_epoch(small_store, tmp_path: Path) -> None:
     # lr 1e-30 (0 is refused): fp32 weights cannot move, so fine-tuning cannot improve on the probed head and
     # patience 1 stops after one epoch

@@ -124,6 +124,8 @@ class RewardTrainConfig:
     passes: str = _setting("auto", "precision of the passes without gradients (the probe's features, validation): fp32, "
                                    "bf16, or auto (bf16 on a CPU with AMX: 3x faster there, the fine-tuning stays fp32); "
                                    "fp32 whenever freeze_layers > 0")
+    train_precision: str = _setting("auto", "precision of the training steps' forward and backward passes (weights and the "
+                                  "optimizer stay fp32): fp32, bf16, or auto (bf16 on CUDA and on a CPU with AMX)")
     decision_nodes: tuple[str, ...] | None = _setting(None, "decision nodes to label (default: steps with an action)")
     tags: tuple[str, ...] | None = _setting(None, "only runs carrying every one of these tags, with their rollouts "
                                                   "(a training split; repeat the option for several)")
@@ -146,8 +148,9 @@ class RewardTrainConfig:
         for name in ("decision_nodes", "tags"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
-        if self.passes not in PASSES:
-            raise ConfigError(f"passes={self.passes!r}: must be one of {', '.join(PASSES)}")
+        for name in ("passes", "train_precision"):
+            if getattr(self, name) not in PASSES:
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be one of {', '.join(PASSES)}")
 
     @property
     def label_kinds(self) -> str | tuple[str, ...]:
@@ -248,6 +251,14 @@ def train_or_reuse(store: Store | str | Path | Dataset, out_dir: str | Path, *, 
     return Reuse(False, key, cached, report.to_dict())
 
 
+def _bf16_steps(steps: str, dev: Any) -> bool:
+    """Whether the training steps autocast to bfloat16: asked for, or "auto" where it pays (CUDA; a CPU
+    with AMX, where a demo-sized epoch takes about half the time; weights and optimizer stay fp32)."""
+    from trajgraph.reward import _net
+
+    return steps == "bf16" or (steps == "auto" and (dev.type == "cuda" or (dev.type == "cpu" and _net.cpu_has_amx())))
+
+
 def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: RewardTrainConfig) -> TrainReport:
     backbone, labels, epochs, batch_size, lr, head_lr = cfg.backbone, cfg.label_kinds, cfg.epochs, cfg.batch_size, cfg.lr, cfg.head_lr
     seed, val_fraction, max_length, freeze_layers, patience = cfg.seed, cfg.val_fraction, cfg.max_length, cfg.freeze_layers, cfg.patience
@@ -330,7 +341,7 @@ def _train(store: Store | str | Path | Dataset, out_dir: str | Path, cfg: Reward
         # at least 10 steps (half of a short run), or the probed head meets suddenly shifted features.
         warmup = max(1, min(max(10, total // 10), total // 2))
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.1, 1.0 - s / total))
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else contextlib.nullcontext()
+        autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if _bf16_steps(cfg.train_precision, dev) else contextlib.nullcontext()
         stale, stopped_early = 0, False
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
