@@ -11,7 +11,12 @@ no result). The data: `--db` (a store; `--groups N` keeps its first N tasks, 8 b
 the demo trains on the exploration of 8 TextWorld games), else a generated deceptive-chain
 store. The CPU model, flags and load average are printed and saved with the table.
 
+And the precision of the training steps (`train_precision`, eleventh session): `--precisions fp32 bf16`
+trains the "after" model once per precision (the steps' forward and backward passes in bfloat16 autocast,
+weights and AdamW fp32).
+
 Run: python benchmarks/reward_training.py [--db runs.db] [--groups 8] [--freeze 0 4] [--epochs 2]
+     python benchmarks/reward_training.py --db runs.db --freeze 0 --epochs 1 --variants after --precisions fp32 bf16
 """
 
 from __future__ import annotations
@@ -42,14 +47,15 @@ def chain_store(path: Path) -> tg.Store:
     return store
 
 
-def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_length: int) -> dict[str, Any]:
+def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_length: int, precision: str = "auto") -> dict[str, Any]:
     real_options, real_of = _fit.adam_options, _fit.FrozenPrefix.of
     if variant == "before":
         _fit.adam_options = lambda dev: {}  # torch's default AdamW
         _fit.FrozenPrefix.of = classmethod(lambda cls, *a: None)  # type: ignore[assignment,method-assign]
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        report = train(data, out, epochs=epochs, freeze_layers=freeze, max_length=max_length, seed=0, patience=epochs, progress=False)
+        report = train(data, out, epochs=epochs, freeze_layers=freeze, max_length=max_length, seed=0, patience=epochs, progress=False,
+                       train_precision=precision)
         seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     finally:
         _fit.adam_options, _fit.FrozenPrefix.of = real_options, real_of  # type: ignore[method-assign]
@@ -57,6 +63,7 @@ def run(data: Dataset, out: Path, variant: str, freeze: int, epochs: int, max_le
     return {
         "variant": variant,
         "freeze_layers": freeze,
+        "train_precision": precision,
         "train_items": report.n_train,
         "val_items": report.n_val,
         "total_s": round(seconds, 1),
@@ -103,6 +110,9 @@ def main() -> None:
     parser.add_argument("--freeze", type=int, nargs="+", default=[0, 4], help="freeze_layers settings to compare")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--variants", nargs="+", default=["before", "after"], choices=["before", "after"])
+    parser.add_argument("--precisions", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                        help="train_precision settings to compare (the 'before' variant runs once, in the first)")
     args = parser.parse_args()
 
     import torch
@@ -123,13 +133,16 @@ def main() -> None:
         print(row, flush=True)
     rows = []
     for freeze in args.freeze:
-        for variant in ("before", "after"):
-            rows.append(run(data, Path(tmp.name) / f"rm-{variant}-{freeze}", variant, freeze, args.epochs, args.max_length))
-            print(rows[-1], flush=True)
+        for variant in args.variants:
+            for precision in args.precisions if variant == "after" else args.precisions[:1]:
+                rows.append(run(data, Path(tmp.name) / f"rm-{variant}-{freeze}-{precision}", variant, freeze, args.epochs,
+                                args.max_length, precision))
+                print(rows[-1], flush=True)
     extra = {"adam_steps": steps, "cpu": cpu, "torch": torch.__version__, "epochs": args.epochs, "max_length": args.max_length,
              "data": str(args.db or "generated chain store"), "groups": args.groups,
              "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]}
-    emit("reward_training", f"Reward-model training seconds on {cpu['cpu']} [{' '.join(cpu['flags'])}]", rows, extra)
+    name = "reward_training_precision" if len(args.precisions) > 1 else "reward_training"  # kept apart from the AdamW table
+    emit(name, f"Reward-model training seconds on {cpu['cpu']} [{' '.join(cpu['flags'])}]", rows, extra)
 
 
 if __name__ == "__main__":
