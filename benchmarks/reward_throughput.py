@@ -110,7 +110,7 @@ def cuda_bf16_peak() -> float:
     return 2.0 * n**3 * reps / (time.perf_counter() - t0)
 
 
-CPU_PATHS = ("fp32", "bf16", "int8", "onnx-int8")
+CPU_PATHS = ("fp32", "bf16", "int8", "onnx-fp32", "onnx-int8")
 
 
 def main() -> None:

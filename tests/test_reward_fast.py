@@ -60,11 +60,12 @@ def test_auto_leaves_onnx_out_until_the_model_was_exported(model_dir: Path, tmp_
 
 def test_auto_measures_every_path_and_keeps_one_that_ranks_like_fp32(model_dir: Path) -> None:
     _paths._choices.clear()
-    LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")  # exported once: now ONNX Runtime competes too
+    LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")  # exported once (fp32 graph kept): now ONNX Runtime competes too
     rm = LocalRewardModel(model_dir, device="cpu", fast="auto")
     probe = rm.probe
     assert probe is not None
-    assert set(probe.spearman) == {"fp32", "bf16", "int8", "onnx-int8"}  # all four built and checked here
+    assert set(probe.spearman) == {"fp32", "bf16", "int8", "onnx-fp32", "onnx-int8"}  # all five built and checked here
+    assert probe.spearman["onnx-fp32"] >= 0.999  # fp32 on other kernels: the same ranking
     assert probe.unavailable == {}
     # timed: exactly the paths that rank like fp32
     assert set(probe.items_per_s) == {p for p, rho in probe.spearman.items() if rho >= _paths.AGREEMENT}
@@ -195,6 +196,20 @@ def test_onnx_int8_path_ranks_like_fp32_and_is_cached(model_dir: Path, onnx_cach
     again = LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")
     assert cached.stat().st_mtime_ns == stamp  # loaded from the cache, not exported again
     assert again.logits(batch) == pytest.approx(int8, abs=1e-6)
+
+
+def test_onnx_fp32_path_scores_like_torch_fp32_and_int8_is_quantized_from_its_export(model_dir: Path, onnx_cache: Path) -> None:
+    rm = LocalRewardModel(model_dir, device="cpu", fast="onnx-fp32")
+    assert rm.fast == "onnx-fp32" and rm._net is None
+    folder = onnx_cache / "onnx" / _onnx.model_key(model_dir, 64)
+    fp32_graph = folder / "model.onnx"
+    assert fp32_graph.is_file()
+    batch = items(40)
+    expected = LocalRewardModel(model_dir, device="cpu").logits(batch)
+    assert rm.logits(batch) == pytest.approx(expected, abs=1e-4)  # fp32 round-off only, unlike int8
+    stamp = fp32_graph.stat().st_mtime_ns
+    LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")
+    assert (folder / "model-int8.onnx").is_file() and fp32_graph.stat().st_mtime_ns == stamp  # quantized from the kept export
 
 
 def test_onnx_cache_key_follows_the_weights(model_dir: Path, tmp_path: Path) -> None:

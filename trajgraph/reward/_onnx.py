@@ -1,9 +1,9 @@
-"""The reward model on ONNX Runtime: exported from the model's own safetensors, int8 weights.
+"""The reward model on ONNX Runtime: exported from the model's own safetensors, fp32 or int8 weights.
 
 `torch.onnx.export` traces the loaded `RewardNet` (encoder, mean pooling,
-head) into an ONNX graph, and onnxruntime's `quantize_dynamic` turns its
-MatMul weights into int8 (activations are quantized per call, as in torch's
-dynamic int8). Nothing is downloaded: the graph comes from the weights already
+head) into an ONNX graph (`fast="onnx-fp32"` runs it as it is), and onnxruntime's
+`quantize_dynamic` turns its MatMul weights into int8 for `fast="onnx-int8"`
+(activations are quantized per call, as in torch's dynamic int8). Nothing is downloaded: the graph comes from the weights already
 on disk. Export and quantization take a few seconds on two cores, so the
 result is cached on disk, keyed by a hash of the model's files and the
 versions that made it (`$TRAJGRAPH_CACHE`, else `$XDG_CACHE_HOME/trajgraph`,
@@ -59,32 +59,40 @@ def model_key(model_dir: Path, max_length: int) -> str:
     return h.hexdigest()[:32]
 
 
-def cached_int8(model_dir: Path, max_length: int) -> Path | None:
-    """Where this model's int8 graph lies if it was exported before (`fast="auto"` times it only then)."""
+GRAPHS = {"onnx-fp32": "model.onnx", "onnx-int8": "model-int8.onnx"}  # path name -> its file in the cache
+
+
+def cached(path: str, model_dir: Path, max_length: int) -> Path | None:
+    """Where this model's graph for `path` lies if it was exported before (`fast="auto"` times it only then)."""
     if not available():
         return None
-    path = _int8_path(model_dir, max_length)
-    return path if path.is_file() else None
+    graph = _graph_path(path, model_dir, max_length)
+    return graph if graph.is_file() else None
 
 
-def _int8_path(model_dir: Path, max_length: int) -> Path:
-    return cache_root() / "onnx" / model_key(model_dir, max_length) / "model-int8.onnx"
+def _graph_path(path: str, model_dir: Path, max_length: int) -> Path:
+    return cache_root() / "onnx" / model_key(model_dir, max_length) / GRAPHS[path]
 
 
-def int8_model(net: Any, model_dir: Path, max_length: int) -> Path:
-    """The int8 ONNX graph of `net` (fp32, CPU), from the cache or exported and quantized now."""
+def graph(path: str, net: Any, model_dir: Path, max_length: int) -> Path:
+    """The ONNX graph of `net` (fp32, CPU) for `path` ("onnx-fp32" or "onnx-int8"), from the cache or made now:
+    the fp32 export is kept, and the int8 graph is quantized from it."""
     if not available():
-        raise ConfigError("fast='onnx-int8' needs onnxruntime and onnx: pip install 'trajgraph[onnx]'")
-    out = _int8_path(model_dir, max_length)
+        raise ConfigError(f"fast={path!r} needs onnxruntime and onnx: pip install 'trajgraph[onnx]'")
+    out = _graph_path(path, model_dir, max_length)
     if out.is_file():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    fp32 = _graph_path("onnx-fp32", model_dir, max_length)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        fp32 = Path(tmp) / "model.onnx"
-        export(net, fp32)
-        int8 = Path(tmp) / "model-int8.onnx"
-        quantize(fp32, int8)
-        os.replace(int8, out)  # atomic: a concurrent loader sees the whole file or none
+        if not fp32.is_file():
+            exported = Path(tmp) / GRAPHS["onnx-fp32"]
+            export(net, exported)
+            os.replace(exported, fp32)  # atomic: a concurrent loader sees the whole file or none
+        if path == "onnx-int8":
+            int8 = Path(tmp) / GRAPHS["onnx-int8"]
+            quantize(fp32, int8)
+            os.replace(int8, out)
     return out
 
 

@@ -12,9 +12,9 @@ near-identical prefixes: Spearman 0.68-0.94 measured); bf16 passes (>= 0.999).
 
 The probe costs about a second; its answer is kept per process, per model file
 and settings, so loading the same model again does not time it again. ONNX
-Runtime int8 is a candidate once the model has been exported (loading it once
-with `fast="onnx-int8"` does that, and the export is cached on disk): exporting
-takes a few seconds, longer than the whole probe.
+Runtime (fp32 or int8) is a candidate once the model has been exported (loading it once
+with `fast="onnx-fp32"` or `"onnx-int8"` does that, and the export is cached on disk):
+exporting takes a few seconds, longer than the whole probe.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 from trajgraph.errors import ConfigError
 from trajgraph.reward.base import RewardItem
 
-PATHS = ("fp32", "bf16", "int8", "onnx-int8")
+PATHS = ("fp32", "bf16", "int8", "onnx-fp32", "onnx-int8")
 AGREEMENT = 0.98  # Spearman against fp32 on the probe batch; bf16 measures >= 0.999, int8 0.68-0.94
 MARGIN = 1.10  # a path must beat fp32 by 10% on the probe: noise on a busy machine must not pick a slower one
 PROBE_ITEMS, PROBE_TOKENS, PROBE_REPEATS = 12, 40, 3  # ~500 tokens a pass: a fraction of a second on 2 quiet cores
@@ -73,10 +73,10 @@ def build(path: str, net: Any, pad_id: int, model_dir: Path, max_length: int) ->
     if path == "int8":
         quantized = _net.quantize_int8(net)
         return torch_runner(quantized, pad_id), quantized
-    if path == "onnx-int8":
+    if path in ("onnx-fp32", "onnx-int8"):
         from trajgraph.reward import _onnx
 
-        run = _onnx.session_runner(_onnx.int8_model(net, model_dir, max_length), torch.get_num_threads())
+        run = _onnx.session_runner(_onnx.graph(path, net, model_dir, max_length), torch.get_num_threads())
         cpu = torch.device("cpu")
         return (lambda batch: run({k: v.numpy() for k, v in _net.collate(batch, pad_id, cpu).items()})), None
     raise ConfigError(f"fast={path!r}: choose one of {list(PATHS)}")  # pragma: no cover - checked by the caller
@@ -111,9 +111,9 @@ def choose(net: Any, pad_id: int, encoder: Any, model_dir: Path) -> tuple[Probe,
     with _lock:  # two models loading at once measure one at a time: each would slow the other's probe
         probe = _choices.get(key)
         if probe is None:
-            # ONNX Runtime competes once the model was exported (fast="onnx-int8" did it): an export
-            # takes seconds, more than the whole probe, and is worth it only to those who asked for it
-            candidates = [p for p in PATHS if p != "onnx-int8" or _onnx.cached_int8(model_dir, encoder.max_length)]
+            # ONNX Runtime competes once the model was exported (fast="onnx-fp32" or "onnx-int8" did it): an
+            # export takes seconds, more than the whole probe, and is worth it only to those who asked for it
+            candidates = [p for p in PATHS if p not in _onnx.GRAPHS or _onnx.cached(p, model_dir, encoder.max_length)]
             probe = measure(net, pad_id, encoder, model_dir, candidates)
             _choices[key] = probe
     run, module = build(probe.chosen, net, pad_id, model_dir, encoder.max_length)

@@ -8,7 +8,7 @@ Faster CPU paths, chosen with `fast=`:
   compete, fp32 included, and the fastest wins, so auto is never slower than
   fp32 as measured on the machine it runs on. The probe takes about a second
   and is done once per process for a given model (`rm.probe` says what it
-  measured). "onnx-int8" competes once the model was exported. See `_paths.py`.
+  measured). The ONNX paths compete once the model was exported. See `_paths.py`.
 - "bf16": bf16 weights and activations. Ranks items as fp32 does (Spearman
   >= 0.999). Fast with AMX (Sapphire Rapids and later); with AVX512-BF16 alone
   (Zen 4) it measured both above and below fp32, and emulated elsewhere it is slower.
@@ -17,8 +17,9 @@ Faster CPU paths, chosen with `fast=`:
   scale per batch, so a score shifts with its batch-mates, and a trained reward
   model, which separates near-identical prefixes by small feature differences,
   ranks only roughly as fp32 does (Spearman 0.68-0.94 measured).
-- "onnx-int8": the same model exported to ONNX (from its own safetensors, no
-  download) with int8 weights, run by ONNX Runtime; same caveat as "int8".
+- "onnx-fp32": the same model exported to ONNX (from its own safetensors, no
+  download) and run by ONNX Runtime in fp32: fp32's scores to round-off, other kernels.
+- "onnx-int8": that graph with int8 weights; same caveat as "int8".
   Needs `pip install 'trajgraph[onnx]'`; the export is cached on disk (`_onnx.py`).
 - None or "fp32": plain fp32.
 
@@ -46,7 +47,7 @@ from typing import Any
 from trajgraph.errors import ConfigError
 from trajgraph.reward.base import Formatter, RewardItem
 
-_FAST = (None, "auto", "fp32", "bf16", "int8", "onnx-int8")
+_FAST = (None, "auto", "fp32", "bf16", "int8", "onnx-fp32", "onnx-int8")
 
 
 class LocalRewardModel:
