@@ -320,3 +320,22 @@ def test_sigkill_mid_run_keeps_every_committed_step(db_path: Path, tmp_path: Pat
     assert [s.update["i"] for s in steps] == list(range(1, len(steps) + 1))
     store.write(runs=[Run(id="after")])
     assert store.run("after").id == "after"
+
+
+def test_commits_leave_checkpoints_to_a_thread_of_their_own(tmp_path: Path) -> None:
+    from trajgraph.store import sqlite as sqlite_store
+
+    store = Store(tmp_path / "ck.db")
+    conn = store.db.conn  # type: ignore[attr-defined]
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # no commit copies the WAL back itself
+    before = (tmp_path / "ck.db").stat().st_size
+    runs = [Run(id=f"ck{i:04d}", graph="g") for i in range(40)]
+    store.write(runs=runs)
+    for run in runs:  # 40 x 30 rows: past the checkpoint's row count
+        store.write(steps=[Step(run_id=run.id, seq=k, node="n", update={"text": "x" * 200}) for k in range(30)])
+    store._checkpoints.join()  # type: ignore[attr-defined]
+    assert 40 * 30 >= sqlite_store._CHECKPOINT_ROWS
+    # the store is still open, and its pages are in the file: a checkpoint ran beside the commits
+    assert (tmp_path / "ck.db").stat().st_size > before + 40 * 30 * 200
+    assert len(store.steps("ck0039")) == 30
+    store.close()
