@@ -326,7 +326,7 @@ def test_commits_leave_checkpoints_to_a_thread_of_their_own(tmp_path: Path) -> N
     from trajgraph.store import sqlite as sqlite_store
 
     store = Store(tmp_path / "ck.db")
-    conn = store.db.conn  # type: ignore[attr-defined]
+    conn = store.db.conn
     assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # no commit copies the WAL back itself
     before = (tmp_path / "ck.db").stat().st_size
     runs = [Run(id=f"ck{i:04d}", graph="g") for i in range(40)]
