@@ -338,4 +338,15 @@ def test_commits_leave_checkpoints_to_a_thread_of_their_own(tmp_path: Path) -> N
     # the store is still open, and its pages are in the file: a checkpoint ran beside the commits
     assert (tmp_path / "ck.db").stat().st_size > before + 40 * 30 * 200
     assert len(store.steps("ck0039")) == 30
-    store.close()
+    store.close()  # its full-text index catches up (a write of its own) and any checkpoint that started ends first
+    thread = store._checkpoints._thread  # type: ignore[attr-defined]
+    assert thread is not None and not thread.is_alive()
+
+
+def test_a_checkpoint_never_creates_a_store_that_was_moved_away(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from trajgraph.store.sqlite import Checkpoints
+
+    gone = tmp_path / "moved.db"
+    Checkpoints(gone)._run()  # what the thread runs, here, after the file went away
+    assert not gone.exists()
+    assert "checkpoint skipped" in caplog.text

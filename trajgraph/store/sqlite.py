@@ -153,7 +153,6 @@ class SQLiteStore(Store):
         """Write what is pending, bring the full-text index up to date (so `sqlite-utils search` and Datasette
         see every row), and close the file."""
         self.flush()
-        self._checkpoints.join()
         with self._lock:
             if self._db is not None:
                 if not self.readonly:
@@ -161,6 +160,7 @@ class SQLiteStore(Store):
                         self.index_for_search()
                     except StoreError as exc:  # the rows are safe; the next search indexes them
                         log.warning("trajgraph: %s: full-text index not brought up to date (%s)", self.path, exc)
+                self._checkpoints.join()  # after the index's own writes, which may have started one
                 self._db.conn.close()
                 self._db = None
 
@@ -321,7 +321,8 @@ class Checkpoints:
 
     def _run(self) -> None:
         try:
-            conn = sqlite3.connect(str(self.path), timeout=30)
+            # mode=rw: a store moved or deleted meanwhile is not created again, empty, by its housekeeping
+            conn = sqlite3.connect(f"file:{self.path.resolve()}?mode=rw", uri=True, timeout=30)
             try:
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             finally:
