@@ -311,8 +311,9 @@ class Checkpoints:
             self._thread = threading.Thread(target=self._run, name=f"trajgraph-checkpoint:{self.path}", daemon=True)
             try:
                 self._thread.start()
-            except RuntimeError as exc:  # no thread to be had now (interpreter exit, a thread limit): next time
-                log.warning("trajgraph: %s: WAL checkpoint not started (%s)", self.path, exc)
+            except RuntimeError as exc:  # no thread at interpreter exit (3.12+) or at a thread limit: the next
+                # checkpoint, or the last connection's close, copies these pages; nothing to tell the user
+                log.debug("trajgraph: %s: WAL checkpoint not started (%s)", self.path, exc)
 
     def join(self) -> None:
         """Wait for a checkpoint in progress (before the store closes)."""
