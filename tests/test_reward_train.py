@@ -199,6 +199,9 @@ def test_the_training_steps_run_in_the_precision_asked_for(small_store, tmp_path
     assert probe["fp32"] == probe["bf16"] == probe["auto"]
     assert tuned["fp32"] != tuned["bf16"] and abs(tuned["fp32"] - tuned["bf16"]) < 0.05
     assert tuned["auto"] == (tuned["bf16"] if _net.cpu_has_amx() else tuned["fp32"])
+    # frozen layers: their cached fp32 states serve the steps, so a CPU trains them in fp32 whatever is asked
+    frozen = train(small_store, tmp_path / "frozen", seed=7, train_precision="bf16", **TINY)
+    assert frozen.epochs[1].train_loss == train(small_store, tmp_path / "frozen32", seed=7, train_precision="fp32", **TINY).epochs[1].train_loss
     with pytest.raises(ConfigError, match="train_precision"):
         train(small_store, tmp_path / "x", train_precision="fp16", **TINY)
 
