@@ -308,9 +308,10 @@ class Checkpoints:
         self._rows += rows
         if self._rows >= _CHECKPOINT_ROWS and (self._thread is None or not self._thread.is_alive()):
             self._rows = 0
-            self._thread = threading.Thread(target=self._run, name=f"trajgraph-checkpoint:{self.path}", daemon=True)
+            thread = threading.Thread(target=self._run, name=f"trajgraph-checkpoint:{self.path}", daemon=True)
             try:
-                self._thread.start()
+                thread.start()
+                self._thread = thread  # only a started thread: `join` cannot join one that never ran
             except RuntimeError as exc:  # no thread at interpreter exit (3.12+) or at a thread limit: the next
                 # checkpoint, or the last connection's close, copies these pages; nothing to tell the user
                 log.debug("trajgraph: %s: WAL checkpoint not started (%s)", self.path, exc)
