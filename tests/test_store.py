@@ -350,3 +350,21 @@ def test_a_checkpoint_never_creates_a_store_that_was_moved_away(tmp_path: Path, 
     Checkpoints(gone)._run()  # what the thread runs, here, after the file went away
     assert not gone.exists()
     assert "checkpoint skipped" in caplog.text
+
+
+def test_a_checkpoint_thread_that_cannot_start_costs_no_row_and_no_close(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from trajgraph.store import sqlite as sqlite_store
+
+    store = Store(tmp_path / "nt.db")
+    monkeypatch.setattr(sqlite_store, "_CHECKPOINT_ROWS", 1)
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    store.write(runs=[Run(id="nt1", graph="g")])  # committed; the checkpoint that could not start is not an error
+    monkeypatch.undo()
+    store.close()  # nothing to join
+    assert [r.id for r in Store(tmp_path / "nt.db").runs()] == ["nt1"]
