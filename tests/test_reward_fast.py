@@ -60,12 +60,13 @@ def test_auto_leaves_onnx_out_until_the_model_was_exported(model_dir: Path, tmp_
 
 def test_auto_measures_every_path_and_keeps_one_that_ranks_like_fp32(model_dir: Path) -> None:
     _paths._choices.clear()
-    LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")  # exported once (fp32 graph kept): now ONNX Runtime competes too
+    LocalRewardModel(model_dir, device="cpu", fast="onnx-int8")  # exported once (fp32 graph kept): now ONNX Runtime int8 competes too
     rm = LocalRewardModel(model_dir, device="cpu", fast="auto")
     probe = rm.probe
     assert probe is not None
-    assert set(probe.spearman) == {"fp32", "bf16", "int8", "onnx-fp32", "onnx-int8"}  # all five built and checked here
-    assert probe.spearman["onnx-fp32"] >= 0.999  # fp32 on other kernels: the same ranking
+    # all four built and checked here; ONNX Runtime fp32 never competes (it can win the short probe and lose
+    # on real batches), even with its graph exported (fast="onnx-int8" keeps the fp32 export)
+    assert set(probe.spearman) == {"fp32", "bf16", "int8", "onnx-int8"}
     assert probe.unavailable == {}
     # timed: exactly the paths that rank like fp32
     assert set(probe.items_per_s) == {p for p, rho in probe.spearman.items() if rho >= _paths.AGREEMENT}

@@ -8,7 +8,7 @@ Faster CPU paths, chosen with `fast=`:
   compete, fp32 included, and the fastest wins, so auto is never slower than
   fp32 as measured on the machine it runs on. The probe takes about a second
   and is done once per process for a given model (`rm.probe` says what it
-  measured). The ONNX paths compete once the model was exported. See `_paths.py`.
+  measured). "onnx-int8" competes once the model was exported. See `_paths.py`.
 - "bf16": bf16 weights and activations. Ranks items as fp32 does (Spearman
   >= 0.999). Fast with AMX (Sapphire Rapids and later); with AVX512-BF16 alone
   (Zen 4) it measured both above and below fp32, and emulated elsewhere it is slower.
@@ -19,6 +19,7 @@ Faster CPU paths, chosen with `fast=`:
   ranks only roughly as fp32 does (Spearman 0.68-0.94 measured).
 - "onnx-fp32": the same model exported to ONNX (from its own safetensors, no
   download) and run by ONNX Runtime in fp32: fp32's scores to round-off, other kernels.
+  Not one of auto's candidates: it can win auto's short probe and lose on real batches.
 - "onnx-int8": that graph with int8 weights; same caveat as "int8".
   Needs `pip install 'trajgraph[onnx]'`; the export is cached on disk (`_onnx.py`).
 - None or "fp32": plain fp32.
