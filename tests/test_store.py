@@ -151,6 +151,28 @@ def test_v1_store_migrates_to_current_and_keeps_rows(tmp_path: Path) -> None:
     assert version == str(SCHEMA_VERSION)
 
 
+
+def test_a_recorded_row_touches_no_index_it_does_not_need_and_lookups_still_use_one(tmp_path: Path) -> None:
+    """Schema v6: a run's parent, thread and task are indexed only where set (a recorded run without them writes
+    no entry there), steps carry only their key; `runs(parent_id=/thread_id=/task=)` still read through an index."""
+    path = tmp_path / "s.db"
+    store = Store(path).setup()
+    store.write(runs=[Run(id="a", graph="g"), Run(id="b", graph="g", parent_id="a", thread_id="t", task="k")],
+                steps=[Step(run_id="a", seq=0, node="agent")])
+    conn = sqlite3.connect(path)
+    run_indexes = dict(conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"))
+    for column, index in (("parent_id", "runs_parent_set"), ("thread_id", "runs_thread_set"), ("task", "runs_task_set")):
+        assert run_indexes[index].endswith(f"WHERE {column} IS NOT NULL"), run_indexes[index]  # run a: no entry
+        assert not any(sql and f"({column})" in sql for name, sql in run_indexes.items() if name != index)
+    step_indexes = {r[1] for r in conn.execute("PRAGMA index_list(steps)")}
+    assert step_indexes == {"sqlite_autoindex_steps_1"}  # the (run_id, seq) key
+    for column, index in (("parent_id", "runs_parent_set"), ("thread_id", "runs_thread_set"), ("task", "runs_task_set")):
+        plan = " ".join(r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN SELECT * FROM runs WHERE {column} = ?", ["x"]))
+        assert index in plan, plan
+    assert [r.id for r in store.runs(parent_id="a")] == ["b"] and [r.id for r in store.runs(thread_id="t")] == ["b"]
+    assert [r.id for r in store.runs(task="k")] == ["b"]
+    conn.close()
+
 def test_pickle_payload_in_a_row_is_never_executed(pickled_store, tmp_path: Path) -> None:
     path, run_id, marker = pickled_store
     store = Store(path).setup()

@@ -13,8 +13,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-SCHEMA_VERSION = 5  # v2: steps.task_id; v3: model_calls.prompt_ref/prompt_shared; v4: full-text search indexes;
-# v5: SQLite's index catches up when searched, not on every insert
+SCHEMA_VERSION = 6  # v2: steps.task_id; v3: model_calls.prompt_ref/prompt_shared; v4: full-text search indexes;
+# v5: SQLite's index catches up when searched, not on every insert; v6: fewer indexes on the write path
 
 RunStatus = Literal["running", "succeeded", "failed", "interrupted", "unfinished"]  # unfinished: a search that ended without a finished answer
 RunKind = Literal["record", "replay", "fork", "search", "rollout", "bench"]

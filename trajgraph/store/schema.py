@@ -180,6 +180,16 @@ MIGRATIONS: dict[int, tuple[Migration, ...]] = {
         "ALTER TABLE model_calls {ADD_COLUMN} prompt_shared INTEGER NOT NULL DEFAULT 0",),
     4: SEARCH_INDEXES,  # full-text search (`Store.search`, `trajgraph runs --search`)
     5: tuple(DeferredIndexing(index) for index in SEARCH_INDEXES),  # off the write path (issue 20)
+    # fewer B-trees per recorded row (issue 20): a run's parent, thread and task are indexed only where set (most
+    # recorded runs have none, and `runs(parent_id=...)` & co. still use the index), and no reader looks steps up
+    # by node across runs
+    6: ("DROP INDEX IF EXISTS steps_node;\n"
+        "DROP INDEX IF EXISTS runs_parent;\n"
+        "DROP INDEX IF EXISTS runs_thread;\n"
+        "DROP INDEX IF EXISTS runs_task;\n"
+        "CREATE INDEX IF NOT EXISTS runs_parent_set ON runs(parent_id) WHERE parent_id IS NOT NULL;\n"
+        "CREATE INDEX IF NOT EXISTS runs_thread_set ON runs(thread_id) WHERE thread_id IS NOT NULL;\n"
+        "CREATE INDEX IF NOT EXISTS runs_task_set ON runs(task) WHERE task IS NOT NULL",),
 }
 
 # the key of each table a row is upserted by (pairs are only ever appended; run_tags rewritten per run)
