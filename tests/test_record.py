@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import multiprocessing
 import operator
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, TypedDict
 
 import pytest
@@ -375,3 +377,71 @@ def test_ai_message_ids_do_not_matter_for_actions(store: Store) -> None:
     agent.invoke({"messages": [("user", "hi")]})
     (step,) = store.steps(store.runs()[0].id)
     assert step.action["messages"][0].content == "final"
+
+
+def test_model_calls_reach_the_run_through_its_context_not_through_every_runnable(store: Store) -> None:
+    """The run's model-call handler is added to each model call (a LangChain configure hook on a context
+    of the run's own), not inherited by every node and chain: LangChain dispatches each chain event to
+    an inherited handler, a cost per step that only model calls need (benchmarks/README.md)."""
+    model = ScriptedToolModel(script=["routed", "in the node", "in a thread"])
+    handlers: list[list[str]] = []
+
+    def node(state: S, config: RunnableConfig) -> dict[str, Any]:
+        handlers.append([type(h).__name__ for h in getattr(config["callbacks"], "handlers", ())])
+        in_node = model.invoke("b", config)
+        with ThreadPoolExecutor(1) as pool:  # copying the context, as LangGraph's and LangChain's executors do
+            in_thread = pool.submit(contextvars.copy_context().run, model.invoke, "c").result()
+        return {"xs": [in_node.content, in_thread.content]}
+
+    def route(state: S) -> str:
+        model.invoke("a")  # a model call in a routing function belongs to the run too
+        return "n"
+
+    builder = StateGraph(S)
+    builder.add_node("n", node)
+    builder.add_conditional_edges(START, route, ["n"])
+    builder.add_edge("n", END)
+    graph = tg.record(builder.compile(), store=store)
+    chunks = []
+    for chunk in graph.stream({"xs": []}, stream_mode="values"):
+        chunks.append(chunk)
+        # the caller's own model call between chunks is not the run's
+        ScriptedToolModel(script=["caller"]).invoke("x")
+    (run,) = store.runs()
+    calls = store.model_calls(run.id)
+    assert [c.response.content for c in calls] == ["routed", "in the node", "in a thread"], calls
+    assert calls[1].step_seq == 0  # the node's step, from the config it was given
+    assert handlers and not any("ModelCallRecorder" in names for names in handlers), handlers
+    assert chunks[-1]["xs"] == ["in the node", "in a thread"]
+
+
+def test_async_model_calls_reach_the_run_while_it_computes_and_the_callers_do_not(store: Store) -> None:
+    """`astream` holds the run's model-call handler only while the graph computes a chunk: calls in async
+    nodes (and in the tasks LangGraph starts for them) are the run's; the caller's between chunks are not."""
+    model = ScriptedToolModel(script=["in the node", "in a task"])
+    handlers: list[list[str]] = []
+
+    async def node(state: S, config: RunnableConfig) -> dict[str, Any]:
+        handlers.append([type(h).__name__ for h in getattr(config["callbacks"], "handlers", ())])
+        in_node = await model.ainvoke("b", config)
+        in_task = await asyncio.create_task(model.ainvoke("c"))
+        return {"xs": [in_node.content, in_task.content]}
+
+    builder = StateGraph(S)
+    builder.add_node("n", node)
+    builder.add_edge(START, "n")
+    builder.add_edge("n", END)
+    graph = tg.record(builder.compile(), store=store)
+
+    async def go() -> list[Any]:
+        chunks = []
+        async for chunk in graph.astream({"xs": []}, stream_mode="values"):
+            chunks.append(chunk)
+            await ScriptedToolModel(script=["caller"]).ainvoke("x")
+        return chunks
+
+    chunks = asyncio.run(go())
+    (run,) = store.runs()
+    assert [c.response.content for c in store.model_calls(run.id)] == ["in the node", "in a task"]
+    assert handlers and not any("ModelCallRecorder" in names for names in handlers), handlers
+    assert chunks[-1]["xs"] == ["in the node", "in a task"]

@@ -1,8 +1,13 @@
-"""A LangChain callback handler that records chat-model calls of a recorded run."""
+"""A LangChain callback handler that records chat-model calls of a recorded run, and the context
+variable through which LangChain hands it each model call of the run (record.py, replay)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -14,6 +19,42 @@ from trajgraph.trajectory import ModelCall
 
 if TYPE_CHECKING:
     from trajgraph.recording.instrument import Recorder
+
+
+# The model-call handler of the recorded run whose graph is executing in this context: set while the graph
+# computes a chunk (`reaching_model_calls`), so the caller's own code between chunks is not the run's.
+# LangChain adds it to the callback manager of each model (and tool) call through a configure hook, so it
+# is not an inheritable handler of every runnable in the graph: each LangGraph task, node and chain would
+# pay for dispatching to it (on_chain_end and child managers then skip LangChain's shortcut for an empty
+# handler list), a cost that only model calls need. Threads that copy the context (LangGraph's and
+# LangChain's executors do) reach it too.
+ACTIVE: ContextVar[ModelCallRecorder | None] = ContextVar("trajgraph_model_calls", default=None)
+_hooked = False
+_hook_lock = threading.Lock()
+
+
+def use_configure_hook() -> None:
+    """Register `ACTIVE` with LangChain, once, on the first recorded run (importing trajgraph changes nothing)."""
+    global _hooked
+    if _hooked:
+        return
+    from langchain_core.tracers.context import register_configure_hook
+
+    with _hook_lock:
+        if not _hooked:
+            register_configure_hook(ACTIVE, False)
+            _hooked = True
+
+
+@contextmanager
+def reaching_model_calls(handler: ModelCallRecorder) -> Iterator[None]:
+    """Model calls made in this context (and in threads and tasks started from it) reach `handler`."""
+    use_configure_hook()
+    token = ACTIVE.set(handler)
+    try:
+        yield
+    finally:
+        ACTIVE.reset(token)
 
 
 class RunHandler(BaseCallbackHandler):

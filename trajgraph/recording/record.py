@@ -4,7 +4,10 @@ How: every node's runnable is swapped for a thin wrapper on a `graph.copy(...)`
 (edges, retry/cache policies and routing stay LangGraph's own), subgraphs are
 instrumented the same way (the wrapper, the `Recorder` and stable step keys live
 in trajgraph/recording/instrument.py), and one callback handler captures chat-model calls.
-The result is still a compiled graph of the same class family, so `invoke`,
+That handler is not put in the run's config (every runnable inherits those, and LangChain dispatches
+every chain event to them): while the graph computes a chunk, a context variable holds it and a LangChain
+configure hook adds it to each model call (trajgraph/recording/_callbacks.py); the caller's code between
+chunks is not the run's. The result is still a compiled graph of the same class family, so `invoke`,
 `stream`, `batch`, `get_state` and use as a node behave as before.
 Each step stores the node's *update*, never the whole input state again; rows go
 to a background writer (trajgraph/store/writer.py), so JSON encoding and SQLite
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,7 +39,7 @@ from trajgraph._internal.langgraph import (
 )
 from trajgraph.errors import GraphError
 from trajgraph.recording import signals
-from trajgraph.recording._callbacks import ModelCallRecorder
+from trajgraph.recording._callbacks import ACTIVE, ModelCallRecorder, reaching_model_calls, use_configure_hook
 from trajgraph.recording.instrument import KEY as _KEY
 from trajgraph.recording.instrument import Cassette, Recorder, RecordingNode, StepKey, StepKeys, step_keys  # noqa: F401 (re-exported)
 from trajgraph.recording.nested import NestedSteps, nested_graph_nodes
@@ -45,6 +49,7 @@ from trajgraph.store.writer import Writer, writer_for
 from trajgraph.trajectory import Run, new_id
 
 DEFAULT_DECISION_NODES = ("agent", "model", "policy", "call_model")
+_DONE = object()  # the end of a graph's chunks
 
 
 @dataclass
@@ -127,8 +132,16 @@ class _RecordingMixin:
             yield from super().stream(input, config, **kwargs)  # type: ignore[misc]
             return
         tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
+        chunks = super().stream(input, config, **kwargs)  # type: ignore[misc]
         try:
-            for chunk in super().stream(input, config, **kwargs):  # type: ignore[misc]
+            while True:
+                token = ACTIVE.set(session.model_calls)  # while the graph computes: its model calls are the run's
+                try:
+                    chunk = next(chunks, _DONE)
+                finally:
+                    ACTIVE.reset(token)
+                if chunk is _DONE:
+                    break
                 tracker.see(chunk)
                 yield chunk
         except BaseException as exc:
@@ -144,8 +157,16 @@ class _RecordingMixin:
                 yield chunk
             return
         tracker = _Tracker(self, kwargs)  # type: ignore[arg-type]
+        chunks = super().astream(input, run_config, **kwargs)  # type: ignore[misc]
         try:
-            async for chunk in super().astream(input, run_config, **kwargs):  # type: ignore[misc]
+            while True:
+                token = ACTIVE.set(session.model_calls)  # in this task only: tasks the graph starts copy it
+                try:
+                    chunk = await anext(chunks, _DONE)
+                finally:
+                    ACTIVE.reset(token)
+                if chunk is _DONE:
+                    break
                 tracker.see(chunk)
                 yield chunk
         except BaseException as exc:
@@ -158,6 +179,7 @@ class _RecordingMixin:
 class _Session:
     run: Run
     recorder: Recorder
+    model_calls: ModelCallRecorder
 
     def finish(self, graph: Any, config: RunnableConfig, tracker: _Tracker, *, exc: BaseException | None = None) -> None:
         fields: dict[str, Any] = {"ended_at": time.time()}
@@ -251,7 +273,8 @@ def _start(graph: Any, input: Any, given: RunnableConfig | None) -> tuple[Runnab
     )
     if resuming and next_seq:
         recorder.model_seq = settings.store.next_seq(run.id, "model_calls")
-    session = _Session(run, recorder)
+    session = _Session(run, recorder, ModelCallRecorder(recorder))
+    use_configure_hook()
     signals.enter(session)  # SIGTERM now ends this run as interrupted (main thread, default handler only)
     return _attach(config, configurable, recorder), session
 
@@ -264,19 +287,17 @@ def _tags(*groups: Any) -> tuple[str, ...]:
 def _attach(config: dict[str, Any], configurable: dict[str, Any], recorder: Recorder) -> RunnableConfig:
     configurable[_KEY] = recorder
     config["configurable"] = configurable
-    handlers: list[Any] = [ModelCallRecorder(recorder)]
-    if recorder.nested_parents:
-        handlers.append(NestedSteps(recorder))
-    callbacks = config.get("callbacks")
-    if callbacks is None:
-        config["callbacks"] = handlers
-    elif isinstance(callbacks, list):
-        config["callbacks"] = [*callbacks, *handlers]
-    else:  # a CallbackManager
-        callbacks = callbacks.copy()
-        for handler in handlers:
+    if recorder.nested_parents:  # the steps of graphs that nodes call from their own functions (nested.py)
+        handler = NestedSteps(recorder)
+        callbacks = config.get("callbacks")
+        if callbacks is None:
+            config["callbacks"] = [handler]
+        elif isinstance(callbacks, list):
+            config["callbacks"] = [*callbacks, handler]
+        else:  # a CallbackManager
+            callbacks = callbacks.copy()
             callbacks.add_handler(handler, inherit=True)
-        config["callbacks"] = callbacks
+            config["callbacks"] = callbacks
     return cast(RunnableConfig, config)
 
 
@@ -380,9 +401,15 @@ def record(
 
 
 def recorder_session(graph: Pregel, recorder: Recorder, config: RunnableConfig | None = None) -> RunnableConfig:
-    """Config that makes an instrumented graph report to `recorder` (used by replay)."""
+    """Config that makes an instrumented graph report its steps to `recorder` (used by replay); its model
+    calls reach `recorder` inside `model_calls_to(recorder)`."""
     conf: dict[str, Any] = dict(config or {})
     return _attach(conf, dict(conf.get("configurable") or {}), recorder)
 
 
-__all__ = ["record", "instrument", "Recorder", "Cassette", "StepKeys", "step_keys", "recorder_session"]
+def model_calls_to(recorder: Recorder) -> AbstractContextManager[None]:
+    """Model calls made inside (and in threads and tasks started inside) are recorded by `recorder`."""
+    return reaching_model_calls(ModelCallRecorder(recorder))
+
+
+__all__ = ["record", "instrument", "Recorder", "Cassette", "StepKeys", "step_keys", "recorder_session", "model_calls_to"]

@@ -40,7 +40,7 @@ from trajgraph._internal.hermetic import memory_checkpointer
 from trajgraph.errors import ReplayError, StoreError, TrajgraphError
 from trajgraph.recording.instrument import Recorder, StepKey, ns_parts, step_keys
 from trajgraph.recording.nested import nested_graph_nodes
-from trajgraph.recording.record import instrument, recorder_session
+from trajgraph.recording.record import instrument, model_calls_to, recorder_session
 from trajgraph.replay.diff import Divergence, first_divergence, pair_steps
 from trajgraph.store import Store
 from trajgraph.store.json import canonical
@@ -287,7 +287,8 @@ def _drive(graph: Pregel, original: Run, run: Run, recorder: Recorder) -> tuple[
     result: tuple[Any, str | None, str] = (None, None, "succeeded")
     for inp in [original.input, *resumes]:  # a recorded resume follows an interrupt or a failure
         try:
-            output = instrumented.invoke(inp, config)
+            with model_calls_to(recorder):
+                output = instrumented.invoke(inp, config)
         except TrajgraphError as exc:  # the cassette gave up: no point resuming
             return output, str(exc), "failed"
         except Exception as exc:  # the graph failed: as much a result as a success
