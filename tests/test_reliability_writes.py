@@ -18,7 +18,7 @@ from langgraph.graph import END, START, StateGraph
 import trajgraph as tg
 from trajgraph.errors import StoreError
 from trajgraph.store import Store
-from trajgraph.store.writer import writer_for
+from trajgraph.store.writer import Later, writer_for
 from trajgraph.trajectory import Run, Step
 
 
@@ -114,6 +114,47 @@ def test_one_unwritable_row_does_not_take_the_batch_with_it(store: Store) -> Non
     store.flush()  # reported once
     with pytest.raises(StoreError, match="FOREIGN KEY"):
         store.write(steps=[Step(run_id="ghost", seq=0, node="n")])
+
+
+def test_a_row_the_writer_cannot_build_is_the_only_row_lost_and_its_run_is_told(store: Store) -> None:
+    """A `Later` row (built on the writer's thread) whose building raises: that row alone is lost, the rest of
+    the batch lands, the run is marked failed with the cause, and its flush raises it."""
+    writer = writer_for(store)
+    writer.put("run", Run(id="r", graph="g"))
+    writer.put("step", Later("r", lambda: Step(run_id="r", seq=0, node="built")))
+
+    def broken() -> Step:
+        raise ValueError("no such step")
+
+    writer.put("step", Later("r", broken))
+    writer.put("step", Step(run_id="r", seq=2, node="after"))
+    with pytest.raises(StoreError, match="run r") as info:
+        writer.flush(run_id="r")
+    assert "could not be built" in str(info.value) and "no such step" in str(info.value)
+    assert [(s.seq, s.node) for s in store.steps("r")] == [(0, "built"), (2, "after")]
+    assert store.run("r").status == "failed" and "no such step" in (store.run("r").error or "")
+
+
+def test_recorded_steps_are_built_on_the_writers_thread(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node wrapper hands a step over unbuilt (`Later`): building it between two of LangGraph's node calls,
+    on cold caches, cost the graph's thread more than the writer's whole batch does (benchmarks/README.md)."""
+    import threading
+
+    from trajgraph.recording import instrument
+
+    built_on: list[str] = []
+    step_of = instrument.step_of
+
+    def spy(*args: Any, **kwargs: Any) -> Step:
+        built_on.append(threading.current_thread().name)
+        return step_of(*args, **kwargs)
+
+    monkeypatch.setattr(instrument, "step_of", spy)
+    graph = tg.record(chain("first", 2), store=store)
+    graph.invoke({"log": []})
+    (run,) = store.runs()
+    assert [s.node for s in store.steps(run.id)] == ["n0", "n1"]
+    assert len(built_on) == 2 and all(name.startswith("trajgraph-writer") for name in built_on), built_on
 
 
 def test_full_disk_fails_the_run_with_the_real_cause_and_keeps_the_rest(tmp_path: Path) -> None:

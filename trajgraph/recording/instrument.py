@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, cast
 
 from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.errors import GraphBubbleUp
 
-from trajgraph.store.writer import Writer
+from trajgraph.store.writer import Later, Writer
 from trajgraph.trajectory import Step
 
 KEY = "__trajgraph_recorder"  # configurable key carrying the active recorder
@@ -95,6 +96,10 @@ class Recorder:
     def add_step(self, step: Step) -> None:
         self.writer.put("step", step)
 
+    def add_step_later(self, build: Callable[[], Step]) -> None:
+        """A step the writer's thread builds (`Later`): the node wrapper's hot path builds nothing itself."""
+        self.writer.put("step", Later(self.run_id, build))
+
     def answer(self, step: Step) -> tuple[bool, Any]:
         if self.cassette is None:
             return False, None
@@ -119,8 +124,12 @@ class RecordingNode(Runnable[Any, Any]):
         return recorder, info, cast(RunnableConfig, {**config, "metadata": {**md, "trajgraph_step": info[0]}})
 
     def _end(self, recorder: Recorder, info: tuple[Any, ...], t0: float, out: Any = None, exc: BaseException | None = None) -> None:
-        action = out if exc is None and self.name in recorder.decision_nodes else None
-        recorder.add_step(make_step(recorder, self.name, info, t0, update=out, action=action, exc=exc))
+        if exc is not None:
+            recorder.add_step(make_step(recorder, self.name, info, t0, exc=exc))
+            return
+        action = out if self.name in recorder.decision_nodes else None
+        latency = (time.perf_counter() - t0) * 1000
+        recorder.add_step_later(partial(step_of, recorder.run_id, self.name, info, latency, out, action))
 
     def _answer(self, recorder: Recorder, info: tuple[Any, ...]) -> tuple[bool, Any]:
         if recorder.cassette is None:
@@ -177,15 +186,20 @@ def locate(recorder: Recorder, md: dict[str, Any]) -> tuple[Any, ...]:
 def make_step(recorder: Recorder, node: str, info: tuple[Any, ...], t0: float | None = None, *,
               update: Any = None, action: Any = None, exc: BaseException | None = None) -> Step:
     """The Step for `info` (from `locate`), ended at `t0` + its latency, by `exc` when it raised."""
-    seq, lg_step, path, namespace, task_id, started_at = info
-    fields: dict[str, Any] = {"update": update, "action": action}
-    if isinstance(exc, GraphBubbleUp):  # interrupt or parent command: not a failure
-        fields = {"interrupted": True}
-    elif exc is not None:
-        fields = {"error": f"{type(exc).__name__}: {exc}"}
     latency = 0.0 if t0 is None else (time.perf_counter() - t0) * 1000
-    return Step(run_id=recorder.run_id, seq=seq, node=node, lg_step=lg_step, path=path, namespace=namespace,
-                task_id=task_id, started_at=started_at, latency_ms=latency, **fields)
+    if isinstance(exc, GraphBubbleUp):  # interrupt or parent command: not a failure
+        return step_of(recorder.run_id, node, info, latency, interrupted=True)
+    if exc is not None:
+        return step_of(recorder.run_id, node, info, latency, error=f"{type(exc).__name__}: {exc}")
+    return step_of(recorder.run_id, node, info, latency, update, action)
+
+
+def step_of(run_id: str, node: str, info: tuple[Any, ...], latency_ms: float, update: Any = None, action: Any = None,
+            **outcome: Any) -> Step:
+    """The Step of a node call placed by `info` (from `locate`); `outcome`: `error=` or `interrupted=`."""
+    seq, lg_step, path, namespace, task_id, started_at = info
+    return Step(run_id=run_id, seq=seq, node=node, lg_step=lg_step, path=path, namespace=namespace, task_id=task_id,
+                started_at=started_at, latency_ms=latency_ms, update=update, action=action, **outcome)
 
 
 def ns_parts(namespace: str) -> list[tuple[str, str]]:
@@ -199,4 +213,4 @@ def _path(path: Any) -> str:
     return "/".join(str(p) for p in path if not isinstance(p, bool))
 
 
-__all__ = ["KEY", "StepKey", "Cassette", "StepKeys", "step_keys", "Recorder", "RecordingNode", "locate", "make_step", "ns_parts"]
+__all__ = ["KEY", "StepKey", "Cassette", "StepKeys", "step_keys", "Recorder", "RecordingNode", "locate", "make_step", "step_of", "ns_parts"]

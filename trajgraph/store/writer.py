@@ -25,6 +25,10 @@ the batch until then) loses that batch whole, never row by row: each run in it
 is reported once, and its later updates say `failed` with the cause, so a run
 is either stored whole or told to have lost rows, never silently half.
 
+A recorder's hot path may hand over a row unbuilt (`Later`): the writer's thread builds it with the rest
+of its batch. Built there, next to the encoding that reads it, a step costs a fraction of what building it
+costs between two of LangGraph's own node calls on the graph's thread, where every cache is cold.
+
 Why not a `queue.Queue`: every `put` wakes the writer, and on a fast agent
 those wake-ups fight the graph's thread for the GIL. The thread ends after a
 second with nothing to do and starts again on the next row, so an idle store
@@ -40,6 +44,7 @@ import multiprocessing.util
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +58,14 @@ log = logging.getLogger("trajgraph")
 _FLUSH_INTERVAL_S = 0.05
 _IDLE_EXIT_S = 1.0
 _MAX_BATCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """A row of run `run_id` that the writer's thread builds (`build()`), before it encodes its batch."""
+
+    run_id: str
+    build: Callable[[], Any]
 
 
 @dataclass
@@ -97,6 +110,7 @@ class Writer:
         return bool(self._pending)
 
     def put(self, kind: str, item: Any) -> None:
+        """Queue a row (or a `Later` that builds it) to be written with the next batch."""
         self._pending.append((kind, item))  # atomic under the GIL; the writer picks it up on its next pass
         if not self._running:
             self._start()
@@ -161,13 +175,18 @@ class Writer:
 
     def _drain(self) -> None:
         """Write up to one batch of what is pending, then release whoever waits for a flush."""
-        batch, waiters = _Batch(), []
-        while self._pending and len(batch) < _MAX_BATCH:
+        batch, waiters, n = _Batch(), [], 0
+        while self._pending and n < _MAX_BATCH:
             kind, item = self._pending.popleft()
             if kind == "flush":
                 waiters.append(item)
-            else:
-                getattr(batch, _FIELDS[kind]).append(item)
+                continue
+            if type(item) is Later:
+                item = self._built(kind, item)
+                if item is None:
+                    continue
+            getattr(batch, _FIELDS[kind]).append(item)
+            n += 1
         _fold_run_updates(batch)
         if self._failed:
             self._keep_failed(batch)
@@ -178,6 +197,15 @@ class Writer:
                 self._write_one_by_one(batch, exc)
         for w in waiters:
             w.set()
+
+    def _built(self, kind: str, later: Later) -> Any:
+        """The row `later` builds; None, and the loss reported to its run like a failed write, if it cannot."""
+        try:
+            return later.build()
+        except Exception as exc:
+            self._lose(later.run_id, StoreError(f"{self.path}: a {kind.replace('_', ' ')} row could not be built "
+                                                f"({type(exc).__name__}: {exc})"), 1)
+            return None
 
     def _write_one_by_one(self, batch: _Batch, exc: BaseException) -> None:
         """After a failed batch: every row alone, so one bad row loses only itself."""
