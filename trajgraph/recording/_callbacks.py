@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 
 # The model-call handler of the recorded run whose graph is executing in this context: set while the graph
-# computes a chunk (`reaching_model_calls`), so the caller's own code between chunks is not the run's.
+# computes each chunk (record.py; replay: `reaching_model_calls`), so the caller's code between chunks is not the run's.
 # LangChain adds it to the callback manager of each model (and tool) call through a configure hook, so it
 # is not an inheritable handler of every runnable in the graph: each LangGraph task, node and chain would
 # pay for dispatching to it (on_chain_end and child managers then skip LangChain's shortcut for an empty
